@@ -1,0 +1,164 @@
+# Makefile — builds the apr core, its backend plugins, tools, benchmarks and tests into build/.
+#
+#   make                      core, plugins, tools and bench into build/
+#   make check                builds and runs every test
+#   make check-sanitize       the same under AddressSanitizer + UndefinedBehaviorSanitizer (build-san/)
+#   make install PREFIX=/usr/local DESTDIR=
+#
+# The core and every probe are compiled for baseline x86-64 so nothing runs an instruction the
+# CPU lacks before the probe has checked; only a plugin's kernel files get its ISA flags.
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+B ?= build
+CC ?= cc
+WERROR ?= -Werror
+OPT ?= -O2
+SAN ?=
+
+PKGS := hwloc libcjson
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CRIT_CFLAGS := $(shell pkg-config --cflags criterion 2>/dev/null)
+CRIT_LIBS := $(shell pkg-config --libs criterion 2>/dev/null)
+
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra $(WERROR) $(OPT) -g -fPIC -pthread \
+               -Iinclude -fno-strict-aliasing $(SAN)
+LDFLAGS_ALL := -pthread $(SAN)
+ARCH_BASE := -march=x86-64 -mtune=generic
+
+ISA_avx2 := -mavx2 -mfma -mf16c
+ISA_avx512 := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq
+
+# ---------------------------------------------------------------- core library
+CORE_SRCS := $(wildcard core/*.c)
+CORE_OBJS := $(CORE_SRCS:%.c=$(B)/obj/%.o)
+LIBAPR := $(B)/lib/libapr.so
+LIBAPR0 := $(B)/lib/libapr.so.0
+
+# ---------------------------------------------------------------- plugins
+PLUGDIR := $(B)/lib/apr/plugins
+COMMON_SRCS := $(wildcard plugins/common/*.c)
+REF_SRCS := $(wildcard plugins/reference/*.c) $(COMMON_SRCS)
+X86_BASE_SRCS := $(wildcard plugins/cpu-x86/*.c) $(COMMON_SRCS)
+X86_ISA_SRCS := $(wildcard plugins/cpu-x86/isa/*.c)
+
+REF_OBJS := $(REF_SRCS:%.c=$(B)/obj/reference/%.o)
+AVX2_OBJS := $(X86_BASE_SRCS:%.c=$(B)/obj/cpu-avx2/%.o) $(X86_ISA_SRCS:%.c=$(B)/obj/cpu-avx2/%.o)
+AVX512_OBJS := $(X86_BASE_SRCS:%.c=$(B)/obj/cpu-avx512/%.o) $(X86_ISA_SRCS:%.c=$(B)/obj/cpu-avx512/%.o)
+
+PLUGINS := $(PLUGDIR)/reference.so $(PLUGDIR)/cpu-avx2.so $(PLUGDIR)/cpu-avx512.so
+PLUGIN_LDFLAGS := -shared -Wl,--version-script=plugins/plugin.map -Wl,-z,defs $(LDFLAGS_ALL) -lm
+
+# ---------------------------------------------------------------- tools and bench
+TOOLS := $(patsubst tools/%.c,$(B)/bin/%,$(wildcard tools/apr-*.c))
+TOOL_COMMON := $(wildcard tools/common/*.c)
+BENCH_SRCS := $(wildcard bench/*.c)
+BENCH := $(B)/bin/apr-bench
+RPATH := -Wl,-rpath,'$$ORIGIN/../lib'
+
+# ---------------------------------------------------------------- tests
+TEST_SRCS := $(wildcard tests/test_*.c)
+TEST_BINS := $(TEST_SRCS:tests/%.c=$(B)/tests/%)
+TEST_UTIL := $(wildcard tests/util/*.c)
+TESTPLUG_SRCS := $(wildcard tests/plugins/*.c)
+TESTPLUGS := $(TESTPLUG_SRCS:tests/plugins/%.c=$(B)/tests/plugins/%.so)
+
+all: $(LIBAPR) $(PLUGINS) $(TOOLS) $(BENCH) $(B)/lib/pkgconfig/apr.pc
+
+# core: baseline ISA
+$(B)/obj/core/%.o: core/%.c $(wildcard include/apr/*.h core/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) -fvisibility=hidden $(PKG_CFLAGS) -c $< -o $@
+
+$(LIBAPR0): $(CORE_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -o $@ $^ -Wl,-soname,libapr.so.0 $(LDFLAGS_ALL) $(PKG_LIBS) -ldl -lm
+
+$(LIBAPR): $(LIBAPR0)
+	ln -sf libapr.so.0 $@
+
+PLUGIN_HDRS := $(wildcard include/apr/*.h plugins/common/*.h plugins/reference/*.h plugins/cpu-x86/*.h plugins/cpu-x86/isa/*.h)
+
+$(B)/obj/reference/%.o: %.c $(PLUGIN_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) -fvisibility=hidden -c $< -o $@
+
+# cpu-x86 shares one source tree; each variant is the same code built for its own ISA level.
+$(B)/obj/cpu-avx2/plugins/cpu-x86/isa/%.o: plugins/cpu-x86/isa/%.c $(PLUGIN_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(ISA_avx2) -DAPR_X86_LEVEL=2 -fvisibility=hidden -c $< -o $@
+$(B)/obj/cpu-avx2/%.o: %.c $(PLUGIN_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) -DAPR_X86_LEVEL=2 -fvisibility=hidden -c $< -o $@
+$(B)/obj/cpu-avx512/plugins/cpu-x86/isa/%.o: plugins/cpu-x86/isa/%.c $(PLUGIN_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(ISA_avx512) -DAPR_X86_LEVEL=3 -fvisibility=hidden -c $< -o $@
+$(B)/obj/cpu-avx512/%.o: %.c $(PLUGIN_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) -DAPR_X86_LEVEL=3 -fvisibility=hidden -c $< -o $@
+
+$(PLUGDIR)/reference.so: $(REF_OBJS) plugins/plugin.map
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $(REF_OBJS) $(PLUGIN_LDFLAGS)
+$(PLUGDIR)/cpu-avx2.so: $(AVX2_OBJS) plugins/plugin.map
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $(AVX2_OBJS) $(PLUGIN_LDFLAGS)
+$(PLUGDIR)/cpu-avx512.so: $(AVX512_OBJS) plugins/plugin.map
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $(AVX512_OBJS) $(PLUGIN_LDFLAGS)
+
+# tools and bench link the core; tools/common holds argument and output helpers they share.
+$(B)/bin/%: tools/%.c $(TOOL_COMMON) $(LIBAPR) $(wildcard tools/common/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) $(PKG_CFLAGS) -Itools -o $@ $< $(TOOL_COMMON) -L$(B)/lib -lapr $(RPATH) $(LDFLAGS_ALL) $(PKG_LIBS) -ldl -lm
+
+$(BENCH): $(BENCH_SRCS) $(TOOL_COMMON) $(LIBAPR) $(wildcard bench/*.h tools/common/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) $(PKG_CFLAGS) -Itools -Ibench -o $@ $(BENCH_SRCS) $(TOOL_COMMON) -L$(B)/lib -lapr $(RPATH) $(LDFLAGS_ALL) $(PKG_LIBS) -ldl -lm
+
+$(B)/lib/pkgconfig/apr.pc: Makefile
+	@mkdir -p $(dir $@)
+	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\nplugindir=$${libdir}/apr/plugins\n\nName: apr\nDescription: plugin-based tensor-op runtime for LLM work\nVersion: 0.1.0\nRequires.private: hwloc\nCflags: -I$${includedir}\nLibs: -L$${libdir} -lapr\n' '$(PREFIX)' > $@
+
+# ---------------------------------------------------------------- tests
+$(B)/tests/plugins/%.so: tests/plugins/%.c $(COMMON_SRCS) $(PLUGIN_HDRS) $(B)/tests/plugins/deps/libaprmissing.so
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) -fvisibility=hidden -shared -o $@ $< $(COMMON_SRCS) $(LDFLAGS_ALL) -lm \
+	  $(if $(findstring missingdep,$*),-L$(B)/tests/plugins/deps -laprmissing,)
+
+# The library the missingdep plugin needs; it sits where the loader never looks (no rpath), so
+# loading that plugin fails with the dynamic linker's message.
+$(B)/tests/plugins/deps/libaprmissing.so: tests/plugins/deps/aprmissing.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -shared -o $@ $<
+
+$(B)/tests/%: tests/%.c $(TEST_UTIL) $(LIBAPR) $(wildcard tests/util/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) $(PKG_CFLAGS) $(CRIT_CFLAGS) -Itests -Icore -o $@ $< $(TEST_UTIL) -L$(B)/lib -lapr $(RPATH) $(LDFLAGS_ALL) $(CRIT_LIBS) $(PKG_LIBS) -ldl -lm
+
+tests-build: all $(TEST_BINS) $(TESTPLUGS)
+
+# Each test program runs with the build tree's plugins; Criterion prints its Synthesis line.
+check: tests-build
+	@fail=0; for t in $(TEST_BINS); do \
+	  echo "== $$t"; APR_TEST_BUILD=$(B) $$t -j2 || fail=1; \
+	done; exit $$fail
+
+check-sanitize:
+	$(MAKE) B=build-san OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" check
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/apr/plugins $(DESTDIR)$(PREFIX)/include/apr $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 755 $(TOOLS) $(BENCH) $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(LIBAPR0) $(DESTDIR)$(PREFIX)/lib/libapr.so.0
+	ln -sf libapr.so.0 $(DESTDIR)$(PREFIX)/lib/libapr.so
+	install -m 755 $(PLUGINS) $(DESTDIR)$(PREFIX)/lib/apr/plugins/
+	install -m 644 include/apr/*.h $(DESTDIR)$(PREFIX)/include/apr/
+	install -m 644 $(B)/lib/pkgconfig/apr.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+
+clean:
+	rm -rf build build-san
+
+.PHONY: all check check-sanitize install clean tests-build
+.DELETE_ON_ERROR:

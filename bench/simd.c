@@ -1,0 +1,127 @@
+/* simd.c — the ceiling kernels (streaming sum, independent FMA chains) in the widest ISA the CPU has.
+ *
+ * apr-bench is built for baseline x86-64, so the AVX-512 and AVX2 bodies are compiled per function
+ * through __attribute__((target)) and only called after __builtin_cpu_supports has said yes (which
+ * also checks that the OS saves the wide registers). The SSE2 bodies are the fallback. */
+#include "simd.h"
+
+#include <immintrin.h>
+
+typedef enum simd_level { SIMD_SSE2 = 0, SIMD_AVX2 = 1, SIMD_AVX512 = 2 } simd_level;
+
+static simd_level simd_detect(void) {
+    static int level = -1;
+    if (level < 0) {
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx512f")) level = SIMD_AVX512;
+        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) level = SIMD_AVX2;
+        else level = SIMD_SSE2;
+    }
+    return (simd_level)level;
+}
+
+const char *simd_isa(void) {
+    static const char *const names[] = {"sse2", "avx2+fma", "avx512f"};
+    return names[simd_detect()];
+}
+
+/* ---------------------------------------------------------------- streaming sum */
+
+__attribute__((target("avx512f"))) static float simd_sum_avx512(const float *p, size_t n) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t i = 0; i < n; i += 64) {
+        a0 = _mm512_add_ps(a0, _mm512_load_ps(p + i));
+        a1 = _mm512_add_ps(a1, _mm512_load_ps(p + i + 16));
+        a2 = _mm512_add_ps(a2, _mm512_load_ps(p + i + 32));
+        a3 = _mm512_add_ps(a3, _mm512_load_ps(p + i + 48));
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+__attribute__((target("avx2"))) static float simd_sum_avx2(const float *p, size_t n) {
+    __m256 a[8];
+    for (int j = 0; j < 8; j++) a[j] = _mm256_setzero_ps();
+    for (size_t i = 0; i < n; i += 64)
+        for (int j = 0; j < 8; j++) a[j] = _mm256_add_ps(a[j], _mm256_load_ps(p + i + 8 * j));
+    for (int j = 1; j < 8; j++) a[0] = _mm256_add_ps(a[0], a[j]);
+    float t[8];
+    _mm256_storeu_ps(t, a[0]);
+    return t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7];
+}
+
+static float simd_sum_sse2(const float *p, size_t n) {
+    __m128 a[8];
+    for (int j = 0; j < 8; j++) a[j] = _mm_setzero_ps();
+    for (size_t i = 0; i < n; i += 64)
+        for (int j = 0; j < 8; j++) a[j] = _mm_add_ps(a[j], _mm_load_ps(p + i + 4 * j) + _mm_load_ps(p + i + 32 + 4 * j));
+    for (int j = 1; j < 8; j++) a[0] = _mm_add_ps(a[0], a[j]);
+    float t[4];
+    _mm_storeu_ps(t, a[0]);
+    return t[0] + t[1] + t[2] + t[3];
+}
+
+float simd_sum_f32(const float *p, size_t n) {
+    switch (simd_detect()) {
+    case SIMD_AVX512: return simd_sum_avx512(p, n);
+    case SIMD_AVX2: return simd_sum_avx2(p, n);
+    default: return simd_sum_sse2(p, n);
+    }
+}
+
+/* ---------------------------------------------------------------- FMA chains
+ * SIMD_CHAINS accumulators, each updated acc = acc * a + b once per round: enough independent
+ * chains to cover FMA latency times the FMA ports of any current core. The multiplier is just below
+ * one so the values converge instead of overflowing. */
+#define SIMD_CHAINS 16
+
+__attribute__((target("avx512f"))) static float simd_fma_avx512(uint64_t iters) {
+    __m512 acc[SIMD_CHAINS];
+    for (int j = 0; j < SIMD_CHAINS; j++) acc[j] = _mm512_set1_ps((float)j);
+    const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-6f);
+    for (uint64_t i = 0; i < iters; i++) {
+        for (int j = 0; j < SIMD_CHAINS; j++) acc[j] = _mm512_fmadd_ps(acc[j], a, b);
+        __asm__ volatile("" : "+v"(acc[0]), "+v"(acc[1]), "+v"(acc[2]), "+v"(acc[3]));
+    }
+    for (int j = 1; j < SIMD_CHAINS; j++) acc[0] = _mm512_add_ps(acc[0], acc[j]);
+    return _mm512_reduce_add_ps(acc[0]);
+}
+
+__attribute__((target("avx2,fma"))) static float simd_fma_avx2(uint64_t iters) {
+    __m256 acc[SIMD_CHAINS];
+    for (int j = 0; j < SIMD_CHAINS; j++) acc[j] = _mm256_set1_ps((float)j);
+    const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-6f);
+    for (uint64_t i = 0; i < iters; i++) {
+        for (int j = 0; j < SIMD_CHAINS; j++) acc[j] = _mm256_fmadd_ps(acc[j], a, b);
+        __asm__ volatile("" : "+x"(acc[0]), "+x"(acc[1]), "+x"(acc[2]), "+x"(acc[3]));
+    }
+    for (int j = 1; j < SIMD_CHAINS; j++) acc[0] = _mm256_add_ps(acc[0], acc[j]);
+    float t[8];
+    _mm256_storeu_ps(t, acc[0]);
+    return t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7];
+}
+
+/* Without FMA a multiply and an add per lane: counted as the same two flops. */
+static float simd_fma_sse2(uint64_t iters) {
+    __m128 acc[SIMD_CHAINS];
+    for (int j = 0; j < SIMD_CHAINS; j++) acc[j] = _mm_set1_ps((float)j);
+    const __m128 a = _mm_set1_ps(0.999999f), b = _mm_set1_ps(1e-6f);
+    for (uint64_t i = 0; i < iters; i++) {
+        for (int j = 0; j < SIMD_CHAINS; j++) acc[j] = _mm_add_ps(_mm_mul_ps(acc[j], a), b);
+        __asm__ volatile("" : "+x"(acc[0]), "+x"(acc[1]), "+x"(acc[2]), "+x"(acc[3]));
+    }
+    for (int j = 1; j < SIMD_CHAINS; j++) acc[0] = _mm_add_ps(acc[0], acc[j]);
+    float t[4];
+    _mm_storeu_ps(t, acc[0]);
+    return t[0] + t[1] + t[2] + t[3];
+}
+
+float simd_fma_chains(uint64_t iters, double *flops) {
+    static const int lanes[] = {4, 8, 16};
+    simd_level l = simd_detect();
+    *flops = 2.0 * lanes[l] * SIMD_CHAINS * (double)iters;
+    switch (l) {
+    case SIMD_AVX512: return simd_fma_avx512(iters);
+    case SIMD_AVX2: return simd_fma_avx2(iters);
+    default: return simd_fma_sse2(iters);
+    }
+}

@@ -1,0 +1,67 @@
+/* backend.c — instances of usable plugins, opened by name. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static void backend_list_usable(const apr_registry *reg, char *out, size_t size) {
+    size_t len = 0;
+    out[0] = 0;
+    for (int i = 0; i < reg->n_slots; i++)
+        if (reg->slots[i].api && len < size)
+            len += (size_t)snprintf(out + len, size - len, "%s%s", len ? ", " : "", reg->slots[i].name);
+    if (!len) snprintf(out, size, "none (run apr-probe to see why)");
+}
+
+APR_API apr_status apr_backend_open(apr_registry *reg, const char *name, int n_threads, apr_backend **out,
+                                    apr_error *err) {
+    *out = NULL;
+    char usable[256];
+    if (!name) {
+        name = apr_registry_default(reg);
+        if (!name) return apr_err_set(err, APR_ERR_NOT_FOUND, "no usable backend found in %s (run apr-probe to see why)",
+                                      reg->search_path);
+    }
+    const apr_plugin_slot *slot = NULL, *rejected = NULL;
+    for (int i = 0; i < reg->n_slots; i++) {
+        if (strcmp(reg->slots[i].name, name) != 0) continue;
+        if (reg->slots[i].api) { slot = &reg->slots[i]; break; }
+        if (!rejected) rejected = &reg->slots[i];
+    }
+    if (!slot) {
+        backend_list_usable(reg, usable, sizeof usable);
+        if (rejected)
+            return apr_err_set(err, APR_ERR_NOT_FOUND, "backend '%s' is not usable here (%s: %s); usable backends: %s",
+                               name, rejected->path, rejected->reason, usable);
+        return apr_err_set(err, APR_ERR_NOT_FOUND, "unknown backend '%s'; usable backends: %s", name, usable);
+    }
+    if (n_threads < 0) return apr_err_set(err, APR_ERR_INVALID, "thread count %d is negative", n_threads);
+    apr_backend *be = calloc(1, sizeof *be);
+    if (!be) return apr_err_set(err, APR_ERR_NOMEM, "out of memory");
+    be->reg = reg;
+    be->slot = slot;
+    be->api = slot->api;
+    be->n_threads = n_threads ? n_threads : reg->host.n_physical_cores;
+    apr_backend_config cfg = {.struct_size = sizeof cfg, .n_threads = be->n_threads, .host = &reg->host};
+    char msg[256] = "";
+    apr_status st = be->api->create(&cfg, &be->inst, msg, sizeof msg);
+    if (st != APR_OK) {
+        free(be);
+        return apr_err_set(err, st, "backend '%s' (%s) failed to start: %s", name, slot->path,
+                           msg[0] ? msg : apr_status_name(st));
+    }
+    *out = be;
+    return APR_OK;
+}
+
+APR_API void apr_backend_close(apr_backend *be) {
+    if (!be) return;
+    be->api->destroy(be->inst);
+    free(be);
+}
+
+APR_API const char *apr_backend_name(const apr_backend *be) { return be->slot->name; }
+APR_API int apr_backend_threads(const apr_backend *be) { return be->n_threads; }
+APR_API const apr_plugin *apr_backend_plugin(const apr_backend *be) { return be->api; }
+APR_API void *apr_backend_instance(const apr_backend *be) { return be->inst; }

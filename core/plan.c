@@ -1,0 +1,583 @@
+/* plan.c — the executor: orders a graph, places nodes on backends, plans memory, copies between
+ * backends and runs each backend's subgraph. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define PLAN_MAX_BACKENDS 8
+#define PLAN_HOST (-1)
+
+typedef enum plan_loc_kind {
+    PLAN_LOC_NONE = 0,  /* the backend never touches this storage */
+    PLAN_LOC_HOME,      /* produced here, in this backend's arena */
+    PLAN_LOC_SHARED,    /* read in place: host memory or another backend's host-visible arena, imported */
+    PLAN_LOC_UPLOADED,  /* a weight copied once, at plan time, into a buffer of its own */
+    PLAN_LOC_MIRROR,    /* a copy in this backend's arena, refreshed every run before first use */
+} plan_loc_kind;
+
+typedef struct plan_loc {
+    plan_loc_kind kind;
+    const apr_buffer *buf;   /* where the backend finds the bytes */
+    uint64_t offset;         /* bytes into buf */
+    int64_t arena_offset;    /* HOME and MIRROR: offset in this backend's arena */
+    int first, last;         /* MIRROR: steps of the first and last use here */
+    int fill_split;          /* MIRROR: the split before which it is filled */
+} plan_loc;
+
+typedef struct plan_store {
+    struct apr_tensor *t;    /* the storage-owning tensor */
+    int home;                /* producing backend index, or PLAN_HOST for leaves */
+    int64_t bytes;           /* contiguous size */
+    void *host;              /* leaves: weight data or the plan's input buffer */
+    int64_t home_offset;     /* op results: offset in the home arena */
+    int first, last;         /* op results: step produced, last step read (n_steps = kept to the end) */
+    plan_loc loc[PLAN_MAX_BACKENDS];
+} plan_store;
+
+typedef struct plan_split {
+    int backend;             /* index into backends */
+    int first_step, n_steps; /* nodes [first_step, first_step + n_steps) */
+    int n_fills;             /* mirrors filled before it */
+    int *fills;              /* store indices */
+} plan_split;
+
+struct apr_plan {
+    apr_graph *g;
+    apr_backend *backends[PLAN_MAX_BACKENDS];
+    int n_backends;
+    struct apr_tensor **steps;     /* [n_steps] op nodes in execution order */
+    int *step_backend;             /* [n_steps] */
+    int n_steps;
+    plan_store *stores;            /* [n_stores] */
+    int n_stores;
+    int *store_of;                 /* [g->n_tensors] store index of each tensor's base, or -1 */
+    plan_split *splits;
+    int n_splits;
+    apr_buffer arena[PLAN_MAX_BACKENDS];     /* one per backend; size 0 when unused */
+    int64_t arena_bytes[PLAN_MAX_BACKENDS];
+    apr_buffer **owned_bufs;       /* imports and uploads, each freed by its backend */
+    int *owned_backend;
+    int n_owned, cap_owned;
+    apr_node_desc *descs;          /* [n_steps] */
+    int64_t unshared_bytes;
+    int n_copies;
+};
+
+static const apr_buffer plan_placeholder = {.struct_size = sizeof(apr_buffer)};
+
+static apr_tensor_desc plan_shape_desc(const struct apr_tensor *t) {
+    apr_tensor_desc d;
+    memset(&d, 0, sizeof d);
+    d.struct_size = sizeof d;
+    d.dtype = (uint32_t)t->dtype;
+    memcpy(d.ne, t->ne, sizeof d.ne);
+    memcpy(d.nb, t->nb, sizeof d.nb);
+    d.buffer = &plan_placeholder;
+    return d;
+}
+
+static apr_node_desc plan_node_shape(const struct apr_tensor *t) {
+    apr_node_desc n;
+    memset(&n, 0, sizeof n);
+    n.struct_size = sizeof n;
+    n.op = (uint32_t)t->op;
+    n.n_src = (uint32_t)t->n_src;
+    memcpy(n.iparams, t->iparams, sizeof n.iparams);
+    memcpy(n.fparams, t->fparams, sizeof n.fparams);
+    n.dst = plan_shape_desc(t);
+    for (int i = 0; i < t->n_src; i++)
+        if (t->src[i]) n.src[i] = plan_shape_desc(t->src[i]);
+    n.name = t->name;
+    return n;
+}
+
+/* A zeroed buffer struct for backend; it joins the plan's list once plan_own_commit is called. */
+static apr_buffer *plan_own_buffer(apr_plan *p, int backend) {
+    if (p->n_owned == p->cap_owned) {
+        int cap = p->cap_owned ? 2 * p->cap_owned : 16;
+        apr_buffer **nb = realloc(p->owned_bufs, (size_t)cap * sizeof *nb);
+        if (!nb) return NULL;
+        for (int i = p->cap_owned; i < cap; i++) nb[i] = NULL;
+        p->owned_bufs = nb;
+        int *ob = realloc(p->owned_backend, (size_t)cap * sizeof *ob);
+        if (!ob) return NULL;
+        p->owned_backend = ob;
+        p->cap_owned = cap;
+    }
+    apr_buffer *b = p->owned_bufs[p->n_owned] ? p->owned_bufs[p->n_owned] : calloc(1, sizeof *b);
+    if (!b) return NULL;
+    memset(b, 0, sizeof *b);
+    b->struct_size = sizeof *b;
+    p->owned_bufs[p->n_owned] = b;
+    p->owned_backend[p->n_owned] = backend;
+    return b;
+}
+
+/* Keeps the buffer from plan_own_buffer once the plugin has filled it; an uncommitted one is
+ * reused by the next plan_own_buffer call or freed with the plan. */
+static void plan_own_commit(apr_plan *p) { p->n_owned++; }
+
+APR_API void apr_plan_free(apr_plan *p) {
+    if (!p) return;
+    for (int i = 0; i < p->n_owned; i++) {
+        apr_backend *be = p->backends[p->owned_backend[i]];
+        be->api->buffer_free(be->inst, p->owned_bufs[i]);
+    }
+    for (int i = 0; i < p->cap_owned; i++) free(p->owned_bufs ? p->owned_bufs[i] : NULL);
+    for (int b = 0; b < p->n_backends; b++)
+        if (p->arena_bytes[b]) p->backends[b]->api->buffer_free(p->backends[b]->inst, &p->arena[b]);
+    for (int i = 0; i < p->n_stores; i++)
+        if (p->stores[i].t->kind == APR_KIND_INPUT) free(p->stores[i].host);
+    for (int i = 0; i < p->n_splits; i++) free(p->splits[i].fills);
+    free(p->splits);
+    free(p->stores);
+    free(p->store_of);
+    free(p->steps);
+    free(p->step_backend);
+    free(p->owned_bufs);
+    free(p->owned_backend);
+    free(p->descs);
+    free(p);
+}
+
+/* ---------------------------------------------------------------- planning steps */
+
+/* Keeps the op nodes an output depends on, in creation order (a topological order). */
+static apr_status plan_order(apr_plan *p, apr_error *err) {
+    apr_graph *g = p->g;
+    char *needed = calloc((size_t)g->n_tensors + 1, 1);
+    p->steps = calloc((size_t)g->n_tensors + 1, sizeof *p->steps);
+    p->step_backend = calloc((size_t)g->n_tensors + 1, sizeof *p->step_backend);
+    if (!needed || !p->steps || !p->step_backend) {
+        free(needed);
+        return apr_err_set(err, APR_ERR_NOMEM, "out of memory planning the graph");
+    }
+    int n_out = 0;
+    for (int i = 0; i < g->n_tensors; i++)
+        if (g->tensors[i]->is_output) { needed[i] = 1; n_out++; }
+    for (int i = g->n_tensors - 1; i >= 0; i--) {
+        if (!needed[i]) continue;
+        struct apr_tensor *t = g->tensors[i];
+        needed[t->base->id] = 1;
+        for (int s = 0; s < t->n_src; s++)
+            if (t->src[s]) needed[t->src[s]->id] = 1;
+    }
+    for (int i = 0; i < g->n_tensors; i++)
+        if (needed[i] && g->tensors[i]->kind == APR_KIND_OP) p->steps[p->n_steps++] = g->tensors[i];
+    free(needed);
+    if (!n_out) return apr_err_set(err, APR_ERR_INVALID, "the graph has no outputs (call apr_graph_output)");
+    return APR_OK;
+}
+
+static apr_status plan_place(apr_plan *p, apr_error *err) {
+    for (int s = 0; s < p->n_steps; s++) {
+        struct apr_tensor *t = p->steps[s];
+        apr_node_desc n = plan_node_shape(t);
+        char reasons[400] = "";
+        size_t len = 0;
+        int chosen = -1;
+        for (int b = 0; b < p->n_backends && chosen < 0; b++) {
+            apr_backend *be = p->backends[b];
+            char why[160] = "";
+            if (be->api->supports(be->inst, &n, why, sizeof why) == APR_OK) chosen = b;
+            else if (len < sizeof reasons)
+                len += (size_t)snprintf(reasons + len, sizeof reasons - len, "%s%s: %s", len ? "; " : "",
+                                        apr_backend_name(be), why[0] ? why : "declined");
+        }
+        if (chosen < 0)
+            return apr_err_set(err, APR_ERR_UNSUPPORTED, "no backend can run node %s: %s", t->name, reasons);
+        p->step_backend[s] = chosen;
+    }
+    return APR_OK;
+}
+
+static apr_status plan_collect_stores(apr_plan *p, apr_error *err) {
+    apr_graph *g = p->g;
+    p->store_of = malloc((size_t)g->n_tensors * sizeof *p->store_of + 1);
+    p->stores = calloc((size_t)g->n_tensors + 1, sizeof *p->stores);
+    if (!p->store_of || !p->stores) return apr_err_set(err, APR_ERR_NOMEM, "out of memory planning the graph");
+    for (int i = 0; i < g->n_tensors; i++) p->store_of[i] = -1;
+    int *step_of = malloc((size_t)g->n_tensors * sizeof *step_of + 1);
+    if (!step_of) return apr_err_set(err, APR_ERR_NOMEM, "out of memory planning the graph");
+    for (int s = 0; s < p->n_steps; s++) step_of[p->steps[s]->id] = s;
+
+    /* every storage a step reads or writes, plus leaf outputs */
+    for (int s = 0; s <= p->n_steps; s++) {
+        struct apr_tensor *list[APR_MAX_SRC + 1];
+        int n = 0;
+        if (s < p->n_steps) {
+            list[n++] = p->steps[s];
+            for (int i = 0; i < p->steps[s]->n_src; i++)
+                if (p->steps[s]->src[i]) list[n++] = p->steps[s]->src[i];
+        }
+        for (int i = 0; i < n; i++) {
+            struct apr_tensor *base = list[i]->base;
+            if (p->store_of[base->id] >= 0) continue;
+            plan_store *st = &p->stores[p->n_stores];
+            st->t = base;
+            st->bytes = apr_tensor_storage_bytes(base);
+            st->home = base->kind == APR_KIND_OP ? p->step_backend[step_of[base->id]] : PLAN_HOST;
+            st->first = base->kind == APR_KIND_OP ? step_of[base->id] : 0;
+            st->last = base->is_output ? p->n_steps : st->first;
+            if (base->kind == APR_KIND_WEIGHT) st->host = (void *)base->data;
+            if (base->kind == APR_KIND_INPUT) {
+                int64_t rounded = (st->bytes + 63) / 64 * 64;
+                st->host = aligned_alloc(64, (size_t)rounded);
+                if (!st->host) { free(step_of); return apr_err_set(err, APR_ERR_NOMEM, "out of memory for input %s", base->name); }
+                memset(st->host, 0, (size_t)rounded);
+            }
+            p->store_of[base->id] = p->n_stores++;
+        }
+    }
+    /* inputs and weights that are outputs without being read still need a store */
+    for (int i = 0; i < g->n_tensors; i++) {
+        struct apr_tensor *t = g->tensors[i];
+        if (!t->is_output || p->store_of[t->base->id] >= 0 || t->base->kind == APR_KIND_OP) continue;
+        plan_store *st = &p->stores[p->n_stores];
+        st->t = t->base;
+        st->bytes = apr_tensor_storage_bytes(t->base);
+        st->home = PLAN_HOST;
+        if (t->base->kind == APR_KIND_WEIGHT) st->host = (void *)t->base->data;
+        else {
+            st->host = calloc(1, (size_t)st->bytes);
+            if (!st->host) { free(step_of); return apr_err_set(err, APR_ERR_NOMEM, "out of memory"); }
+        }
+        p->store_of[t->base->id] = p->n_stores++;
+    }
+    free(step_of);
+    /* lifetimes and which backend reads what */
+    for (int s = 0; s < p->n_steps; s++) {
+        struct apr_tensor *t = p->steps[s];
+        int b = p->step_backend[s];
+        p->stores[p->store_of[t->id]].loc[b].kind = PLAN_LOC_HOME;
+        for (int i = 0; i < t->n_src; i++) {
+            if (!t->src[i]) continue;
+            plan_store *st = &p->stores[p->store_of[t->src[i]->base->id]];
+            if (st->home != PLAN_HOST && st->last < s) st->last = s;
+            plan_loc *l = &st->loc[b];
+            if (st->home == b) continue;
+            if (l->kind == PLAN_LOC_NONE) { l->kind = PLAN_LOC_MIRROR; l->first = s; }
+            l->last = s;
+        }
+    }
+    return APR_OK;
+}
+
+static apr_status plan_split_graph(apr_plan *p, apr_error *err) {
+    p->splits = calloc((size_t)p->n_steps + 1, sizeof *p->splits);
+    if (!p->splits) return apr_err_set(err, APR_ERR_NOMEM, "out of memory planning the graph");
+    for (int s = 0; s < p->n_steps; s++) {
+        if (s == 0 || p->step_backend[s] != p->step_backend[s - 1]) {
+            p->splits[p->n_splits].backend = p->step_backend[s];
+            p->splits[p->n_splits].first_step = s;
+            p->n_splits++;
+        }
+        p->splits[p->n_splits - 1].n_steps++;
+    }
+    return APR_OK;
+}
+
+static bool plan_can_import(const apr_backend *be) { return APR_PLUGIN_HAS(be->api, buffer_import); }
+
+/* Decides, for every storage a backend reads but does not produce, whether it reads it in place
+ * or through a copy; weights that must be copied are uploaded now, once. */
+static apr_status plan_resolve_access(apr_plan *p, apr_error *err) {
+    for (int i = 0; i < p->n_stores; i++) {
+        plan_store *st = &p->stores[i];
+        for (int b = 0; b < p->n_backends; b++) {
+            plan_loc *l = &st->loc[b];
+            if (l->kind != PLAN_LOC_MIRROR) continue;
+            apr_backend *be = p->backends[b];
+            bool source_on_host = st->home == PLAN_HOST;
+            if (source_on_host && plan_can_import(be)) {
+                apr_buffer *buf = plan_own_buffer(p, b);
+                if (!buf) return apr_err_set(err, APR_ERR_NOMEM, "out of memory");
+                char msg[256] = "";
+                apr_status s = be->api->buffer_import(be->inst, st->host, (uint64_t)st->bytes, buf, msg, sizeof msg);
+                if (s == APR_OK) {
+                    plan_own_commit(p);
+                    l->kind = PLAN_LOC_SHARED;
+                    l->buf = buf;
+                    l->offset = 0;
+                    continue;
+                }
+                /* an import the backend refuses (alignment, say) falls back to a copy */
+            }
+            if (source_on_host && st->t->kind == APR_KIND_WEIGHT) {
+                apr_buffer *buf = plan_own_buffer(p, b);
+                if (!buf) return apr_err_set(err, APR_ERR_NOMEM, "out of memory");
+                char msg[256] = "";
+                apr_status s = be->api->buffer_alloc(be->inst, (uint64_t)st->bytes, buf, msg, sizeof msg);
+                if (s != APR_OK)
+                    return apr_err_set(err, s, "%s: cannot allocate %lld bytes for weight %s: %s", apr_backend_name(be),
+                                       (long long)st->bytes, st->t->name, msg);
+                plan_own_commit(p);
+                s = be->api->buffer_write(be->inst, buf, 0, st->host, (uint64_t)st->bytes, msg, sizeof msg);
+                if (s != APR_OK)
+                    return apr_err_set(err, s, "%s: upload of weight %s failed: %s", apr_backend_name(be), st->t->name, msg);
+                l->kind = PLAN_LOC_UPLOADED;
+                l->buf = buf;
+                l->offset = 0;
+                continue;
+            }
+            /* inputs the backend cannot import, and results of other backends: refreshed by an
+             * explicit copy before the first split that reads them */
+            for (int k = 0; k < p->n_splits; k++)
+                if (p->splits[k].backend == b && p->splits[k].first_step <= l->first &&
+                    l->first < p->splits[k].first_step + p->splits[k].n_steps) {
+                    l->fill_split = k;
+                    /* the copy lands when the split starts, so the mirror lives from there */
+                    l->first = p->splits[k].first_step;
+                    break;
+                }
+        }
+    }
+    return APR_OK;
+}
+
+/* Liveness: per backend arena, walk the steps allocating what starts and releasing what ends. */
+static apr_status plan_memory(apr_plan *p, apr_error *err) {
+    for (int b = 0; b < p->n_backends; b++) {
+        apr_memplan *mp = apr_memplan_new((int64_t)p->backends[b]->api->buffer_alignment);
+        if (!mp) return apr_err_set(err, APR_ERR_NOMEM, "out of memory");
+        int64_t align = p->backends[b]->api->buffer_alignment ? (int64_t)p->backends[b]->api->buffer_alignment : 64;
+        for (int s = 0; s <= p->n_steps; s++) {
+            /* mirrors first: they are filled before the split's first node runs */
+            for (int i = 0; i < p->n_stores; i++) {
+                plan_store *st = &p->stores[i];
+                plan_loc *l = &st->loc[b];
+                if (l->kind == PLAN_LOC_MIRROR && l->first == s) {
+                    l->arena_offset = apr_memplan_alloc(mp, st->bytes);
+                    p->unshared_bytes += (st->bytes + align - 1) / align * align;
+                }
+            }
+            for (int i = 0; i < p->n_stores; i++) {
+                plan_store *st = &p->stores[i];
+                if (st->home == b && st->first == s) {
+                    st->home_offset = apr_memplan_alloc(mp, st->bytes);
+                    st->loc[b].arena_offset = st->home_offset;
+                    p->unshared_bytes += (st->bytes + align - 1) / align * align;
+                }
+            }
+            for (int i = 0; i < p->n_stores; i++) {
+                plan_store *st = &p->stores[i];
+                plan_loc *l = &st->loc[b];
+                if (st->home == b && st->last == s) apr_memplan_release(mp, st->home_offset, st->bytes);
+                if (l->kind == PLAN_LOC_MIRROR && l->last == s)
+                    apr_memplan_release(mp, l->arena_offset, st->bytes);
+            }
+        }
+        p->arena_bytes[b] = apr_memplan_peak(mp);
+        apr_memplan_free(mp);
+    }
+    return APR_OK;
+}
+
+static apr_status plan_allocate(apr_plan *p, apr_error *err) {
+    for (int b = 0; b < p->n_backends; b++) {
+        if (!p->arena_bytes[b]) continue;
+        apr_backend *be = p->backends[b];
+        char msg[256] = "";
+        p->arena[b].struct_size = sizeof p->arena[b];
+        apr_status s = be->api->buffer_alloc(be->inst, (uint64_t)p->arena_bytes[b], &p->arena[b], msg, sizeof msg);
+        if (s != APR_OK) {
+            p->arena_bytes[b] = 0;
+            return apr_err_set(err, s, "%s: cannot allocate %lld bytes for intermediates: %s", apr_backend_name(be),
+                               (long long)p->arena_bytes[b], msg);
+        }
+    }
+    for (int i = 0; i < p->n_stores; i++) {
+        plan_store *st = &p->stores[i];
+        for (int b = 0; b < p->n_backends; b++) {
+            plan_loc *l = &st->loc[b];
+            if (l->kind == PLAN_LOC_HOME || l->kind == PLAN_LOC_MIRROR) {
+                l->buf = &p->arena[b];
+                l->offset = (uint64_t)l->arena_offset;
+            }
+        }
+    }
+    return APR_OK;
+}
+
+static apr_tensor_desc plan_desc(const apr_plan *p, const struct apr_tensor *t, int b) {
+    apr_tensor_desc d = plan_shape_desc(t);
+    const plan_loc *l = &p->stores[p->store_of[t->base->id]].loc[b];
+    d.buffer = l->buf;
+    d.offset = l->offset + (uint64_t)(t->kind == APR_KIND_VIEW ? t->view_offset : 0);
+    d.data = l->buf && l->buf->host_ptr ? (char *)l->buf->host_ptr + d.offset : NULL;
+    return d;
+}
+
+static apr_status plan_build_descs(apr_plan *p, apr_error *err) {
+    p->descs = calloc((size_t)p->n_steps + 1, sizeof *p->descs);
+    if (!p->descs) return apr_err_set(err, APR_ERR_NOMEM, "out of memory");
+    for (int s = 0; s < p->n_steps; s++) {
+        struct apr_tensor *t = p->steps[s];
+        int b = p->step_backend[s];
+        apr_node_desc *n = &p->descs[s];
+        *n = plan_node_shape(t);
+        n->dst = plan_desc(p, t, b);
+        for (int i = 0; i < t->n_src; i++) {
+            if (t->src[i]) n->src[i] = plan_desc(p, t->src[i], b);
+            else memset(&n->src[i], 0, sizeof n->src[i]);
+        }
+    }
+    for (int k = 0; k < p->n_splits; k++) {
+        plan_split *sp = &p->splits[k];
+        sp->fills = calloc((size_t)p->n_stores + 1, sizeof *sp->fills);
+        if (!sp->fills) return apr_err_set(err, APR_ERR_NOMEM, "out of memory");
+        for (int i = 0; i < p->n_stores; i++) {
+            const plan_loc *l = &p->stores[i].loc[sp->backend];
+            if (l->kind == PLAN_LOC_MIRROR && l->fill_split == k) {
+                sp->fills[sp->n_fills++] = i;
+                p->n_copies++;
+            }
+        }
+    }
+    return APR_OK;
+}
+
+APR_API apr_status apr_plan_new(apr_graph *g, apr_backend *const *backends, int n_backends, apr_plan **out,
+                                apr_error *err) {
+    *out = NULL;
+    if (apr_graph_error(g)) return apr_err_set(err, APR_ERR_INVALID, "graph is malformed: %s", apr_graph_error(g));
+    if (n_backends < 1 || n_backends > PLAN_MAX_BACKENDS)
+        return apr_err_set(err, APR_ERR_INVALID, "%d backends given (1..%d)", n_backends, PLAN_MAX_BACKENDS);
+    apr_plan *p = calloc(1, sizeof *p);
+    if (!p) return apr_err_set(err, APR_ERR_NOMEM, "out of memory");
+    p->g = g;
+    p->n_backends = n_backends;
+    for (int b = 0; b < n_backends; b++) p->backends[b] = backends[b];
+    apr_status s = plan_order(p, err);
+    if (!s) s = plan_place(p, err);
+    if (!s) s = plan_collect_stores(p, err);
+    if (!s) s = plan_split_graph(p, err);
+    if (!s) s = plan_resolve_access(p, err);
+    if (!s) s = plan_memory(p, err);
+    if (!s) s = plan_allocate(p, err);
+    if (!s) s = plan_build_descs(p, err);
+    if (s) { apr_plan_free(p); return s; }
+    *out = p;
+    return APR_OK;
+}
+
+/* ---------------------------------------------------------------- running */
+
+static const plan_store *plan_find_store(const apr_plan *p, const apr_tensor *t) {
+    if (!t || t->id >= p->g->n_tensors || p->g->tensors[t->id] != t) return NULL;
+    int i = p->store_of[t->base->id];
+    return i >= 0 ? &p->stores[i] : NULL;
+}
+
+APR_API apr_status apr_plan_set_input(apr_plan *p, const apr_tensor *t, const void *data, size_t bytes,
+                                      apr_error *err) {
+    const plan_store *st = plan_find_store(p, t);
+    if (!st || t->kind != APR_KIND_INPUT)
+        return apr_err_set(err, APR_ERR_INVALID, "%s is not an input this plan reads", t ? t->name : "(null)");
+    if ((int64_t)bytes != st->bytes)
+        return apr_err_set(err, APR_ERR_INVALID, "input %s takes %lld bytes, %zu given", t->name, (long long)st->bytes, bytes);
+    memcpy(st->host, data, bytes);
+    return APR_OK;
+}
+
+/* Fills the mirror of store i on backend b from wherever the store lives. */
+static apr_status plan_fill(apr_plan *p, int i, int b, apr_error *err) {
+    plan_store *st = &p->stores[i];
+    plan_loc *dst = &st->loc[b];
+    apr_backend *to = p->backends[b];
+    char msg[256] = "";
+    const void *src_host = NULL;
+    if (st->home == PLAN_HOST) src_host = st->host;
+    else if (p->arena[st->home].host_ptr) src_host = (const char *)p->arena[st->home].host_ptr + st->home_offset;
+    apr_status s;
+    if (src_host) {
+        s = to->api->buffer_write(to->inst, &p->arena[b], dst->offset, src_host, (uint64_t)st->bytes, msg, sizeof msg);
+    } else {
+        apr_backend *from = p->backends[st->home];
+        if (p->arena[b].host_ptr) {
+            s = from->api->buffer_read(from->inst, &p->arena[st->home], (uint64_t)st->home_offset,
+                                       (char *)p->arena[b].host_ptr + dst->offset, (uint64_t)st->bytes, msg, sizeof msg);
+        } else {
+            void *tmp = malloc((size_t)st->bytes);
+            if (!tmp) return apr_err_set(err, APR_ERR_NOMEM, "out of memory staging %s", st->t->name);
+            s = from->api->buffer_read(from->inst, &p->arena[st->home], (uint64_t)st->home_offset, tmp,
+                                       (uint64_t)st->bytes, msg, sizeof msg);
+            if (s == APR_OK)
+                s = to->api->buffer_write(to->inst, &p->arena[b], dst->offset, tmp, (uint64_t)st->bytes, msg, sizeof msg);
+            free(tmp);
+        }
+    }
+    if (s != APR_OK) return apr_err_set(err, s, "copy of %s to %s failed: %s", st->t->name, apr_backend_name(to), msg);
+    return APR_OK;
+}
+
+APR_API apr_status apr_plan_run(apr_plan *p, apr_error *err) {
+    for (int k = 0; k < p->n_splits; k++) {
+        plan_split *sp = &p->splits[k];
+        for (int f = 0; f < sp->n_fills; f++) {
+            apr_status s = plan_fill(p, sp->fills[f], sp->backend, err);
+            if (s) return s;
+        }
+        apr_backend *be = p->backends[sp->backend];
+        apr_subgraph sg = {.struct_size = sizeof sg, .node_stride = sizeof(apr_node_desc),
+                           .n_nodes = (uint32_t)sp->n_steps, .nodes = &p->descs[sp->first_step]};
+        char msg[256] = "";
+        apr_status s = be->api->compute(be->inst, &sg, msg, sizeof msg);
+        if (s != APR_OK)
+            return apr_err_set(err, s, "%s failed running nodes %s..%s: %s", apr_backend_name(be),
+                               p->steps[sp->first_step]->name, p->steps[sp->first_step + sp->n_steps - 1]->name,
+                               msg[0] ? msg : apr_status_name(s));
+    }
+    return APR_OK;
+}
+
+APR_API apr_status apr_plan_get_output(apr_plan *p, const apr_tensor *t, void *dst, size_t bytes, apr_error *err) {
+    const plan_store *st = plan_find_store(p, t);
+    if (!st || !t->is_output) return apr_err_set(err, APR_ERR_INVALID, "%s is not an output of this plan", t ? t->name : "(null)");
+    if (!apr_tensor_is_contiguous(t))
+        return apr_err_set(err, APR_ERR_INVALID, "output %s is a strided view; make it contiguous with apr_cast", t->name);
+    int64_t size = apr_dtype_row_bytes(t->dtype, t->ne[0]) * t->ne[1] * t->ne[2] * t->ne[3];
+    if ((int64_t)bytes != size)
+        return apr_err_set(err, APR_ERR_INVALID, "output %s has %lld bytes, %zu asked for", t->name, (long long)size, bytes);
+    int64_t off = t->kind == APR_KIND_VIEW ? t->view_offset : 0;
+    if (st->home == PLAN_HOST) { memcpy(dst, (const char *)st->host + off, bytes); return APR_OK; }
+    apr_backend *be = p->backends[st->home];
+    char msg[256] = "";
+    apr_status s = be->api->buffer_read(be->inst, &p->arena[st->home], (uint64_t)(st->home_offset + off), dst, bytes,
+                                        msg, sizeof msg);
+    if (s != APR_OK) return apr_err_set(err, s, "reading output %s from %s: %s", t->name, apr_backend_name(be), msg);
+    return APR_OK;
+}
+
+APR_API void apr_plan_stats_get(const apr_plan *p, apr_plan_stats *out) {
+    memset(out, 0, sizeof *out);
+    out->n_nodes = p->n_steps;
+    out->n_splits = p->n_splits;
+    out->n_copies = p->n_copies;
+    for (int b = 0; b < p->n_backends; b++) out->peak_bytes += p->arena_bytes[b];
+    out->unshared_bytes = p->unshared_bytes;
+}
+
+APR_API const apr_backend *apr_plan_placement(const apr_plan *p, const apr_tensor *t) {
+    for (int s = 0; s < p->n_steps; s++)
+        if (p->steps[s] == t) return p->backends[p->step_backend[s]];
+    return NULL;
+}
+
+APR_API void apr_plan_dump(const apr_plan *p, void *file) {
+    FILE *f = file;
+    apr_plan_stats st;
+    apr_plan_stats_get(p, &st);
+    fprintf(f, "plan: %d nodes in %d splits, %d copies per run, arena %lld bytes (%lld without reuse)\n", st.n_nodes,
+            st.n_splits, st.n_copies, (long long)st.peak_bytes, (long long)st.unshared_bytes);
+    for (int k = 0; k < p->n_splits; k++) {
+        const plan_split *sp = &p->splits[k];
+        fprintf(f, "  split %d on %s: %d nodes (%s .. %s)", k, apr_backend_name(p->backends[sp->backend]), sp->n_steps,
+                p->steps[sp->first_step]->name, p->steps[sp->first_step + sp->n_steps - 1]->name);
+        for (int i = 0; i < sp->n_fills; i++)
+            fprintf(f, "%s%s", i ? ", " : "; copies in: ", p->stores[sp->fills[i]].t->name);
+        fputc('\n', f);
+    }
+}

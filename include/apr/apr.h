@@ -1,0 +1,220 @@
+/* apr.h — the public API of apr: load backend plugins, build op graphs, plan and run them. */
+#ifndef APR_H
+#define APR_H
+
+/*
+ * OVERVIEW
+ *
+ * apr runs tensor-op graphs on whatever backends a machine has. Backends are plugins (one .so
+ * each, see apr_abi.h) found at run time; the core here only discovers them, plans graphs and
+ * moves data between them.
+ *
+ *   1. apr_registry_open() scans the plugin directories (APR_PLUGIN_PATH first, then
+ *      <prefix>/lib/apr/plugins next to libapr), probes every plugin against this machine and
+ *      records why each file was accepted or rejected.
+ *   2. apr_backend_open() creates an instance of a backend by name (NULL = the highest score).
+ *   3. A graph is built with apr_graph_new() and the op constructors below. Leaves are inputs
+ *      (data supplied per run) or weights (host memory the caller keeps alive). Shape errors
+ *      do not abort: the constructor returns NULL, later constructors pass NULL on, and
+ *      apr_graph_error() says what went wrong first.
+ *   4. apr_plan_new() orders the graph, places every node on the first backend in the given
+ *      list that supports it, splits it into per-backend subgraphs with explicit copies between
+ *      them, and plans intermediate memory by liveness. apr_plan_run() runs it.
+ *
+ * Example: y = W x on the default backend
+ *
+ *     apr_error e;
+ *     apr_registry *reg; apr_backend *be; apr_plan *plan;
+ *     if (apr_registry_open(NULL, &reg, &e)) die(e.msg);
+ *     if (apr_backend_open(reg, NULL, 0, &be, &e)) die(e.msg);
+ *     apr_graph *g = apr_graph_new();
+ *     apr_tensor *w = apr_weight(g, APR_F32, 2, (int64_t[]){K, N}, w_data, "w");
+ *     apr_tensor *x = apr_input(g, APR_F32, 2, (int64_t[]){K, 1}, "x");
+ *     apr_tensor *y = apr_matmul(g, w, x);
+ *     apr_graph_output(g, y);
+ *     if (apr_plan_new(g, &be, 1, &plan, &e)) die(e.msg);
+ *     apr_plan_set_input(plan, x, x_data, K * sizeof(float), &e);
+ *     apr_plan_run(plan, &e);
+ *     apr_plan_get_output(plan, y, y_data, N * sizeof(float), &e);
+ *     apr_plan_free(plan); apr_graph_free(g); apr_backend_close(be); apr_registry_close(reg);
+ *
+ * Ownership: every open or new call has a matching close or free. A plan refers to its graph and
+ * backends, which must outlive it. Threading: one thread at a time per registry, backend, graph
+ * and plan; distinct objects may be used from distinct threads.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "apr/apr_abi.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define APR_VERSION_STRING "0.1.0"
+
+/* An error message filled by any call that returns a status other than APR_OK. */
+typedef struct apr_error {
+    char msg[512];
+} apr_error;
+
+const char *apr_status_name(apr_status s);
+
+/* ---------------------------------------------------------------- dtypes */
+
+const char *apr_dtype_name(apr_dtype t);          /* "f32", ...; NULL for an unknown number */
+bool apr_dtype_parse(const char *name, apr_dtype *out);
+int64_t apr_dtype_block_elems(apr_dtype t);       /* elements per storage block (1 for scalars); 0 = unknown */
+int64_t apr_dtype_block_bytes(apr_dtype t);       /* bytes per storage block; 0 = unknown */
+/* Bytes of a contiguous row of n elements; -1 when n is not a multiple of the block size. */
+int64_t apr_dtype_row_bytes(apr_dtype t, int64_t n);
+
+/* ---------------------------------------------------------------- machine topology */
+
+/* Fills the host description plugins receive (hwloc: cores, caches, NUMA; CPU model). */
+apr_status apr_host_query(apr_host_info *out, apr_error *err);
+
+/* ---------------------------------------------------------------- plugins */
+
+typedef struct apr_registry apr_registry;
+
+typedef struct apr_registry_options {
+    const char *plugin_path;     /* colon-separated dirs searched first; NULL = getenv("APR_PLUGIN_PATH") */
+    bool skip_default_dir;       /* true: do not scan <prefix>/lib/apr/plugins */
+} apr_registry_options;
+
+typedef enum apr_plugin_state { APR_PLUGIN_OK = 0, APR_PLUGIN_REJECTED = 1 } apr_plugin_state;
+
+/* What the registry knows of one plugin file. Strings belong to the registry. */
+typedef struct apr_plugin_record {
+    const char *name;            /* backend name ("cpu-avx2"), or the file's base name if unknown */
+    const char *path;            /* the file scanned */
+    apr_plugin_state state;
+    int score;                   /* probe score; 0 when rejected */
+    const char *reason;          /* why rejected, or the probe's reason when accepted */
+    const char *features;        /* features the probe reported ("" if none) */
+    const char *description;     /* the plugin's one-line description ("" if unknown) */
+    uint32_t abi_version;        /* ABI the plugin implements (0 if unknown) */
+} apr_plugin_record;
+
+/* Scans and probes. Fails only when nothing could be scanned at all; individual bad files are
+ * recorded as rejected. opts may be NULL. */
+apr_status apr_registry_open(const apr_registry_options *opts, apr_registry **out, apr_error *err);
+void apr_registry_close(apr_registry *reg);
+int apr_registry_count(const apr_registry *reg);
+const apr_plugin_record *apr_registry_record(const apr_registry *reg, int i);
+const apr_host_info *apr_registry_host(const apr_registry *reg);
+/* The name of the usable backend with the highest score (earlier files win ties), or NULL. */
+const char *apr_registry_default(const apr_registry *reg);
+/* The directories scanned, in order, colon-separated. */
+const char *apr_registry_search_path(const apr_registry *reg);
+
+/* ---------------------------------------------------------------- backends */
+
+typedef struct apr_backend apr_backend;
+
+/* Opens a usable backend. name NULL = the default. An unknown or rejected name is
+ * APR_ERR_NOT_FOUND with a message listing the usable backends. n_threads 0 = physical cores. */
+apr_status apr_backend_open(apr_registry *reg, const char *name, int n_threads, apr_backend **out,
+                            apr_error *err);
+void apr_backend_close(apr_backend *be);
+const char *apr_backend_name(const apr_backend *be);
+int apr_backend_threads(const apr_backend *be);
+/* The plugin's function table, for tests and benchmarks that drive a backend directly. */
+const apr_plugin *apr_backend_plugin(const apr_backend *be);
+void *apr_backend_instance(const apr_backend *be);
+
+/* ---------------------------------------------------------------- graphs */
+
+typedef struct apr_graph apr_graph;
+typedef struct apr_tensor apr_tensor;
+
+apr_graph *apr_graph_new(void);
+void apr_graph_free(apr_graph *g);
+/* The first construction error, or NULL if the graph is well formed so far. */
+const char *apr_graph_error(const apr_graph *g);
+
+/* Leaves. ne has n_dims (1..4) entries, innermost first. Inputs get their data per run through
+ * apr_plan_set_input; a weight's data is read in place (zero-copy on host-visible backends) and
+ * must stay valid and unchanged while any plan of the graph exists. */
+apr_tensor *apr_input(apr_graph *g, apr_dtype t, int n_dims, const int64_t *ne, const char *name);
+apr_tensor *apr_weight(apr_graph *g, apr_dtype t, int n_dims, const int64_t *ne, const void *data,
+                       const char *name);
+/* Marks t as a result: it is kept alive to the end of a run and readable afterwards. */
+void apr_graph_output(apr_graph *g, apr_tensor *t);
+
+/* Shape queries. */
+apr_dtype apr_tensor_dtype(const apr_tensor *t);
+int64_t apr_tensor_ne(const apr_tensor *t, int dim);
+int64_t apr_tensor_nb(const apr_tensor *t, int dim);
+int64_t apr_tensor_nelements(const apr_tensor *t);
+const char *apr_tensor_name(const apr_tensor *t);
+bool apr_tensor_is_contiguous(const apr_tensor *t);
+
+/* Views share storage with their source. reshape needs a contiguous source. permute puts
+ * source dim i at position axes[i]. slice keeps [start, start+len) of dim. */
+apr_tensor *apr_reshape(apr_graph *g, apr_tensor *a, int n_dims, const int64_t *ne);
+apr_tensor *apr_permute(apr_graph *g, apr_tensor *a, int ax0, int ax1, int ax2, int ax3);
+apr_tensor *apr_transpose(apr_graph *g, apr_tensor *a); /* swaps dims 0 and 1 */
+apr_tensor *apr_slice(apr_graph *g, apr_tensor *a, int dim, int64_t start, int64_t len);
+
+/* Ops; the definitions (shapes, dtypes, edge cases) are in apr_abi.h next to each apr_op. */
+apr_tensor *apr_get_rows(apr_graph *g, apr_tensor *table, apr_tensor *ids);
+apr_tensor *apr_matmul(apr_graph *g, apr_tensor *w, apr_tensor *x);
+apr_tensor *apr_add(apr_graph *g, apr_tensor *a, apr_tensor *b);
+apr_tensor *apr_mul(apr_graph *g, apr_tensor *a, apr_tensor *b);
+apr_tensor *apr_scale(apr_graph *g, apr_tensor *a, float s);
+apr_tensor *apr_rms_norm(apr_graph *g, apr_tensor *x, float eps);
+typedef struct apr_rope_params {
+    int n_rot;            /* dims rotated (even, <= D) */
+    int layout;           /* 0 adjacent pairs, 1 split half */
+    float freq_base;      /* e.g. 10000 */
+    float freq_scale;     /* position multiplier; 1 = none */
+} apr_rope_params;
+/* freq_factors may be NULL. */
+apr_tensor *apr_rope(apr_graph *g, apr_tensor *x, apr_tensor *pos, apr_tensor *freq_factors,
+                     const apr_rope_params *p);
+apr_tensor *apr_softmax(apr_graph *g, apr_tensor *x, apr_tensor *mask, float scale, bool causal);
+apr_tensor *apr_silu(apr_graph *g, apr_tensor *x);
+apr_tensor *apr_gelu(apr_graph *g, apr_tensor *x);
+apr_tensor *apr_swiglu(apr_graph *g, apr_tensor *gate, apr_tensor *up);
+apr_tensor *apr_attention(apr_graph *g, apr_tensor *q, apr_tensor *k, apr_tensor *v, apr_tensor *mask,
+                          float scale, bool causal);
+apr_tensor *apr_cast(apr_graph *g, apr_tensor *a, apr_dtype to); /* contiguous copy in dtype to */
+apr_tensor *apr_concat(apr_graph *g, apr_tensor *a, apr_tensor *b, int dim);
+apr_tensor *apr_argmax(apr_graph *g, apr_tensor *x);
+
+/* ---------------------------------------------------------------- plans (the executor) */
+
+typedef struct apr_plan apr_plan;
+
+typedef struct apr_plan_stats {
+    int n_nodes;                 /* op nodes run (views excluded) */
+    int n_splits;                /* per-backend subgraphs */
+    int n_copies;                /* tensors copied between backends per run */
+    int64_t peak_bytes;          /* sum over backends of the planned intermediate arena */
+    int64_t unshared_bytes;      /* what the intermediates would need without reuse */
+} apr_plan_stats;
+
+/* backends: in order of preference; each node goes to the first that supports it. Fails with a
+ * message naming the node when none does. */
+apr_status apr_plan_new(apr_graph *g, apr_backend *const *backends, int n_backends, apr_plan **out,
+                        apr_error *err);
+void apr_plan_free(apr_plan *p);
+apr_status apr_plan_set_input(apr_plan *p, const apr_tensor *t, const void *data, size_t bytes,
+                              apr_error *err);
+apr_status apr_plan_run(apr_plan *p, apr_error *err);
+/* Copies an output (contiguous, in its own dtype) to dst; bytes must equal its size. */
+apr_status apr_plan_get_output(apr_plan *p, const apr_tensor *t, void *dst, size_t bytes, apr_error *err);
+void apr_plan_stats_get(const apr_plan *p, apr_plan_stats *out);
+/* The backend a node was placed on (NULL for leaves and views). */
+const apr_backend *apr_plan_placement(const apr_plan *p, const apr_tensor *t);
+/* Writes a human-readable description of the splits to f (a FILE *), for --verbose. */
+void apr_plan_dump(const apr_plan *p, void *file);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* APR_H */

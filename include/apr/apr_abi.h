@@ -1,0 +1,274 @@
+/* apr_abi.h — the binary contract between the apr core and backend plugins: dtypes, ops, structs, entry point. */
+#ifndef APR_ABI_H
+#define APR_ABI_H
+
+/*
+ * OVERVIEW
+ *
+ * A backend plugin is a shared object that exports exactly one symbol, apr_plugin_entry
+ * (APR_PLUGIN_ENTRY_SYMBOL). The core dlopen()s every .so in the plugin directories with
+ * RTLD_NOW | RTLD_LOCAL, calls the entry with the newest ABI version it speaks, and gets back a
+ * table of function pointers (struct apr_plugin) stamped with the ABI version the plugin
+ * implements and the size of the table as the plugin was compiled.
+ *
+ * Versioning rules (the ABI only grows):
+ *   - APR_ABI_VERSION increases when anything is appended: an op, a dtype, a struct field, a table slot.
+ *     Nothing is ever removed, renumbered or reordered.
+ *   - A newer core accepts an older plugin: it reads only the table slots that fit in the plugin's
+ *     struct_size, and an older plugin declines ops it does not know (supports() says why).
+ *   - An older core refuses a newer plugin (abi_version > the core's) with a message naming both.
+ *   - Every struct that crosses the boundary starts with uint32_t struct_size, filled by whoever
+ *     allocates it. A reader never touches a field that lies past struct_size.
+ *
+ * Errors: every fallible call returns an apr_status and, on failure, writes one human-readable
+ * line into the caller's (err, err_size) buffer. Plugins never call exit() or abort(), never
+ * print, and never keep pointers to caller memory after a call returns unless stated.
+ *
+ * Threading rules:
+ *   - entry and probe: may be called from any thread, concurrently; they must not have side effects
+ *     beyond reading the hardware.
+ *   - create/destroy: one call at a time per plugin.
+ *   - All other calls take a backend instance and are made by one thread at a time per instance
+ *     (the core serialises them). A plugin may run its own worker threads inside compute(); they
+ *     must be idle when compute() returns. Instances of one plugin are independent.
+ *
+ * Tensors: up to 4 dimensions. ne[0] is the innermost (fastest-varying) dimension; nb[i] is the
+ * byte distance between consecutive elements (for block dtypes: blocks) along dimension i.
+ * A contiguous tensor has nb[0] = type size, nb[i] = nb[i-1] * ne[i-1] (ne[0] / block size for
+ * block types). Views (reshape, permute, transpose, slice) only change ne, nb and offset.
+ *
+ * dtype numbers equal the GGML type ids so GGUF tensors map directly; the gaps are the
+ * quantized block types, added by a later ABI version.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define APR_ABI_VERSION 1             /* the ABI this header describes */
+#define APR_ABI_MIN_VERSION 1         /* the oldest plugin ABI this core still accepts */
+#define APR_PLUGIN_ENTRY_SYMBOL "apr_plugin_entry"
+#define APR_MAX_DIMS 4
+#define APR_MAX_SRC 4
+#define APR_MAX_PARAMS 8
+
+/* ---------------------------------------------------------------- status */
+
+typedef enum apr_status {
+    APR_OK = 0,
+    APR_ERR_INVALID = 1,     /* bad argument or bad data (shape, id out of range) */
+    APR_ERR_UNSUPPORTED = 2, /* the op, dtype or shape is not implemented here */
+    APR_ERR_NOMEM = 3,       /* an allocation failed */
+    APR_ERR_IO = 4,          /* a file could not be read or written */
+    APR_ERR_FORMAT = 5,      /* a file is malformed */
+    APR_ERR_DEVICE = 6,      /* the hardware or its driver failed */
+    APR_ERR_ABI = 7,         /* a plugin and the core cannot talk to each other */
+    APR_ERR_NOT_FOUND = 8,   /* a named thing (backend, tensor, file) does not exist */
+    APR_ERR_INTERNAL = 9,    /* a bug: an invariant did not hold */
+} apr_status;
+
+/* ---------------------------------------------------------------- dtypes */
+
+typedef enum apr_dtype {
+    APR_F32 = 0,   /* IEEE binary32 */
+    APR_F16 = 1,   /* IEEE binary16; conversions from f32 round to nearest even */
+    APR_I32 = 26,  /* two's complement int32 (token ids, positions, argmax results) */
+    APR_BF16 = 30, /* the upper 16 bits of a binary32; conversions from f32 round to nearest even */
+    APR_DTYPE_LIMIT = 40, /* all dtype numbers are below this */
+} apr_dtype;
+
+/* ---------------------------------------------------------------- ops
+ *
+ * Op numbers are stable; new ops are appended. In every definition below, x[i0,i1,i2,i3] means
+ * the element at byte offset i0*nb[0] + i1*nb[1] + i2*nb[2] + i3*nb[3]; any source may be a
+ * strided view unless it says otherwise, and dst is written only at its own elements (never the
+ * bytes between them). "F" stands for a float dtype (f32, f16 or bf16). Unless stated, dst is F32
+ * and float sources are F32. Results must not depend on the number of threads beyond rounding.
+ */
+typedef enum apr_op {
+    APR_OP_NONE = 0,
+    /* GET_ROWS  src0 table [D, R, 1, 1] F; src1 ids [N, 1, 1, 1] I32; dst [D, N] F32.
+     *           dst[:, n] = table[:, ids[n]]. An id outside [0, R) is APR_ERR_INVALID. */
+    APR_OP_GET_ROWS = 1,
+    /* MATMUL    src0 weight W [K, N, Bw2, Bw3] F; src1 activations X [K, M, B2, B3] F32;
+     *           dst [N, M, B2, B3] F32 with B2 % Bw2 == 0 and B3 % Bw3 == 0.
+     *           dst[n,m,b2,b3] = sum_k W[k,n,b2/(B2/Bw2),b3/(B3/Bw3)] * X[k,m,b2,b3].
+     *           Each row of W is a weight row (a GGUF/PyTorch "out x in" matrix). Accumulation order
+     *           is free; the reference accumulates in double. */
+    APR_OP_MATMUL = 2,
+    /* ADD, MUL  src0 a [A0..A3]; src1 b [B0..B3] with Ai % Bi == 0 (b repeats); dst [A0..A3].
+     *           dst = a + b / a * b elementwise, b indexed modulo its shape. */
+    APR_OP_ADD = 3,
+    APR_OP_MUL = 4,
+    /* SCALE     src0 a; dst same shape. dst = a * fparams[0]. */
+    APR_OP_SCALE = 5,
+    /* RMS_NORM  src0 x [D, ...]; dst same shape. Along dim 0:
+     *           dst = x / sqrt(mean(x^2) + eps), eps = fparams[0] (> 0). No weight: multiply after. */
+    APR_OP_RMS_NORM = 6,
+    /* ROPE      src0 x [D, H, T, 1]; src1 positions [T] I32; src2 optional freq factors [n_rot/2] F32.
+     *           iparams[0] = n_rot (even, <= D): dims >= n_rot are copied unchanged.
+     *           iparams[1] = layout: 0 = adjacent pairs (x[2i], x[2i+1]) as in GGUF llama;
+     *                                1 = split half (x[i], x[i + n_rot/2]) as in GPT-NeoX / Hugging Face.
+     *           fparams[0] = frequency base (e.g. 10000), fparams[1] = position scale (1 = none;
+     *           linear scaling uses 1/factor).
+     *           For pair i in [0, n_rot/2): theta = pos[t] * scale * base^(-2i/n_rot) / ff[i]
+     *           (ff[i] = 1 without src2), (a, b) -> (a cos theta - b sin theta, a sin theta + b cos theta). */
+    APR_OP_ROPE = 7,
+    /* SOFTMAX   src0 x [N, R, B2, B3]; src1 optional additive mask [N, R] F32 (broadcast over B2, B3).
+     *           fparams[0] = scale; iparams[0] = causal (0/1). Along dim 0 of each row r:
+     *           z = x * scale + mask; with causal, z[j] = -inf for j > r + (N - R);
+     *           dst = exp(z - max z) / sum. A row whose every z is -inf gives all zeros. */
+    APR_OP_SOFTMAX = 8,
+    /* SILU      dst = x / (1 + exp(-x)).
+     * GELU      dst = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (the tanh form GGUF models use). */
+    APR_OP_SILU = 9,
+    APR_OP_GELU = 10,
+    /* SWIGLU    src0 gate a, src1 up b (same shape); dst = silu(a) * b. */
+    APR_OP_SWIGLU = 11,
+    /* ATTENTION src0 q [D, T, H, 1] F32; src1 k [D, S, Hkv, 1] F; src2 v [Dv, S, Hkv, 1] F (k and v
+     *           the same dtype); src3 optional additive mask [S, T] F32. H % Hkv == 0: query head h
+     *           reads kv head h / (H / Hkv) (grouped-query attention). fparams[0] = scale,
+     *           iparams[0] = causal (0/1): query t sees keys s <= t + (S - T).
+     *           dst [Dv, H, T] F32 (heads of one token adjacent, so it reshapes to [Dv*H, T]):
+     *           dst[:, h, t] = sum_s p[s] v[:, s, hk] with p = softmax_s(scale * q[:,t,h].k[:,s,hk] + mask[s,t]).
+     *           The score matrix is never materialised (online softmax). A query that sees no key
+     *           gives zeros. */
+    APR_OP_ATTENTION = 12,
+    /* CPY       src0 [ne] any dtype; dst [ne] (same shape) of any dtype: element-wise conversion
+     *           (f32/f16/bf16 among themselves, i32 to i32 only). Makes strided views contiguous. */
+    APR_OP_CPY = 13,
+    /* CONCAT    src0 a, src1 b of one dtype, equal in every dim but iparams[0] = dim; dst joins them
+     *           along dim (a first), same dtype. */
+    APR_OP_CONCAT = 14,
+    /* ARGMAX    src0 x [N, R, B2, B3] F32; dst [R, B2, B3] I32: index of the largest element of each
+     *           row; ties give the lowest index; NaN elements are ignored (an all-NaN row gives 0). */
+    APR_OP_ARGMAX = 15,
+    APR_OP_COUNT_V1 = 16, /* ops known to ABI version 1 are below this */
+} apr_op;
+
+/* ---------------------------------------------------------------- structs */
+
+/* The machine as the core sees it (hwloc topology), handed to probe and create. */
+typedef struct apr_host_info {
+    uint32_t struct_size;        /* sizeof(apr_host_info) as the core was built */
+    uint32_t core_abi_version;   /* APR_ABI_VERSION of the core */
+    int32_t n_physical_cores;    /* cores (not hardware threads) the process may use */
+    int32_t n_logical_cpus;      /* hardware threads the process may use */
+    int32_t n_numa_nodes;        /* NUMA nodes */
+    int32_t reserved0;
+    int64_t l1d_bytes;           /* L1 data cache of one core, bytes (0 = unknown) */
+    int64_t l2_bytes;            /* L2 cache reachable from one core, bytes */
+    int64_t l3_bytes;            /* last-level cache, bytes */
+    char cpu_model[128];         /* e.g. "AMD EPYC"; NUL-terminated */
+    char cpu_features[512];      /* space-separated ISA features the CPU and OS both enable */
+} apr_host_info;
+
+/* What a plugin says about its fit to this machine. */
+typedef struct apr_probe_result {
+    uint32_t struct_size;   /* set by the core; the plugin writes only fields that fit */
+    int32_t score;          /* 0 = unusable here; larger = better fit (reference = 1) */
+    char reason[256];       /* one line: why this score (what was found or missing) */
+    char features[256];     /* space-separated features the plugin found and will use */
+} apr_probe_result;
+
+/* How the core wants a backend instance set up. */
+typedef struct apr_backend_config {
+    uint32_t struct_size;         /* sizeof(apr_backend_config) as the core was built */
+    int32_t n_threads;            /* worker threads; 0 = the plugin's default (physical cores) */
+    const apr_host_info *host;    /* valid for the duration of create() only */
+} apr_backend_config;
+
+/* A buffer owned by the backend that allocated or imported it. The core allocates this struct
+ * and the plugin fills it in buffer_alloc/buffer_import; the plugin frees what it allocated in
+ * buffer_free. */
+#define APR_BUFFER_HOST_VISIBLE 1u /* host_ptr is a CPU address of the whole buffer */
+#define APR_BUFFER_IMPORTED 2u     /* memory belongs to the caller; buffer_free only forgets it */
+typedef struct apr_buffer {
+    uint32_t struct_size;   /* set by the core */
+    uint32_t flags;         /* APR_BUFFER_* */
+    uint64_t size;          /* bytes */
+    void *host_ptr;         /* CPU address when HOST_VISIBLE, else NULL */
+    void *handle;           /* the plugin's own handle (device pointer, VkBuffer, ...) */
+} apr_buffer;
+
+/* A tensor as a plugin sees it: a strided view into one of its own buffers. */
+typedef struct apr_tensor_desc {
+    uint32_t struct_size;           /* sizeof(apr_tensor_desc) as the core was built */
+    uint32_t dtype;                 /* apr_dtype */
+    int64_t ne[APR_MAX_DIMS];       /* elements per dimension, ne[0] innermost; unused dims are 1 */
+    int64_t nb[APR_MAX_DIMS];       /* byte stride per dimension */
+    const apr_buffer *buffer;       /* the backend's buffer holding the data */
+    uint64_t offset;                /* bytes from the start of buffer to element [0,0,0,0] */
+    void *data;                     /* buffer->host_ptr + offset when host visible, else NULL */
+} apr_tensor_desc;
+
+/* One op node: dst = op(src[0..n_src-1], params). Absent optional sources have buffer == NULL.
+ * In supports() the tensors carry shapes, strides and dtypes but no memory yet: buffer points
+ * to a placeholder of size 0 and data is NULL, so supports() must not read data. */
+typedef struct apr_node_desc {
+    uint32_t struct_size;                /* sizeof(apr_node_desc) as the core was built */
+    uint32_t op;                         /* apr_op */
+    uint32_t n_src;                      /* sources present, including optional ones left NULL */
+    uint32_t reserved0;
+    int32_t iparams[APR_MAX_PARAMS];     /* integer parameters, meaning per op */
+    float fparams[APR_MAX_PARAMS];       /* float parameters, meaning per op */
+    apr_tensor_desc dst;
+    apr_tensor_desc src[APR_MAX_SRC];
+    const char *name;                    /* for messages; may be NULL */
+} apr_node_desc;
+
+/* A subgraph handed to one backend: nodes in an order that respects every dependency. The
+ * plugin may record, fuse or reorder as long as the results are the same. */
+typedef struct apr_subgraph {
+    uint32_t struct_size;           /* sizeof(apr_subgraph) as the core was built */
+    uint32_t node_stride;           /* bytes between consecutive nodes (the core's sizeof(apr_node_desc)) */
+    uint32_t n_nodes;
+    uint32_t reserved0;
+    const apr_node_desc *nodes;     /* node i is at (const char *)nodes + i * node_stride */
+} apr_subgraph;
+
+/* The function table a plugin returns. Optional slots may be NULL (the core says what it does
+ * then). Slots are only ever appended. */
+typedef struct apr_plugin {
+    uint32_t struct_size;           /* sizeof(apr_plugin) as the plugin was built */
+    uint32_t abi_version;           /* the ABI the plugin implements (<= the version offered) */
+    const char *name;               /* backend name, e.g. "cpu-avx2"; static storage */
+    const char *description;        /* one line; static storage */
+    uint64_t buffer_alignment;      /* bytes; tensor offsets the core plans are multiples of it */
+
+    /* Says how well the plugin fits this machine. Must not execute an instruction before
+     * checking the CPU and OS support it. Score 0 with a reason when unusable. */
+    apr_status (*probe)(const apr_host_info *host, apr_probe_result *out, char *err, size_t err_size);
+    /* Creates a backend instance (thread pool, device context). */
+    apr_status (*create)(const apr_backend_config *cfg, void **backend, char *err, size_t err_size);
+    void (*destroy)(void *backend);
+    /* APR_OK when compute() can run this node as given (dtypes, shapes, strides); otherwise
+     * APR_ERR_UNSUPPORTED and a reason such as "matmul: weight dtype bf16 not supported". */
+    apr_status (*supports)(void *backend, const apr_node_desc *node, char *why, size_t why_size);
+    apr_status (*buffer_alloc)(void *backend, uint64_t size, apr_buffer *out, char *err, size_t err_size);
+    /* Optional (NULL = cannot import): wraps caller memory, e.g. mmap'd weights, without copying.
+     * The memory must outlive the buffer. */
+    apr_status (*buffer_import)(void *backend, void *host_ptr, uint64_t size, apr_buffer *out,
+                                char *err, size_t err_size);
+    void (*buffer_free)(void *backend, apr_buffer *buf);
+    apr_status (*buffer_write)(void *backend, apr_buffer *buf, uint64_t offset, const void *src,
+                               uint64_t size, char *err, size_t err_size);
+    apr_status (*buffer_read)(void *backend, const apr_buffer *buf, uint64_t offset, void *dst,
+                              uint64_t size, char *err, size_t err_size);
+    /* Runs every node of the subgraph, synchronously. */
+    apr_status (*compute)(void *backend, const apr_subgraph *graph, char *err, size_t err_size);
+} apr_plugin;
+
+/* The one exported symbol. core_abi_version is the newest ABI the core speaks; the plugin sets
+ * *out to its table (static storage, valid until dlclose) or returns APR_ERR_ABI with a message
+ * when it cannot serve a core that old. */
+typedef apr_status (*apr_plugin_entry_fn)(uint32_t core_abi_version, const apr_plugin **out,
+                                          char *err, size_t err_size);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* APR_ABI_H */

@@ -1,0 +1,61 @@
+/* opcheck.h — validates an op node against the definitions in apr_abi.h, for any backend's supports() and compute(). */
+#ifndef APR_PLUGIN_OPCHECK_H
+#define APR_PLUGIN_OPCHECK_H
+
+/*
+ * Everything here is backend-independent: it says whether a node means something under the ABI,
+ * never whether a particular backend can run it. A backend's supports() is typically
+ *
+ *     if (opcheck_node(node, why, size) != APR_OK) return APR_ERR_UNSUPPORTED;
+ *     ...then its own dtype, shape and stride coverage...
+ *
+ * and its compute() repeats opcheck_node and adds opcheck_bounds, because buffers are bound only
+ * by then. Messages are one line that starts with the op name, e.g.
+ * "matmul: src1 ne[0]=63 != src0 ne[0]=64".
+ *
+ * Presence of sources: src[i] with i >= n_src is absent. Below n_src, a required source is always
+ * taken as present (supports() may be asked before buffers exist), and an optional one (rope's
+ * freq factors, softmax's and attention's mask) is present exactly when its buffer is not NULL.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "apr/apr_abi.h"
+
+/* Structural validity: struct sizes, op number, source count, dtypes, shapes and parameters as
+ * apr_abi.h defines them for each op. Strides are not judged (any view is meaningful) and data is
+ * not read. APR_ERR_UNSUPPORTED for an op or dtype this ABI version does not know, otherwise
+ * APR_ERR_INVALID for anything that breaks a definition. */
+apr_status opcheck_node(const apr_node_desc *n, char *why, size_t why_size);
+
+/* Every element of dst and of each present source lies inside its buffer (offset, ne, nb against
+ * buffer->size); a tensor with elements must have a buffer. Call after opcheck_node succeeded.
+ * APR_ERR_INVALID otherwise. */
+apr_status opcheck_bounds(const apr_node_desc *n, char *why, size_t why_size);
+
+/* True when src[i] is present under the rule above; call after opcheck_node succeeded. */
+bool opcheck_src_present(const apr_node_desc *n, uint32_t i);
+
+/* "matmul", ...; NULL for a number this ABI version does not know (APR_OP_NONE included). */
+const char *opcheck_op_name(uint32_t op);
+
+/* "f32", "f16", "bf16", "i32"; NULL for an unknown number. */
+const char *opcheck_dtype_name(uint32_t dtype);
+
+/* Bytes per element; 0 for an unknown dtype. */
+size_t opcheck_dtype_size(uint32_t dtype);
+
+/* f32, f16 or bf16: the dtypes an "F" in apr_abi.h admits. */
+bool opcheck_dtype_is_float(uint32_t dtype);
+
+/* Product of ne[0..3]: 0 when any dimension is 0, INT64_MAX when it overflows. Assumes
+ * opcheck_node succeeded (no ne < 0). */
+int64_t opcheck_nelements(const apr_tensor_desc *t);
+
+/* The elements fill one dense range in index order: nb[i] = element size * ne[0] * ... * ne[i-1] for
+ * every dimension with ne[i] > 1 (strides of size-1 dimensions do not matter). Empty is contiguous. */
+bool opcheck_is_contiguous(const apr_tensor_desc *t);
+
+#endif

@@ -1,0 +1,14 @@
+/* supports.h — which nodes the cpu-x86 kernels run: structural check, then dtypes and shapes. */
+#ifndef APR_X86_SUPPORTS_H
+#define APR_X86_SUPPORTS_H
+
+#include <stddef.h>
+
+#include "apr/apr_abi.h"
+
+/* The supports slot: APR_OK, or APR_ERR_UNSUPPORTED / APR_ERR_INVALID and a reason. */
+apr_status supports_node(void *backend, const apr_node_desc *n, char *why, size_t why_size);
+/* 1 when optional source i is present (listed in n_src and backed by memory). */
+int supports_has_src(const apr_node_desc *n, int i);
+
+#endif

@@ -1,0 +1,40 @@
+/* ref_ops.h — the reference op kernels; each function's prefix names the ref_*.c file that holds it. */
+#ifndef APR_REF_OPS_H
+#define APR_REF_OPS_H
+
+#include <stddef.h>
+
+#include "apr/apr_abi.h"
+
+/* Every kernel takes a node that has passed opcheck_node and opcheck_bounds and whose tensors all
+ * have host addresses; it implements the definition in apr_abi.h and nothing more. Kernels that
+ * can still fail (bad data, no memory) return a status and write err. */
+
+/* ref_copy.c: ops that move elements without arithmetic. */
+apr_status refcopy_get_rows(const apr_node_desc *n, char *err, size_t err_size);
+void refcopy_cpy(const apr_node_desc *n);
+void refcopy_concat(const apr_node_desc *n);
+
+/* ref_matmul.c */
+void refmatmul_run(const apr_node_desc *n);
+
+/* ref_elem.c: element-wise arithmetic. */
+void refelem_add(const apr_node_desc *n);
+void refelem_mul(const apr_node_desc *n);
+void refelem_scale(const apr_node_desc *n);
+void refelem_silu(const apr_node_desc *n);
+void refelem_gelu(const apr_node_desc *n);
+void refelem_swiglu(const apr_node_desc *n);
+
+/* ref_row.c: ops that reduce along dim 0. */
+void refrow_rms_norm(const apr_node_desc *n);
+void refrow_softmax(const apr_node_desc *n);
+void refrow_argmax(const apr_node_desc *n);
+
+/* ref_rope.c */
+void refrope_run(const apr_node_desc *n);
+
+/* ref_attn.c */
+apr_status refattn_run(const apr_node_desc *n, char *err, size_t err_size);
+
+#endif

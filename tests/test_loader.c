@@ -1,0 +1,206 @@
+/* test_loader.c — plugin discovery with real files: bad files are rejected with the right reason,
+ * nothing crashes, good plugins still load, and APR_PLUGIN_PATH is searched first. */
+#include <criterion/criterion.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "apr/apr.h"
+
+static char loader_build[PATH_MAX]; /* build tree root: the test binary lives in <build>/tests */
+static char loader_tmp[PATH_MAX];   /* a fresh plugin directory per test */
+
+static void loader_setup(void) {
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    cr_assert(n > 0);
+    exe[n] = 0;
+    *strrchr(exe, '/') = 0; /* <build>/tests */
+    *strrchr(exe, '/') = 0; /* <build> */
+    snprintf(loader_build, sizeof loader_build, "%s", exe);
+    snprintf(loader_tmp, sizeof loader_tmp, "/tmp/apr-loader-XXXXXX");
+    cr_assert(mkdtemp(loader_tmp));
+}
+
+static void loader_teardown(void) {
+    char cmd[PATH_MAX + 16];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", loader_tmp);
+    cr_assert(system(cmd) == 0);
+}
+
+static void loader_copy(const char *from, const char *to_name) {
+    char cmd[3 * PATH_MAX];
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s/%s'", from, loader_tmp, to_name);
+    cr_assert(system(cmd) == 0, "%s", cmd);
+}
+
+static void loader_write(const char *name, const void *data, size_t size) {
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s", loader_tmp, name);
+    FILE *f = fopen(path, "wb");
+    cr_assert(f);
+    cr_assert(fwrite(data, 1, size, f) == size);
+    fclose(f);
+}
+
+static const apr_plugin_record *loader_find(const apr_registry *reg, const char *file) {
+    for (int i = 0; i < apr_registry_count(reg); i++) {
+        const apr_plugin_record *r = apr_registry_record(reg, i);
+        const char *base = strrchr(r->path, '/');
+        if (base && strcmp(base + 1, file) == 0) return r;
+    }
+    return NULL;
+}
+
+static void loader_expect_rejected(const apr_registry *reg, const char *file, const char *reason_part) {
+    const apr_plugin_record *r = loader_find(reg, file);
+    cr_assert(r, "%s was not reported at all", file);
+    cr_expect_eq(r->state, APR_PLUGIN_REJECTED, "%s should be rejected", file);
+    cr_expect_eq(r->score, 0);
+    cr_expect(strstr(r->reason, reason_part), "%s: reason '%s' lacks '%s'", file, r->reason, reason_part);
+}
+
+static apr_registry *loader_open(bool with_default) {
+    apr_registry_options o = {.plugin_path = loader_tmp, .skip_default_dir = !with_default};
+    apr_registry *reg = NULL;
+    apr_error e;
+    cr_assert_eq(apr_registry_open(&o, &reg, &e), APR_OK, "%s", e.msg);
+    return reg;
+}
+
+TestSuite(loader, .init = loader_setup, .fini = loader_teardown);
+
+Test(loader, bad_files_are_rejected_with_reasons_and_good_plugins_load) {
+    char path[PATH_MAX + 64];
+    loader_write("text.so", "this is not a library\n", 22);
+    loader_write("empty.so", "", 0);
+    /* a 64-bit little-endian ELF header for aarch64 (e_machine 183), type ET_DYN */
+    unsigned char arm[64] = {0x7f, 'E', 'L', 'F', 2, 1, 1, 0};
+    arm[16] = 3;
+    arm[18] = 183;
+    loader_write("wrongarch.so", arm, sizeof arm);
+    /* an x86-64 ELF relocatable object (ET_REL) is not a shared object */
+    unsigned char rel[64] = {0x7f, 'E', 'L', 'F', 2, 1, 1, 0};
+    rel[16] = 1;
+    rel[18] = 62;
+    loader_write("object.so", rel, sizeof rel);
+    const char *built[] = {"noentry", "newerabi", "score0", "missingdep"};
+    for (size_t i = 0; i < sizeof built / sizeof *built; i++) {
+        snprintf(path, sizeof path, "%s/tests/plugins/%s.so", loader_build, built[i]);
+        char name[64];
+        snprintf(name, sizeof name, "%s.so", built[i]);
+        loader_copy(path, name);
+    }
+    apr_registry *reg = loader_open(true);
+    loader_expect_rejected(reg, "text.so", "not an ELF");
+    loader_expect_rejected(reg, "empty.so", "not an ELF");
+    loader_expect_rejected(reg, "wrongarch.so", "wrong architecture: built for aarch64");
+    loader_expect_rejected(reg, "object.so", "not a shared object");
+    loader_expect_rejected(reg, "noentry.so", "no entry symbol apr_plugin_entry");
+    loader_expect_rejected(reg, "newerabi.so", "ABI version 2 is newer than this core's ABI version 1");
+    loader_expect_rejected(reg, "score0.so", "probe score 0: needs a flux capacitor");
+    loader_expect_rejected(reg, "missingdep.so", "libaprmissing.so");
+    /* the build tree's own plugins are still there and usable */
+    const apr_plugin_record *ref = loader_find(reg, "reference.so");
+    cr_assert(ref, "reference.so not found in the default directory");
+    cr_expect_eq(ref->state, APR_PLUGIN_OK, "reference rejected: %s", ref->reason);
+    cr_expect_gt(ref->score, 0);
+    cr_expect_not_null(apr_registry_default(reg));
+    apr_registry_close(reg);
+}
+
+Test(loader, plugin_path_is_searched_first_and_makes_a_copied_plugin_appear) {
+    char path[PATH_MAX + 64];
+    apr_registry *reg = loader_open(false);
+    cr_expect_eq(apr_registry_count(reg), 0);
+    cr_expect_null(apr_registry_default(reg));
+    apr_registry_close(reg);
+
+    snprintf(path, sizeof path, "%s/tests/plugins/partial.so", loader_build);
+    loader_copy(path, "partial.so");
+    snprintf(path, sizeof path, "%s/lib/apr/plugins/reference.so", loader_build);
+    loader_copy(path, "reference.so");
+    setenv("APR_PLUGIN_PATH", loader_tmp, 1);
+    apr_error e;
+    cr_assert_eq(apr_registry_open(NULL, &reg, &e), APR_OK, "%s", e.msg);
+    unsetenv("APR_PLUGIN_PATH");
+    const apr_plugin_record *partial = loader_find(reg, "partial.so");
+    cr_assert(partial);
+    cr_expect_eq(partial->state, APR_PLUGIN_OK, "%s", partial->reason);
+    cr_expect_str_eq(partial->name, "partial");
+    /* the copy in APR_PLUGIN_PATH wins; the build tree's reference.so is reported as shadowed */
+    int n_ref = 0;
+    for (int i = 0; i < apr_registry_count(reg); i++) {
+        const apr_plugin_record *r = apr_registry_record(reg, i);
+        if (strcmp(r->name, "reference") != 0) continue;
+        n_ref++;
+        if (strncmp(r->path, loader_tmp, strlen(loader_tmp)) == 0) cr_expect_eq(r->state, APR_PLUGIN_OK);
+        else cr_expect(strstr(r->reason, "already loaded from"), "%s", r->reason);
+    }
+    cr_expect_eq(n_ref, 2);
+    apr_registry_close(reg);
+}
+
+Test(loader, default_is_the_highest_score_and_unknown_names_list_usable_backends) {
+    char path[PATH_MAX + 64];
+    const char *names[] = {"reference", "cpu-avx2", "cpu-avx512"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/lib/apr/plugins/%s.so", loader_build, names[i]);
+        char name[64];
+        snprintf(name, sizeof name, "%s.so", names[i]);
+        loader_copy(path, name);
+    }
+    apr_registry *reg = loader_open(false);
+    int best = 0;
+    for (int i = 0; i < apr_registry_count(reg); i++)
+        if (apr_registry_record(reg, i)->score > best) best = apr_registry_record(reg, i)->score;
+    const char *def = apr_registry_default(reg);
+    cr_assert_not_null(def);
+    for (int i = 0; i < apr_registry_count(reg); i++) {
+        const apr_plugin_record *r = apr_registry_record(reg, i);
+        if (!strcmp(r->name, def)) cr_expect_eq(r->score, best);
+    }
+    apr_backend *be = NULL;
+    apr_error e;
+    cr_expect_eq(apr_backend_open(reg, "no-such-backend", 1, &be, &e), APR_ERR_NOT_FOUND);
+    cr_expect_null(be);
+    cr_expect(strstr(e.msg, "unknown backend 'no-such-backend'"), "%s", e.msg);
+    cr_expect(strstr(e.msg, "reference"), "usable list missing: %s", e.msg);
+    cr_assert_eq(apr_backend_open(reg, NULL, 1, &be, &e), APR_OK, "%s", e.msg);
+    cr_expect_str_eq(apr_backend_name(be), def);
+    apr_backend_close(be);
+    const char *first_def = def;
+    bool avx512_ok = false;
+    for (int i = 0; i < apr_registry_count(reg); i++)
+        if (!strcmp(apr_registry_record(reg, i)->name, "cpu-avx512"))
+            avx512_ok = apr_registry_record(reg, i)->state == APR_PLUGIN_OK;
+    if (avx512_ok) cr_expect_str_eq(first_def, "cpu-avx512");
+    apr_registry_close(reg);
+
+    /* without cpu-avx512.so the next best takes over, with no other change */
+    snprintf(path, sizeof path, "%s/cpu-avx512.so", loader_tmp);
+    cr_assert_eq(unlink(path), 0);
+    reg = loader_open(false);
+    def = apr_registry_default(reg);
+    cr_assert_not_null(def);
+    cr_expect_str_neq(def, "cpu-avx512");
+    const apr_plugin_record *avx2 = loader_find(reg, "cpu-avx2.so");
+    cr_assert(avx2);
+    if (avx2->state == APR_PLUGIN_OK) cr_expect_str_eq(def, "cpu-avx2");
+    else cr_expect_str_eq(def, "reference");
+    apr_registry_close(reg);
+}
+
+Test(loader, host_topology_is_reported) {
+    apr_host_info h;
+    apr_error e;
+    cr_assert_eq(apr_host_query(&h, &e), APR_OK, "%s", e.msg);
+    cr_expect_gt(h.n_physical_cores, 0);
+    cr_expect_geq(h.n_logical_cpus, h.n_physical_cores);
+    cr_expect_gt(h.n_numa_nodes, 0);
+    cr_expect_gt(strlen(h.cpu_model), 0);
+    cr_expect_eq(h.struct_size, sizeof h);
+    cr_expect_eq(h.core_abi_version, APR_ABI_VERSION);
+}

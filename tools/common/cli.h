@@ -1,0 +1,32 @@
+/* cli.h — argument parsing and start-up shared by the apr frontends. */
+#ifndef APR_TOOLS_CLI_H
+#define APR_TOOLS_CLI_H
+
+#include <stdbool.h>
+
+#include "apr/apr.h"
+
+/* Exit codes every tool uses. */
+enum { CLI_EXIT_OK = 0, CLI_EXIT_FAIL = 1, CLI_EXIT_USAGE = 2 };
+
+typedef struct cli_common {
+    const char *backend;   /* --backend NAME; NULL = the default */
+    int threads;           /* --threads N; 0 = physical cores */
+    bool json;             /* --json */
+    bool help;             /* --help / -h */
+} cli_common;
+
+/* Consumes the option at argv[*i] (and its value) if it is one of the common ones. Returns 1 when
+ * consumed, 0 when not a common option, -1 on a usage error (message printed). */
+int cli_parse_common(int argc, char **argv, int *i, cli_common *opts);
+
+/* The help lines of the common options, for each tool's --help. */
+extern const char *const cli_common_help;
+
+/* Opens the registry and the chosen backend, printing a one-line error on failure. */
+int cli_open_backend(const cli_common *opts, apr_registry **reg, apr_backend **be);
+
+/* Strict integer parse: the whole string, within [lo, hi]. */
+bool cli_parse_int(const char *s, long lo, long hi, long *out);
+
+#endif
