@@ -162,3 +162,19 @@ clean:
 
 .PHONY: all check check-sanitize install clean tests-build
 .DELETE_ON_ERROR:
+
+# ---------------------------------------------------------------- the README's quick-start commands
+# Both first install any missing Debian packages (scripts/deps.sh says which), then re-run make so
+# that pkg-config sees them.
+demo:
+	scripts/deps.sh
+	$(MAKE) all
+	$(B)/bin/apr-probe
+	$(B)/bin/apr-bench --quick
+
+test:
+	scripts/deps.sh
+	$(MAKE) check
+	$(MAKE) check-sanitize
+
+.PHONY: demo test

@@ -25,7 +25,12 @@ const char *simd_isa(void) {
     return names[simd_detect()];
 }
 
-/* ---------------------------------------------------------------- streaming sum */
+/* Sixteen named accumulators (an array would live in memory): X(i) expands once per chain. */
+#define SIMD_EACH16(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
+#define SIMD_EACH8(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+
+/* ---------------------------------------------------------------- streaming sum
+ * Eight independent accumulators over 64 floats (256 bytes) per step. */
 
 __attribute__((target("avx512f"))) static float simd_sum_avx512(const float *p, size_t n) {
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -39,24 +44,29 @@ __attribute__((target("avx512f"))) static float simd_sum_avx512(const float *p, 
 }
 
 __attribute__((target("avx2"))) static float simd_sum_avx2(const float *p, size_t n) {
-    __m256 a[8];
-    for (int j = 0; j < 8; j++) a[j] = _mm256_setzero_ps();
-    for (size_t i = 0; i < n; i += 64)
-        for (int j = 0; j < 8; j++) a[j] = _mm256_add_ps(a[j], _mm256_load_ps(p + i + 8 * j));
-    for (int j = 1; j < 8; j++) a[0] = _mm256_add_ps(a[0], a[j]);
+#define SIMD_DECL(j) __m256 a##j = _mm256_setzero_ps();
+#define SIMD_STEP(j) a##j = _mm256_add_ps(a##j, _mm256_load_ps(p + i + 8 * j));
+    SIMD_EACH8(SIMD_DECL)
+    for (size_t i = 0; i < n; i += 64) { SIMD_EACH8(SIMD_STEP) }
+#undef SIMD_DECL
+#undef SIMD_STEP
+    a0 = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                       _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
     float t[8];
-    _mm256_storeu_ps(t, a[0]);
+    _mm256_storeu_ps(t, a0);
     return t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7];
 }
 
 static float simd_sum_sse2(const float *p, size_t n) {
-    __m128 a[8];
-    for (int j = 0; j < 8; j++) a[j] = _mm_setzero_ps();
-    for (size_t i = 0; i < n; i += 64)
-        for (int j = 0; j < 8; j++) a[j] = _mm_add_ps(a[j], _mm_load_ps(p + i + 4 * j) + _mm_load_ps(p + i + 32 + 4 * j));
-    for (int j = 1; j < 8; j++) a[0] = _mm_add_ps(a[0], a[j]);
+#define SIMD_DECL(j) __m128 a##j = _mm_setzero_ps();
+#define SIMD_STEP(j) a##j = _mm_add_ps(a##j, _mm_add_ps(_mm_load_ps(p + i + 4 * j), _mm_load_ps(p + i + 32 + 4 * j)));
+    SIMD_EACH8(SIMD_DECL)
+    for (size_t i = 0; i < n; i += 64) { SIMD_EACH8(SIMD_STEP) }
+#undef SIMD_DECL
+#undef SIMD_STEP
+    a0 = _mm_add_ps(_mm_add_ps(_mm_add_ps(a0, a1), _mm_add_ps(a2, a3)), _mm_add_ps(_mm_add_ps(a4, a5), _mm_add_ps(a6, a7)));
     float t[4];
-    _mm_storeu_ps(t, a[0]);
+    _mm_storeu_ps(t, a0);
     return t[0] + t[1] + t[2] + t[3];
 }
 
@@ -69,49 +79,56 @@ float simd_sum_f32(const float *p, size_t n) {
 }
 
 /* ---------------------------------------------------------------- FMA chains
- * SIMD_CHAINS accumulators, each updated acc = acc * a + b once per round: enough independent
- * chains to cover FMA latency times the FMA ports of any current core. The multiplier is just below
- * one so the values converge instead of overflowing. */
+ * Sixteen accumulators, each updated acc = acc * a + b once per round: enough independent chains
+ * to cover FMA latency times the FMA ports of any current core. The multiplier is just below one
+ * so the values converge instead of overflowing. */
 #define SIMD_CHAINS 16
 
 __attribute__((target("avx512f"))) static float simd_fma_avx512(uint64_t iters) {
-    __m512 acc[SIMD_CHAINS];
-    for (int j = 0; j < SIMD_CHAINS; j++) acc[j] = _mm512_set1_ps((float)j);
     const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-6f);
-    for (uint64_t i = 0; i < iters; i++) {
-        for (int j = 0; j < SIMD_CHAINS; j++) acc[j] = _mm512_fmadd_ps(acc[j], a, b);
-        __asm__ volatile("" : "+v"(acc[0]), "+v"(acc[1]), "+v"(acc[2]), "+v"(acc[3]));
-    }
-    for (int j = 1; j < SIMD_CHAINS; j++) acc[0] = _mm512_add_ps(acc[0], acc[j]);
-    return _mm512_reduce_add_ps(acc[0]);
+#define SIMD_DECL(j) __m512 c##j = _mm512_set1_ps((float)j);
+#define SIMD_STEP(j) c##j = _mm512_fmadd_ps(c##j, a, b);
+    SIMD_EACH16(SIMD_DECL)
+    for (uint64_t i = 0; i < iters; i++) { SIMD_EACH16(SIMD_STEP) }
+#undef SIMD_DECL
+#undef SIMD_STEP
+    c0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)),
+                       _mm512_add_ps(_mm512_add_ps(c4, c5), _mm512_add_ps(c6, c7)));
+    c8 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c8, c9), _mm512_add_ps(c10, c11)),
+                       _mm512_add_ps(_mm512_add_ps(c12, c13), _mm512_add_ps(c14, c15)));
+    return _mm512_reduce_add_ps(_mm512_add_ps(c0, c8));
 }
 
 __attribute__((target("avx2,fma"))) static float simd_fma_avx2(uint64_t iters) {
-    __m256 acc[SIMD_CHAINS];
-    for (int j = 0; j < SIMD_CHAINS; j++) acc[j] = _mm256_set1_ps((float)j);
     const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-6f);
-    for (uint64_t i = 0; i < iters; i++) {
-        for (int j = 0; j < SIMD_CHAINS; j++) acc[j] = _mm256_fmadd_ps(acc[j], a, b);
-        __asm__ volatile("" : "+x"(acc[0]), "+x"(acc[1]), "+x"(acc[2]), "+x"(acc[3]));
-    }
-    for (int j = 1; j < SIMD_CHAINS; j++) acc[0] = _mm256_add_ps(acc[0], acc[j]);
+#define SIMD_DECL(j) __m256 c##j = _mm256_set1_ps((float)j);
+#define SIMD_STEP(j) c##j = _mm256_fmadd_ps(c##j, a, b);
+    SIMD_EACH16(SIMD_DECL)
+    for (uint64_t i = 0; i < iters; i++) { SIMD_EACH16(SIMD_STEP) }
+#undef SIMD_DECL
+#undef SIMD_STEP
+    c0 = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(c0, c1), _mm256_add_ps(c2, c3)),
+                       _mm256_add_ps(_mm256_add_ps(c4, c5), _mm256_add_ps(c6, c7)));
+    c8 = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(c8, c9), _mm256_add_ps(c10, c11)),
+                       _mm256_add_ps(_mm256_add_ps(c12, c13), _mm256_add_ps(c14, c15)));
     float t[8];
-    _mm256_storeu_ps(t, acc[0]);
+    _mm256_storeu_ps(t, _mm256_add_ps(c0, c8));
     return t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7];
 }
 
 /* Without FMA a multiply and an add per lane: counted as the same two flops. */
 static float simd_fma_sse2(uint64_t iters) {
-    __m128 acc[SIMD_CHAINS];
-    for (int j = 0; j < SIMD_CHAINS; j++) acc[j] = _mm_set1_ps((float)j);
     const __m128 a = _mm_set1_ps(0.999999f), b = _mm_set1_ps(1e-6f);
-    for (uint64_t i = 0; i < iters; i++) {
-        for (int j = 0; j < SIMD_CHAINS; j++) acc[j] = _mm_add_ps(_mm_mul_ps(acc[j], a), b);
-        __asm__ volatile("" : "+x"(acc[0]), "+x"(acc[1]), "+x"(acc[2]), "+x"(acc[3]));
-    }
-    for (int j = 1; j < SIMD_CHAINS; j++) acc[0] = _mm_add_ps(acc[0], acc[j]);
+#define SIMD_DECL(j) __m128 c##j = _mm_set1_ps((float)j);
+#define SIMD_STEP(j) c##j = _mm_add_ps(_mm_mul_ps(c##j, a), b);
+    SIMD_EACH16(SIMD_DECL)
+    for (uint64_t i = 0; i < iters; i++) { SIMD_EACH16(SIMD_STEP) }
+#undef SIMD_DECL
+#undef SIMD_STEP
+    c0 = _mm_add_ps(_mm_add_ps(_mm_add_ps(c0, c1), _mm_add_ps(c2, c3)), _mm_add_ps(_mm_add_ps(c4, c5), _mm_add_ps(c6, c7)));
+    c8 = _mm_add_ps(_mm_add_ps(_mm_add_ps(c8, c9), _mm_add_ps(c10, c11)), _mm_add_ps(_mm_add_ps(c12, c13), _mm_add_ps(c14, c15)));
     float t[4];
-    _mm_storeu_ps(t, acc[0]);
+    _mm_storeu_ps(t, _mm_add_ps(c0, c8));
     return t[0] + t[1] + t[2] + t[3];
 }
 

@@ -199,7 +199,7 @@ static apr_status registry_scan_dir(apr_registry *reg, const char *dir, apr_erro
         n++;
     }
     closedir(d);
-    if (st == APR_OK) qsort(names, n, sizeof *names, registry_cmp);
+    if (st == APR_OK && n) qsort(names, n, sizeof *names, registry_cmp);
     for (size_t i = 0; i < n; i++) {
         if (st == APR_OK) {
             char path[4096];
@@ -216,9 +216,11 @@ static apr_status registry_scan_dir(apr_registry *reg, const char *dir, apr_erro
 static bool registry_default_dir(char *out, size_t size) {
     Dl_info info;
     if (!dladdr((void *)&registry_default_dir, &info) || !info.dli_fname) return false;
-    const char *slash = strrchr(info.dli_fname, '/');
+    char lib[4096];
+    if (!realpath(info.dli_fname, lib)) snprintf(lib, sizeof lib, "%s", info.dli_fname);
+    const char *slash = strrchr(lib, '/');
     if (!slash) return false;
-    snprintf(out, size, "%.*s/apr/plugins", (int)(slash - info.dli_fname), info.dli_fname);
+    snprintf(out, size, "%.*s/apr/plugins", (int)(slash - lib), lib);
     return true;
 }
 

@@ -205,7 +205,8 @@ typedef struct apr_tensor_desc {
     void *data;                     /* buffer->host_ptr + offset when host visible, else NULL */
 } apr_tensor_desc;
 
-/* One op node: dst = op(src[0..n_src-1], params). Absent optional sources have buffer == NULL.
+/* One op node: dst = op(src[0..n_src-1], params). An absent optional source is all zeros
+ * (struct_size 0, buffer NULL); sources at index >= n_src are absent.
  * In supports() the tensors carry shapes, strides and dtypes but no memory yet: buffer points
  * to a placeholder of size 0 and data is NULL, so supports() must not read data. */
 typedef struct apr_node_desc {

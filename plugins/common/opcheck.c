@@ -298,14 +298,8 @@ apr_status opcheck_node(const apr_node_desc *n, char *why, size_t why_size) {
                     (unsigned)info->max_src);
     }
     TRY(check_tensor(&c, &n->dst));
-    for (uint32_t i = 0; i < n->n_src; i++) {
-        /* Checked even when absent: the core fills every desc it counts, and reading buffer
-         * (to tell an absent optional source) needs a v1-sized desc. */
-        if (n->src[i].struct_size < sizeof(apr_tensor_desc))
-            return fail(&c, APR_ERR_INVALID, "src%u struct_size %u < %zu", (unsigned)i, (unsigned)n->src[i].struct_size,
-                        sizeof(apr_tensor_desc));
+    for (uint32_t i = 0; i < n->n_src; i++)
         if (opcheck_src_present(n, i)) TRY(check_tensor(&c, &n->src[i]));
-    }
     return info->check(&c);
 }
 
@@ -344,7 +338,13 @@ apr_status opcheck_bounds(const apr_node_desc *n, char *why, size_t why_size) {
 bool opcheck_src_present(const apr_node_desc *n, uint32_t i) {
     const op_info *info = op_lookup(n->op);
     if (!info || i >= n->n_src || i >= APR_MAX_SRC) return false;
-    return i < info->min_src || n->src[i].buffer != NULL;
+    if (i < info->min_src) return true;
+    /* A zeroed slot (struct_size 0) is absent without reading further; any other slot is a real
+     * desc, and check_tensor refuses it when it is too small to hold buffer. */
+    const apr_tensor_desc *t = &n->src[i];
+    if (t->struct_size == 0) return false;
+    if (t->struct_size < offsetof(apr_tensor_desc, buffer) + sizeof t->buffer) return true;
+    return t->buffer != NULL;
 }
 
 const char *opcheck_op_name(uint32_t op) {

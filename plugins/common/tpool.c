@@ -35,7 +35,9 @@ static void *tpool_main(void *p) {
     struct tpool_arg a = *(struct tpool_arg *)p;
     free(p);
     tpool *pool = a.pool;
-    unsigned seen = atomic_load_explicit(&pool->gen, memory_order_acquire);
+    /* gen is 0 until create returns; reading it here instead would miss a job dispatched
+     * before this thread got scheduled */
+    unsigned seen = 0;
     for (;;) {
         unsigned g;
         int spins = 0;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../common/msg.h"
+#include "../common/opcheck.h"
 #include "probe.h"
 #include "supports.h"
 #include "x86_ops.h"
@@ -68,10 +69,10 @@ apr_status backend_create(const apr_backend_config *cfg, void **backend, char *e
 
 /* 1 when every tensor the node uses has a CPU address. */
 static int backend_host_visible(const apr_node_desc *n) {
-    if (!n->dst.data) return 0;
+    if (opcheck_nelements(&n->dst) && !n->dst.data) return 0;
     for (uint32_t i = 0; i < n->n_src; i++)
-        if (n->src[i].buffer && !n->src[i].data) return 0;
-    return n->n_src == 0 || n->src[0].data != NULL;
+        if (supports_has_src(n, (int)i) && opcheck_nelements(&n->src[i]) && !n->src[i].data) return 0;
+    return 1;
 }
 
 static apr_status backend_node(x86_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
@@ -106,7 +107,9 @@ apr_status backend_compute(void *backend, const apr_subgraph *g, char *err, size
         char why[200];
         const char *name = n->name ? n->name : "?";
         /* cheap integer checks: a node we do not implement fails loudly, never runs wrong */
-        apr_status st = supports_node(be, n, why, sizeof why);
+        apr_status st = opcheck_node(n, why, sizeof why);
+        if (st == APR_OK) st = opcheck_bounds(n, why, sizeof why);
+        if (st == APR_OK) st = supports_node(be, n, why, sizeof why);
         if (st != APR_OK) return msg_set(err, err_size, st, "node %u (%s): %s", i, name, why);
         if (!backend_host_visible(n)) return msg_set(err, err_size, APR_ERR_INVALID, "node %u (%s): tensor not in host memory", i, name);
         st = backend_node(be, n, why, sizeof why);

@@ -4,12 +4,7 @@
 #include <stdint.h>
 
 #include "../common/msg.h"
-#if defined(__has_include)
-#if __has_include("../common/opcheck.h")
 #include "../common/opcheck.h"
-#define SUPPORTS_HAVE_OPCHECK 1
-#endif
-#endif
 
 static const char *supports_dtype_name(uint32_t t) {
     switch (t) {
@@ -35,9 +30,7 @@ static int supports_nonneg(const apr_tensor_desc *t) {
     return 1;
 }
 
-int supports_has_src(const apr_node_desc *n, int i) {
-    return (uint32_t)i < n->n_src && (n->src[i].buffer != NULL || n->src[i].data != NULL);
-}
+int supports_has_src(const apr_node_desc *n, int i) { return opcheck_src_present(n, (uint32_t)i); }
 
 #define SUP_FAIL(...) return msg_set(why, why_size, APR_ERR_UNSUPPORTED, __VA_ARGS__)
 #define SUP_BAD(...) return msg_set(why, why_size, APR_ERR_INVALID, __VA_ARGS__)
@@ -185,9 +178,8 @@ apr_status supports_node(void *backend, const apr_node_desc *n, char *why, size_
     if (!n) return msg_set(why, why_size, APR_ERR_INVALID, "NULL node");
     if (n->struct_size < sizeof(apr_node_desc)) return msg_set(why, why_size, APR_ERR_ABI, "node struct too small");
     if (n->n_src > APR_MAX_SRC) return msg_set(why, why_size, APR_ERR_INVALID, "n_src %u > %d", n->n_src, APR_MAX_SRC);
-#ifdef SUPPORTS_HAVE_OPCHECK
-    apr_status st = opcheck_node(n, why, why_size);
-    if (st != APR_OK) return st;
-#endif
-    return supports_op(n, why, why_size);
+    /* structure first (shared with every backend); the ABI wants UNSUPPORTED from supports() */
+    if (opcheck_node(n, why, why_size) != APR_OK) return APR_ERR_UNSUPPORTED;
+    apr_status st = supports_op(n, why, why_size);
+    return st == APR_OK ? APR_OK : APR_ERR_UNSUPPORTED;
 }

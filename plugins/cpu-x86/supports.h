@@ -6,9 +6,10 @@
 
 #include "apr/apr_abi.h"
 
-/* The supports slot: APR_OK, or APR_ERR_UNSUPPORTED / APR_ERR_INVALID and a reason. */
+/* The supports slot: APR_OK, or APR_ERR_UNSUPPORTED and a reason (structural faults found by
+ * opcheck_node included). */
 apr_status supports_node(void *backend, const apr_node_desc *n, char *why, size_t why_size);
-/* 1 when optional source i is present (listed in n_src and backed by memory). */
+/* 1 when source i is present (opcheck's rule: an optional one needs a buffer). */
 int supports_has_src(const apr_node_desc *n, int i);
 
 #endif

@@ -16,6 +16,12 @@
 /* The oldest core ABI this table can serve: every slot and op here exists since version 1. */
 #define X86_MIN_CORE_ABI 1
 
+__attribute__((visibility("default"))) apr_status apr_plugin_entry(uint32_t core_abi_version, const apr_plugin **out,
+                                                                   char *err, size_t err_size);
+/* The core calls the entry through this typedef; a drifting prototype must not compile. */
+_Static_assert(__builtin_types_compatible_p(__typeof__(&apr_plugin_entry), apr_plugin_entry_fn),
+               "apr_plugin_entry does not match apr_plugin_entry_fn");
+
 static const apr_plugin x86_table = {
     .struct_size = sizeof(apr_plugin),
     .abi_version = APR_ABI_VERSION,

@@ -98,7 +98,7 @@ static apr_status refplugin_compute(void *backend, const apr_subgraph *graph, ch
     /* A stride that is too small or misaligned would make every node after the first unreadable. */
     if (graph->n_nodes &&
         (graph->node_stride < sizeof(apr_node_desc) || graph->node_stride % _Alignof(apr_node_desc) != 0))
-        return msg_set(err, err_size, APR_ERR_INVALID, "reference: node_stride %u is not a multiple of %zu >= %zu",
+        return msg_set(err, err_size, APR_ERR_INVALID, "reference: node_stride %u, want a multiple of %zu and >= %zu",
                        (unsigned)graph->node_stride, _Alignof(apr_node_desc), sizeof(apr_node_desc));
     for (uint32_t i = 0; i < graph->n_nodes; i++) {
         const apr_node_desc *n = (const apr_node_desc *)((const char *)graph->nodes + (size_t)i * graph->node_stride);

@@ -30,19 +30,21 @@ static void gemm_pack_w(const mm_slice *s, int64_t n, int64_t nc, int64_t k0, in
 static void gemm_pack_x(const mm_slice *s, int64_t m, int64_t mc, int64_t k0, int64_t kc, float *ap) {
     for (int64_t ir = 0; ir < mc; ir += GEMM_MR) {
         float *panel = ap + ir * kc;
-        for (int r = 0; r < GEMM_MR; r++) {
-            if (ir + r >= mc) {
-                for (int64_t k = 0; k < kc; k++) panel[k * GEMM_MR + r] = 0.0f;
-                continue;
-            }
-            const char *row = s->x + (m + ir + r) * s->xnb1 + k0 * s->xnb0;
-            if (s->xnb0 == 4) {
-                const float *f = (const float *)row;
-                for (int64_t k = 0; k < kc; k++) panel[k * GEMM_MR + r] = f[k];
-            } else {
-                for (int64_t k = 0; k < kc; k++) memcpy(&panel[k * GEMM_MR + r], row + k * s->xnb0, 4);
-            }
+        const char *row[GEMM_MR];
+        int nr = mc - ir < GEMM_MR ? (int)(mc - ir) : GEMM_MR;
+        for (int r = 0; r < nr; r++) row[r] = s->x + (m + ir + r) * s->xnb1 + k0 * s->xnb0;
+        if (s->xnb0 == 4 && nr == GEMM_MR) {
+            /* k outer: contiguous stores, GEMM_MR read streams that stay in L1 */
+            for (int64_t k = 0; k < kc; k++)
+#pragma GCC unroll 16
+                for (int r = 0; r < GEMM_MR; r++) panel[k * GEMM_MR + r] = ((const float *)row[r])[k];
+            continue;
         }
+        for (int64_t k = 0; k < kc; k++)
+            for (int r = 0; r < GEMM_MR; r++) {
+                if (r < nr) memcpy(&panel[k * GEMM_MR + r], row[r] + k * s->xnb0, 4);
+                else panel[k * GEMM_MR + r] = 0.0f;
+            }
     }
 }
 

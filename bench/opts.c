@@ -1,0 +1,175 @@
+/* opts.c — apr-bench's command line. */
+#include "opts.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cases.h"
+#include "common/cli.h"
+
+void opts_help(FILE *f) {
+    fprintf(f,
+        "usage: apr-bench [options]\n"
+        "\n"
+        "Times single ops (each a one-node apr graph, apr_plan_run timed) on every usable backend and\n"
+        "compares them with this machine's ceilings, measured at the start of the same run (read\n"
+        "bandwidth, peak f32 FMA rate, per thread count), and with OpenBLAS where it is installed.\n"
+        "Each figure is the MEDIAN of the samples after a warm-up run. Progress goes to stderr, one\n"
+        "line per benchmark; results go to stdout.\n"
+        "\n"
+        "options:\n"
+        "  --backend NAME   only this backend (an unknown name is an error listing the usable ones)\n"
+        "  --threads N[,N]  thread counts to run, e.g. --threads 1,2 (default: physical cores)\n"
+        "  --quick          a short subset: GEMV f32/f16 4096x4096, GEMM 1024^3, rms_norm, decode\n"
+        "                   attention (under a minute on a 2-core machine)\n"
+        "  --repeat N       samples per benchmark (default 7; 5 with --quick). A sample repeats the run\n"
+        "                   until it lasts ~20 ms; runs over 1 s take at most 3 samples\n"
+        "  --case ID[,ID]   only these cases (see --list); overrides the --quick set\n"
+        "  --list           list the cases and exit\n"
+        "  --ref-cap G      skip cases above G GFLOP per run on the naive 'reference' backend\n"
+        "                   (default 3; 0.5 with --quick)\n"
+        "  --no-peer        do not load OpenBLAS\n"
+        "  --timeout S      a benchmark running longer than S seconds (a hung backend) ends the run\n"
+        "                   with exit status 1 (default 300; 0 = no limit)\n"
+        "  --bw-mib N       array size for the bandwidth ceiling (default max(1024, 8 x L3))\n"
+        "  --json           one JSON document on stdout instead of the table\n"
+        "  -h, --help       this text\n"
+        "\n"
+        "columns: GFLOP/s (matmul, attention; an FMA counts 2), GB/s (weights + activations read and\n"
+        "results written, once each), 'of ceil' (GB/s over read bandwidth for memory-bound cases:\n"
+        "GEMV, row ops, decode attention; GFLOP/s over FMA peak for GEMM and prefill attention; same\n"
+        "thread count), 'vs OpenBLAS' (OpenBLAS time / ours, > 1 means faster than OpenBLAS; f32 matmul\n"
+        "only: cblas_sgemv for M=1, cblas_sgemm(NoTrans, Trans) otherwise, as C = X W^T).\n"
+        "\n"
+        "OpenBLAS: libopenblas.so.0 (or libopenblas.so) is dlopen'ed when present, with\n"
+        "OPENBLAS_CORETYPE=SkylakeX (AVX-512) or Haswell (AVX2) unless already set, because Debian's\n"
+        "0.3.21 misdetects recent AMD cores. Our f32 matmul results are checked against it.\n"
+        "\n"
+        "Memory-bound cases rotate over enough copies of their operands to exceed 4 x L3, so every\n"
+        "run streams from memory.\n"
+        "\n"
+        "exit status: 0 ok, 1 runtime failure (an op failed or disagreed with OpenBLAS), 2 usage error\n");
+}
+
+/* "--opt VALUE" or "--opt=VALUE": the value, "" when missing, NULL when argv[*i] is not --opt. */
+static const char *opts_value(int argc, char **argv, int *i, const char *opt) {
+    size_t n = strlen(opt);
+    if (strncmp(argv[*i], opt, n) != 0) return NULL;
+    if (argv[*i][n] == '=') return argv[*i] + n + 1;
+    if (argv[*i][n] != 0) return NULL;
+    if (*i + 1 >= argc) return "";
+    return argv[++*i];
+}
+
+static int opts_threads(const char *v, opts *o) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", v);
+    o->n_threads = 0;
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        long n;
+        if (!cli_parse_int(tok, 1, 4096, &n)) {
+            fprintf(stderr, "error: --threads wants numbers from 1 to 4096 separated by commas, got '%s'\n", v);
+            return 2;
+        }
+        bool dup = false;
+        for (int j = 0; j < o->n_threads; j++) dup |= o->threads[j] == (int)n;
+        if (dup) continue;
+        if (o->n_threads == OPTS_MAX_THREADS) {
+            fprintf(stderr, "error: --threads takes at most %d counts\n", OPTS_MAX_THREADS);
+            return 2;
+        }
+        o->threads[o->n_threads++] = (int)n;
+    }
+    if (!o->n_threads) {
+        fprintf(stderr, "error: --threads needs a number\n");
+        return 2;
+    }
+    return 0;
+}
+
+static int opts_cases(const char *v, opts *o) {
+    free(o->case_list);
+    o->case_list = strdup(v);
+    o->n_cases = 0;
+    if (!o->case_list) return 2;
+    for (char *save = NULL, *tok = strtok_r(o->case_list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (!cases_find(tok)) {
+            int n;
+            const cases_case *all = cases_all(&n);
+            fprintf(stderr, "error: unknown case '%s'; cases:", tok);
+            for (int j = 0; j < n; j++) fprintf(stderr, " %s", all[j].id);
+            fprintf(stderr, "\n");
+            return 2;
+        }
+        if (o->n_cases == OPTS_MAX_CASES) return 2;
+        o->cases[o->n_cases++] = tok;
+    }
+    if (!o->n_cases) {
+        fprintf(stderr, "error: --case needs at least one id (see --list)\n");
+        return 2;
+    }
+    return 0;
+}
+
+int opts_parse(int argc, char **argv, opts *o) {
+    memset(o, 0, sizeof *o);
+    o->ref_cap_gflop = -1;
+    o->timeout_s = 300;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        long n;
+        if (!strcmp(a, "--quick")) o->quick = true;
+        else if (!strcmp(a, "--list")) o->list = true;
+        else if (!strcmp(a, "--no-peer")) o->no_peer = true;
+        else if ((v = opts_value(argc, argv, &i, "--threads"))) {
+            if (opts_threads(v, o)) return 2;
+        } else if ((v = opts_value(argc, argv, &i, "--repeat"))) {
+            if (!cli_parse_int(v, 1, 1000, &n)) {
+                fprintf(stderr, "error: --repeat wants a number from 1 to 1000, got '%s'\n", v);
+                return 2;
+            }
+            o->repeat = (int)n;
+        } else if ((v = opts_value(argc, argv, &i, "--timeout"))) {
+            if (!cli_parse_int(v, 0, 86400, &n)) {
+                fprintf(stderr, "error: --timeout wants seconds from 0 (none) to 86400, got '%s'\n", v);
+                return 2;
+            }
+            o->timeout_s = n;
+        } else if ((v = opts_value(argc, argv, &i, "--bw-mib"))) {
+            if (!cli_parse_int(v, 16, 1 << 20, &n)) {
+                fprintf(stderr, "error: --bw-mib wants a number from 16 up, got '%s'\n", v);
+                return 2;
+            }
+            o->bw_mib = n;
+        } else if ((v = opts_value(argc, argv, &i, "--ref-cap"))) {
+            char *end;
+            double g = strtod(v, &end);
+            if (!*v || *end || !(g >= 0)) {
+                fprintf(stderr, "error: --ref-cap wants GFLOP (a number >= 0), got '%s'\n", v);
+                return 2;
+            }
+            o->ref_cap_gflop = g;
+        } else if ((v = opts_value(argc, argv, &i, "--case"))) {
+            if (opts_cases(v, o)) return 2;
+        } else {
+            cli_common common = {0};
+            int r = cli_parse_common(argc, argv, &i, &common);
+            if (r < 0) return 2;
+            if (r == 0) {
+                fprintf(stderr, "error: unknown option '%s' (see --help)\n", a);
+                return 2;
+            }
+            if (common.backend) o->backend = common.backend;
+            o->json |= common.json;
+            o->help |= common.help;
+        }
+    }
+    if (!o->repeat) o->repeat = o->quick ? 5 : 7;
+    if (o->ref_cap_gflop < 0) o->ref_cap_gflop = o->quick ? 0.5 : 3.0;
+    return 0;
+}
+
+void opts_free(opts *o) {
+    free(o->case_list);
+    o->case_list = NULL;
+}

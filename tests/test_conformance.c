@@ -1,0 +1,939 @@
+/* test_conformance.c — every usable backend's ops checked case by case against the "reference" backend (ggml test-backend-ops style). */
+#include <criterion/criterion.h>
+#include <criterion/hooks.h>
+#include <criterion/parameterized.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "apr/apr.h"
+#include "apr/apr_float16.h"
+#include "util/tu_backend.h"
+#include "util/tu_rand.h"
+#include "util/tu_tensor.h"
+
+/*
+ * How it works. Each Criterion test is one (backend, op): it builds that op's cases (every dtype
+ * the op is defined for, a spread of shapes with odd sizes and sizes that are not multiples of
+ * the 8/16-lane vector widths, large K, decode and prefill, strided and permuted views), fills
+ * the inputs with fresh random numbers, runs each case as a one-node subgraph on the reference
+ * and on the backend under test straight through their plugin tables (tu_node_run fences every
+ * buffer with guard bytes and NaN-poisons dst), and compares the outputs by the rule for the op.
+ * The reference itself gets a self-check pass: buffer discipline, finite outputs, and exact
+ * host-computed results for the ops that only move data.
+ *
+ * Replaying a failure: every failure line prints the run's seed; APR_TEST_SEED=<seed> reruns
+ * exactly the same inputs. APR_TEST_THREADS sets the worker count of the backends under test
+ * (default 3, so work splits unevenly). --filter 'conformance/matmul' runs one op.
+ */
+
+/* ---------------------------------------------------------------- tolerances
+ *
+ * Largest normalised MSE, sum((got - want)^2) / sum(want^2), accepted per op and dtype, or exact
+ * bit equality. ggml's tester uses 1e-7 by default and loosens it where a kernel legitimately
+ * rounds more than the double-accumulating oracle; the same reasoning applies here. Every limit
+ * stays far below what one wrong element costs: the cases keep outputs to at most a few
+ * thousand elements, so a single wrong value (an error of the order of the value itself) gives
+ * an NMSE above 1e-4.
+ */
+typedef struct tolerance {
+    uint32_t op;
+    const char *key;    /* the dtype (or regime) this row is for; "" = every case of the op */
+    tu_cmp_mode mode;
+    double max_nmse;    /* TU_CMP_NMSE only */
+    const char *why;
+} tolerance;
+
+static const tolerance tolerances[] = {
+    {APR_OP_GET_ROWS, "", TU_CMP_EXACT, 0, "a copy: widening f16/bf16 to f32 is exact"},
+    {APR_OP_MATMUL, "f32", TU_CMP_NMSE, 1e-7, "f32 accumulation in any order against double: ~K*eps^2 << 1e-7 for K <= 1024"},
+    {APR_OP_MATMUL, "f32-large-k", TU_CMP_NMSE, 1e-6,
+     "K >= 2048: the f32 rounding of long sums grows with K; random-walk estimate ~1e-11, worst orders give far more"},
+    {APR_OP_MATMUL, "f16", TU_CMP_NMSE, 1e-6,
+     "admits kernels that round X to f16 for an f16 dot product (half-ulp 2^-11, squared 2.4e-7 even for K = 1)"},
+    {APR_OP_MATMUL, "bf16", TU_CMP_NMSE, 5e-5,
+     "admits kernels that round X to bf16 for a bf16 dot product (half-ulp 2^-8, squared 1.5e-5 even for K = 1)"},
+    {APR_OP_ADD, "", TU_CMP_EXACT, 0, "one IEEE addition per element is correctly rounded: any difference is a bug"},
+    {APR_OP_MUL, "", TU_CMP_EXACT, 0, "one IEEE multiplication per element is correctly rounded"},
+    {APR_OP_SCALE, "", TU_CMP_EXACT, 0, "one IEEE multiplication per element is correctly rounded"},
+    {APR_OP_RMS_NORM, "", TU_CMP_NMSE, 1e-7, "a sum of squares, a square root and a division: a few ulps"},
+    {APR_OP_ROPE, "", TU_CMP_NMSE, 1e-6,
+     "positions up to 4096: an f32 angle (and a running product of base powers) is off by ~pos*eps = 2.4e-4 rad on the fast pairs"},
+    {APR_OP_SOFTMAX, "", TU_CMP_NMSE, 1e-6, "exp-heavy: vectorised exp approximations have relative errors of a few 1e-7"},
+    {APR_OP_SILU, "", TU_CMP_NMSE, 1e-6, "exp-heavy: vectorised exp approximations"},
+    {APR_OP_GELU, "", TU_CMP_NMSE, 1e-6, "tanh through a vectorised exp approximation"},
+    {APR_OP_SWIGLU, "", TU_CMP_NMSE, 1e-6, "silu's exp approximation, then one product"},
+    {APR_OP_ATTENTION, "f32", TU_CMP_NMSE, 1e-6, "online softmax in f32 with a vectorised exp, rescaled partial sums"},
+    {APR_OP_ATTENTION, "f16", TU_CMP_NMSE, 1e-5,
+     "admits kernels that round q (and partial V sums) to f16 to use f16 k/v, as ggml's flash attention does"},
+    {APR_OP_CPY, "", TU_CMP_EXACT, 0, "conversions are defined as round to nearest even: bits must match (NaN matches NaN)"},
+    {APR_OP_CONCAT, "", TU_CMP_EXACT, 0, "moves bits"},
+    {APR_OP_ARGMAX, "", TU_CMP_EXACT, 0, "an index"},
+};
+
+static const tolerance *tol(uint32_t op, const char *key) {
+    for (size_t i = 0; i < sizeof tolerances / sizeof tolerances[0]; i++)
+        if (tolerances[i].op == op && (!tolerances[i].key[0] || !strcmp(tolerances[i].key, key))) return &tolerances[i];
+    cr_assert_fail("no tolerance for op %u key '%s' (add a row to tolerances[])", (unsigned)op, key);
+    return NULL;
+}
+
+static const char *op_name(uint32_t op) {
+    static const char *const names[] = {"none", "get_rows", "matmul", "add", "mul", "scale", "rms_norm", "rope",
+                                        "softmax", "silu", "gelu", "swiglu", "attention", "cpy", "concat", "argmax"};
+    return op < sizeof names / sizeof names[0] ? names[op] : "?";
+}
+
+/* ---------------------------------------------------------------- which backends */
+
+/* One Criterion parameter: the backend a test instance checks. */
+typedef struct conf_param {
+    char backend[64]; /* "" = no backend other than the reference is usable */
+    char note[192];   /* for "": why (the rejected backends and their reasons) */
+} conf_param;
+
+#define CONF_MAX_PARAMS 16
+#define REFERENCE "reference"
+
+/* The reference first (its self-check), then every other usable backend. Called in the runner
+ * (and possibly again in each worker); the registry scan gives the same answer each time. */
+static struct criterion_test_params conf_params(void) {
+    static conf_param params[CONF_MAX_PARAMS];
+    size_t n = 0;
+    memset(params, 0, sizeof params);
+    snprintf(params[n++].backend, sizeof params[0].backend, "%s", REFERENCE);
+    apr_registry *reg = NULL;
+    apr_error e;
+    size_t others = 0;
+    char rejected[192] = "";
+    if (apr_registry_open(NULL, &reg, &e) == APR_OK) {
+        for (int i = 0; i < apr_registry_count(reg) && n < CONF_MAX_PARAMS; i++) {
+            const apr_plugin_record *rec = apr_registry_record(reg, i);
+            if (!strcmp(rec->name, REFERENCE)) continue;
+            if (rec->state != APR_PLUGIN_OK) {
+                size_t len = strlen(rejected);
+                snprintf(rejected + len, sizeof rejected - len, "%s%s: %s", len ? "; " : "", rec->name, rec->reason);
+                continue;
+            }
+            snprintf(params[n++].backend, sizeof params[0].backend, "%s", rec->name);
+            others++;
+        }
+        apr_registry_close(reg);
+    }
+    if (!others) {
+        /* A placeholder instance that says so, instead of the op quietly passing on the reference. */
+        snprintf(params[n].note, sizeof params[n].note, "%s", rejected[0] ? rejected : "no other plugin was found");
+        n++;
+    }
+    return cr_make_param_array(conf_param, params, n);
+}
+
+/* ---------------------------------------------------------------- tally across test processes
+ *
+ * Criterion runs every test in its own process, so the per-backend totals are collected in a
+ * file: the runner names it before any test starts (the workers inherit the environment), each
+ * test appends one line, and the runner prints the sums at the end. */
+#define TALLY_ENV "APR_CONFORMANCE_TALLY"
+
+ReportHook(PRE_ALL)(struct criterion_test_set *set) {
+    (void)set;
+    char path[] = "/tmp/apr-conformance-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) return;
+    close(fd);
+    setenv(TALLY_ENV, path, 1);
+}
+
+ReportHook(POST_ALL)(struct criterion_global_stats *stats) {
+    (void)stats;
+    const char *path = getenv(TALLY_ENV);
+    if (!path) return;
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    char names[CONF_MAX_PARAMS][64];
+    long totals[CONF_MAX_PARAMS][3];
+    int n = 0;
+    char name[64];
+    long p, fl, u;
+    while (fscanf(f, "%63s %ld %ld %ld", name, &p, &fl, &u) == 4) {
+        int i = 0;
+        while (i < n && strcmp(names[i], name)) i++;
+        if (i == n) {
+            if (n == CONF_MAX_PARAMS) continue;
+            snprintf(names[n], sizeof names[n], "%s", name);
+            memset(totals[n], 0, sizeof totals[n]);
+            n++;
+        }
+        totals[i][0] += p;
+        totals[i][1] += fl;
+        totals[i][2] += u;
+    }
+    fclose(f);
+    unlink(path);
+    for (int i = 0; i < n; i++)
+        fprintf(stderr, "%s: %ld passed, %ld failed, %ld unsupported\n", names[i], totals[i][0], totals[i][1],
+                totals[i][2]);
+}
+
+static void tally_append(const char *backend, long passed, long failed, long unsupported) {
+    const char *path = getenv(TALLY_ENV);
+    if (!path) return;
+    int fd = open(path, O_WRONLY | O_APPEND);
+    if (fd < 0) return;
+    char line[128];
+    int len = snprintf(line, sizeof line, "%s %ld %ld %ld\n", backend, passed, failed, unsupported);
+    /* One short O_APPEND write is atomic, so parallel tests never interleave lines. */
+    if (len > 0 && write(fd, line, (size_t)len) != len) { /* a lost line only shortens the summary */ }
+    close(fd);
+}
+
+/* ---------------------------------------------------------------- one test's run */
+
+typedef struct conf_run {
+    uint32_t op;
+    bool self_check;        /* the backend under test is the reference */
+    tu_backend ref, test;
+    uint64_t seed;
+    uint64_t n_cases;       /* cases built (also the per-case seed index) */
+    long passed, failed, unsupported;
+    double worst_ratio;     /* largest nmse / limit among passing NMSE cases */
+    char worst_case[640];
+} conf_run;
+
+/* The inputs of case number n_cases come from their own stream, so one case's data does not
+ * depend on how many random numbers earlier cases drew. */
+static tu_rng conf_next(conf_run *r) {
+    tu_rng rng;
+    tu_rng_init(&rng, tu_seed_mix(r->seed, ((uint64_t)r->op << 32) | r->n_cases));
+    r->n_cases++;
+    return rng;
+}
+
+static void node_init(tu_node *n, uint32_t op, uint32_t n_src) {
+    memset(n, 0, sizeof *n);
+    n->op = op;
+    n->n_src = n_src;
+}
+
+static tu_tensor *add_src(tu_node *n, int i, uint32_t dtype, int64_t a, int64_t b, int64_t c, int64_t d, tu_layout lay) {
+    tu_tensor_init(&n->src[i], dtype, (const int64_t[APR_MAX_DIMS]){a, b, c, d}, lay);
+    return &n->src[i];
+}
+
+static tu_tensor *set_dst(tu_node *n, uint32_t dtype, int64_t a, int64_t b, int64_t c, int64_t d, tu_layout lay) {
+    tu_tensor_init(&n->dst, dtype, (const int64_t[APR_MAX_DIMS]){a, b, c, d}, lay);
+    return &n->dst;
+}
+
+static void node_name(tu_node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void node_name(tu_node *n, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(n->name, sizeof n->name, fmt, ap);
+    va_end(ap);
+}
+
+/* The case's full description: op, parameters, then every tensor with its strides when it is a view. */
+static void case_text(const tu_node *n, char *out, size_t size) {
+    int len = snprintf(out, size, "%s %s:", op_name(n->op), n->name);
+    for (uint32_t i = 0; i < n->n_src && len >= 0 && (size_t)len < size; i++) {
+        char d[96] = "none";
+        if (n->src[i].present) tu_tensor_describe(&n->src[i], d, sizeof d);
+        len += snprintf(out + len, size - (size_t)len, " src%u=%s", (unsigned)i, d);
+    }
+    if (len >= 0 && (size_t)len < size) {
+        char d[96];
+        tu_tensor_describe(&n->dst, d, sizeof d);
+        snprintf(out + len, size - (size_t)len, " -> %s", d);
+    }
+}
+
+/* Expected results computed here for the ops that only move data (exactly defined, no
+ * arithmetic), so the reference itself is checked, not just trusted. false: no host model. */
+static bool host_expect(const tu_node *n, tu_tensor *want) {
+    const tu_tensor *a = &n->src[0], *b = &n->src[1];
+    int64_t ne = tu_tensor_nelements(&n->dst), i[APR_MAX_DIMS];
+    size_t es = tu_dtype_size(n->dst.dtype);
+    switch (n->op) {
+    case APR_OP_GET_ROWS:
+        for (int64_t k = 0; k < ne; k++) {
+            tu_tensor_index(&n->dst, k, i);
+            tu_setf(want, i[0], i[1], 0, 0, tu_getf(a, i[0], tu_geti(b, i[1], 0, 0, 0), 0, 0));
+        }
+        return true;
+    case APR_OP_CPY:
+        for (int64_t k = 0; k < ne; k++) {
+            tu_tensor_index(&n->dst, k, i);
+            const unsigned char *from = a->data + tu_tensor_byte(a, i);
+            unsigned char *to = want->data + tu_tensor_byte(want, i);
+            if (a->dtype == want->dtype) memcpy(to, from, es);
+            else tu_store_f(want->dtype, to, tu_load_f(a->dtype, from)); /* f32 holds every f16/bf16 exactly */
+        }
+        return true;
+    case APR_OP_CONCAT: {
+        int dim = n->iparams[0];
+        for (int64_t k = 0; k < ne; k++) {
+            tu_tensor_index(&n->dst, k, i);
+            int64_t j[APR_MAX_DIMS] = {i[0], i[1], i[2], i[3]};
+            const tu_tensor *from = a;
+            if (j[dim] >= a->ne[dim]) {
+                from = b;
+                j[dim] -= a->ne[dim];
+            }
+            memcpy(want->data + tu_tensor_byte(want, i), from->data + tu_tensor_byte(from, j), es);
+        }
+        return true;
+    }
+    case APR_OP_ARGMAX:
+        for (int64_t k = 0; k < ne; k++) {
+            tu_tensor_index(&n->dst, k, i);
+            int32_t best = -1;
+            float best_v = 0.0f;
+            for (int64_t j = 0; j < a->ne[0]; j++) {
+                float v = tu_getf(a, j, i[0], i[1], i[2]);
+                if (!isnan(v) && (best < 0 || v > best_v)) {
+                    best = (int32_t)j;
+                    best_v = v;
+                }
+            }
+            tu_seti(want, i[0], i[1], i[2], 0, best < 0 ? 0 : best);
+        }
+        return true;
+    default: return false;
+    }
+}
+
+static void report_fail(conf_run *r, const char *text, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void report_fail(conf_run *r, const char *text, const char *fmt, ...) {
+    char why[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "FAIL: %s %s: %s [APR_TEST_SEED=%llu]\n", r->test.name, text, why, (unsigned long long)r->seed);
+    r->failed++;
+}
+
+/* ---------------------------------------------------------------- watchdog
+ *
+ * A backend that deadlocks would otherwise only show up as Criterion's "Timed out" for the op,
+ * with no word of which backend or case. Before each run the case is recorded here; if the test
+ * is still going after CONF_WATCHDOG seconds the handler prints it and ends the test process. */
+#define CONF_WATCHDOG 30 /* a healthy test takes under a second at -O2, a few under ASan */
+#define CONF_STR_(x) #x
+#define CONF_STR(x) CONF_STR_(x)
+static char watch_text[1024];
+static uint64_t watch_seed;
+
+static void watch_fire(int sig) {
+    (void)sig;
+    static const char head[] = "HANG: no result after " CONF_STR(CONF_WATCHDOG) " s (deadlock or livelock?) in: ";
+    if (write(2, head, sizeof head - 1) < 0 || write(2, watch_text, strnlen(watch_text, sizeof watch_text)) < 0 ||
+        write(2, "\n", 1) < 0) { /* nothing more can be done in a signal handler */ }
+    _exit(3);
+}
+
+static void watch_start(void) {
+    signal(SIGALRM, watch_fire);
+    alarm(CONF_WATCHDOG);
+}
+
+static void watch_case(const char *backend, const char *text) {
+    snprintf(watch_text, sizeof watch_text, "%s %s [APR_TEST_SEED=%llu]", backend, text, (unsigned long long)watch_seed);
+}
+
+/* Runs one case (and frees it): on the reference, then on the backend under test, and judges. */
+static void conf_check(conf_run *r, tu_node *n, const tolerance *t) {
+    char text[640], msg[768];
+    case_text(n, text, sizeof text);
+    unsigned char *want = malloc(n->dst.size), *got = malloc(n->dst.size);
+    cr_assert(want && got, "out of memory");
+
+    watch_case(r->ref.name, text);
+    tu_outcome o = tu_node_run(&r->ref, n, APR_OK, want, msg, sizeof msg);
+    if (r->self_check) {
+        tu_tensor host;
+        tu_tensor_init_like(&host, &n->dst);
+        char why[320];
+        if (o == TU_DECLINED) report_fail(r, text, "the reference declined a valid case: %s", msg);
+        else if (o == TU_BROKEN) report_fail(r, text, "%s", msg);
+        else if (host_expect(n, &host)) {
+            tu_cmp_result c = tu_compare(&n->dst, want, host.data, TU_CMP_EXACT, 0);
+            if (!c.ok) report_fail(r, text, "against the host-computed result: %s", c.msg);
+            else r->passed++;
+        } else if (!tu_all_finite(&n->dst, want, why, sizeof why)) {
+            report_fail(r, text, "non-finite output from finite inputs: %s", why);
+        } else r->passed++;
+        tu_tensor_free(&host);
+        goto done;
+    }
+    if (o != TU_RAN) {
+        report_fail(r, text, "the reference %s: %s", o == TU_DECLINED ? "declined a valid case" : "failed", msg);
+        goto done;
+    }
+    watch_case(r->test.name, text);
+    o = tu_node_run(&r->test, n, APR_OK, got, msg, sizeof msg);
+    if (o == TU_DECLINED) {
+        fprintf(stderr, "unsupported: %s %s: %s\n", r->test.name, text, msg);
+        r->unsupported++;
+        goto done;
+    }
+    if (o == TU_BROKEN) {
+        report_fail(r, text, "%s", msg);
+        goto done;
+    }
+    tu_cmp_result c = tu_compare(&n->dst, got, want, t->mode, t->max_nmse);
+    if (!c.ok) {
+        report_fail(r, text, "%s", c.msg);
+        goto done;
+    }
+    r->passed++;
+    if (t->mode == TU_CMP_NMSE && t->max_nmse > 0 && c.nmse / t->max_nmse >= r->worst_ratio) {
+        r->worst_ratio = c.nmse / t->max_nmse;
+        snprintf(r->worst_case, sizeof r->worst_case, "%s", text);
+    }
+done:
+    free(want);
+    free(got);
+    tu_node_free(n);
+}
+
+/* ---------------------------------------------------------------- cases per op */
+
+static const uint32_t float_dtypes[] = {APR_F32, APR_F16, APR_BF16};
+#define N_FLOAT_DTYPES 3
+
+/* A cache slice: k/v [D, S, Hkv] inside a buffer with room for more positions. */
+#define TU_KV_SLICE ((tu_layout){{0}, {0, 5, 0, 0}, 0, 0})
+
+static void cases_get_rows(conf_run *r) {
+    static const int64_t shapes[][3] = {{1, 1, 1}, {7, 5, 3}, {16, 10, 16}, {33, 100, 17}, {129, 3, 40}, {4100, 6, 3}};
+    for (int di = 0; di < N_FLOAT_DTYPES; di++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (int strided = 0; strided < 2; strided++) {
+                int64_t D = shapes[s][0], R = shapes[s][1], N = shapes[s][2];
+                tu_rng rng = conf_next(r);
+                tu_node n;
+                node_init(&n, APR_OP_GET_ROWS, 2);
+                tu_fill_uniform(add_src(&n, 0, float_dtypes[di], D, R, 1, 1, strided ? TU_PADDED : TU_CONTIG), &rng, -1, 1);
+                tu_tensor *ids = add_src(&n, 1, APR_I32, N, 1, 1, 1, strided ? TU_STEP2 : TU_CONTIG);
+                tu_fill_int(ids, &rng, 0, R - 1);
+                tu_seti(ids, 0, 0, 0, 0, (int32_t)(R - 1)); /* both ends of the table */
+                tu_seti(ids, N - 1, 0, 0, 0, 0);
+                set_dst(&n, APR_F32, D, N, 1, 1, strided ? TU_PADDED : TU_CONTIG);
+                node_name(&n, "D=%lld R=%lld N=%lld", (long long)D, (long long)R, (long long)N);
+                conf_check(r, &n, tol(APR_OP_GET_ROWS, ""));
+            }
+}
+
+static void cases_matmul(conf_run *r) {
+    enum { C, P, T }; /* contiguous, padded, transposed */
+    static const struct { int64_t K, N, M, B2, B3, Bw2, Bw3; int wl, xl, dl; } cs[] = {
+        {1, 1, 1, 1, 1, 1, 1, C, C, C},       {7, 3, 1, 1, 1, 1, 1, C, C, C},
+        {16, 16, 1, 1, 1, 1, 1, C, C, C},     {33, 17, 5, 1, 1, 1, 1, C, C, C},
+        {64, 40, 1, 1, 1, 1, 1, C, C, C},     {96, 65, 9, 1, 1, 1, 1, C, C, C},
+        {130, 67, 70, 1, 1, 1, 1, C, C, C},   {257, 31, 2, 1, 1, 1, 1, C, C, C},
+        {48, 8, 33, 1, 1, 1, 1, C, C, C},     {256, 1000, 1, 1, 1, 1, 1, C, C, C},
+        {4096, 3, 1, 1, 1, 1, 1, C, C, C},    {4097, 2, 3, 1, 1, 1, 1, C, C, C},
+        {8192, 2, 1, 1, 1, 1, 1, C, C, C},    {4096, 8, 16, 1, 1, 1, 1, C, C, C},
+        {32, 9, 5, 4, 2, 2, 1, C, C, C},      {17, 6, 3, 3, 1, 3, 1, C, C, C},
+        {40, 5, 1, 6, 1, 1, 1, C, C, C},      {64, 24, 7, 1, 1, 1, 1, C, P, C},
+        {64, 24, 7, 1, 1, 1, 1, C, T, C},     {33, 17, 13, 1, 1, 1, 1, P, C, C},
+        {33, 17, 13, 1, 1, 1, 1, T, C, C},    {4096, 4, 2, 1, 1, 1, 1, C, P, C},
+        {65, 19, 3, 1, 1, 1, 1, C, C, P},     {24, 7, 4, 2, 2, 2, 2, P, T, P},
+    };
+    const tu_layout lays[] = {TU_CONTIG, TU_PADDED, TU_TRANSPOSED};
+    for (int di = 0; di < N_FLOAT_DTYPES; di++)
+        for (size_t s = 0; s < sizeof cs / sizeof cs[0]; s++) {
+            tu_rng rng = conf_next(r);
+            tu_node n;
+            node_init(&n, APR_OP_MATMUL, 2);
+            tu_fill_uniform(add_src(&n, 0, float_dtypes[di], cs[s].K, cs[s].N, cs[s].Bw2, cs[s].Bw3, lays[cs[s].wl]), &rng, -1, 1);
+            tu_fill_uniform(add_src(&n, 1, APR_F32, cs[s].K, cs[s].M, cs[s].B2, cs[s].B3, lays[cs[s].xl]), &rng, -1, 1);
+            set_dst(&n, APR_F32, cs[s].N, cs[s].M, cs[s].B2, cs[s].B3, lays[cs[s].dl]);
+            node_name(&n, "K=%lld N=%lld M=%lld", (long long)cs[s].K, (long long)cs[s].N, (long long)cs[s].M);
+            const char *key = float_dtypes[di] == APR_F16 ? "f16" : float_dtypes[di] == APR_BF16 ? "bf16"
+                            : cs[s].K >= 2048 ? "f32-large-k" : "f32";
+            conf_check(r, &n, tol(APR_OP_MATMUL, key));
+        }
+}
+
+static void cases_add_mul(conf_run *r, uint32_t op) {
+    enum { C, P, T, S };
+    static const struct { int64_t a[4], b[4]; int al, bl, dl; } cs[] = {
+        {{1, 1, 1, 1}, {1, 1, 1, 1}, C, C, C},     {{7, 3, 1, 1}, {7, 1, 1, 1}, C, C, C},
+        {{33, 5, 3, 2}, {1, 5, 1, 2}, C, C, C},    {{4099, 2, 1, 1}, {4099, 1, 1, 1}, C, C, C},
+        {{17, 1, 1, 1}, {1, 1, 1, 1}, C, C, C},    {{64, 8, 4, 1}, {64, 8, 4, 1}, C, C, C},
+        {{16, 4, 3, 2}, {16, 1, 3, 1}, C, C, C},   {{37, 9, 2, 1}, {37, 1, 1, 1}, T, C, C},
+        {{37, 9, 2, 1}, {37, 9, 2, 1}, C, P, P},   {{32, 16, 1, 1}, {32, 16, 1, 1}, S, T, C},
+        {{24, 6, 2, 2}, {8, 3, 1, 2}, P, C, P},
+    };
+    const tu_layout lays[] = {TU_CONTIG, TU_PADDED, TU_TRANSPOSED, TU_STEP2};
+    for (size_t s = 0; s < sizeof cs / sizeof cs[0]; s++) {
+        tu_rng rng = conf_next(r);
+        tu_node n;
+        node_init(&n, op, 2);
+        const int64_t *a = cs[s].a, *b = cs[s].b;
+        tu_fill_uniform(add_src(&n, 0, APR_F32, a[0], a[1], a[2], a[3], lays[cs[s].al]), &rng, -2, 2);
+        tu_fill_uniform(add_src(&n, 1, APR_F32, b[0], b[1], b[2], b[3], lays[cs[s].bl]), &rng, -2, 2);
+        set_dst(&n, APR_F32, a[0], a[1], a[2], a[3], lays[cs[s].dl]);
+        node_name(&n, "b repeats %lldx%lldx%lldx%lld", (long long)(a[0] / b[0]), (long long)(a[1] / b[1]),
+                  (long long)(a[2] / b[2]), (long long)(a[3] / b[3]));
+        conf_check(r, &n, tol(op, ""));
+    }
+}
+
+/* Shapes shared by the element-wise unary ops, with the source and dst layouts to use. */
+static const struct { int64_t ne[4]; int sl, dl; } unary_shapes[] = {
+    {{1, 1, 1, 1}, 0, 0},  {{7, 3, 1, 1}, 0, 0},  {{33, 5, 3, 2}, 0, 0}, {{4099, 2, 1, 1}, 0, 0},
+    {{64, 8, 4, 1}, 0, 0}, {{37, 9, 2, 1}, 2, 0}, {{31, 6, 1, 1}, 0, 1}, {{32, 16, 1, 1}, 3, 1},
+};
+static const tu_layout unary_lays[] = {TU_CONTIG, TU_PADDED, TU_TRANSPOSED, TU_STEP2};
+#define N_UNARY_SHAPES (sizeof unary_shapes / sizeof unary_shapes[0])
+
+/* SCALE, SILU, GELU over uniform inputs in [-range, range]. */
+static void cases_unary(conf_run *r, uint32_t op, const double *ranges, int n_ranges) {
+    for (int ri = 0; ri < n_ranges; ri++)
+        for (size_t s = 0; s < N_UNARY_SHAPES; s++) {
+            const int64_t *ne = unary_shapes[s].ne;
+            tu_rng rng = conf_next(r);
+            tu_node n;
+            node_init(&n, op, 1);
+            /* A lone element's NMSE is its squared relative error, meaningless in the far tails
+             * where the exact value is ~1e-9 and any f32 evaluation of 1 + tanh (or of exp past its
+             * range) rounds to 0: lone elements stay in +-2, the tails are covered by the larger
+             * shapes, where such values weigh what they are worth. */
+            double range = ne[0] * ne[1] * ne[2] * ne[3] == 1 && ranges[ri] > 2 ? 2 : ranges[ri];
+            tu_fill_uniform(add_src(&n, 0, APR_F32, ne[0], ne[1], ne[2], ne[3], unary_lays[unary_shapes[s].sl]), &rng,
+                            -range, range);
+            set_dst(&n, APR_F32, ne[0], ne[1], ne[2], ne[3], unary_lays[unary_shapes[s].dl]);
+            if (op == APR_OP_SCALE) n.fparams[0] = (float)tu_rng_uniform(&rng, -3, 3);
+            node_name(&n, "x in +-%g%s", range, op == APR_OP_SCALE ? " scale" : "");
+            if (op == APR_OP_SCALE) {
+                size_t len = strlen(n.name);
+                snprintf(n.name + len, sizeof n.name - len, "=%.9g", (double)n.fparams[0]);
+            }
+            conf_check(r, &n, tol(op, ""));
+        }
+}
+
+static void cases_swiglu(conf_run *r) {
+    for (size_t s = 0; s < N_UNARY_SHAPES; s++) {
+        const int64_t *ne = unary_shapes[s].ne;
+        tu_rng rng = conf_next(r);
+        tu_node n;
+        node_init(&n, APR_OP_SWIGLU, 2);
+        tu_fill_uniform(add_src(&n, 0, APR_F32, ne[0], ne[1], ne[2], ne[3], unary_lays[unary_shapes[s].sl]), &rng, -8, 8);
+        /* up uses a different layout from gate, so each source's strides are honoured on their own */
+        tu_fill_uniform(add_src(&n, 1, APR_F32, ne[0], ne[1], ne[2], ne[3], unary_lays[(unary_shapes[s].sl + 1) % 4]), &rng, -2, 2);
+        set_dst(&n, APR_F32, ne[0], ne[1], ne[2], ne[3], unary_lays[unary_shapes[s].dl]);
+        node_name(&n, "gate in +-8, up in +-2");
+        conf_check(r, &n, tol(APR_OP_SWIGLU, ""));
+    }
+}
+
+static void cases_rms_norm(conf_run *r) {
+    static const struct { int64_t ne[4]; double range; int sl, dl; } cs[] = {
+        {{1, 1, 1, 1}, 2, 0, 0},    {{7, 3, 1, 1}, 2, 0, 0},    {{16, 4, 1, 1}, 2, 0, 0},  {{33, 5, 2, 1}, 2, 0, 0},
+        {{128, 8, 1, 1}, 2, 0, 0},  {{4096, 3, 1, 1}, 2, 0, 0}, {{4099, 2, 1, 1}, 2, 0, 0}, {{100, 3, 2, 2}, 2, 0, 0},
+        {{64, 4, 1, 1}, 1000, 0, 0}, {{64, 4, 1, 1}, 1e-3, 0, 0}, {{65, 7, 2, 1}, 2, 1, 1}, {{40, 9, 1, 1}, 2, 2, 0},
+        {{48, 5, 1, 1}, 2, 3, 1},
+    };
+    for (size_t s = 0; s < sizeof cs / sizeof cs[0]; s++) {
+        const int64_t *ne = cs[s].ne;
+        tu_rng rng = conf_next(r);
+        tu_node n;
+        node_init(&n, APR_OP_RMS_NORM, 1);
+        tu_fill_uniform(add_src(&n, 0, APR_F32, ne[0], ne[1], ne[2], ne[3], unary_lays[cs[s].sl]), &rng, -cs[s].range, cs[s].range);
+        set_dst(&n, APR_F32, ne[0], ne[1], ne[2], ne[3], unary_lays[cs[s].dl]);
+        n.fparams[0] = tu_rng_int(&rng, 0, 1) ? 1e-5f : 1e-6f;
+        node_name(&n, "x in +-%g eps=%g", cs[s].range, (double)n.fparams[0]);
+        conf_check(r, &n, tol(APR_OP_RMS_NORM, ""));
+    }
+}
+
+static void cases_rope(conf_run *r) {
+    enum { C, P, Q }; /* contiguous, padded (a slice of a fused row), q-style permute of [D, T, H] storage */
+    static const struct { int64_t D, H, T, n_rot; int xl, dl; } cs[] = {
+        {2, 1, 1, 2, C, C},    {8, 3, 5, 8, C, C},   {64, 4, 7, 64, C, C},  {128, 2, 3, 128, C, C},
+        {80, 3, 4, 64, C, C},  {34, 2, 3, 16, C, C}, {96, 5, 17, 96, C, C}, {6, 1, 9, 4, C, C},
+        {64, 3, 5, 64, P, C},  {64, 3, 5, 48, Q, C}, {32, 2, 6, 32, C, P},
+    };
+    const tu_layout lays[] = {TU_CONTIG, TU_PADDED, TU_PERM(0, 2, 1, 3)};
+    for (size_t s = 0; s < sizeof cs / sizeof cs[0]; s++)
+        for (int layout = 0; layout < 2; layout++)
+            for (int with_ff = 0; with_ff < 2; with_ff++) {
+                tu_rng rng = conf_next(r);
+                tu_node n;
+                node_init(&n, APR_OP_ROPE, with_ff ? 3 : 2);
+                tu_fill_uniform(add_src(&n, 0, APR_F32, cs[s].D, cs[s].H, cs[s].T, 1, lays[cs[s].xl]), &rng, -2, 2);
+                /* positions: half the cases a random run of consecutive tokens, half random jumps,
+                 * all within [0, 4096] (long contexts stress the angle's precision) */
+                tu_tensor *pos = add_src(&n, 1, APR_I32, cs[s].T, 1, 1, 1, cs[s].xl == P ? TU_STEP2 : TU_CONTIG);
+                if (tu_rng_int(&rng, 0, 1)) {
+                    int32_t p0 = (int32_t)tu_rng_int(&rng, 0, 4096 - cs[s].T);
+                    for (int64_t t = 0; t < cs[s].T; t++) tu_seti(pos, t, 0, 0, 0, p0 + (int32_t)t);
+                } else {
+                    tu_fill_int(pos, &rng, 0, 4096);
+                    tu_seti(pos, 0, 0, 0, 0, 0);
+                }
+                if (with_ff) tu_fill_uniform(add_src(&n, 2, APR_F32, cs[s].n_rot / 2, 1, 1, 1, TU_CONTIG), &rng, 1, 8);
+                set_dst(&n, APR_F32, cs[s].D, cs[s].H, cs[s].T, 1, lays[cs[s].dl]);
+                n.iparams[0] = (int32_t)cs[s].n_rot;
+                n.iparams[1] = layout;
+                n.fparams[0] = tu_rng_int(&rng, 0, 1) ? 10000.0f : 500000.0f;
+                n.fparams[1] = tu_rng_int(&rng, 0, 2) ? 1.0f : 0.25f;
+                node_name(&n, "n_rot=%lld %s base=%g scale=%g%s", (long long)cs[s].n_rot, layout ? "neox" : "adjacent",
+                          (double)n.fparams[0], (double)n.fparams[1], with_ff ? " freq_factors" : "");
+                conf_check(r, &n, tol(APR_OP_ROPE, ""));
+            }
+}
+
+/* An additive mask [N, R]: mostly values in [-2, 0], some -inf, and (when R > 1) row 1 fully
+ * masked so that "a row whose every z is -inf gives all zeros" is exercised. */
+static void fill_mask(tu_tensor *m, tu_rng *rng) {
+    tu_fill_uniform(m, rng, -2, 0);
+    for (int64_t r = 0; r < m->ne[1]; r++)
+        for (int64_t j = 0; j < m->ne[0]; j++)
+            if (r == 1 || tu_rng_int(rng, 0, 9) == 0) tu_setf(m, j, r, 0, 0, -INFINITY);
+}
+
+static void cases_softmax(conf_run *r) {
+    static const struct { int64_t ne[4]; int xl, ml, dl; } cs[] = {
+        {{1, 1, 1, 1}, 0, 0, 0},   {{7, 3, 1, 1}, 0, 0, 0},   {{16, 16, 1, 1}, 0, 0, 0}, {{33, 5, 2, 1}, 0, 0, 0},
+        {{100, 7, 2, 2}, 0, 0, 0}, {{4101, 2, 1, 1}, 0, 0, 0}, {{32, 40, 1, 1}, 0, 0, 0}, {{64, 64, 4, 1}, 0, 0, 0},
+        {{37, 9, 2, 1}, 1, 1, 1},  {{24, 24, 3, 1}, 2, 0, 0},
+    };
+    for (size_t s = 0; s < sizeof cs / sizeof cs[0]; s++)
+        for (int with_mask = 0; with_mask < 2; with_mask++)
+            for (int causal = 0; causal < 2; causal++) {
+                const int64_t *ne = cs[s].ne;
+                tu_rng rng = conf_next(r);
+                tu_node n;
+                node_init(&n, APR_OP_SOFTMAX, with_mask ? 2 : 1);
+                tu_fill_uniform(add_src(&n, 0, APR_F32, ne[0], ne[1], ne[2], ne[3], unary_lays[cs[s].xl]), &rng, -5, 5);
+                if (with_mask) fill_mask(add_src(&n, 1, APR_F32, ne[0], ne[1], 1, 1, unary_lays[cs[s].ml]), &rng);
+                set_dst(&n, APR_F32, ne[0], ne[1], ne[2], ne[3], unary_lays[cs[s].dl]);
+                static const float scales[] = {1.0f, 0.125f, 0.0883883476f, 3.0f};
+                n.fparams[0] = scales[tu_rng_int(&rng, 0, 3)];
+                n.iparams[0] = causal;
+                node_name(&n, "scale=%g%s%s%s", (double)n.fparams[0], causal ? " causal" : "", with_mask ? " mask" : "",
+                          causal && ne[0] < ne[1] ? " (N<R: leading rows fully masked)" : "");
+                conf_check(r, &n, tol(APR_OP_SOFTMAX, ""));
+            }
+}
+
+static void cases_attention(conf_run *r) {
+    /* q layouts: contiguous [D, T, H], or the usual permute of a [D, H, T] projection output. */
+    static const struct { int64_t D, Dv, T, S, H, Hkv; int causal, mask, qperm, kvslice; } cs[] = {
+        {64, 64, 1, 1, 4, 4, 0, 0, 0, 0},     {64, 64, 1, 17, 4, 2, 0, 0, 1, 0},   /* decode */
+        {128, 128, 1, 300, 8, 2, 0, 1, 1, 1}, {40, 40, 1, 33, 4, 1, 1, 0, 0, 1},
+        {17, 17, 1, 9, 2, 1, 0, 1, 0, 0},
+        {64, 64, 7, 7, 4, 4, 1, 0, 1, 0},     {64, 64, 7, 40, 4, 1, 1, 1, 1, 1},   /* prefill, S >= T */
+        {32, 32, 33, 33, 2, 1, 1, 0, 0, 0},   {64, 48, 5, 23, 2, 2, 0, 1, 0, 1},
+        {16, 16, 9, 5, 2, 2, 1, 0, 1, 0},     /* S < T, causal: the first queries see no key */
+        {24, 24, 6, 11, 8, 2, 0, 0, 1, 1},    {1, 1, 3, 4, 1, 1, 1, 1, 0, 0},
+    };
+    const uint32_t kv_dtypes[] = {APR_F32, APR_F16};
+    for (int di = 0; di < 2; di++)
+        for (size_t s = 0; s < sizeof cs / sizeof cs[0]; s++) {
+            tu_rng rng = conf_next(r);
+            tu_node n;
+            node_init(&n, APR_OP_ATTENTION, cs[s].mask ? 4 : 3);
+            tu_layout ql = cs[s].qperm ? TU_PERM(0, 2, 1, 3) : TU_CONTIG;
+            tu_layout kvl = cs[s].kvslice ? TU_KV_SLICE : TU_CONTIG;
+            tu_fill_uniform(add_src(&n, 0, APR_F32, cs[s].D, cs[s].T, cs[s].H, 1, ql), &rng, -2, 2);
+            tu_fill_uniform(add_src(&n, 1, kv_dtypes[di], cs[s].D, cs[s].S, cs[s].Hkv, 1, kvl), &rng, -2, 2);
+            tu_fill_uniform(add_src(&n, 2, kv_dtypes[di], cs[s].Dv, cs[s].S, cs[s].Hkv, 1, kvl), &rng, -1, 1);
+            if (cs[s].mask) {
+                /* mask [S, T]: column t is query t; fill_mask's fully masked row 1 is query 1 */
+                fill_mask(add_src(&n, 3, APR_F32, cs[s].S, cs[s].T, 1, 1, TU_CONTIG), &rng);
+                if (cs[s].T == 1) tu_setf(&n.src[3], 0, 0, 0, 0, 0.0f); /* decode: keep one key always visible */
+            }
+            set_dst(&n, APR_F32, cs[s].Dv, cs[s].H, cs[s].T, 1, TU_CONTIG);
+            n.fparams[0] = (float)(1.0 / sqrt((double)cs[s].D));
+            n.iparams[0] = cs[s].causal;
+            node_name(&n, "H=%lld Hkv=%lld (gqa %lld) T=%lld S=%lld%s%s", (long long)cs[s].H, (long long)cs[s].Hkv,
+                      (long long)(cs[s].H / cs[s].Hkv), (long long)cs[s].T, (long long)cs[s].S,
+                      cs[s].causal ? " causal" : "", cs[s].mask ? " mask" : "");
+            conf_check(r, &n, tol(APR_OP_ATTENTION, kv_dtypes[di] == APR_F16 ? "f16" : "f32"));
+        }
+}
+
+static void cases_cpy(conf_run *r) {
+    static const struct { int64_t ne[4]; int sl, dl; } cs[] = {
+        {{1, 1, 1, 1}, 0, 0},   {{7, 3, 1, 1}, 0, 0},  {{33, 5, 3, 2}, 0, 0}, {{4099, 1, 1, 1}, 0, 0},
+        {{16, 16, 4, 2}, 0, 0}, {{37, 9, 2, 1}, 2, 0}, {{31, 6, 1, 1}, 0, 1}, {{12, 5, 3, 1}, 4, 0},
+        {{32, 16, 1, 1}, 3, 1},
+    };
+    const tu_layout lays[] = {TU_CONTIG, TU_PADDED, TU_TRANSPOSED, TU_STEP2, TU_PERM(2, 0, 1, 3)};
+    static const uint32_t pairs[][2] = {
+        {APR_F32, APR_F32}, {APR_F32, APR_F16},  {APR_F32, APR_BF16}, {APR_F16, APR_F32},  {APR_F16, APR_F16},
+        {APR_F16, APR_BF16}, {APR_BF16, APR_F32}, {APR_BF16, APR_F16}, {APR_BF16, APR_BF16}, {APR_I32, APR_I32},
+    };
+    for (size_t p = 0; p < sizeof pairs / sizeof pairs[0]; p++)
+        for (size_t s = 0; s < sizeof cs / sizeof cs[0]; s++) {
+            const int64_t *ne = cs[s].ne;
+            tu_rng rng = conf_next(r);
+            tu_node n;
+            node_init(&n, APR_OP_CPY, 1);
+            tu_tensor *a = add_src(&n, 0, pairs[p][0], ne[0], ne[1], ne[2], ne[3], lays[cs[s].sl]);
+            if (pairs[p][0] == APR_I32) tu_fill_int(a, &rng, INT32_MIN, INT32_MAX);
+            else tu_fill_special(a, &rng);
+            set_dst(&n, pairs[p][1], ne[0], ne[1], ne[2], ne[3], lays[cs[s].dl]);
+            node_name(&n, "%s->%s", tu_dtype_name(pairs[p][0]), tu_dtype_name(pairs[p][1]));
+            conf_check(r, &n, tol(APR_OP_CPY, ""));
+        }
+}
+
+static void cases_concat(conf_run *r) {
+    static const uint32_t dtypes[] = {APR_F32, APR_F16, APR_BF16, APR_I32};
+    static const struct { int64_t ne[4]; int64_t b_len; int al, bl, dl; } cs[] = {
+        {{7, 3, 2, 2}, 5, 0, 0, 0}, {{1, 1, 1, 1}, 1, 0, 0, 0}, {{33, 4, 3, 1}, 1, 0, 0, 0}, {{9, 5, 2, 3}, 4, 2, 1, 1},
+    };
+    const tu_layout lays[] = {TU_CONTIG, TU_PADDED, TU_TRANSPOSED};
+    for (size_t di = 0; di < sizeof dtypes / sizeof dtypes[0]; di++)
+        for (int dim = 0; dim < APR_MAX_DIMS; dim++)
+            for (size_t s = 0; s < sizeof cs / sizeof cs[0]; s++) {
+                tu_rng rng = conf_next(r);
+                tu_node n;
+                node_init(&n, APR_OP_CONCAT, 2);
+                int64_t a[4], b[4], d[4];
+                memcpy(a, cs[s].ne, sizeof a);
+                memcpy(b, a, sizeof b);
+                b[dim] = cs[s].b_len;
+                memcpy(d, a, sizeof d);
+                d[dim] = a[dim] + b[dim];
+                tu_tensor *ta = add_src(&n, 0, dtypes[di], a[0], a[1], a[2], a[3], lays[cs[s].al]);
+                tu_tensor *tb = add_src(&n, 1, dtypes[di], b[0], b[1], b[2], b[3], lays[cs[s].bl]);
+                if (dtypes[di] == APR_I32) {
+                    tu_fill_int(ta, &rng, INT32_MIN, INT32_MAX);
+                    tu_fill_int(tb, &rng, INT32_MIN, INT32_MAX);
+                } else {
+                    tu_fill_special(ta, &rng);
+                    tu_fill_special(tb, &rng);
+                }
+                set_dst(&n, dtypes[di], d[0], d[1], d[2], d[3], lays[cs[s].dl]);
+                n.iparams[0] = dim;
+                node_name(&n, "dim=%d", dim);
+                conf_check(r, &n, tol(APR_OP_CONCAT, ""));
+            }
+}
+
+static void cases_argmax(conf_run *r) {
+    /* kind 0: uniform values; 1: small integers (many ties: the lowest index must win);
+     * 2: NaNs (ignored), infinities, and row 0 entirely NaN (gives 0). */
+    static const struct { int64_t ne[4]; int kind, xl, dl; } cs[] = {
+        {{1, 1, 1, 1}, 0, 0, 0},  {{7, 3, 1, 1}, 0, 0, 0},    {{16, 4, 1, 1}, 1, 0, 0},  {{33, 5, 2, 1}, 1, 0, 0},
+        {{4101, 3, 1, 1}, 0, 0, 0}, {{32000, 2, 1, 1}, 0, 0, 0}, {{100, 3, 2, 2}, 2, 0, 0}, {{17, 6, 1, 1}, 2, 0, 0},
+        {{37, 9, 2, 1}, 1, 2, 0}, {{40, 7, 1, 1}, 2, 1, 3},    {{64, 8, 1, 1}, 0, 3, 1},
+    };
+    for (size_t s = 0; s < sizeof cs / sizeof cs[0]; s++) {
+        const int64_t *ne = cs[s].ne;
+        tu_rng rng = conf_next(r);
+        tu_node n;
+        node_init(&n, APR_OP_ARGMAX, 1);
+        tu_tensor *x = add_src(&n, 0, APR_F32, ne[0], ne[1], ne[2], ne[3], unary_lays[cs[s].xl]);
+        tu_fill_uniform(x, &rng, -1, 1);
+        int64_t i[APR_MAX_DIMS];
+        for (int64_t k = 0; k < tu_tensor_nelements(x); k++) {
+            tu_tensor_index(x, k, i);
+            float v = tu_getf(x, i[0], i[1], i[2], i[3]);
+            if (cs[s].kind == 1) v = (float)tu_rng_int(&rng, -3, 3);
+            if (cs[s].kind == 2) {
+                int64_t roll = tu_rng_int(&rng, 0, 19);
+                if ((i[1] == 0 && i[2] == 0 && i[3] == 0) || roll < 3) v = NAN;
+                else if (roll == 3) v = -INFINITY;
+                else if (roll == 4 && i[1] % 2) v = INFINITY;
+            }
+            tu_setf(x, i[0], i[1], i[2], i[3], v);
+        }
+        set_dst(&n, APR_I32, ne[1], ne[2], ne[3], 1, unary_lays[cs[s].dl]);
+        static const char *const kinds[] = {"uniform", "ties", "nan/inf, row 0 all NaN"};
+        node_name(&n, "%s", kinds[cs[s].kind]);
+        conf_check(r, &n, tol(APR_OP_ARGMAX, ""));
+    }
+}
+
+static void conf_cases(conf_run *r) {
+    static const double unary_ranges[] = {8, 100};
+    static const double scale_ranges[] = {2};
+    switch (r->op) {
+    case APR_OP_GET_ROWS: cases_get_rows(r); break;
+    case APR_OP_MATMUL: cases_matmul(r); break;
+    case APR_OP_ADD: case APR_OP_MUL: cases_add_mul(r, r->op); break;
+    case APR_OP_SCALE: cases_unary(r, r->op, scale_ranges, 1); break;
+    case APR_OP_SILU: case APR_OP_GELU: cases_unary(r, r->op, unary_ranges, 2); break;
+    case APR_OP_SWIGLU: cases_swiglu(r); break;
+    case APR_OP_RMS_NORM: cases_rms_norm(r); break;
+    case APR_OP_ROPE: cases_rope(r); break;
+    case APR_OP_SOFTMAX: cases_softmax(r); break;
+    case APR_OP_ATTENTION: cases_attention(r); break;
+    case APR_OP_CPY: cases_cpy(r); break;
+    case APR_OP_CONCAT: cases_concat(r); break;
+    case APR_OP_ARGMAX: cases_argmax(r); break;
+    default: cr_assert_fail("no cases for op %u", (unsigned)r->op);
+    }
+}
+
+/* ---------------------------------------------------------------- the tests */
+
+static int test_threads(void) {
+    const char *env = getenv("APR_TEST_THREADS");
+    return env && *env ? atoi(env) : 3;
+}
+
+/* Opens the registry, the reference and (unless it is the reference) the backend under test. */
+static apr_registry *conf_open(const conf_param *p, conf_run *r) {
+    if (!p->backend[0])
+        cr_skip_test("no backend other than the reference is usable on this machine (%s); only the reference "
+                     "self-checks ran", p->note);
+    r->seed = watch_seed = tu_seed();
+    watch_case(p->backend, "opening the registry and backends");
+    watch_start();
+    apr_registry *reg = NULL;
+    apr_error e;
+    cr_assert_eq(apr_registry_open(NULL, &reg, &e), APR_OK, "apr_registry_open: %s", e.msg);
+    char err[512];
+    cr_assert(tu_backend_open(reg, REFERENCE, 1, &r->ref, err, sizeof err), "the oracle is missing: %s", err);
+    r->self_check = !strcmp(p->backend, REFERENCE);
+    if (r->self_check) r->test = r->ref;
+    else cr_assert(tu_backend_open(reg, p->backend, test_threads(), &r->test, err, sizeof err), "%s", err);
+    return reg;
+}
+
+static void conf_close(apr_registry *reg, conf_run *r) {
+    if (!r->self_check) tu_backend_close(&r->test);
+    tu_backend_close(&r->ref);
+    apr_registry_close(reg);
+}
+
+static void conf_test(const conf_param *p, uint32_t op) {
+    conf_run r;
+    memset(&r, 0, sizeof r);
+    r.op = op;
+    apr_registry *reg = conf_open(p, &r);
+    conf_cases(&r);
+    const char *name = r.test.name;
+    char worst[800] = "";
+    if (r.worst_case[0]) snprintf(worst, sizeof worst, "; worst nmse %.2g of its limit in %s", r.worst_ratio, r.worst_case);
+    fprintf(stderr, "%s %s: %ld passed, %ld failed, %ld unsupported%s%s\n", name, op_name(op), r.passed, r.failed,
+            r.unsupported, r.self_check ? " (self-check)" : "", worst);
+    tally_append(name, r.passed, r.failed, r.unsupported);
+    char backend[64];
+    snprintf(backend, sizeof backend, "%s", name);
+    conf_close(reg, &r);
+
+    cr_assert_gt(r.n_cases, 0, "%s: no cases were built", op_name(op));
+    cr_assert_eq(r.passed + r.failed + r.unsupported, (long)r.n_cases, "%s %s: cases lost", backend, op_name(op));
+    cr_assert_eq(r.failed, 0, "%s %s: %ld of %llu cases failed (see FAIL lines; APR_TEST_SEED=%llu replays)", backend,
+                 op_name(op), r.failed, (unsigned long long)r.n_cases, (unsigned long long)r.seed);
+    if (r.passed == 0)
+        cr_skip_test("%s %s: every one of %llu cases was declined (unsupported), nothing was compared", backend,
+                     op_name(op), (unsigned long long)r.n_cases);
+}
+
+/* Seconds per test. A healthy test takes well under a second at -O2 and a few under ASan; a
+ * backend that deadlocks should fail in a minute, not stall make check. */
+#define CONF_TIMEOUT 60
+
+#define CONF_OP_TEST(name, op)                                                                 \
+    ParameterizedTestParameters(conformance, name) { return conf_params(); }                  \
+    ParameterizedTest(conf_param *p, conformance, name, .timeout = CONF_TIMEOUT) { conf_test(p, op); }
+
+CONF_OP_TEST(get_rows, APR_OP_GET_ROWS)
+CONF_OP_TEST(matmul, APR_OP_MATMUL)
+CONF_OP_TEST(add, APR_OP_ADD)
+CONF_OP_TEST(mul, APR_OP_MUL)
+CONF_OP_TEST(scale, APR_OP_SCALE)
+CONF_OP_TEST(rms_norm, APR_OP_RMS_NORM)
+CONF_OP_TEST(rope, APR_OP_ROPE)
+CONF_OP_TEST(softmax, APR_OP_SOFTMAX)
+CONF_OP_TEST(silu, APR_OP_SILU)
+CONF_OP_TEST(gelu, APR_OP_GELU)
+CONF_OP_TEST(swiglu, APR_OP_SWIGLU)
+CONF_OP_TEST(attention, APR_OP_ATTENTION)
+CONF_OP_TEST(cpy, APR_OP_CPY)
+CONF_OP_TEST(concat, APR_OP_CONCAT)
+CONF_OP_TEST(argmax, APR_OP_ARGMAX)
+
+/* Data-dependent errors and unknown ops, on every backend including the reference: an id outside
+ * the table is APR_ERR_INVALID from compute() (not a crash, not a write outside dst), and an op
+ * number no ABI version defines is declined by supports() with a reason. */
+ParameterizedTestParameters(conformance, errors) { return conf_params(); }
+ParameterizedTest(conf_param *p, conformance, errors, .timeout = CONF_TIMEOUT) {
+    conf_run r;
+    memset(&r, 0, sizeof r);
+    r.op = APR_OP_GET_ROWS;
+    apr_registry *reg = conf_open(p, &r);
+    const tu_backend *b = &r.test;
+    long bad_id_checked = 0, failed = 0, unsupported = 0;
+
+    static const int32_t bad_ids[] = {5, -1, INT32_MAX, INT32_MIN};
+    for (size_t k = 0; k < sizeof bad_ids / sizeof bad_ids[0]; k++) {
+        tu_rng rng = conf_next(&r);
+        tu_node n;
+        node_init(&n, APR_OP_GET_ROWS, 2);
+        tu_fill_uniform(add_src(&n, 0, APR_F32, 8, 5, 1, 1, TU_CONTIG), &rng, -1, 1);
+        tu_tensor *ids = add_src(&n, 1, APR_I32, 3, 1, 1, 1, TU_CONTIG);
+        tu_fill_int(ids, &rng, 0, 4);
+        tu_seti(ids, (int64_t)(k % 3), 0, 0, 0, bad_ids[k]); /* the bad id first, in the middle, last */
+        set_dst(&n, APR_F32, 8, 3, 1, 1, TU_CONTIG);
+        node_name(&n, "ids[%zu]=%d with R=5", k % 3, (int)bad_ids[k]);
+        char text[640], msg[768];
+        case_text(&n, text, sizeof text);
+        unsigned char *out = malloc(n.dst.size);
+        cr_assert(out);
+        watch_case(b->name, text);
+        tu_outcome o = tu_node_run(b, &n, APR_ERR_INVALID, out, msg, sizeof msg);
+        if (o == TU_DECLINED) {
+            fprintf(stderr, "unsupported: %s %s: %s\n", b->name, text, msg);
+            unsupported++;
+        } else if (o == TU_BROKEN) {
+            fprintf(stderr, "FAIL: %s %s: %s\n", b->name, text, msg);
+            failed++;
+        } else bad_id_checked++;
+        free(out);
+        tu_node_free(&n);
+    }
+
+    /* An op number beyond every version: supports() must say no and why, without reading data. */
+    apr_buffer placeholder = {.struct_size = sizeof placeholder};
+    apr_node_desc nd;
+    memset(&nd, 0, sizeof nd);
+    nd.struct_size = sizeof nd;
+    nd.op = 999;
+    nd.n_src = 1;
+    apr_tensor_desc *ts[2] = {&nd.dst, &nd.src[0]};
+    for (int t = 0; t < 2; t++) {
+        ts[t]->struct_size = sizeof *ts[t];
+        ts[t]->dtype = APR_F32;
+        ts[t]->ne[0] = 4;
+        ts[t]->ne[1] = ts[t]->ne[2] = ts[t]->ne[3] = 1;
+        ts[t]->nb[0] = 4;
+        ts[t]->nb[1] = ts[t]->nb[2] = ts[t]->nb[3] = 16;
+        ts[t]->buffer = &placeholder;
+    }
+    for (int t = 1; t < APR_MAX_SRC; t++) nd.src[t].struct_size = sizeof nd.src[t];
+    char why[512] = "";
+    apr_status st = b->api->supports(b->inst, &nd, why, sizeof why);
+    fprintf(stderr, "%s errors: %ld bad-id cases returned invalid, %ld failed, %ld unsupported; op 999: %s (%s)\n",
+            b->name, bad_id_checked, failed, unsupported, apr_status_name(st), why);
+    tally_append(b->name, bad_id_checked + (st == APR_ERR_UNSUPPORTED && why[0]), failed + !(st == APR_ERR_UNSUPPORTED && why[0]),
+                 unsupported);
+    char backend[64];
+    snprintf(backend, sizeof backend, "%s", b->name);
+    conf_close(reg, &r);
+
+    cr_assert_eq(st, APR_ERR_UNSUPPORTED, "%s: supports(op 999) returned %s, want APR_ERR_UNSUPPORTED", backend,
+                 apr_status_name(st));
+    cr_assert(why[0], "%s: supports(op 999) declined without a reason", backend);
+    cr_assert_eq(failed, 0, "%s: %ld get_rows cases with a bad id did not return APR_ERR_INVALID cleanly (see FAIL lines)",
+                 backend, failed);
+}

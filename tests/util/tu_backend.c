@@ -1,0 +1,307 @@
+/* tu_backend.c — drives one backend directly through its plugin table: guarded buffers, one-node runs, result comparison. */
+#include "tu_backend.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool tu_fail(char *msg, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool tu_fail(char *msg, size_t size, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, size, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+bool tu_backend_open(apr_registry *reg, const char *name, int n_threads, tu_backend *out, char *err, size_t err_size) {
+    memset(out, 0, sizeof *out);
+    apr_error e;
+    if (apr_backend_open(reg, name, n_threads, &out->be, &e) != APR_OK)
+        return tu_fail(err, err_size, "cannot open backend '%s': %s", name, e.msg);
+    out->api = apr_backend_plugin(out->be);
+    out->inst = apr_backend_instance(out->be);
+    out->name = apr_backend_name(out->be);
+    if (!out->api || !out->api->supports || !out->api->compute || !out->api->buffer_alloc || !out->api->buffer_free ||
+        !out->api->buffer_write || !out->api->buffer_read) {
+        apr_backend_close(out->be);
+        memset(out, 0, sizeof *out);
+        return tu_fail(err, err_size, "backend '%s' lacks a required plugin slot", name);
+    }
+    return true;
+}
+
+void tu_backend_close(tu_backend *b) {
+    if (b->be) apr_backend_close(b->be);
+    memset(b, 0, sizeof *b);
+}
+
+void tu_node_free(tu_node *n) {
+    for (int i = 0; i < APR_MAX_SRC; i++) tu_tensor_free(&n->src[i]);
+    tu_tensor_free(&n->dst);
+}
+
+/* ---------------------------------------------------------------- one guarded run */
+
+/* One tensor's buffer on the backend, and the host image written into it. */
+typedef struct tu_slot {
+    apr_buffer buf;
+    bool allocated;
+    unsigned char *image; /* TU_GUARD + storage + TU_GUARD bytes */
+    uint64_t total;
+} tu_slot;
+
+static void tu_desc(apr_tensor_desc *d, const tu_tensor *t, const apr_buffer *buf, uint64_t offset) {
+    memset(d, 0, sizeof *d);
+    d->struct_size = sizeof *d;
+    d->dtype = t->dtype;
+    for (int k = 0; k < APR_MAX_DIMS; k++) {
+        d->ne[k] = t->ne[k];
+        d->nb[k] = t->nb[k];
+    }
+    d->buffer = buf;
+    d->offset = offset;
+    /* Never assume host visibility: data exists only when the backend says so. */
+    d->data = buf && (buf->flags & APR_BUFFER_HOST_VISIBLE) && buf->host_ptr ? (char *)buf->host_ptr + offset : NULL;
+}
+
+/* An absent optional source: a v1-sized desc whose buffer is NULL. */
+static void tu_desc_absent(apr_tensor_desc *d) {
+    memset(d, 0, sizeof *d);
+    d->struct_size = sizeof *d;
+    d->dtype = APR_F32;
+    for (int k = 0; k < APR_MAX_DIMS; k++) {
+        d->ne[k] = 1;
+        d->nb[k] = 4;
+    }
+}
+
+static void tu_node_desc(apr_node_desc *nd, const tu_node *n) {
+    memset(nd, 0, sizeof *nd);
+    nd->struct_size = sizeof *nd;
+    nd->op = n->op;
+    nd->n_src = n->n_src;
+    memcpy(nd->iparams, n->iparams, sizeof nd->iparams);
+    memcpy(nd->fparams, n->fparams, sizeof nd->fparams);
+    nd->name = n->name;
+    for (int i = 0; i < APR_MAX_SRC; i++) tu_desc_absent(&nd->src[i]);
+}
+
+/* Describes the first byte that differs between a and b in [0, n), relative to the tensor. */
+static int64_t tu_first_diff(const unsigned char *a, const unsigned char *b, uint64_t n, const unsigned char *skip) {
+    for (uint64_t k = 0; k < n; k++)
+        if (a[k] != b[k] && !(skip && skip[k])) return (int64_t)k;
+    return -1;
+}
+
+tu_outcome tu_node_run(const tu_backend *b, const tu_node *n, apr_status expect, unsigned char *out, char *msg,
+                       size_t msg_size) {
+    const apr_plugin *api = b->api;
+    apr_node_desc nd;
+    tu_node_desc(&nd, n);
+    msg[0] = 0;
+
+    /* supports() sees shapes, strides and dtypes but no memory: a size-0 placeholder buffer. */
+    apr_buffer placeholder = {.struct_size = sizeof placeholder};
+    for (uint32_t i = 0; i < n->n_src; i++)
+        if (n->src[i].present) tu_desc(&nd.src[i], &n->src[i], &placeholder, n->src[i].offset);
+    tu_desc(&nd.dst, &n->dst, &placeholder, n->dst.offset);
+    nd.dst.data = NULL;
+    for (uint32_t i = 0; i < n->n_src; i++) nd.src[i].data = NULL;
+    char why[512] = "";
+    apr_status st = api->supports(b->inst, &nd, why, sizeof why);
+    if (st != APR_OK) {
+        snprintf(msg, msg_size, "%s (%s)", why[0] ? why : "no reason given", apr_status_name(st));
+        return TU_DECLINED;
+    }
+
+    /* Slot APR_MAX_SRC is dst. */
+    tu_slot slots[APR_MAX_SRC + 1];
+    memset(slots, 0, sizeof slots);
+    const tu_tensor *tens[APR_MAX_SRC + 1];
+    for (int i = 0; i < APR_MAX_SRC; i++) tens[i] = i < (int)n->n_src && n->src[i].present ? &n->src[i] : NULL;
+    tens[APR_MAX_SRC] = &n->dst;
+    tu_outcome result = TU_BROKEN;
+    unsigned char *readback = NULL, *mask = NULL;
+    char err[512] = "";
+
+    for (int i = 0; i <= APR_MAX_SRC; i++) {
+        const tu_tensor *t = tens[i];
+        if (!t) continue;
+        tu_slot *s = &slots[i];
+        s->total = TU_GUARD + t->size + TU_GUARD;
+        s->image = malloc(s->total);
+        if (!s->image) { snprintf(msg, msg_size, "harness out of memory"); goto done; }
+        memset(s->image, TU_GUARD_BYTE, s->total);
+        if (i == APR_MAX_SRC) tu_tensor_poison(t, s->image + TU_GUARD); /* dst: NaN everywhere */
+        else memcpy(s->image + TU_GUARD, t->data, t->size);
+        s->buf.struct_size = sizeof s->buf;
+        st = api->buffer_alloc(b->inst, s->total, &s->buf, err, sizeof err);
+        if (st != APR_OK) {
+            snprintf(msg, msg_size, "buffer_alloc(%llu) failed: %s: %s", (unsigned long long)s->total, apr_status_name(st), err);
+            goto done;
+        }
+        s->allocated = true;
+        st = api->buffer_write(b->inst, &s->buf, 0, s->image, s->total, err, sizeof err);
+        if (st != APR_OK) {
+            snprintf(msg, msg_size, "buffer_write failed: %s: %s", apr_status_name(st), err);
+            goto done;
+        }
+        if (i == APR_MAX_SRC) tu_desc(&nd.dst, t, &s->buf, TU_GUARD + t->offset);
+        else tu_desc(&nd.src[i], t, &s->buf, TU_GUARD + t->offset);
+    }
+
+    apr_subgraph g = {.struct_size = sizeof g, .node_stride = sizeof nd, .n_nodes = 1, .nodes = &nd};
+    err[0] = 0;
+    st = api->compute(b->inst, &g, err, sizeof err);
+    if (st != expect) {
+        snprintf(msg, msg_size, "compute returned %s, want %s%s%s", apr_status_name(st), apr_status_name(expect),
+                 err[0] ? ": " : "", err);
+        goto done;
+    }
+    if (st != APR_OK && !err[0]) {
+        snprintf(msg, msg_size, "compute returned %s without a message", apr_status_name(st));
+        goto done;
+    }
+
+    /* Read everything back: sources must be untouched, dst only at its elements. */
+    for (int i = 0; i <= APR_MAX_SRC; i++) {
+        const tu_tensor *t = tens[i];
+        if (!t) continue;
+        tu_slot *s = &slots[i];
+        free(readback);
+        readback = malloc(s->total);
+        if (!readback) { snprintf(msg, msg_size, "harness out of memory"); goto done; }
+        st = api->buffer_read(b->inst, &s->buf, 0, readback, s->total, err, sizeof err);
+        if (st != APR_OK) {
+            snprintf(msg, msg_size, "buffer_read failed: %s: %s", apr_status_name(st), err);
+            goto done;
+        }
+        const unsigned char *skip = NULL;
+        if (i == APR_MAX_SRC) {
+            free(mask);
+            mask = calloc(1, s->total);
+            if (!mask) { snprintf(msg, msg_size, "harness out of memory"); goto done; }
+            tu_tensor_element_mask(t, mask + TU_GUARD);
+            skip = mask;
+        }
+        int64_t k = tu_first_diff(readback, s->image, s->total, skip);
+        if (k >= 0) {
+            const char *where = k < TU_GUARD ? "guard before" : (uint64_t)k >= s->total - TU_GUARD ? "guard after" : "gap inside";
+            if (i == APR_MAX_SRC)
+                snprintf(msg, msg_size, "dst: byte %lld of the buffer (%s the tensor, storage byte %lld) changed from 0x%02x to 0x%02x",
+                         (long long)k, where, (long long)k - TU_GUARD, s->image[k], readback[k]);
+            else
+                snprintf(msg, msg_size, "src%d was modified: buffer byte %lld (storage byte %lld) 0x%02x -> 0x%02x", i,
+                         (long long)k, (long long)k - TU_GUARD, s->image[k], readback[k]);
+            goto done;
+        }
+        if (i == APR_MAX_SRC) memcpy(out, readback + TU_GUARD, t->size);
+    }
+    result = TU_RAN;
+
+done:
+    for (int i = 0; i <= APR_MAX_SRC; i++) {
+        if (slots[i].allocated) api->buffer_free(b->inst, &slots[i].buf);
+        free(slots[i].image);
+    }
+    free(readback);
+    free(mask);
+    return result;
+}
+
+/* ---------------------------------------------------------------- comparison */
+
+static void tu_index_text(const tu_tensor *t, int64_t k, char *out, size_t size) {
+    int64_t i[APR_MAX_DIMS];
+    tu_tensor_index(t, k, i);
+    snprintf(out, size, "[%lld,%lld,%lld,%lld]", (long long)i[0], (long long)i[1], (long long)i[2], (long long)i[3]);
+}
+
+tu_cmp_result tu_compare(const tu_tensor *layout, const unsigned char *got, const unsigned char *want,
+                         tu_cmp_mode mode, double max_nmse) {
+    tu_cmp_result r = {.ok = true};
+    int64_t n = tu_tensor_nelements(layout), i[APR_MAX_DIMS];
+    size_t es = tu_dtype_size(layout->dtype);
+    bool is_float = tu_dtype_is_float(layout->dtype);
+    double sum_d2 = 0.0, sum_b2 = 0.0;
+    char idx[64];
+    for (int64_t k = 0; k < n; k++) {
+        tu_tensor_index(layout, k, i);
+        uint64_t off = tu_tensor_byte(layout, i);
+        if (!is_float) {
+            int32_t a, b;
+            memcpy(&a, got + off, 4);
+            memcpy(&b, want + off, 4);
+            if (a != b && r.n_bad++ == 0) {
+                tu_index_text(layout, k, idx, sizeof idx);
+                snprintf(r.msg, sizeof r.msg, "element %s is %" PRId32 ", want %" PRId32, idx, a, b);
+            }
+            continue;
+        }
+        float a = tu_load_f(layout->dtype, got + off), b = tu_load_f(layout->dtype, want + off);
+        const char *rule = NULL;
+        if (isnan(a) != isnan(b)) rule = isnan(a) ? "NaN where the reference has a number" : "a number where the reference has NaN";
+        else if (isnan(a)) continue;
+        else if ((isinf(a) || isinf(b)) && a != b) rule = "inf on one side only or of opposite sign";
+        else if (mode == TU_CMP_EXACT && memcmp(got + off, want + off, es) != 0) rule = "bits differ";
+        if (rule) {
+            if (r.n_bad++ == 0) {
+                tu_index_text(layout, k, idx, sizeof idx);
+                snprintf(r.msg, sizeof r.msg, "%s: element %s is %.9g, want %.9g", rule, idx, (double)a, (double)b);
+            }
+            continue;
+        }
+        if (isinf(a)) continue; /* equal infinities */
+        double d = (double)a - (double)b;
+        sum_d2 += d * d;
+        sum_b2 += (double)b * (double)b;
+    }
+    if (r.n_bad) {
+        r.ok = false;
+        char first[320];
+        snprintf(first, sizeof first, "%s", r.msg);
+        snprintf(r.msg, sizeof r.msg, "%lld of %lld elements wrong; first %.250s", (long long)r.n_bad, (long long)n, first);
+        return r;
+    }
+    if (mode == TU_CMP_EXACT || !is_float) return r;
+    /* An all-zero expectation is matched only exactly. */
+    r.nmse = sum_b2 > 0.0 ? sum_d2 / sum_b2 : (sum_d2 > 0.0 ? INFINITY : 0.0);
+    if (!(r.nmse <= max_nmse)) {
+        r.ok = false;
+        /* Name the element that contributes most, which usually points at the bug. */
+        double worst = -1.0;
+        int64_t wk = 0;
+        for (int64_t k = 0; k < n; k++) {
+            tu_tensor_index(layout, k, i);
+            uint64_t off = tu_tensor_byte(layout, i);
+            double d = (double)tu_load_f(layout->dtype, got + off) - (double)tu_load_f(layout->dtype, want + off);
+            if (d * d > worst) { worst = d * d; wk = k; }
+        }
+        tu_tensor_index(layout, wk, i);
+        uint64_t off = tu_tensor_byte(layout, i);
+        tu_index_text(layout, wk, idx, sizeof idx);
+        snprintf(r.msg, sizeof r.msg, "nmse %.3g > %.3g; worst element %s is %.9g, want %.9g", r.nmse, max_nmse, idx,
+                 (double)tu_load_f(layout->dtype, got + off), (double)tu_load_f(layout->dtype, want + off));
+    }
+    return r;
+}
+
+bool tu_all_finite(const tu_tensor *layout, const unsigned char *data, char *msg, size_t msg_size) {
+    if (!tu_dtype_is_float(layout->dtype)) return true;
+    int64_t n = tu_tensor_nelements(layout), i[APR_MAX_DIMS];
+    for (int64_t k = 0; k < n; k++) {
+        tu_tensor_index(layout, k, i);
+        float v = tu_load_f(layout->dtype, data + tu_tensor_byte(layout, i));
+        if (!isfinite(v)) {
+            char idx[64];
+            tu_index_text(layout, k, idx, sizeof idx);
+            snprintf(msg, msg_size, "element %s is %g", idx, (double)v);
+            return false;
+        }
+    }
+    return true;
+}

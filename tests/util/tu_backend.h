@@ -1,0 +1,78 @@
+/* tu_backend.h — drives one backend directly through its plugin table: guarded buffers, one-node runs, result comparison. */
+#ifndef TU_BACKEND_H
+#define TU_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "apr/apr.h"
+#include "tu_tensor.h"
+
+/* Bytes of 0xA5 before and after a tensor's storage inside every buffer the harness allocates. */
+#define TU_GUARD 64
+#define TU_GUARD_BYTE 0xa5
+
+/* An open backend and its plugin table. */
+typedef struct tu_backend {
+    apr_backend *be;
+    const apr_plugin *api;
+    void *inst;
+    const char *name;
+} tu_backend;
+
+/* Opens backend `name` of reg with n_threads (0 = the backend's default). false + err on failure. */
+bool tu_backend_open(apr_registry *reg, const char *name, int n_threads, tu_backend *out, char *err, size_t err_size);
+void tu_backend_close(tu_backend *b);
+
+/* One op node over host tensors: dst = op(src[0..n_src-1]). */
+typedef struct tu_node {
+    uint32_t op;
+    uint32_t n_src;                     /* sources counted, absent optional ones included */
+    int32_t iparams[APR_MAX_PARAMS];
+    float fparams[APR_MAX_PARAMS];
+    tu_tensor src[APR_MAX_SRC];         /* src[i].present false = absent optional source */
+    tu_tensor dst;                      /* its storage is only the layout; contents are ignored */
+    char name[256];                     /* the case, for messages */
+} tu_node;
+
+void tu_node_free(tu_node *n);
+
+typedef enum tu_outcome {
+    TU_RAN = 0,      /* compute returned the expected status; every buffer check passed */
+    TU_DECLINED = 1, /* supports() said no; msg holds its reason */
+    TU_BROKEN = 2,   /* a harness call failed, compute returned the wrong status, or memory
+                        outside dst's elements changed; msg says which */
+} tu_outcome;
+
+/* Runs n on b the way the core would, but with every buffer fenced: allocates one buffer per
+ * tensor (TU_GUARD bytes of TU_GUARD_BYTE either side, dst storage pre-filled with its poison NaN),
+ * writes them with buffer_write, asks supports(), runs compute() on a one-node subgraph and
+ * reads everything back with buffer_read. Sources must come back byte-identical and dst may
+ * differ only at its own elements. out (n->dst.size bytes) receives dst's storage. compute must
+ * return `expect` (APR_OK for ordinary cases). */
+tu_outcome tu_node_run(const tu_backend *b, const tu_node *n, apr_status expect, unsigned char *out, char *msg,
+                       size_t msg_size);
+
+/* How a result is judged against the expected one. */
+typedef enum tu_cmp_mode {
+    TU_CMP_NMSE = 0,  /* float: NaN/inf agreement, then sum((a-b)^2)/sum(b^2) <= max_nmse */
+    TU_CMP_EXACT = 1, /* bit equality per element (any NaN matches any NaN for float dtypes) */
+} tu_cmp_mode;
+
+typedef struct tu_cmp_result {
+    bool ok;
+    double nmse;       /* NMSE mode: the measured value (0 in exact mode) */
+    int64_t n_bad;     /* elements that broke a NaN/inf/exactness rule */
+    char msg[320];     /* why not ok: the rule and the first offending element */
+} tu_cmp_result;
+
+/* Compares the elements of two storages laid out as layout (got from the backend under test,
+ * want from the oracle). */
+tu_cmp_result tu_compare(const tu_tensor *layout, const unsigned char *got, const unsigned char *want,
+                         tu_cmp_mode mode, double max_nmse);
+
+/* True when every float element is finite (i32 tensors: always true); else writes the first. */
+bool tu_all_finite(const tu_tensor *layout, const unsigned char *data, char *msg, size_t msg_size);
+
+#endif
