@@ -8,21 +8,48 @@
 
 static inline int64_t gemm_min(int64_t a, int64_t b) { return a < b ? a : b; }
 
+/* Rows r[0..7] at k..k+7 transposed into dst[t * ld + i] = r[i][k + t] (AVX, both levels). */
+static inline void gemm_t8x8(const float *const *r, int64_t k, float *dst, int64_t ld) {
+    __m256 a0 = _mm256_loadu_ps(r[0] + k), a1 = _mm256_loadu_ps(r[1] + k), a2 = _mm256_loadu_ps(r[2] + k),
+           a3 = _mm256_loadu_ps(r[3] + k), a4 = _mm256_loadu_ps(r[4] + k), a5 = _mm256_loadu_ps(r[5] + k),
+           a6 = _mm256_loadu_ps(r[6] + k), a7 = _mm256_loadu_ps(r[7] + k);
+    __m256 t0 = _mm256_unpacklo_ps(a0, a1), t1 = _mm256_unpackhi_ps(a0, a1), t2 = _mm256_unpacklo_ps(a2, a3),
+           t3 = _mm256_unpackhi_ps(a2, a3), t4 = _mm256_unpacklo_ps(a4, a5), t5 = _mm256_unpackhi_ps(a4, a5),
+           t6 = _mm256_unpacklo_ps(a6, a7), t7 = _mm256_unpackhi_ps(a6, a7);
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+           s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+           s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+           s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(dst + 0 * ld, _mm256_permute2f128_ps(s0, s4, 0x20));
+    _mm256_storeu_ps(dst + 1 * ld, _mm256_permute2f128_ps(s1, s5, 0x20));
+    _mm256_storeu_ps(dst + 2 * ld, _mm256_permute2f128_ps(s2, s6, 0x20));
+    _mm256_storeu_ps(dst + 3 * ld, _mm256_permute2f128_ps(s3, s7, 0x20));
+    _mm256_storeu_ps(dst + 4 * ld, _mm256_permute2f128_ps(s0, s4, 0x31));
+    _mm256_storeu_ps(dst + 5 * ld, _mm256_permute2f128_ps(s1, s5, 0x31));
+    _mm256_storeu_ps(dst + 6 * ld, _mm256_permute2f128_ps(s2, s6, 0x31));
+    _mm256_storeu_ps(dst + 7 * ld, _mm256_permute2f128_ps(s3, s7, 0x31));
+}
+
 /* W columns [n, n + nc) x k in [k0, k0 + kc) into panels of GEMM_NR columns, each k-major
  * (panel p, step k at bp + p * GEMM_NR * kc + k * GEMM_NR), zero past nc so the kernel never
- * needs an edge case along n. tmp holds kc floats. */
+ * needs an edge case along n. Rows that are not contiguous f32 are converted into tmp first
+ * (tmp holds GEMM_NR + 1 rows of kc floats); the transpose itself runs 8 x 8 in registers. */
 static void gemm_pack_w(const mm_slice *s, int64_t n, int64_t nc, int64_t k0, int64_t kc, float *bp, float *tmp) {
+    float *zero = tmp + (int64_t)GEMM_NR * kc;
+    memset(zero, 0, (size_t)kc * sizeof(float));
     for (int64_t jr = 0; jr < nc; jr += GEMM_NR) {
         float *panel = bp + jr * kc;
+        const float *rp[GEMM_NR];
         for (int j = 0; j < GEMM_NR; j++) {
-            if (jr + j >= nc) {
-                for (int64_t k = 0; k < kc; k++) panel[k * GEMM_NR + j] = 0.0f;
-                continue;
-            }
+            if (jr + j >= nc) { rp[j] = zero; continue; }
             const char *row = s->w + (n + jr + j) * s->wnb1 + k0 * s->wnb0;
-            const float *f = rows_f32(row, kc, s->wnb0, s->wtype, tmp);
-            for (int64_t k = 0; k < kc; k++) panel[k * GEMM_NR + j] = f[k];
+            rp[j] = rows_f32(row, kc, s->wnb0, s->wtype, tmp + (int64_t)j * kc);
         }
+        int64_t k = 0;
+        for (; k + 8 <= kc; k += 8)
+            for (int g = 0; g < GEMM_NR; g += 8) gemm_t8x8(rp + g, k, panel + k * GEMM_NR + g, GEMM_NR);
+        for (; k < kc; k++)
+            for (int j = 0; j < GEMM_NR; j++) panel[k * GEMM_NR + j] = rp[j][k];
     }
 }
 
@@ -100,7 +127,7 @@ static void gemm_tile(const mm_slice *s, const float *a, const float *b, int64_t
 void gemm_slice(const mm_slice *s, float *scratch) {
     float *bp = scratch;                                     /* [GEMM_NC x GEMM_KC] packed W block */
     float *ap = bp + (int64_t)GEMM_NC * GEMM_KC;             /* [(GEMM_MC + GEMM_MR) x GEMM_KC] packed X block */
-    float *tmp = ap + (int64_t)(GEMM_MC + GEMM_MR) * GEMM_KC; /* one converted W row */
+    float *tmp = ap + (int64_t)(GEMM_MC + GEMM_MR) * GEMM_KC; /* GEMM_NR converted W rows + a zero row */
     for (int64_t jc = s->n0; jc < s->n1; jc += GEMM_NC) {
         int64_t nc = gemm_min(GEMM_NC, s->n1 - jc);
         for (int64_t pc = 0; pc < s->K; pc += GEMM_KC) {

@@ -8,12 +8,16 @@
 
 /* Register tile of the GEMM micro-kernel: GEMM_MR rows of X (m) by GEMM_NV vectors of W columns (n).
  * AVX-512: 12 x 32 = 24 zmm accumulators; AVX2: 6 x 16 = 12 of its 16 ymm registers. */
+#ifndef GEMM_NV
 #define GEMM_NV 2
+#endif
 #define GEMM_NR (GEMM_NV * VEC_W)
+#ifndef GEMM_MR
 #if APR_X86_LEVEL >= 3
 #define GEMM_MR 12
 #else
 #define GEMM_MR 6
+#endif
 #endif
 /* Cache blocking: a packed W panel (GEMM_KC x GEMM_NR floats) stays in L1 while the ir loop
  * streams X panels from a packed X block (GEMM_MC x GEMM_KC) that stays in L2; the W block
@@ -46,7 +50,7 @@ typedef struct mm_slice {
 } mm_slice;
 
 /* Scratch floats gemm_slice needs per worker. */
-#define GEMM_SCRATCH_FLOATS ((int64_t)GEMM_NC * GEMM_KC + (int64_t)(GEMM_MC + GEMM_MR) * GEMM_KC + 2 * GEMM_NR * GEMM_KC)
+#define GEMM_SCRATCH_FLOATS ((int64_t)GEMM_NC * GEMM_KC + (int64_t)(GEMM_MC + GEMM_MR) * GEMM_KC + (GEMM_NR + 1) * GEMM_KC)
 
 /* Packed, cache-blocked GEMM for any strides; scratch holds GEMM_SCRATCH_FLOATS. */
 void gemm_slice(const mm_slice *s, float *scratch);

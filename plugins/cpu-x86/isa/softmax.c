@@ -42,13 +42,13 @@ static void softmax_worker(void *ctx, int ith, int nth) {
             vec_t z = vec_mul(vec_loadn(x + i, k), vs);
             if (m) z = vec_add(z, vec_loadn(m + i, k));
             vec_storen(y + i, z, k);
-            vmax = vec_max(z, vmax);
             if (k < VEC_W) { /* the zero lanes loaded past L must not raise the max */
                 float t[VEC_W];
-                vec_store(t, vmax);
+                vec_store(t, z);
                 for (int q = k; q < VEC_W; q++) t[q] = -INFINITY;
-                vmax = vec_load(t);
+                z = vec_load(t);
             }
+            vmax = vec_max(z, vmax);
         }
         float mx = vec_hmax(vmax);
         if (mx == -INFINITY || mx != mx) { /* nothing visible (or NaN max): zeros */
