@@ -84,7 +84,7 @@ static void rope_worker(void *ctx, int ith, int nth) {
         const char *arow = rows_at(a, h, t, 0);
         char *drow = rows_at(d, h, t, 0);
         const float *x = rows_f32(arow, D, a->nb[0], APR_F32, tx);
-        /* write in place only when dst is contiguous and is exactly the source row or a separate one */
+        /* a strided dst row is assembled in ty and scattered; in-place (dst == src) is safe per element */
         float *y = d->nb[0] == 4 ? (float *)drow : ty;
         rope_row(n, y, x, D, cs, sn);
         if (y == ty) rows_store_f32(drow, ty, D, d->nb[0], APR_F32);
@@ -94,8 +94,6 @@ static void rope_worker(void *ctx, int ith, int nth) {
 apr_status rope_run(x86_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
     const apr_tensor_desc *d = &n->dst;
     if (rows_count(d) == 0 || d->ne[0] == 0) return APR_OK;
-    const apr_tensor_desc *p = &n->src[1];
-    (void)p;
     if (backend_reserve(be, (size_t)(2 * n->iparams[0] + 2 * d->ne[0] + 4 * VEC_W) * sizeof(float)) != 0)
         return msg_set(err, err_size, APR_ERR_NOMEM, "rope: cannot allocate scratch");
     rope_job j = {n, be};
