@@ -51,16 +51,6 @@ void opts_help(FILE *f) {
         "exit status: 0 ok, 1 runtime failure (an op failed or disagreed with OpenBLAS), 2 usage error\n");
 }
 
-/* "--opt VALUE" or "--opt=VALUE": the value, "" when missing, NULL when argv[*i] is not --opt. */
-static const char *opts_value(int argc, char **argv, int *i, const char *opt) {
-    size_t n = strlen(opt);
-    if (strncmp(argv[*i], opt, n) != 0) return NULL;
-    if (argv[*i][n] == '=') return argv[*i] + n + 1;
-    if (argv[*i][n] != 0) return NULL;
-    if (*i + 1 >= argc) return "";
-    return argv[++*i];
-}
-
 static int opts_threads(const char *v, opts *o) {
     char buf[256];
     snprintf(buf, sizeof buf, "%s", v);
@@ -121,27 +111,27 @@ int opts_parse(int argc, char **argv, opts *o) {
         if (!strcmp(a, "--quick")) o->quick = true;
         else if (!strcmp(a, "--list")) o->list = true;
         else if (!strcmp(a, "--no-peer")) o->no_peer = true;
-        else if ((v = opts_value(argc, argv, &i, "--threads"))) {
+        else if ((v = cli_option_value(argc, argv, &i, "--threads"))) {
             if (opts_threads(v, o)) return 2;
-        } else if ((v = opts_value(argc, argv, &i, "--repeat"))) {
+        } else if ((v = cli_option_value(argc, argv, &i, "--repeat"))) {
             if (!cli_parse_int(v, 1, 1000, &n)) {
                 fprintf(stderr, "error: --repeat wants a number from 1 to 1000, got '%s'\n", v);
                 return 2;
             }
             o->repeat = (int)n;
-        } else if ((v = opts_value(argc, argv, &i, "--timeout"))) {
+        } else if ((v = cli_option_value(argc, argv, &i, "--timeout"))) {
             if (!cli_parse_int(v, 0, 86400, &n)) {
                 fprintf(stderr, "error: --timeout wants seconds from 0 (none) to 86400, got '%s'\n", v);
                 return 2;
             }
             o->timeout_s = n;
-        } else if ((v = opts_value(argc, argv, &i, "--bw-mib"))) {
+        } else if ((v = cli_option_value(argc, argv, &i, "--bw-mib"))) {
             if (!cli_parse_int(v, 16, 1 << 20, &n)) {
                 fprintf(stderr, "error: --bw-mib wants a number from 16 up, got '%s'\n", v);
                 return 2;
             }
             o->bw_mib = n;
-        } else if ((v = opts_value(argc, argv, &i, "--ref-cap"))) {
+        } else if ((v = cli_option_value(argc, argv, &i, "--ref-cap"))) {
             char *end;
             double g = strtod(v, &end);
             if (!*v || *end || !(g >= 0)) {
@@ -149,7 +139,7 @@ int opts_parse(int argc, char **argv, opts *o) {
                 return 2;
             }
             o->ref_cap_gflop = g;
-        } else if ((v = opts_value(argc, argv, &i, "--case"))) {
+        } else if ((v = cli_option_value(argc, argv, &i, "--case"))) {
             if (opts_cases(v, o)) return 2;
         } else {
             cli_common common = {0};

@@ -18,7 +18,8 @@ static const char *probe_usage =
     "%s"
     "\n"
     "With --backend NAME it also checks that NAME can be started and reports it as the selected\n"
-    "backend. Exit status: 0 ok, 1 no usable backend or the named one cannot start, 2 usage error.\n";
+    "backend. Exit status: 0 ok, 1 no usable backend or the named one fails to start, 2 usage error\n"
+    "(including a backend name that is unknown or unusable here).\n";
 
 static void probe_print_bytes(const char *label, int64_t b) {
     if (b >= (1 << 20)) printf("  %-16s %lld MiB\n", label, (long long)(b >> 20));
@@ -117,10 +118,11 @@ int main(int argc, char **argv) {
     const char *selected = NULL;
     if (opts.backend) {
         apr_backend *be;
-        if (apr_backend_open(reg, opts.backend, opts.threads, &be, &e) != APR_OK) {
+        apr_status st = apr_backend_open(reg, opts.backend, opts.threads, &be, &e);
+        if (st != APR_OK) {
             fprintf(stderr, "error: %s\n", e.msg);
             apr_registry_close(reg);
-            return CLI_EXIT_FAIL;
+            return st == APR_ERR_NOT_FOUND ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
         }
         selected = opts.backend;
         apr_backend_close(be);

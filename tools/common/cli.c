@@ -22,8 +22,7 @@ bool cli_parse_int(const char *s, long lo, long hi, long *out) {
     return true;
 }
 
-/* Accepts both "--opt VALUE" and "--opt=VALUE". */
-static const char *cli_value(int argc, char **argv, int *i, const char *opt) {
+const char *cli_option_value(int argc, char **argv, int *i, const char *opt) {
     size_t n = strlen(opt);
     if (strncmp(argv[*i], opt, n) != 0) return NULL;
     if (argv[*i][n] == '=') return argv[*i] + n + 1;
@@ -37,12 +36,12 @@ int cli_parse_common(int argc, char **argv, int *i, cli_common *opts) {
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) { opts->help = true; return 1; }
     if (!strcmp(a, "--json")) { opts->json = true; return 1; }
     const char *v;
-    if ((v = cli_value(argc, argv, i, "--backend"))) {
+    if ((v = cli_option_value(argc, argv, i, "--backend"))) {
         if (!*v) { fprintf(stderr, "error: --backend needs a name\n"); return -1; }
         opts->backend = v;
         return 1;
     }
-    if ((v = cli_value(argc, argv, i, "--threads"))) {
+    if ((v = cli_option_value(argc, argv, i, "--threads"))) {
         long n;
         if (!cli_parse_int(v, 1, 4096, &n)) {
             fprintf(stderr, "error: --threads wants a number from 1 to 4096, got '%s'\n", v);
@@ -61,11 +60,12 @@ int cli_open_backend(const cli_common *opts, apr_registry **reg, apr_backend **b
         fprintf(stderr, "error: %s\n", e.msg);
         return CLI_EXIT_FAIL;
     }
-    if (apr_backend_open(*reg, opts->backend, opts->threads, be, &e) != APR_OK) {
+    apr_status st = apr_backend_open(*reg, opts->backend, opts->threads, be, &e);
+    if (st != APR_OK) {
         fprintf(stderr, "error: %s\n", e.msg);
         apr_registry_close(*reg);
         *reg = NULL;
-        return CLI_EXIT_FAIL;
+        return st == APR_ERR_NOT_FOUND ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
     }
     return CLI_EXIT_OK;
 }

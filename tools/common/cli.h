@@ -23,8 +23,13 @@ int cli_parse_common(int argc, char **argv, int *i, cli_common *opts);
 /* The help lines of the common options, for each tool's --help. */
 extern const char *const cli_common_help;
 
-/* Opens the registry and the chosen backend, printing a one-line error on failure. */
+/* Opens the registry and the chosen backend, printing a one-line error on failure; returns a
+ * CLI_EXIT_* code (USAGE for a backend name that is unknown or unusable here). */
 int cli_open_backend(const cli_common *opts, apr_registry **reg, apr_backend **be);
+
+/* The value of option opt at argv[*i], as "--opt VALUE" (advancing *i) or "--opt=VALUE"; "" when
+ * the value is missing; NULL when argv[*i] is not opt. */
+const char *cli_option_value(int argc, char **argv, int *i, const char *opt);
 
 /* Strict integer parse: the whole string, within [lo, hi]. */
 bool cli_parse_int(const char *s, long lo, long hi, long *out);
