@@ -16,7 +16,7 @@ WERROR ?= -Werror
 OPT ?= -O2
 SAN ?=
 
-PKGS := hwloc libcjson
+PKGS := hwloc libcjson libpcre2-8
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CRIT_CFLAGS := $(shell pkg-config --cflags criterion 2>/dev/null)
@@ -35,6 +35,13 @@ CORE_SRCS := $(wildcard core/*.c)
 CORE_OBJS := $(CORE_SRCS:%.c=$(B)/obj/%.o)
 LIBAPR := $(B)/lib/libapr.so
 LIBAPR0 := $(B)/lib/libapr.so.0
+
+# ---------------------------------------------------------------- model library (formats, tokenizers, architectures, sampling)
+LLM_SRCS := $(wildcard llm/*.c)
+LLM_OBJS := $(LLM_SRCS:%.c=$(B)/obj/%.o)
+LIBLLM0 := $(B)/lib/libaprllm.so.0
+LIBLLM := $(if $(LLM_SRCS),$(B)/lib/libaprllm.so,)
+LLM_LINK := $(if $(LLM_SRCS),-laprllm,)
 
 # ---------------------------------------------------------------- plugins
 PLUGDIR := $(B)/lib/apr/plugins
@@ -56,6 +63,7 @@ TOOL_COMMON := $(wildcard tools/common/*.c)
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH := $(B)/bin/apr-bench
 RPATH := -Wl,-rpath,'$$ORIGIN/../lib'
+RPATH_LIB := -Wl,-rpath,'$$ORIGIN'
 
 # ---------------------------------------------------------------- tests
 TEST_SRCS := $(wildcard tests/test_*.c)
@@ -64,7 +72,7 @@ TEST_UTIL := $(wildcard tests/util/*.c)
 TESTPLUG_SRCS := $(wildcard tests/plugins/*.c)
 TESTPLUGS := $(TESTPLUG_SRCS:tests/plugins/%.c=$(B)/tests/plugins/%.so)
 
-all: $(LIBAPR) $(PLUGINS) $(TOOLS) $(BENCH) $(B)/lib/pkgconfig/apr.pc
+all: $(LIBAPR) $(LIBLLM) $(PLUGINS) $(TOOLS) $(BENCH) $(B)/lib/pkgconfig/apr.pc
 
 # core: baseline ISA
 $(B)/obj/core/%.o: core/%.c $(wildcard include/apr/*.h core/*.h)
@@ -77,6 +85,17 @@ $(LIBAPR0): $(CORE_OBJS)
 
 $(LIBAPR): $(LIBAPR0)
 	ln -sf libapr.so.0 $@
+
+$(B)/obj/llm/%.o: llm/%.c $(wildcard include/apr/*.h llm/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) -fvisibility=hidden $(PKG_CFLAGS) -c $< -o $@
+
+$(LIBLLM0): $(LLM_OBJS) $(LIBAPR)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -o $@ $(LLM_OBJS) -Wl,-soname,libaprllm.so.0 -L$(B)/lib -lapr $(RPATH_LIB) $(LDFLAGS_ALL) $(PKG_LIBS) -lm
+
+$(B)/lib/libaprllm.so: $(LIBLLM0)
+	ln -sf libaprllm.so.0 $@
 
 PLUGIN_HDRS := $(wildcard include/apr/*.h plugins/common/*.h plugins/reference/*.h plugins/cpu-x86/*.h plugins/cpu-x86/isa/*.h)
 
@@ -109,9 +128,9 @@ $(PLUGDIR)/cpu-avx512.so: $(AVX512_OBJS) plugins/plugin.map
 	$(CC) -o $@ $(AVX512_OBJS) $(PLUGIN_LDFLAGS)
 
 # tools and bench link the core; tools/common holds argument and output helpers they share.
-$(B)/bin/%: tools/%.c $(TOOL_COMMON) $(LIBAPR) $(wildcard tools/common/*.h)
+$(B)/bin/%: tools/%.c $(TOOL_COMMON) $(LIBAPR) $(LIBLLM) $(wildcard tools/common/*.h llm/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) $(PKG_CFLAGS) -Itools -o $@ $< $(TOOL_COMMON) -L$(B)/lib -lapr $(RPATH) $(LDFLAGS_ALL) $(PKG_LIBS) -ldl -lm
+	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) $(PKG_CFLAGS) -Itools -Illm -o $@ $< $(TOOL_COMMON) -L$(B)/lib $(LLM_LINK) -lapr $(RPATH) $(LDFLAGS_ALL) $(PKG_LIBS) -ldl -lm
 
 $(BENCH): $(BENCH_SRCS) $(TOOL_COMMON) $(LIBAPR) $(wildcard bench/*.h tools/common/*.h)
 	@mkdir -p $(dir $@)
@@ -133,9 +152,9 @@ $(B)/tests/plugins/deps/libaprmissing.so: tests/plugins/deps/aprmissing.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) -shared -o $@ $<
 
-$(B)/tests/%: tests/%.c $(TEST_UTIL) $(LIBAPR) $(wildcard tests/util/*.h)
+$(B)/tests/%: tests/%.c $(TEST_UTIL) $(LIBAPR) $(LIBLLM) $(wildcard tests/util/*.h llm/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) $(PKG_CFLAGS) $(CRIT_CFLAGS) -Itests -Icore -o $@ $< $(TEST_UTIL) -L$(B)/lib -lapr $(RPATH) $(LDFLAGS_ALL) $(CRIT_LIBS) $(PKG_LIBS) -ldl -lm
+	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) $(PKG_CFLAGS) $(CRIT_CFLAGS) -Itests -Icore -Illm -o $@ $< $(TEST_UTIL) -L$(B)/lib $(LLM_LINK) -lapr $(RPATH) $(LDFLAGS_ALL) $(CRIT_LIBS) $(PKG_LIBS) -ldl -lm
 
 tests-build: all $(TEST_BINS) $(TESTPLUGS)
 
@@ -152,6 +171,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/apr/plugins $(DESTDIR)$(PREFIX)/include/apr $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 755 $(TOOLS) $(BENCH) $(DESTDIR)$(PREFIX)/bin/
 	install -m 755 $(LIBAPR0) $(DESTDIR)$(PREFIX)/lib/libapr.so.0
+	$(if $(LLM_SRCS),install -m 755 $(LIBLLM0) $(DESTDIR)$(PREFIX)/lib/libaprllm.so.0,)
 	ln -sf libapr.so.0 $(DESTDIR)$(PREFIX)/lib/libapr.so
 	install -m 755 $(PLUGINS) $(DESTDIR)$(PREFIX)/lib/apr/plugins/
 	install -m 644 include/apr/*.h $(DESTDIR)$(PREFIX)/include/apr/

@@ -1,7 +1,7 @@
 #!/bin/sh
 # deps.sh — installs the Debian packages apr needs to build and test, when any is missing, and says so.
 set -eu
-need="make gcc pkg-config libcjson-dev libhwloc-dev libcriterion-dev"
+need="make gcc pkg-config libcjson-dev libhwloc-dev libcriterion-dev libpcre2-dev"
 # OpenBLAS is optional: apr-bench compares against it when present.
 want="libopenblas0"
 missing=""

@@ -1,0 +1,87 @@
+/* gguf.h — GGUF v2/v3 model files: a hardened reader (mmap, zero-copy tensor data) and an atomic writer. */
+#ifndef APR_GGUF_H
+#define APR_GGUF_H
+
+/*
+ * The reader treats every file as hostile: every offset, size, count and string length is checked
+ * against the file size before use, and any problem is APR_ERR_FORMAT with a message naming the
+ * file, the key or tensor, and the problem ("model.gguf: tensor 'blk.0.attn_q.weight': data
+ * [offset 123, 4096 bytes] runs past the end of the file (2000 bytes)").
+ *
+ * Tensor data stays in the read-only mapping: gguf_tensor.data points into it and is valid until
+ * gguf_close. Strings returned by the reader point into the reader's own copies, NUL-terminated.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "apr/apr.h"
+
+typedef enum gguf_type {
+    GGUF_UINT8 = 0, GGUF_INT8 = 1, GGUF_UINT16 = 2, GGUF_INT16 = 3, GGUF_UINT32 = 4, GGUF_INT32 = 5,
+    GGUF_FLOAT32 = 6, GGUF_BOOL = 7, GGUF_STRING = 8, GGUF_ARRAY = 9, GGUF_UINT64 = 10, GGUF_INT64 = 11,
+    GGUF_FLOAT64 = 12,
+} gguf_type;
+
+typedef struct gguf_file gguf_file;
+
+typedef struct gguf_tensor {
+    const char *name;           /* NUL-terminated */
+    uint32_t dtype;             /* GGML type id (= apr_dtype for the types apr knows) */
+    int n_dims;                 /* 1..4 */
+    int64_t ne[4];              /* elements per dim, innermost first; unused dims are 1 */
+    uint64_t offset;            /* bytes from the start of the data section */
+    uint64_t size;              /* bytes of data */
+    const void *data;           /* in the mapping */
+} gguf_tensor;
+
+apr_status gguf_open(const char *path, gguf_file **out, apr_error *err);
+void gguf_close(gguf_file *f);
+const char *gguf_path(const gguf_file *f);
+uint32_t gguf_version(const gguf_file *f);
+uint64_t gguf_alignment(const gguf_file *f);
+
+/* Key-value metadata. Lookups return -1 / false when the key is absent or of an incompatible type. */
+int64_t gguf_kv_count(const gguf_file *f);
+int64_t gguf_kv_find(const gguf_file *f, const char *key);
+const char *gguf_kv_key(const gguf_file *f, int64_t i);
+gguf_type gguf_kv_type(const gguf_file *f, int64_t i);
+/* Scalars; any integer type converts to the requested one when the value fits. */
+bool gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out);
+bool gguf_get_i64(const gguf_file *f, const char *key, int64_t *out);
+bool gguf_get_f32(const gguf_file *f, const char *key, float *out);   /* float32 or float64 */
+bool gguf_get_bool(const gguf_file *f, const char *key, bool *out);
+const char *gguf_get_str(const gguf_file *f, const char *key);        /* NULL if absent/not a string */
+/* Arrays (possibly nested): element type and length; numeric elements as a packed little-endian
+ * array in the mapping (or a copy), string elements one by one. */
+bool gguf_get_arr(const gguf_file *f, const char *key, gguf_type *elem_type, uint64_t *len);
+const void *gguf_get_arr_data(const gguf_file *f, const char *key);   /* numeric arrays only */
+const char *gguf_get_arr_str(const gguf_file *f, const char *key, uint64_t i);
+
+/* Tensors. */
+int64_t gguf_tensor_count(const gguf_file *f);
+const gguf_tensor *gguf_tensor_at(const gguf_file *f, int64_t i);
+const gguf_tensor *gguf_tensor_find(const gguf_file *f, const char *name);
+
+/* Writer: collects metadata and tensors, then writes OUT atomically (a temporary file in the
+ * same directory, fsync, rename; on any failure nothing named OUT is left behind). The set and
+ * add calls cannot fail: an allocation failure is remembered and reported by gguf_writer_write.
+ * Setting a key twice keeps the last value. */
+typedef struct gguf_writer gguf_writer;
+gguf_writer *gguf_writer_new(void);
+void gguf_writer_free(gguf_writer *w);
+void gguf_writer_set_u32(gguf_writer *w, const char *key, uint32_t v);
+void gguf_writer_set_i32(gguf_writer *w, const char *key, int32_t v);
+void gguf_writer_set_f32(gguf_writer *w, const char *key, float v);
+void gguf_writer_set_bool(gguf_writer *w, const char *key, bool v);
+void gguf_writer_set_str(gguf_writer *w, const char *key, const char *v);
+void gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_type elem_type, const void *data, uint64_t n);
+void gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const *strs, uint64_t n);
+/* Copies every key-value of f (for tools that rewrite a model). */
+void gguf_writer_copy_kv(gguf_writer *w, const gguf_file *f);
+/* data must stay valid until gguf_writer_write returns; size must match dtype and ne. */
+void gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t dtype, int n_dims, const int64_t *ne,
+                            const void *data, uint64_t size);
+apr_status gguf_writer_write(gguf_writer *w, const char *path, apr_error *err);
+
+#endif
