@@ -86,6 +86,7 @@ $(LIBAPR0): $(CORE_OBJS)
 $(LIBAPR): $(LIBAPR0)
 	ln -sf libapr.so.0 $@
 
+# the model library exports only what its headers mark LLM_API
 $(B)/obj/llm/%.o: llm/%.c $(wildcard include/apr/*.h llm/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) -fvisibility=hidden $(PKG_CFLAGS) -c $< -o $@
@@ -182,6 +183,23 @@ clean:
 
 .PHONY: all check check-sanitize install clean tests-build
 .DELETE_ON_ERROR:
+
+# ---------------------------------------------------------------- fuzzing (clang + libFuzzer; see fuzz/README.md)
+FUZZ_CC ?= clang
+FUZZ_TIME ?= 600
+FUZZ_FLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \
+              -fno-sanitize-recover=undefined -Iinclude -Illm
+GGUF_SRCS := $(wildcard llm/gguf*.c)
+
+$(B)/fuzz/gguf_fuzz: fuzz/gguf_fuzz.c $(GGUF_SRCS) $(wildcard llm/gguf*.h include/apr/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ fuzz/gguf_fuzz.c $(GGUF_SRCS)
+
+fuzz-gguf: $(B)/fuzz/gguf_fuzz
+	@mkdir -p $(B)/fuzz/work && cp -n fuzz/corpus/gguf/* $(B)/fuzz/work/
+	$< -dict=fuzz/gguf.dict -max_len=8192 -max_total_time=$(FUZZ_TIME) -artifact_prefix=$(B)/fuzz/ $(B)/fuzz/work
+
+.PHONY: fuzz-gguf
 
 # ---------------------------------------------------------------- the README's quick-start commands
 # Both first install any missing Debian packages (scripts/deps.sh says which), then re-run make so

@@ -10,6 +10,16 @@
  *
  * Tensor data stays in the read-only mapping: gguf_tensor.data points into it and is valid until
  * gguf_close. Strings returned by the reader point into the reader's own copies, NUL-terminated.
+ *
+ * What the reader accepts: versions 2 and 3 (little-endian; version 1 and big-endian files are
+ * rejected by name); keys and tensor names of 1 byte to 1 MiB without NUL bytes, unique; string
+ * values up to 64 MiB; arrays nested at most 16 deep, their lengths bounded by the bytes left;
+ * bools 0 or 1; general.alignment, if present, a uint32 power of two (default 32); tensors of
+ * 1..4 dims whose element and byte counts fit in int64, of a GGML type in gguf_dtype_block's
+ * table, with whole blocks per row, data offsets that are multiples of the alignment, inside the
+ * data section and not overlapping. Metadata memory is bounded by a small multiple of the file's
+ * header size. A file truncated or rewritten while mapped can still raise SIGBUS: map files
+ * nobody is changing.
  */
 
 #include <stdbool.h>
@@ -22,6 +32,38 @@ typedef enum gguf_type {
     GGUF_FLOAT32 = 6, GGUF_BOOL = 7, GGUF_STRING = 8, GGUF_ARRAY = 9, GGUF_UINT64 = 10, GGUF_INT64 = 11,
     GGUF_FLOAT64 = 12,
 } gguf_type;
+
+/* A metadata value as the reader holds it (and as gguf_writer_set_value takes it). Scalars are
+ * widened: unsigned integers to u, signed to i, FLOAT32/FLOAT64 to f (FLOAT32 exactly). */
+typedef struct gguf_value {
+    gguf_type type;
+    union {
+        uint64_t u;                 /* UINT8, UINT16, UINT32, UINT64 */
+        int64_t i;                  /* INT8, INT16, INT32, INT64 */
+        double f;                   /* FLOAT32, FLOAT64 */
+        bool b;                     /* BOOL */
+        struct {
+            const char *ptr;        /* NUL-terminated; may hold NUL bytes before len */
+            uint64_t len;           /* bytes, without the terminating NUL */
+        } str;                      /* STRING */
+        struct {
+            gguf_type type;         /* element type; any type, ARRAY included (arrays of arrays) */
+            uint64_t n;             /* elements */
+            const void *data;       /* scalar elements: n packed little-endian values of the element
+                                     * type's size, suitably aligned; NULL for STRING and ARRAY */
+            const struct gguf_value *items; /* STRING and ARRAY elements: n values; NULL otherwise */
+        } arr;                      /* ARRAY */
+    };
+} gguf_value;
+
+/* "uint8", "string", "array", ...; NULL for an unknown number. */
+const char *gguf_type_name(gguf_type t);
+
+/* The GGML tensor types (0..39) and their storage blocks, including quantized types apr cannot
+ * compute with yet: "f32", "q4_0", "q6_K", ...; NULL for an id ggml never defined or has removed
+ * (4, 5, 31..33, 36..38, >= 40). gguf_dtype_block returns false for those. */
+const char *gguf_dtype_name(uint32_t dtype);
+bool gguf_dtype_block(uint32_t dtype, int64_t *block_elems, int64_t *block_bytes);
 
 typedef struct gguf_file gguf_file;
 
@@ -36,6 +78,9 @@ typedef struct gguf_tensor {
 } gguf_tensor;
 
 apr_status gguf_open(const char *path, gguf_file **out, apr_error *err);
+/* The same checks on a file image already in memory (for fuzzing and tests): data must stay
+ * valid and unchanged until gguf_close; name stands for the path in messages. */
+apr_status gguf_open_memory(const void *data, size_t size, const char *name, gguf_file **out, apr_error *err);
 void gguf_close(gguf_file *f);
 const char *gguf_path(const gguf_file *f);
 uint32_t gguf_version(const gguf_file *f);
@@ -46,6 +91,8 @@ int64_t gguf_kv_count(const gguf_file *f);
 int64_t gguf_kv_find(const gguf_file *f, const char *key);
 const char *gguf_kv_key(const gguf_file *f, int64_t i);
 gguf_type gguf_kv_type(const gguf_file *f, int64_t i);
+/* The whole value of entry i (0 <= i < gguf_kv_count), e.g. to walk nested arrays; NULL when out of range. */
+const gguf_value *gguf_kv_value(const gguf_file *f, int64_t i);
 /* Scalars; any integer type converts to the requested one when the value fits. */
 bool gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out);
 bool gguf_get_i64(const gguf_file *f, const char *key, int64_t *out);
@@ -63,10 +110,15 @@ int64_t gguf_tensor_count(const gguf_file *f);
 const gguf_tensor *gguf_tensor_at(const gguf_file *f, int64_t i);
 const gguf_tensor *gguf_tensor_find(const gguf_file *f, const char *name);
 
-/* Writer: collects metadata and tensors, then writes OUT atomically (a temporary file in the
- * same directory, fsync, rename; on any failure nothing named OUT is left behind). The set and
- * add calls cannot fail: an allocation failure is remembered and reported by gguf_writer_write.
- * Setting a key twice keeps the last value. */
+/* Writer: collects metadata and tensors, then writes OUT as GGUF v3 atomically (a temporary file
+ * "OUT.tmp.XXXXXX" in the same directory, fsync, rename, fsync of the directory; on any failure
+ * before the rename the temporary file is removed and an existing OUT is untouched). Tensors are
+ * laid out in the order added, each at a multiple of the alignment (general.alignment if set, as
+ * a uint32 power of two, else 32), and the file is padded to it. The set and add calls cannot
+ * fail: an allocation failure (APR_ERR_NOMEM) or an invalid call (APR_ERR_INVALID: wrong size for
+ * dtype and ne, unknown dtype, duplicate tensor name, bad value) is remembered, later calls are
+ * ignored, and gguf_writer_write reports it. Write failures (ENOSPC included) are APR_ERR_IO
+ * naming OUT and strerror. Setting a key twice keeps the last value (in the first one's place). */
 typedef struct gguf_writer gguf_writer;
 gguf_writer *gguf_writer_new(void);
 void gguf_writer_free(gguf_writer *w);
@@ -77,6 +129,9 @@ void gguf_writer_set_bool(gguf_writer *w, const char *key, bool v);
 void gguf_writer_set_str(gguf_writer *w, const char *key, const char *v);
 void gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_type elem_type, const void *data, uint64_t n);
 void gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const *strs, uint64_t n);
+/* Any value, of any type, deep-copied: the way to write UINT64, FLOAT64, INT8 ... scalars and
+ * arrays of arrays. An invalid value (unknown type, NULL data) is reported by gguf_writer_write. */
+void gguf_writer_set_value(gguf_writer *w, const char *key, const gguf_value *v);
 /* Copies every key-value of f (for tools that rewrite a model). */
 void gguf_writer_copy_kv(gguf_writer *w, const gguf_file *f);
 /* data must stay valid until gguf_writer_write returns; size must match dtype and ne. */

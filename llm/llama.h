@@ -1,0 +1,69 @@
+/* llama.h — Llama-family transformer models: hyperparameters from GGUF metadata, the forward
+ * graph built for the executor, and a session holding the KV cache. */
+#ifndef APR_LLAMA_H
+#define APR_LLAMA_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "apr/apr.h"
+#include "gguf.h"
+#include "llm_api.h"
+
+typedef struct llama_hparams {
+    char arch[32];        /* general.architecture */
+    int n_layer;          /* transformer blocks */
+    int n_embd;           /* model width */
+    int n_head;           /* query heads */
+    int n_head_kv;        /* key/value heads (grouped-query attention when < n_head) */
+    int head_dim;         /* n_embd / n_head */
+    int n_ff;             /* feed-forward width */
+    int n_vocab;          /* rows of the embedding */
+    int n_rot;            /* rotated dims per head */
+    int n_ctx_train;      /* context the model was trained with */
+    float rms_eps;        /* rms_norm epsilon */
+    float rope_base;      /* rope frequency base */
+    float rope_scale;     /* rope position multiplier (1 / linear scaling factor) */
+    int rope_layout;      /* 0 adjacent pairs (GGUF llama), 1 split half */
+} llama_hparams;
+
+typedef struct llama_layer {
+    const gguf_tensor *attn_norm;  /* [n_embd] */
+    const gguf_tensor *wq;         /* [n_embd, n_head * head_dim] */
+    const gguf_tensor *wk;         /* [n_embd, n_head_kv * head_dim] */
+    const gguf_tensor *wv;         /* [n_embd, n_head_kv * head_dim] */
+    const gguf_tensor *wo;         /* [n_head * head_dim, n_embd] */
+    const gguf_tensor *ffn_norm;   /* [n_embd] */
+    const gguf_tensor *w_gate;     /* [n_embd, n_ff] */
+    const gguf_tensor *w_up;       /* [n_embd, n_ff] */
+    const gguf_tensor *w_down;     /* [n_ff, n_embd] */
+} llama_layer;
+
+typedef struct llama_model {
+    llama_hparams hp;
+    const gguf_file *file;         /* owns the weight memory; must outlive the model */
+    const gguf_tensor *tok_embd;   /* [n_embd, n_vocab] */
+    const gguf_tensor *out_norm;   /* [n_embd] */
+    const gguf_tensor *output;     /* [n_embd, n_vocab]; the embedding when tied */
+    llama_layer *layers;           /* [n_layer] */
+} llama_model;
+
+/* Reads the hyperparameters and finds every tensor, checking each shape; an unknown
+ * architecture or a missing/misshapen tensor is an error naming it. */
+LLM_API apr_status llama_model_load(const gguf_file *f, llama_model **out, apr_error *err);
+LLM_API void llama_model_free(llama_model *m);
+
+typedef struct llama_session llama_session;
+
+/* n_ctx: positions the KV cache holds (f16). backends: in order of preference, as for apr_plan_new. */
+LLM_API apr_status llama_session_new(const llama_model *m, int n_ctx, apr_backend *const *backends, int n_backends,
+                             llama_session **out, apr_error *err);
+LLM_API void llama_session_free(llama_session *s);
+LLM_API int llama_session_pos(const llama_session *s);
+
+/* Runs n tokens at the current position and advances it. logits receives n_vocab floats for the
+ * last token, or n * n_vocab (position-major) when all_logits. Running past n_ctx is an error. */
+LLM_API apr_status llama_session_eval(llama_session *s, const int32_t *ids, int n, bool all_logits, float *logits,
+                              apr_error *err);
+
+#endif

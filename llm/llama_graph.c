@@ -1,0 +1,180 @@
+/* llama_graph.c — a session: the f16 KV cache and the forward graph of a batch of tokens, run by the executor. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "llama.h"
+
+#define LLAMA_MAX_BACKENDS 8
+
+struct llama_session {
+    const llama_model *m;
+    int n_ctx;                          /* positions the cache holds */
+    int pos;                            /* tokens processed so far */
+    apr_backend *backends[LLAMA_MAX_BACKENDS];
+    int n_backends;
+    uint16_t **k_cache;                 /* [n_layer] of f16 [head_dim, n_head_kv, n_ctx] */
+    uint16_t **v_cache;                 /* [n_layer] of f16 [head_dim, n_head_kv, n_ctx] */
+};
+
+static apr_status graph_fail(apr_error *err, apr_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static apr_status graph_fail(apr_error *err, apr_status st, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+apr_status llama_session_new(const llama_model *m, int n_ctx, apr_backend *const *backends, int n_backends,
+                             llama_session **out, apr_error *err) {
+    *out = NULL;
+    if (n_ctx < 1) return graph_fail(err, APR_ERR_INVALID, "context size %d must be positive", n_ctx);
+    if (n_backends < 1 || n_backends > LLAMA_MAX_BACKENDS)
+        return graph_fail(err, APR_ERR_INVALID, "%d backends given", n_backends);
+    llama_session *s = calloc(1, sizeof *s);
+    if (!s) return graph_fail(err, APR_ERR_NOMEM, "out of memory");
+    s->m = m;
+    s->n_ctx = n_ctx;
+    s->n_backends = n_backends;
+    memcpy(s->backends, backends, (size_t)n_backends * sizeof *backends);
+    const llama_hparams *hp = &m->hp;
+    size_t per_layer = (size_t)hp->head_dim * (size_t)hp->n_head_kv * (size_t)n_ctx;
+    s->k_cache = calloc((size_t)hp->n_layer, sizeof *s->k_cache);
+    s->v_cache = calloc((size_t)hp->n_layer, sizeof *s->v_cache);
+    bool ok = s->k_cache && s->v_cache;
+    for (int l = 0; ok && l < hp->n_layer; l++) {
+        s->k_cache[l] = calloc(per_layer, sizeof(uint16_t));
+        s->v_cache[l] = calloc(per_layer, sizeof(uint16_t));
+        ok = s->k_cache[l] && s->v_cache[l];
+    }
+    if (!ok) {
+        llama_session_free(s);
+        return graph_fail(err, APR_ERR_NOMEM, "cannot allocate the KV cache (%zu MiB for %d positions)",
+                          2 * per_layer * sizeof(uint16_t) * (size_t)hp->n_layer >> 20, n_ctx);
+    }
+    *out = s;
+    return APR_OK;
+}
+
+void llama_session_free(llama_session *s) {
+    if (!s) return;
+    for (int l = 0; l < s->m->hp.n_layer; l++) {
+        if (s->k_cache) free(s->k_cache[l]);
+        if (s->v_cache) free(s->v_cache[l]);
+    }
+    free(s->k_cache);
+    free(s->v_cache);
+    free(s);
+}
+
+int llama_session_pos(const llama_session *s) { return s->pos; }
+
+static apr_tensor *graph_weight(apr_graph *g, const gguf_tensor *t) {
+    return apr_weight(g, (apr_dtype)t->dtype, t->n_dims, t->ne, t->data, t->name);
+}
+
+/* A norm weight as f32, the dtype mul works in. */
+static apr_tensor *graph_norm_weight(apr_graph *g, const gguf_tensor *t) {
+    apr_tensor *w = apr_weight(g, (apr_dtype)t->dtype, 1, t->ne, t->data, t->name);
+    return t->dtype == APR_F32 ? w : apr_cast(g, w, APR_F32);
+}
+
+typedef struct graph_outputs {
+    apr_tensor *ids, *pos, *logits;
+    apr_tensor **k_new, **v_new;    /* [n_layer] f16 [head_dim, n_head_kv, n] to append to the cache */
+} graph_outputs;
+
+static void graph_build(const llama_session *s, apr_graph *g, int n, bool all_logits, graph_outputs *o) {
+    const llama_model *m = s->m;
+    const llama_hparams *hp = &m->hp;
+    const int64_t hd = hp->head_dim, H = hp->n_head, Hkv = hp->n_head_kv, E = hp->n_embd;
+    const apr_rope_params rope = {hp->n_rot, hp->rope_layout, hp->rope_base, hp->rope_scale};
+    o->ids = apr_input(g, APR_I32, 1, (int64_t[]){n}, "ids");
+    o->pos = apr_input(g, APR_I32, 1, (int64_t[]){n}, "positions");
+    apr_tensor *x = apr_get_rows(g, graph_weight(g, m->tok_embd), o->ids);
+    for (int l = 0; l < hp->n_layer; l++) {
+        const llama_layer *L = &m->layers[l];
+        apr_tensor *h = apr_mul(g, apr_rms_norm(g, x, hp->rms_eps), graph_norm_weight(g, L->attn_norm));
+        apr_tensor *q = apr_reshape(g, apr_matmul(g, graph_weight(g, L->wq), h), 3, (int64_t[]){hd, H, n});
+        apr_tensor *k = apr_reshape(g, apr_matmul(g, graph_weight(g, L->wk), h), 3, (int64_t[]){hd, Hkv, n});
+        apr_tensor *v = apr_reshape(g, apr_matmul(g, graph_weight(g, L->wv), h), 3, (int64_t[]){hd, Hkv, n});
+        q = apr_rope(g, q, o->pos, NULL, &rope);
+        k = apr_rope(g, k, o->pos, NULL, &rope);
+        o->k_new[l] = apr_cast(g, k, APR_F16);
+        o->v_new[l] = apr_cast(g, v, APR_F16);
+        apr_graph_output(g, o->k_new[l]);
+        apr_graph_output(g, o->v_new[l]);
+        apr_tensor *k_all = o->k_new[l], *v_all = o->v_new[l];
+        if (s->pos > 0) {
+            /* the cached positions, read in place, followed by this batch */
+            apr_tensor *kc = apr_weight(g, APR_F16, 3, (int64_t[]){hd, Hkv, s->pos}, s->k_cache[l], "k_cache");
+            apr_tensor *vc = apr_weight(g, APR_F16, 3, (int64_t[]){hd, Hkv, s->pos}, s->v_cache[l], "v_cache");
+            k_all = apr_concat(g, kc, k_all, 2);
+            v_all = apr_concat(g, vc, v_all, 2);
+        }
+        /* [hd, heads, tokens] -> [hd, tokens, heads], the layout attention reads */
+        apr_tensor *att = apr_attention(g, apr_permute(g, q, 0, 2, 1, 3), apr_permute(g, k_all, 0, 2, 1, 3),
+                                        apr_permute(g, v_all, 0, 2, 1, 3), NULL, 1.0f / sqrtf((float)hd), true);
+        att = apr_reshape(g, att, 2, (int64_t[]){H * hd, n});
+        x = apr_add(g, x, apr_matmul(g, graph_weight(g, L->wo), att));
+        h = apr_mul(g, apr_rms_norm(g, x, hp->rms_eps), graph_norm_weight(g, L->ffn_norm));
+        apr_tensor *ff = apr_swiglu(g, apr_matmul(g, graph_weight(g, L->w_gate), h), apr_matmul(g, graph_weight(g, L->w_up), h));
+        x = apr_add(g, x, apr_matmul(g, graph_weight(g, L->w_down), ff));
+    }
+    x = apr_mul(g, apr_rms_norm(g, x, hp->rms_eps), graph_norm_weight(g, m->out_norm));
+    if (!all_logits && n > 1) x = apr_slice(g, x, 1, n - 1, 1);
+    (void)E;
+    o->logits = apr_matmul(g, graph_weight(g, m->output), x);
+    apr_graph_output(g, o->logits);
+}
+
+apr_status llama_session_eval(llama_session *s, const int32_t *ids, int n, bool all_logits, float *logits,
+                              apr_error *err) {
+    const llama_hparams *hp = &s->m->hp;
+    if (n < 1) return graph_fail(err, APR_ERR_INVALID, "no tokens to evaluate");
+    if (n > s->n_ctx - s->pos)
+        return graph_fail(err, APR_ERR_INVALID, "context overflow: %d tokens at position %d exceed the context of %d (--ctx)",
+                          n, s->pos, s->n_ctx);
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= hp->n_vocab)
+            return graph_fail(err, APR_ERR_INVALID, "token id %d is outside the vocabulary of %d", ids[i], hp->n_vocab);
+    apr_graph *g = apr_graph_new();
+    apr_tensor **kv = calloc(2 * (size_t)hp->n_layer, sizeof *kv);
+    if (!g || !kv) {
+        apr_graph_free(g);
+        free(kv);
+        return graph_fail(err, APR_ERR_NOMEM, "out of memory");
+    }
+    graph_outputs o = {.k_new = kv, .v_new = kv + hp->n_layer};
+    graph_build(s, g, n, all_logits, &o);
+    apr_status st = APR_OK;
+    apr_plan *p = NULL;
+    int32_t *pos = malloc((size_t)n * sizeof *pos);
+    if (!pos) st = graph_fail(err, APR_ERR_NOMEM, "out of memory");
+    if (!st && apr_graph_error(g)) st = graph_fail(err, APR_ERR_INTERNAL, "model graph: %s", apr_graph_error(g));
+    if (!st) st = apr_plan_new(g, s->backends, s->n_backends, &p, err);
+    for (int i = 0; !st && i < n; i++) pos[i] = s->pos + i;
+    if (!st) st = apr_plan_set_input(p, o.ids, ids, (size_t)n * sizeof *ids, err);
+    if (!st) st = apr_plan_set_input(p, o.pos, pos, (size_t)n * sizeof *pos, err);
+    if (!st) st = apr_plan_run(p, err);
+    size_t row = (size_t)hp->head_dim * (size_t)hp->n_head_kv; /* f16 elements per position */
+    for (int l = 0; !st && l < hp->n_layer; l++) {
+        st = apr_plan_get_output(p, o.k_new[l], s->k_cache[l] + row * (size_t)s->pos, row * (size_t)n * 2, err);
+        if (!st) st = apr_plan_get_output(p, o.v_new[l], s->v_cache[l] + row * (size_t)s->pos, row * (size_t)n * 2, err);
+    }
+    if (!st) {
+        size_t rows = all_logits ? (size_t)n : 1;
+        st = apr_plan_get_output(p, o.logits, logits, rows * (size_t)hp->n_vocab * sizeof(float), err);
+    }
+    if (!st) s->pos += n;
+    apr_plan_free(p);
+    apr_graph_free(g);
+    free(kv);
+    free(pos);
+    return st;
+}

@@ -1,0 +1,145 @@
+/* llama_load.c — Llama-family hyperparameters and weight tensors from a GGUF file, every shape checked. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "llama.h"
+
+static apr_status load_fail(apr_error *err, apr_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static apr_status load_fail(apr_error *err, apr_status st, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+/* "{arch}.{suffix}" as a u32; required keys fail with the key's name. */
+static apr_status load_u32(const gguf_file *f, const char *arch, const char *suffix, bool required, uint32_t dflt,
+                           int *out, apr_error *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    uint32_t v;
+    if (gguf_get_u32(f, key, &v)) {
+        if (v > (1u << 24)) return load_fail(err, APR_ERR_FORMAT, "%s: %s = %u is out of range", gguf_path(f), key, v);
+        *out = (int)v;
+        return APR_OK;
+    }
+    if (required) return load_fail(err, APR_ERR_FORMAT, "%s: required key %s is missing", gguf_path(f), key);
+    *out = (int)dflt;
+    return APR_OK;
+}
+
+static float load_f32(const gguf_file *f, const char *arch, const char *suffix, float dflt) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    float v;
+    return gguf_get_f32(f, key, &v) ? v : dflt;
+}
+
+/* Finds a tensor and checks its dtype family and shape (ne1 = 1 for vectors). */
+static apr_status load_tensor(const gguf_file *f, const char *name, int64_t ne0, int64_t ne1, bool required,
+                              const gguf_tensor **out, apr_error *err) {
+    const gguf_tensor *t = gguf_tensor_find(f, name);
+    *out = t;
+    if (!t) return required ? load_fail(err, APR_ERR_FORMAT, "%s: tensor %s is missing", gguf_path(f), name) : APR_OK;
+    if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 || t->ne[3] != 1)
+        return load_fail(err, APR_ERR_FORMAT, "%s: tensor %s has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]",
+                         gguf_path(f), name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                         (long long)t->ne[3], (long long)ne0, (long long)ne1);
+    if (t->dtype != APR_F32 && t->dtype != APR_F16 && t->dtype != APR_BF16)
+        return load_fail(err, APR_ERR_UNSUPPORTED, "%s: tensor %s is %s, which apr cannot run yet (f32, f16 and bf16 can)",
+                         gguf_path(f), name, gguf_dtype_name(t->dtype) ? gguf_dtype_name(t->dtype) : "an unknown type");
+    return APR_OK;
+}
+
+static bool load_known_arch(const char *arch) { return !strcmp(arch, "llama"); }
+
+apr_status llama_model_load(const gguf_file *f, llama_model **out, apr_error *err) {
+    *out = NULL;
+    const char *arch = gguf_get_str(f, "general.architecture");
+    if (!arch) return load_fail(err, APR_ERR_FORMAT, "%s: general.architecture is missing: not a model file", gguf_path(f));
+    if (!load_known_arch(arch))
+        return load_fail(err, APR_ERR_UNSUPPORTED, "%s: architecture '%s' is not supported (supported: llama)",
+                         gguf_path(f), arch);
+    llama_model *m = calloc(1, sizeof *m);
+    if (!m) return load_fail(err, APR_ERR_NOMEM, "out of memory");
+    llama_hparams *hp = &m->hp;
+    m->file = f;
+    snprintf(hp->arch, sizeof hp->arch, "%s", arch);
+    apr_status st = APR_OK;
+    if (!st) st = load_u32(f, arch, "block_count", true, 0, &hp->n_layer, err);
+    if (!st) st = load_u32(f, arch, "embedding_length", true, 0, &hp->n_embd, err);
+    if (!st) st = load_u32(f, arch, "attention.head_count", true, 0, &hp->n_head, err);
+    if (!st) st = load_u32(f, arch, "attention.head_count_kv", false, (uint32_t)hp->n_head, &hp->n_head_kv, err);
+    if (!st) st = load_u32(f, arch, "feed_forward_length", true, 0, &hp->n_ff, err);
+    if (!st) st = load_u32(f, arch, "context_length", false, 2048, &hp->n_ctx_train, err);
+    if (st) { llama_model_free(m); return st; }
+    if (hp->n_layer < 1 || hp->n_embd < 1 || hp->n_head < 1 || hp->n_head_kv < 1 || hp->n_ff < 1 ||
+        hp->n_embd % hp->n_head || hp->n_head % hp->n_head_kv) {
+        st = load_fail(err, APR_ERR_FORMAT, "%s: inconsistent hyperparameters (layers %d, width %d, heads %d/%d, ffn %d)",
+                       gguf_path(f), hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv, hp->n_ff);
+        llama_model_free(m);
+        return st;
+    }
+    hp->head_dim = hp->n_embd / hp->n_head;
+    if ((st = load_u32(f, arch, "rope.dimension_count", false, (uint32_t)hp->head_dim, &hp->n_rot, err))) {
+        llama_model_free(m);
+        return st;
+    }
+    if (hp->n_rot < 2 || hp->n_rot > hp->head_dim || hp->n_rot % 2) {
+        st = load_fail(err, APR_ERR_FORMAT, "%s: rope dimension %d does not fit head size %d", gguf_path(f), hp->n_rot,
+                       hp->head_dim);
+        llama_model_free(m);
+        return st;
+    }
+    hp->rms_eps = load_f32(f, arch, "attention.layer_norm_rms_epsilon", 1e-5f);
+    hp->rope_base = load_f32(f, arch, "rope.freq_base", 10000.0f);
+    float factor = load_f32(f, arch, "rope.scaling.factor", 1.0f);
+    char key[128];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
+    const char *stype = gguf_get_str(f, key);
+    hp->rope_scale = (stype && !strcmp(stype, "linear") && factor > 0) ? 1.0f / factor : 1.0f;
+    hp->rope_layout = 0; /* GGUF llama stores q/k permuted for adjacent pairs */
+    if (!(hp->rms_eps > 0) || !(hp->rope_base > 0)) {
+        llama_model_free(m);
+        return load_fail(err, APR_ERR_FORMAT, "%s: rms epsilon and rope base must be positive", gguf_path(f));
+    }
+
+    const gguf_tensor *emb = gguf_tensor_find(f, "token_embd.weight");
+    if (!emb) { llama_model_free(m); return load_fail(err, APR_ERR_FORMAT, "%s: tensor token_embd.weight is missing", gguf_path(f)); }
+    hp->n_vocab = (int)emb->ne[1];
+    const int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim, KV = (int64_t)hp->n_head_kv * hp->head_dim;
+    st = load_tensor(f, "token_embd.weight", E, hp->n_vocab, true, &m->tok_embd, err);
+    if (!st) st = load_tensor(f, "output_norm.weight", E, 1, true, &m->out_norm, err);
+    if (!st) st = load_tensor(f, "output.weight", E, hp->n_vocab, false, &m->output, err);
+    if (!st && !m->output) m->output = m->tok_embd; /* tied embeddings */
+    m->layers = st ? NULL : calloc((size_t)hp->n_layer, sizeof *m->layers);
+    if (!st && !m->layers) st = load_fail(err, APR_ERR_NOMEM, "out of memory");
+    for (int l = 0; l < hp->n_layer && !st; l++) {
+        llama_layer *L = &m->layers[l];
+        struct { const char *name; int64_t ne0, ne1; const gguf_tensor **dst; } want[] = {
+            {"attn_norm", E, 1, &L->attn_norm}, {"attn_q", E, Q, &L->wq},        {"attn_k", E, KV, &L->wk},
+            {"attn_v", E, KV, &L->wv},          {"attn_output", Q, E, &L->wo},   {"ffn_norm", E, 1, &L->ffn_norm},
+            {"ffn_gate", E, hp->n_ff, &L->w_gate}, {"ffn_up", E, hp->n_ff, &L->w_up}, {"ffn_down", hp->n_ff, E, &L->w_down},
+        };
+        for (size_t i = 0; i < sizeof want / sizeof *want && !st; i++) {
+            char name[96];
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, want[i].name);
+            st = load_tensor(f, name, want[i].ne0, want[i].ne1, true, want[i].dst, err);
+        }
+    }
+    if (st) { llama_model_free(m); return st; }
+    *out = m;
+    return APR_OK;
+}
+
+void llama_model_free(llama_model *m) {
+    if (!m) return;
+    free(m->layers);
+    free(m);
+}

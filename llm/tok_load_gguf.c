@@ -1,0 +1,121 @@
+/* tok_load_gguf.c — a tok_vocab from the tokenizer.ggml.* keys of a GGUF file.
+ *
+ * tokenizer.ggml.model "llama" is SPM, "gpt2" byte-level BPE; tokens, scores, token_type,
+ * merges, bos/eos/unknown/padding ids, add_bos_token / add_eos_token, add_space_prefix and pre
+ * (the pre-tokenizer family) are read as llama.cpp writes them. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tok_internal.h"
+
+static int32_t loadgguf_id(const gguf_file *f, const char *key, int32_t n, int32_t dflt) {
+    int64_t id;
+    if (!gguf_get_i64(f, key, &id)) return dflt;
+    return id >= 0 && id < n ? (int32_t)id : -1;   /* 0xFFFFFFFF and the like mean "none" */
+}
+
+static apr_status loadgguf_arr(const gguf_file *f, const char *key, gguf_type want, uint64_t n, bool required,
+                               bool *present, apr_error *err) {
+    gguf_type et;
+    uint64_t len;
+    *present = false;
+    if (!gguf_get_arr(f, key, &et, &len)) {
+        if (required) return vocab_fail(err, APR_ERR_FORMAT, "%s: %s is missing", gguf_path(f), key);
+        return APR_OK;
+    }
+    if (et != want) return vocab_fail(err, APR_ERR_FORMAT, "%s: %s has element type %d, expected %d", gguf_path(f), key, (int)et, (int)want);
+    if (n != UINT64_MAX && len != n)
+        return vocab_fail(err, APR_ERR_FORMAT, "%s: %s has %llu entries for %llu tokens", gguf_path(f), key,
+                          (unsigned long long)len, (unsigned long long)n);
+    *present = true;
+    return APR_OK;
+}
+
+apr_status tok_load_gguf(const gguf_file *f, tok_vocab **out, apr_error *err) {
+    *out = NULL;
+    const char *path = gguf_path(f);
+    const char *model = gguf_get_str(f, "tokenizer.ggml.model");
+    if (!model) return vocab_fail(err, APR_ERR_FORMAT, "%s: tokenizer.ggml.model is missing (no vocabulary)", path);
+    tok_model kind;
+    if (!strcmp(model, "llama")) kind = TOK_MODEL_SPM;
+    else if (!strcmp(model, "gpt2")) kind = TOK_MODEL_BPE;
+    else return vocab_fail(err, APR_ERR_UNSUPPORTED, "%s: tokenizer model '%s' is not supported (llama and gpt2 are)", path, model);
+
+    gguf_type et;
+    uint64_t n;
+    if (!gguf_get_arr(f, "tokenizer.ggml.tokens", &et, &n) || et != GGUF_STRING)
+        return vocab_fail(err, APR_ERR_FORMAT, "%s: tokenizer.ggml.tokens is missing or not a string array", path);
+    if (n == 0 || n > (1u << 30)) return vocab_fail(err, APR_ERR_FORMAT, "%s: %llu tokens", path, (unsigned long long)n);
+
+    const char *const *pre_re = NULL;
+    int pre_n = 0;
+    const char *pre = gguf_get_str(f, "tokenizer.ggml.pre");
+    if (kind == TOK_MODEL_BPE && !pre_family(pre ? pre : "default", &pre_re, &pre_n))
+        return vocab_fail(err, APR_ERR_UNSUPPORTED, "%s: pre-tokenizer '%s' (tokenizer.ggml.pre) is not supported", path, pre);
+
+    tok_vocab *v = vocab_new(kind, (int32_t)n);
+    const char **texts = malloc(n * sizeof *texts);
+    apr_status st = APR_OK;
+    if (!v || !texts) { st = vocab_fail(err, APR_ERR_NOMEM, "%s: out of memory for %llu tokens", path, (unsigned long long)n); goto fail; }
+    for (uint64_t i = 0; i < n; i++) {
+        texts[i] = gguf_get_arr_str(f, "tokenizer.ggml.tokens", i);
+        if (!texts[i]) { st = vocab_fail(err, APR_ERR_FORMAT, "%s: token %llu is unreadable", path, (unsigned long long)i); goto fail; }
+    }
+    if ((st = vocab_set_texts(v, texts, NULL, err))) goto fail;
+
+    bool have;
+    if ((st = loadgguf_arr(f, "tokenizer.ggml.scores", GGUF_FLOAT32, n, false, &have, err))) goto fail;
+    const void *scores = have ? gguf_get_arr_data(f, "tokenizer.ggml.scores") : NULL;
+    if (scores) memcpy(v->score, scores, n * sizeof(float));
+    if ((st = loadgguf_arr(f, "tokenizer.ggml.token_type", GGUF_INT32, n, false, &have, err))) goto fail;
+    const uint8_t *tt = have ? gguf_get_arr_data(f, "tokenizer.ggml.token_type") : NULL;
+    if (tt) {
+        for (uint64_t i = 0; i < n; i++) {
+            int32_t t;
+            memcpy(&t, tt + 4 * i, 4);
+            v->type[i] = t >= TOK_TYPE_NORMAL && t <= TOK_TYPE_BYTE ? (uint8_t)t : TOK_TYPE_NORMAL;
+        }
+    }
+    if (kind == TOK_MODEL_BPE) {
+        if ((st = loadgguf_arr(f, "tokenizer.ggml.merges", GGUF_STRING, UINT64_MAX, true, &have, err))) goto fail;
+        uint64_t nm;
+        gguf_get_arr(f, "tokenizer.ggml.merges", &et, &nm);
+        if ((st = vocab_merges_alloc(v, nm, err))) goto fail;
+        for (uint64_t i = 0; i < nm; i++) {
+            const char *m = gguf_get_arr_str(f, "tokenizer.ggml.merges", i);
+            const char *sp = m && m[0] ? strchr(m + 1, ' ') : NULL;
+            if (sp) vocab_add_merge(v, m, (size_t)(sp - m), sp + 1, strlen(sp + 1), (int32_t)i);
+        }
+    }
+
+    bool spm = kind == TOK_MODEL_SPM;
+    v->bos = loadgguf_id(f, "tokenizer.ggml.bos_token_id", v->n, spm ? 1 : -1);
+    v->eos = loadgguf_id(f, "tokenizer.ggml.eos_token_id", v->n, spm ? 2 : -1);
+    v->unk = loadgguf_id(f, "tokenizer.ggml.unknown_token_id", v->n, spm ? 0 : -1);
+    v->pad = loadgguf_id(f, "tokenizer.ggml.padding_token_id", v->n, -1);
+    v->add_bos = spm;
+    v->add_eos = false;
+    v->add_space_prefix = spm;
+    gguf_get_bool(f, "tokenizer.ggml.add_bos_token", &v->add_bos);
+    gguf_get_bool(f, "tokenizer.ggml.add_eos_token", &v->add_eos);
+    gguf_get_bool(f, "tokenizer.ggml.add_space_prefix", &v->add_space_prefix);
+    if (!spm) {
+        snprintf(v->pre_name, sizeof v->pre_name, "%s", pre ? pre : "default");
+        v->ignore_merges = !strcmp(v->pre_name, "llama3") || !strcmp(v->pre_name, "llama-v3") ||
+                           !strcmp(v->pre_name, "llama-bpe");
+    }
+    if ((st = vocab_finish(v, pre_re, pre_n, err))) {
+        char m[sizeof err->msg];
+        snprintf(m, sizeof m, "%s", err ? err->msg : "");
+        vocab_fail(err, st, "%s: %s", path, m);
+        goto fail;
+    }
+    free(texts);
+    *out = v;
+    return APR_OK;
+fail:
+    free(texts);
+    tok_free(v);
+    return st;
+}

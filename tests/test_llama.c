@@ -1,0 +1,139 @@
+/* test_llama.c — a real trained model end to end: stories260K's greedy generation from BOS must equal
+ * the published llama2.c output token for token, on every usable backend. */
+#include <cJSON.h>
+#include <criterion/criterion.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "apr/apr.h"
+#include "gguf.h"
+#include "llama.h"
+#include "sampler.h"
+
+static char llama_fixtures[PATH_MAX + 32]; /* <repo>/../shared/fixtures */
+
+static bool llama_find_fixtures(void) {
+    char exe[PATH_MAX - 64];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return false;
+    exe[n] = 0;
+    for (int up = 0; up < 3; up++) *strrchr(exe, '/') = 0; /* <repo>/build/tests/X -> <repo> */
+    snprintf(llama_fixtures, sizeof llama_fixtures, "%s/../shared/fixtures", exe);
+    return access(llama_fixtures, R_OK) == 0;
+}
+
+/* The published greedy ids: cases[0].generated_ids of expected_generation.json. */
+static int llama_expected(int32_t *ids, int cap) {
+    char path[PATH_MAX + 256];
+    snprintf(path, sizeof path, "%s/stories260K/expected_generation.json", llama_fixtures);
+    FILE *fp = fopen(path, "rb");
+    cr_assert(fp, "cannot open %s", path);
+    static char buf[1 << 20];
+    size_t len = fread(buf, 1, sizeof buf - 1, fp);
+    fclose(fp);
+    buf[len] = 0;
+    cJSON *root = cJSON_Parse(buf);
+    cr_assert(root, "%s is not JSON", path);
+    cJSON *c0 = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "cases"), 0);
+    cJSON *g = cJSON_GetObjectItem(c0, "generated_ids");
+    cr_assert(cJSON_GetNumberValue(cJSON_GetObjectItem(c0, "temperature")) == 0.0, "case 0 is not the greedy one");
+    int n = 0;
+    cJSON *it;
+    cJSON_ArrayForEach(it, g) if (n < cap) ids[n++] = (int32_t)cJSON_GetNumberValue(it);
+    cJSON_Delete(root);
+    return n;
+}
+
+Test(llama, stories260K_greedy_generation_matches_the_reference_on_every_backend, .timeout = 300) {
+    if (!llama_find_fixtures()) cr_skip_test("fixtures not found at %s", llama_fixtures);
+    int32_t want[512];
+    int n_want = llama_expected(want, 512);
+    cr_assert_geq(n_want, 200, "expected ids missing");
+    char path[PATH_MAX + 256];
+    snprintf(path, sizeof path, "%s/stories260K/stories260K.gguf", llama_fixtures);
+    apr_error e;
+    gguf_file *f;
+    llama_model *m;
+    cr_assert_eq(gguf_open(path, &f, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(llama_model_load(f, &m, &e), APR_OK, "%s", e.msg);
+    cr_expect_eq(m->hp.n_layer, 5);
+    cr_expect_eq(m->hp.n_head_kv, 4);
+    apr_registry *reg;
+    cr_assert_eq(apr_registry_open(NULL, &reg, &e), APR_OK, "%s", e.msg);
+    int tested = 0;
+    for (int b = 0; b < apr_registry_count(reg); b++) {
+        const apr_plugin_record *r = apr_registry_record(reg, b);
+        if (r->state != APR_PLUGIN_OK) continue;
+        apr_backend *be;
+        cr_assert_eq(apr_backend_open(reg, r->name, 2, &be, &e), APR_OK, "%s", e.msg);
+        llama_session *s;
+        cr_assert_eq(llama_session_new(m, n_want + 1, &be, 1, &s, &e), APR_OK, "%s", e.msg);
+        sampler_params sp = sampler_defaults();
+        sp.temperature = 0;
+        sampler *smp = sampler_new(&sp, m->hp.n_vocab);
+        float *logits = malloc(sizeof(float) * (size_t)m->hp.n_vocab);
+        int32_t tok = 1; /* BOS */
+        int match = 0;
+        for (int i = 0; i < n_want; i++) {
+            cr_assert_eq(llama_session_eval(s, &tok, 1, false, logits, &e), APR_OK, "%s: %s", r->name, e.msg);
+            tok = sampler_sample(smp, logits);
+            if (tok != want[i]) break;
+            match++;
+        }
+        cr_expect_eq(match, n_want, "%s: first difference at generated token %d (got %d, want %d)", r->name, match, tok,
+                     match < n_want ? want[match] : -1);
+        fprintf(stderr, "%s: %d of %d greedy tokens equal the reference\n", r->name, match, n_want);
+        free(logits);
+        sampler_free(smp);
+        llama_session_free(s);
+        apr_backend_close(be);
+        tested++;
+    }
+    cr_expect_geq(tested, 1);
+    apr_registry_close(reg);
+    llama_model_free(m);
+    gguf_close(f);
+}
+
+Test(llama, context_overflow_and_bad_ids_are_errors) {
+    if (!llama_find_fixtures()) cr_skip_test("fixtures not found at %s", llama_fixtures);
+    char path[PATH_MAX + 256];
+    snprintf(path, sizeof path, "%s/stories260K/stories260K.gguf", llama_fixtures);
+    apr_error e;
+    gguf_file *f;
+    llama_model *m;
+    cr_assert_eq(gguf_open(path, &f, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(llama_model_load(f, &m, &e), APR_OK, "%s", e.msg);
+    apr_registry *reg;
+    apr_backend *be;
+    cr_assert_eq(apr_registry_open(NULL, &reg, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_backend_open(reg, "reference", 1, &be, &e), APR_OK, "%s", e.msg);
+    llama_session *s;
+    cr_assert_eq(llama_session_new(m, 4, &be, 1, &s, &e), APR_OK, "%s", e.msg);
+    float logits[512 * 5];
+    int32_t ids[5] = {1, 403, 407, 261, 378};
+    cr_expect_eq(llama_session_eval(s, ids, 5, false, logits, &e), APR_ERR_INVALID);
+    cr_expect(strstr(e.msg, "context overflow"), "%s", e.msg);
+    int32_t bad = 512;
+    cr_expect_eq(llama_session_eval(s, &bad, 1, false, logits, &e), APR_ERR_INVALID);
+    cr_expect(strstr(e.msg, "outside the vocabulary"), "%s", e.msg);
+    /* a batch and the same tokens one by one give the same logits */
+    cr_assert_eq(llama_session_eval(s, ids, 4, true, logits, &e), APR_OK, "%s", e.msg);
+    llama_session *s1;
+    cr_assert_eq(llama_session_new(m, 4, &be, 1, &s1, &e), APR_OK, "%s", e.msg);
+    float one[512];
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(llama_session_eval(s1, &ids[i], 1, false, one, &e), APR_OK, "%s", e.msg);
+        for (int v = 0; v < 512; v++)
+            cr_assert_float_eq(one[v], logits[i * 512 + v], 1e-3f, "position %d id %d", i, v);
+    }
+    llama_session_free(s1);
+    llama_session_free(s);
+    apr_backend_close(be);
+    apr_registry_close(reg);
+    llama_model_free(m);
+    gguf_close(f);
+}
