@@ -137,6 +137,14 @@ void gguf_writer_copy_kv(gguf_writer *w, const gguf_file *f);
 /* data must stay valid until gguf_writer_write returns; size must match dtype and ne. */
 void gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t dtype, int n_dims, const int64_t *ne,
                             const void *data, uint64_t size);
+/* A tensor whose bytes are produced while the file is written, so that multi-GB models never sit
+ * in memory: fill(ctx, offset, buf, n) writes bytes [offset, offset + n) of the tensor's data into
+ * buf, called with increasing offsets covering [0, size) in chunks of at most 1 MiB, and returns
+ * 0, or an errno value that fails the write (APR_ERR_IO naming it). ctx must stay valid until
+ * gguf_writer_write returns. */
+typedef int (*gguf_writer_fill_fn)(void *ctx, uint64_t offset, void *buf, size_t n);
+void gguf_writer_add_tensor_fn(gguf_writer *w, const char *name, uint32_t dtype, int n_dims, const int64_t *ne,
+                               uint64_t size, gguf_writer_fill_fn fill, void *ctx);
 apr_status gguf_writer_write(gguf_writer *w, const char *path, apr_error *err);
 
 #endif

@@ -143,6 +143,8 @@ typedef struct gguf_writer_tensor {
     int n_dims;
     int64_t ne[GGUF_MAX_DIMS];
     const void *data;           /* the caller's */
+    gguf_writer_fill_fn fill;   /* instead of data when set: produces the bytes at write time */
+    void *fill_ctx;
     uint64_t size;
     uint64_t offset;            /* set by gguf_writer_write */
 } gguf_writer_tensor;

@@ -92,6 +92,23 @@ static void write_value(write_out *o, const gguf_value *v) {
     }
 }
 
+/* Streams a callback tensor through a 1 MiB buffer; the callback's errno fails the write. */
+static void write_filled(write_out *o, const gguf_writer_tensor *t) {
+    enum { chunk = 1 << 20 };
+    uint8_t *buf = malloc(chunk);
+    if (!buf) {
+        o->error = ENOMEM;
+        return;
+    }
+    for (uint64_t off = 0; off < t->size && !o->error; off += chunk) {
+        size_t n = t->size - off < chunk ? (size_t)(t->size - off) : chunk;
+        int e = t->fill(t->fill_ctx, off, buf, n);
+        if (e) o->error = e;
+        else write_bytes(o, buf, n);
+    }
+    free(buf);
+}
+
 /* Lays the tensors out: each at a multiple of the alignment. Returns the data section's size. */
 static bool write_layout(gguf_writer *w, uint64_t align, uint64_t *total) {
     uint64_t off = 0;
@@ -127,7 +144,8 @@ static void write_file(write_out *o, const gguf_writer *w, uint64_t align) {
     write_zeros(o, (align - o->total % align) % align);
     for (size_t i = 0; i < w->n_tensors && !o->error; i++) {
         const gguf_writer_tensor *t = &w->tensors[i];
-        write_bytes(o, t->data, t->size);
+        if (t->fill) write_filled(o, t);
+        else write_bytes(o, t->data, t->size);
         write_zeros(o, (align - t->size % align) % align);
     }
     write_flush(o);

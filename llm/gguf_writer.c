@@ -220,8 +220,9 @@ LLM_API void gguf_writer_copy_kv(gguf_writer *w, const gguf_file *f) {
     for (int64_t i = 0; i < gguf_kv_count(f); i++) gguf_writer_set_value(w, gguf_kv_key(f, i), gguf_kv_value(f, i));
 }
 
-LLM_API void gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t dtype, int n_dims, const int64_t *ne,
-                                     const void *data, uint64_t size) {
+/* Both add calls: data, or a fill callback producing it at write time. */
+static void writer_add(gguf_writer *w, const char *name, uint32_t dtype, int n_dims, const int64_t *ne, const void *data,
+                       uint64_t size, gguf_writer_fill_fn fill, void *fill_ctx) {
     int64_t be, bb;
     uint64_t elems = 1, expect;
     if (!w || w->bad) return;
@@ -243,7 +244,7 @@ LLM_API void gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t d
             return;
         }
     if (ne[0] % be || __builtin_mul_overflow(elems / (uint64_t)be, (uint64_t)bb, &expect) || expect != size ||
-        (size && !data)) {
+        (size && !data && !fill)) {
         writer_fail(w, APR_ERR_INVALID, "tensor '%.200s': %" PRIu64 " bytes of data do not match %" PRIu64 " %s elements",
                     name, size, elems, gguf_dtype_name(dtype));
         return;
@@ -260,6 +261,21 @@ LLM_API void gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t d
         return;
     }
     gguf_writer_tensor *t = &w->tensors[w->n_tensors++];
-    *t = (gguf_writer_tensor){.name = nm, .dtype = dtype, .n_dims = n_dims, .data = data, .size = size};
+    *t = (gguf_writer_tensor){.name = nm, .dtype = dtype, .n_dims = n_dims, .data = data, .size = size,
+                              .fill = fill, .fill_ctx = fill_ctx};
     for (int d = 0; d < GGUF_MAX_DIMS; d++) t->ne[d] = d < n_dims ? ne[d] : 1;
+}
+
+LLM_API void gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t dtype, int n_dims, const int64_t *ne,
+                                    const void *data, uint64_t size) {
+    writer_add(w, name, dtype, n_dims, ne, data, size, NULL, NULL);
+}
+
+LLM_API void gguf_writer_add_tensor_fn(gguf_writer *w, const char *name, uint32_t dtype, int n_dims, const int64_t *ne,
+                                       uint64_t size, gguf_writer_fill_fn fill, void *ctx) {
+    if (w && !w->bad && !fill) {
+        writer_fail(w, APR_ERR_INVALID, "tensor '%.200s': no fill callback", name ? name : "");
+        return;
+    }
+    writer_add(w, name, dtype, n_dims, ne, NULL, size, fill, ctx);
 }

@@ -16,7 +16,7 @@ typedef struct llama_hparams {
     int n_embd;           /* model width */
     int n_head;           /* query heads */
     int n_head_kv;        /* key/value heads (grouped-query attention when < n_head) */
-    int head_dim;         /* n_embd / n_head */
+    int head_dim;         /* {arch}.attention.key_length, else n_embd / n_head */
     int n_ff;             /* feed-forward width */
     int n_vocab;          /* rows of the embedding */
     int n_rot;            /* rotated dims per head */
@@ -24,7 +24,7 @@ typedef struct llama_hparams {
     float rms_eps;        /* rms_norm epsilon */
     float rope_base;      /* rope frequency base */
     float rope_scale;     /* rope position multiplier (1 / linear scaling factor) */
-    int rope_layout;      /* 0 adjacent pairs (GGUF llama), 1 split half */
+    int rope_layout;      /* 0 adjacent pairs (GGUF llama), 1 split half (qwen2, qwen3: NEOX) */
 } llama_hparams;
 
 typedef struct llama_layer {
@@ -32,6 +32,11 @@ typedef struct llama_layer {
     const gguf_tensor *wq;         /* [n_embd, n_head * head_dim] */
     const gguf_tensor *wk;         /* [n_embd, n_head_kv * head_dim] */
     const gguf_tensor *wv;         /* [n_embd, n_head_kv * head_dim] */
+    const gguf_tensor *bq;         /* [n_head * head_dim] or NULL (qwen2 q/k/v bias) */
+    const gguf_tensor *bk;         /* [n_head_kv * head_dim] or NULL */
+    const gguf_tensor *bv;         /* [n_head_kv * head_dim] or NULL */
+    const gguf_tensor *q_norm;     /* [head_dim] or NULL (qwen3 per-head RMS norm of q) */
+    const gguf_tensor *k_norm;     /* [head_dim] or NULL */
     const gguf_tensor *wo;         /* [n_head * head_dim, n_embd] */
     const gguf_tensor *ffn_norm;   /* [n_embd] */
     const gguf_tensor *w_gate;     /* [n_embd, n_ff] */
@@ -45,17 +50,30 @@ typedef struct llama_model {
     const gguf_tensor *tok_embd;   /* [n_embd, n_vocab] */
     const gguf_tensor *out_norm;   /* [n_embd] */
     const gguf_tensor *output;     /* [n_embd, n_vocab]; the embedding when tied */
+    const gguf_tensor *rope_freqs; /* [n_rot / 2] rope frequency divisors (Llama 3 scaling) or NULL */
     llama_layer *layers;           /* [n_layer] */
 } llama_model;
 
 /* Reads the hyperparameters and finds every tensor, checking each shape; an unknown
- * architecture or a missing/misshapen tensor is an error naming it. */
+ * architecture or a missing/misshapen tensor is an error naming it. Architectures: llama
+ * (Llama 2/3.x with rope_freqs, TinyLlama, Mistral), qwen2 (q/k/v bias), qwen3 (q/k norm). */
 LLM_API apr_status llama_model_load(const gguf_file *f, llama_model **out, apr_error *err);
 LLM_API void llama_model_free(llama_model *m);
 
 typedef struct llama_session llama_session;
 
-/* n_ctx: positions the KV cache holds (f16). backends: in order of preference, as for apr_plan_new. */
+typedef struct llama_session_params {
+    int n_ctx;            /* positions the KV cache holds */
+    apr_dtype kv_dtype;   /* APR_F16 (default) or APR_F32 */
+} llama_session_params;
+
+/* n_ctx positions, f16 KV cache */
+LLM_API llama_session_params llama_session_defaults(int n_ctx);
+
+/* backends: in order of preference, as for apr_plan_new. */
+LLM_API apr_status llama_session_new_ex(const llama_model *m, const llama_session_params *p, apr_backend *const *backends,
+                                        int n_backends, llama_session **out, apr_error *err);
+/* llama_session_new_ex with llama_session_defaults(n_ctx). */
 LLM_API apr_status llama_session_new(const llama_model *m, int n_ctx, apr_backend *const *backends, int n_backends,
                              llama_session **out, apr_error *err);
 LLM_API void llama_session_free(llama_session *s);

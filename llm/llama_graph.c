@@ -1,4 +1,4 @@
-/* llama_graph.c — a session: the f16 KV cache and the forward graph of a batch of tokens, run by the executor. */
+/* llama_graph.c — a session: the KV cache (f16 or f32) and the forward graph of a batch of tokens, run by the executor. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,8 +15,10 @@ struct llama_session {
     int pos;                            /* tokens processed so far */
     apr_backend *backends[LLAMA_MAX_BACKENDS];
     int n_backends;
-    uint16_t **k_cache;                 /* [n_layer] of f16 [head_dim, n_head_kv, n_ctx] */
-    uint16_t **v_cache;                 /* [n_layer] of f16 [head_dim, n_head_kv, n_ctx] */
+    apr_dtype kv_dtype;                 /* APR_F16 or APR_F32 */
+    size_t kv_elem;                     /* its bytes per element */
+    unsigned char **k_cache;            /* [n_layer] of kv_dtype [head_dim, n_head_kv, n_ctx] */
+    unsigned char **v_cache;            /* [n_layer] of kv_dtype [head_dim, n_head_kv, n_ctx] */
 };
 
 static apr_status graph_fail(apr_error *err, apr_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -30,9 +32,21 @@ static apr_status graph_fail(apr_error *err, apr_status st, const char *fmt, ...
     return st;
 }
 
+llama_session_params llama_session_defaults(int n_ctx) { return (llama_session_params){n_ctx, APR_F16}; }
+
 apr_status llama_session_new(const llama_model *m, int n_ctx, apr_backend *const *backends, int n_backends,
                              llama_session **out, apr_error *err) {
+    llama_session_params p = llama_session_defaults(n_ctx);
+    return llama_session_new_ex(m, &p, backends, n_backends, out, err);
+}
+
+apr_status llama_session_new_ex(const llama_model *m, const llama_session_params *p, apr_backend *const *backends,
+                                int n_backends, llama_session **out, apr_error *err) {
     *out = NULL;
+    const int n_ctx = p->n_ctx;
+    if (p->kv_dtype != APR_F16 && p->kv_dtype != APR_F32)
+        return graph_fail(err, APR_ERR_INVALID, "KV cache dtype %s is not supported (f16 and f32 are)",
+                          apr_dtype_name(p->kv_dtype) ? apr_dtype_name(p->kv_dtype) : "unknown");
     if (n_ctx < 1) return graph_fail(err, APR_ERR_INVALID, "context size %d must be positive", n_ctx);
     if (n_backends < 1 || n_backends > LLAMA_MAX_BACKENDS)
         return graph_fail(err, APR_ERR_INVALID, "%d backends given", n_backends);
@@ -41,6 +55,8 @@ apr_status llama_session_new(const llama_model *m, int n_ctx, apr_backend *const
     s->m = m;
     s->n_ctx = n_ctx;
     s->n_backends = n_backends;
+    s->kv_dtype = p->kv_dtype;
+    s->kv_elem = p->kv_dtype == APR_F32 ? 4 : 2;
     memcpy(s->backends, backends, (size_t)n_backends * sizeof *backends);
     const llama_hparams *hp = &m->hp;
     size_t per_layer = (size_t)hp->head_dim * (size_t)hp->n_head_kv * (size_t)n_ctx;
@@ -48,14 +64,14 @@ apr_status llama_session_new(const llama_model *m, int n_ctx, apr_backend *const
     s->v_cache = calloc((size_t)hp->n_layer, sizeof *s->v_cache);
     bool ok = s->k_cache && s->v_cache;
     for (int l = 0; ok && l < hp->n_layer; l++) {
-        s->k_cache[l] = calloc(per_layer, sizeof(uint16_t));
-        s->v_cache[l] = calloc(per_layer, sizeof(uint16_t));
+        s->k_cache[l] = calloc(per_layer, s->kv_elem);
+        s->v_cache[l] = calloc(per_layer, s->kv_elem);
         ok = s->k_cache[l] && s->v_cache[l];
     }
     if (!ok) {
         llama_session_free(s);
         return graph_fail(err, APR_ERR_NOMEM, "cannot allocate the KV cache (%zu MiB for %d positions)",
-                          2 * per_layer * sizeof(uint16_t) * (size_t)hp->n_layer >> 20, n_ctx);
+                          2 * per_layer * s->kv_elem * (size_t)hp->n_layer >> 20, n_ctx);
     }
     *out = s;
     return APR_OK;
@@ -86,8 +102,21 @@ static apr_tensor *graph_norm_weight(apr_graph *g, const gguf_tensor *t) {
 
 typedef struct graph_outputs {
     apr_tensor *ids, *pos, *logits;
-    apr_tensor **k_new, **v_new;    /* [n_layer] f16 [head_dim, n_head_kv, n] to append to the cache */
+    apr_tensor **k_new, **v_new;    /* [n_layer] kv_dtype [head_dim, n_head_kv, n] to append to the cache */
 } graph_outputs;
+
+/* W x, plus the bias broadcast over tokens when the model has one (qwen2). */
+static apr_tensor *graph_proj(apr_graph *g, const gguf_tensor *w, const gguf_tensor *b, apr_tensor *x) {
+    apr_tensor *y = apr_matmul(g, graph_weight(g, w), x);
+    return b ? apr_add(g, y, graph_norm_weight(g, b)) : y;
+}
+
+/* x [hd, heads, n] reshaped from a projection; qwen3 RMS-normalises each head before rope. */
+static apr_tensor *graph_heads(apr_graph *g, apr_tensor *x, int64_t hd, int64_t heads, int n, const gguf_tensor *norm,
+                               float eps) {
+    x = apr_reshape(g, x, 3, (int64_t[]){hd, heads, n});
+    return norm ? apr_mul(g, apr_rms_norm(g, x, eps), graph_norm_weight(g, norm)) : x;
+}
 
 static void graph_build(const llama_session *s, apr_graph *g, int n, bool all_logits, graph_outputs *o) {
     const llama_model *m = s->m;
@@ -97,23 +126,24 @@ static void graph_build(const llama_session *s, apr_graph *g, int n, bool all_lo
     o->ids = apr_input(g, APR_I32, 1, (int64_t[]){n}, "ids");
     o->pos = apr_input(g, APR_I32, 1, (int64_t[]){n}, "positions");
     apr_tensor *x = apr_get_rows(g, graph_weight(g, m->tok_embd), o->ids);
+    apr_tensor *ff = m->rope_freqs ? graph_norm_weight(g, m->rope_freqs) : NULL; /* shared by every layer */
     for (int l = 0; l < hp->n_layer; l++) {
         const llama_layer *L = &m->layers[l];
         apr_tensor *h = apr_mul(g, apr_rms_norm(g, x, hp->rms_eps), graph_norm_weight(g, L->attn_norm));
-        apr_tensor *q = apr_reshape(g, apr_matmul(g, graph_weight(g, L->wq), h), 3, (int64_t[]){hd, H, n});
-        apr_tensor *k = apr_reshape(g, apr_matmul(g, graph_weight(g, L->wk), h), 3, (int64_t[]){hd, Hkv, n});
-        apr_tensor *v = apr_reshape(g, apr_matmul(g, graph_weight(g, L->wv), h), 3, (int64_t[]){hd, Hkv, n});
-        q = apr_rope(g, q, o->pos, NULL, &rope);
-        k = apr_rope(g, k, o->pos, NULL, &rope);
-        o->k_new[l] = apr_cast(g, k, APR_F16);
-        o->v_new[l] = apr_cast(g, v, APR_F16);
+        apr_tensor *q = graph_heads(g, graph_proj(g, L->wq, L->bq, h), hd, H, n, L->q_norm, hp->rms_eps);
+        apr_tensor *k = graph_heads(g, graph_proj(g, L->wk, L->bk, h), hd, Hkv, n, L->k_norm, hp->rms_eps);
+        apr_tensor *v = graph_heads(g, graph_proj(g, L->wv, L->bv, h), hd, Hkv, n, NULL, 0);
+        q = apr_rope(g, q, o->pos, ff, &rope);
+        k = apr_rope(g, k, o->pos, ff, &rope);
+        o->k_new[l] = apr_cast(g, k, s->kv_dtype);
+        o->v_new[l] = apr_cast(g, v, s->kv_dtype);
         apr_graph_output(g, o->k_new[l]);
         apr_graph_output(g, o->v_new[l]);
         apr_tensor *k_all = o->k_new[l], *v_all = o->v_new[l];
         if (s->pos > 0) {
             /* the cached positions, read in place, followed by this batch */
-            apr_tensor *kc = apr_weight(g, APR_F16, 3, (int64_t[]){hd, Hkv, s->pos}, s->k_cache[l], "k_cache");
-            apr_tensor *vc = apr_weight(g, APR_F16, 3, (int64_t[]){hd, Hkv, s->pos}, s->v_cache[l], "v_cache");
+            apr_tensor *kc = apr_weight(g, s->kv_dtype, 3, (int64_t[]){hd, Hkv, s->pos}, s->k_cache[l], "k_cache");
+            apr_tensor *vc = apr_weight(g, s->kv_dtype, 3, (int64_t[]){hd, Hkv, s->pos}, s->v_cache[l], "v_cache");
             k_all = apr_concat(g, kc, k_all, 2);
             v_all = apr_concat(g, vc, v_all, 2);
         }
@@ -123,8 +153,8 @@ static void graph_build(const llama_session *s, apr_graph *g, int n, bool all_lo
         att = apr_reshape(g, att, 2, (int64_t[]){H * hd, n});
         x = apr_add(g, x, apr_matmul(g, graph_weight(g, L->wo), att));
         h = apr_mul(g, apr_rms_norm(g, x, hp->rms_eps), graph_norm_weight(g, L->ffn_norm));
-        apr_tensor *ff = apr_swiglu(g, apr_matmul(g, graph_weight(g, L->w_gate), h), apr_matmul(g, graph_weight(g, L->w_up), h));
-        x = apr_add(g, x, apr_matmul(g, graph_weight(g, L->w_down), ff));
+        apr_tensor *act = apr_swiglu(g, apr_matmul(g, graph_weight(g, L->w_gate), h), apr_matmul(g, graph_weight(g, L->w_up), h));
+        x = apr_add(g, x, apr_matmul(g, graph_weight(g, L->w_down), act));
     }
     x = apr_mul(g, apr_rms_norm(g, x, hp->rms_eps), graph_norm_weight(g, m->out_norm));
     if (!all_logits && n > 1) x = apr_slice(g, x, 1, n - 1, 1);
@@ -162,10 +192,10 @@ apr_status llama_session_eval(llama_session *s, const int32_t *ids, int n, bool 
     if (!st) st = apr_plan_set_input(p, o.ids, ids, (size_t)n * sizeof *ids, err);
     if (!st) st = apr_plan_set_input(p, o.pos, pos, (size_t)n * sizeof *pos, err);
     if (!st) st = apr_plan_run(p, err);
-    size_t row = (size_t)hp->head_dim * (size_t)hp->n_head_kv; /* f16 elements per position */
+    size_t row = (size_t)hp->head_dim * (size_t)hp->n_head_kv * s->kv_elem; /* cache bytes per position */
     for (int l = 0; !st && l < hp->n_layer; l++) {
-        st = apr_plan_get_output(p, o.k_new[l], s->k_cache[l] + row * (size_t)s->pos, row * (size_t)n * 2, err);
-        if (!st) st = apr_plan_get_output(p, o.v_new[l], s->v_cache[l] + row * (size_t)s->pos, row * (size_t)n * 2, err);
+        st = apr_plan_get_output(p, o.k_new[l], s->k_cache[l] + row * (size_t)s->pos, row * (size_t)n, err);
+        if (!st) st = apr_plan_get_output(p, o.v_new[l], s->v_cache[l] + row * (size_t)s->pos, row * (size_t)n, err);
     }
     if (!st) {
         size_t rows = all_logits ? (size_t)n : 1;

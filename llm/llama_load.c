@@ -1,4 +1,6 @@
-/* llama_load.c — Llama-family hyperparameters and weight tensors from a GGUF file, every shape checked. */
+/* llama_load.c — Llama-family hyperparameters and weight tensors from a GGUF file, every shape checked.
+ * One graph serves llama, qwen2 and qwen3: the architectures differ only in optional tensors
+ * (q/k/v bias, q/k norm, rope_freqs) and the rope layout, all read from the file. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -57,14 +59,18 @@ static apr_status load_tensor(const gguf_file *f, const char *name, int64_t ne0,
     return APR_OK;
 }
 
-static bool load_known_arch(const char *arch) { return !strcmp(arch, "llama"); }
+#define LOAD_ARCHS "llama, qwen2, qwen3"
+
+static bool load_known_arch(const char *arch) {
+    return !strcmp(arch, "llama") || !strcmp(arch, "qwen2") || !strcmp(arch, "qwen3");
+}
 
 apr_status llama_model_load(const gguf_file *f, llama_model **out, apr_error *err) {
     *out = NULL;
     const char *arch = gguf_get_str(f, "general.architecture");
     if (!arch) return load_fail(err, APR_ERR_FORMAT, "%s: general.architecture is missing: not a model file", gguf_path(f));
     if (!load_known_arch(arch))
-        return load_fail(err, APR_ERR_UNSUPPORTED, "%s: architecture '%s' is not supported (supported: llama)",
+        return load_fail(err, APR_ERR_UNSUPPORTED, "%s: architecture '%s' is not supported (supported: " LOAD_ARCHS ")",
                          gguf_path(f), arch);
     llama_model *m = calloc(1, sizeof *m);
     if (!m) return load_fail(err, APR_ERR_NOMEM, "out of memory");
@@ -78,15 +84,21 @@ apr_status llama_model_load(const gguf_file *f, llama_model **out, apr_error *er
     if (!st) st = load_u32(f, arch, "attention.head_count_kv", false, (uint32_t)hp->n_head, &hp->n_head_kv, err);
     if (!st) st = load_u32(f, arch, "feed_forward_length", true, 0, &hp->n_ff, err);
     if (!st) st = load_u32(f, arch, "context_length", false, 2048, &hp->n_ctx_train, err);
+    /* head size: explicit in Qwen3 and some Llama 3 files, where it need not be n_embd / n_head */
+    if (!st) st = load_u32(f, arch, "attention.key_length", false, 0, &hp->head_dim, err);
+    int v_len = 0;
+    if (!st) st = load_u32(f, arch, "attention.value_length", false, 0, &v_len, err);
     if (st) { llama_model_free(m); return st; }
     if (hp->n_layer < 1 || hp->n_embd < 1 || hp->n_head < 1 || hp->n_head_kv < 1 || hp->n_ff < 1 ||
-        hp->n_embd % hp->n_head || hp->n_head % hp->n_head_kv) {
-        st = load_fail(err, APR_ERR_FORMAT, "%s: inconsistent hyperparameters (layers %d, width %d, heads %d/%d, ffn %d)",
-                       gguf_path(f), hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv, hp->n_ff);
+        (!hp->head_dim && hp->n_embd % hp->n_head) || hp->n_head % hp->n_head_kv ||
+        (v_len && v_len != (hp->head_dim ? hp->head_dim : hp->n_embd / hp->n_head))) {
+        st = load_fail(err, APR_ERR_FORMAT,
+                       "%s: inconsistent hyperparameters (layers %d, width %d, heads %d/%d, ffn %d, key/value length %d/%d)",
+                       gguf_path(f), hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv, hp->n_ff, hp->head_dim, v_len);
         llama_model_free(m);
         return st;
     }
-    hp->head_dim = hp->n_embd / hp->n_head;
+    if (!hp->head_dim) hp->head_dim = hp->n_embd / hp->n_head;
     if ((st = load_u32(f, arch, "rope.dimension_count", false, (uint32_t)hp->head_dim, &hp->n_rot, err))) {
         llama_model_free(m);
         return st;
@@ -104,7 +116,8 @@ apr_status llama_model_load(const gguf_file *f, llama_model **out, apr_error *er
     snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
     const char *stype = gguf_get_str(f, key);
     hp->rope_scale = (stype && !strcmp(stype, "linear") && factor > 0) ? 1.0f / factor : 1.0f;
-    hp->rope_layout = 0; /* GGUF llama stores q/k permuted for adjacent pairs */
+    /* convert_hf_to_gguf permutes llama q/k rows for adjacent pairs; qwen2/qwen3 stay NEOX (split half) */
+    hp->rope_layout = strcmp(arch, "llama") ? 1 : 0;
     if (!(hp->rms_eps > 0) || !(hp->rope_base > 0)) {
         llama_model_free(m);
         return load_fail(err, APR_ERR_FORMAT, "%s: rms epsilon and rope base must be positive", gguf_path(f));
@@ -118,6 +131,7 @@ apr_status llama_model_load(const gguf_file *f, llama_model **out, apr_error *er
     if (!st) st = load_tensor(f, "output_norm.weight", E, 1, true, &m->out_norm, err);
     if (!st) st = load_tensor(f, "output.weight", E, hp->n_vocab, false, &m->output, err);
     if (!st && !m->output) m->output = m->tok_embd; /* tied embeddings */
+    if (!st) st = load_tensor(f, "rope_freqs.weight", hp->n_rot / 2, 1, false, &m->rope_freqs, err);
     m->layers = st ? NULL : calloc((size_t)hp->n_layer, sizeof *m->layers);
     if (!st && !m->layers) st = load_fail(err, APR_ERR_NOMEM, "out of memory");
     for (int l = 0; l < hp->n_layer && !st; l++) {
@@ -132,6 +146,19 @@ apr_status llama_model_load(const gguf_file *f, llama_model **out, apr_error *er
             snprintf(name, sizeof name, "blk.%d.%s.weight", l, want[i].name);
             st = load_tensor(f, name, want[i].ne0, want[i].ne1, true, want[i].dst, err);
         }
+        /* optional everywhere; qwen3 requires the q/k norms, which its graph cannot do without */
+        bool qk_norm = !strcmp(arch, "qwen3");
+        struct { const char *name; int64_t ne0; bool required; const gguf_tensor **dst; } opt[] = {
+            {"attn_q.bias", Q, false, &L->bq}, {"attn_k.bias", KV, false, &L->bk}, {"attn_v.bias", KV, false, &L->bv},
+            {"attn_q_norm.weight", hp->head_dim, qk_norm, &L->q_norm}, {"attn_k_norm.weight", hp->head_dim, qk_norm, &L->k_norm},
+        };
+        for (size_t i = 0; i < sizeof opt / sizeof *opt && !st; i++) {
+            char name[96];
+            snprintf(name, sizeof name, "blk.%d.%s", l, opt[i].name);
+            st = load_tensor(f, name, opt[i].ne0, 1, opt[i].required, opt[i].dst, err);
+        }
+        if (!st && (!L->q_norm) != (!L->k_norm))
+            st = load_fail(err, APR_ERR_FORMAT, "%s: block %d has only one of attn_q_norm and attn_k_norm", gguf_path(f), l);
     }
     if (st) { llama_model_free(m); return st; }
     *out = m;

@@ -493,6 +493,53 @@ Test(gguf, writer_missing_directory) {
     cr_expect_eq(gt_tmp_entries(), 0);
 }
 
+/* A fill-callback tensor: bytes produced at write time in chunks (3 MiB + 5 bytes: several 1 MiB
+ * chunks and a short one), read back equal; a callback's errno fails the write, leaving nothing. */
+static int gt_fill(void *ctx, uint64_t offset, void *buf, size_t n) {
+    int *calls = ctx;
+    (*calls)++;
+    for (size_t i = 0; i < n; i++) ((uint8_t *)buf)[i] = (uint8_t)((offset + i) * 7 + 3);
+    return 0;
+}
+
+static int gt_fill_fail(void *ctx, uint64_t offset, void *buf, size_t n) {
+    (void)ctx, (void)buf, (void)n;
+    return offset > 0 ? ENOSPC : 0;
+}
+
+Test(gguf, writer_fill_callback) {
+    const uint64_t size = (3u << 20) + 5;
+    int calls = 0;
+    gguf_writer *w = gguf_writer_new();
+    gguf_writer_add_tensor(w, "small", 0, 1, (int64_t[]){1}, (float[]){2.5f}, 4);
+    gguf_writer_add_tensor_fn(w, "big", 24 /* i8 */, 1, (int64_t[]){(int64_t)size}, size, gt_fill, &calls);
+    apr_error err;
+    const char *out = gt_path("fill.gguf");
+    cr_assert_eq(gguf_writer_write(w, out, &err), APR_OK, "%s", err.msg);
+    gguf_writer_free(w);
+    cr_expect_eq(calls, 4);
+    gguf_file *f;
+    cr_assert_eq(gguf_open(out, &f, &err), APR_OK, "%s", err.msg);
+    const gguf_tensor *t = gguf_tensor_find(f, "big");
+    cr_assert(t && t->size == size);
+    int bad = 0;
+    for (uint64_t i = 0; i < size; i++) bad += ((const uint8_t *)t->data)[i] != (uint8_t)(i * 7 + 3);
+    cr_expect_eq(bad, 0);
+    cr_expect_eq(*(const float *)gguf_tensor_find(f, "small")->data, 2.5f);
+    gguf_close(f);
+    w = gguf_writer_new();
+    gguf_writer_add_tensor_fn(w, "big", 24, 1, (int64_t[]){(int64_t)size}, size, gt_fill_fail, NULL);
+    const char *out2 = gt_path("fail.gguf");
+    cr_expect_eq(gguf_writer_write(w, out2, &err), APR_ERR_IO);
+    cr_expect(strstr(err.msg, out2) && strstr(err.msg, strerror(ENOSPC)), "%s", err.msg);
+    gguf_writer_free(w);
+    cr_expect_eq(gt_tmp_entries(), 1, "only fill.gguf may remain");
+    w = gguf_writer_new();
+    gguf_writer_add_tensor_fn(w, "nofill", 0, 1, (int64_t[]){1}, 4, NULL, NULL);
+    cr_expect_eq(gguf_writer_write(w, out2, &err), APR_ERR_INVALID);
+    gguf_writer_free(w);
+}
+
 /* Disk full: the child may write only 4 KiB (RLIMIT_FSIZE; SIGXFSZ ignored so write fails with
  * EFBIG instead of killing it). The write must fail naming OUT and leave no file at all. */
 Test(gguf, writer_disk_full_leaves_nothing) {

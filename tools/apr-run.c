@@ -1,32 +1,39 @@
-/* apr-run.c — runs a GGUF model: prompt in, tokens streamed out, speed statistics on stderr. */
+/* apr-run.c — runs a GGUF model: a prompt, an interactive chat or a JSONL batch in, tokens out, speed statistics on stderr. */
 #include <cJSON.h>
 #include <errno.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "chat.h"
 #include "common/cli.h"
 #include "gguf.h"
+#include "hf_import.h"
 #include "llama.h"
 #include "sampler.h"
 #include "tokenizer.h"
 
 static const char *run_usage =
-    "usage: apr-run --model FILE [--prompt TEXT | --file F | --tokens \"ID ID ...\"] [-n N] [options]\n"
+    "usage: apr-run --model FILE|DIR [--prompt TEXT | --file F | --tokens \"ID ID ...\"] [-n N] [options]\n"
+    "       apr-run --model FILE --chat [--system TEXT] [options]\n"
+    "       apr-run --model FILE --batch-jsonl IN [options]\n"
     "\n"
     "Runs a GGUF model (architecture llama) and streams the generated text to stdout as it is\n"
     "produced; at the end prints load time, prefill and decode speed and the backend to stderr.\n"
     "Ctrl-C stops generation cleanly and still prints the statistics.\n"
     "\n"
     "options:\n"
-    "  --model FILE          the model (GGUF v2/v3)\n"
+    "  --model FILE|DIR      the model: a GGUF v2/v3 file, or a Hugging Face folder (config.json,\n"
+    "                        *.safetensors, tokenizer.json), converted on the fly\n"
     "  --prompt TEXT         the prompt (default: empty, i.e. generation starts from BOS)\n"
     "  --file F              read the prompt from a file\n"
     "  --tokens \"ID ...\"     the prompt as token ids instead of text\n"
     "  --no-bos              do not put BOS in front of the prompt\n"
-    "  -n N                  tokens to generate (default 128; generation also stops at EOS)\n"
+    "  -n N                  tokens to generate (default 128; per answer with --chat; generation also stops at EOS)\n"
     "  --ctx N               context positions held in the KV cache (default: the model's, at most 4096)\n"
     "  --temp T              temperature; 0 = greedy (default 0.8)\n"
     "  --top-k K, --top-p P, --min-p P    the sampler chain (defaults 40, 0.95, 0.05)\n"
@@ -35,6 +42,16 @@ static const char *run_usage =
     "  --dump-logits FILE    write the logits of every processed position, raw little-endian f32\n"
     "                        (positions x vocab)\n"
     "  --json                print one JSON object at the end instead of streaming text\n"
+    "  --chat                interactive chat: one user message per line of stdin, answered in the\n"
+    "                        model's chat template (tokenizer.chat_template: chatml, llama2, llama3,\n"
+    "                        mistral, phi3, gemma, zephyr; otherwise plain text). The KV cache is\n"
+    "                        kept across turns. EOF or /exit ends; Ctrl-C stops the current answer.\n"
+    "  --system TEXT         with --chat: the system message\n"
+    "  --batch-jsonl IN      load once, then answer each line of IN ('-' = stdin), a JSON object\n"
+    "                        {\"prompt\": TEXT} with optional temperature, top_k, top_p, min_p, seed,\n"
+    "                        n_predict, repeat_penalty (and id, echoed), with one JSON line on stdout:\n"
+    "                        prompt_tokens, generated_ids, text, stop, prefill_tok_s, decode_tok_s;\n"
+    "                        a bad line gives {\"error\": ...} and the batch goes on\n"
     "%s"
     "\n"
     "exit status: 0 ok, 1 the model or a backend failed, 2 usage error\n";
@@ -42,13 +59,38 @@ static const char *run_usage =
 static volatile sig_atomic_t run_stop;
 static void run_on_sigint(int sig) { (void)sig; run_stop = 1; }
 
-/* Generated text kept for --json. */
+/* Ctrl-C sets run_stop. Without SA_RESTART a read waiting at the chat prompt returns EINTR, so
+ * Ctrl-C there ends the chat instead of being swallowed. */
+static void run_catch_sigint(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = run_on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+}
+
+/* Generated text kept for --json, --batch-jsonl and the chat history. */
 typedef struct run_text {
     char *buf;    /* NUL-terminated */
     size_t len, cap;
 } run_text;
 
-/* Streams a decoded piece to stdout, or keeps it for the JSON object. */
+/* Appends a piece to t; false when memory ran out. */
+static bool run_text_add(run_text *t, const char *piece, size_t len) {
+    if (t->len + len + 1 > t->cap) {
+        size_t cap = (t->len + len + 1) * 2;
+        char *nb = realloc(t->buf, cap);
+        if (!nb) return false;
+        t->buf = nb;
+        t->cap = cap;
+    }
+    memcpy(t->buf + t->len, piece, len);
+    t->len += len;
+    t->buf[t->len] = 0;
+    return true;
+}
+
+/* Streams a decoded piece to stdout, or keeps it. */
 static void run_emit(run_text *t, const char *piece, size_t len, bool to_stdout) {
     if (!piece || !len) return;
     if (to_stdout) {
@@ -56,16 +98,7 @@ static void run_emit(run_text *t, const char *piece, size_t len, bool to_stdout)
         fflush(stdout);
         return;
     }
-    if (t->len + len + 1 > t->cap) {
-        size_t cap = (t->len + len + 1) * 2;
-        char *nb = realloc(t->buf, cap);
-        if (!nb) return; /* the ids in the JSON stay complete */
-        t->buf = nb;
-        t->cap = cap;
-    }
-    memcpy(t->buf + t->len, piece, len);
-    t->len += len;
-    t->buf[t->len] = 0;
+    run_text_add(t, piece, len); /* on failure the ids in the JSON stay complete */
 }
 
 static double run_now(void) {
@@ -74,10 +107,12 @@ static double run_now(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+static double run_rate(int n, double s) { return n ? n / (s > 0 ? s : 1e-9) : 0.0; }
+
 typedef struct run_opts {
     cli_common c;
-    const char *model, *tokens, *dump_logits, *prompt, *prompt_file;
-    bool no_bos;
+    const char *model, *tokens, *dump_logits, *prompt, *prompt_file, *batch, *system;
+    bool no_bos, chat;
     long n_predict, n_ctx;
     sampler_params sp;
 } run_opts;
@@ -91,6 +126,21 @@ static bool run_parse_float(const char *s, float *out) {
     *out = (float)v;
     return true;
 }
+
+/* The ranges the sampling options accept, shared by the command line and --batch-jsonl. */
+typedef struct run_float_opt {
+    const char *flag, *key;
+    size_t off;
+    float lo, hi;
+} run_float_opt;
+
+static const run_float_opt run_float_opts[] = {
+    {"--temp", "temperature", offsetof(sampler_params, temperature), 0, 100},
+    {"--top-p", "top_p", offsetof(sampler_params, top_p), 0, 1},
+    {"--min-p", "min_p", offsetof(sampler_params, min_p), 0, 1},
+    {"--repeat-penalty", "repeat_penalty", offsetof(sampler_params, repeat_penalty), 0.01f, 100},
+};
+#define RUN_N_FLOAT_OPTS (sizeof run_float_opts / sizeof *run_float_opts)
 
 static int run_parse(int argc, char **argv, run_opts *o) {
     o->sp = sampler_defaults();
@@ -107,6 +157,11 @@ static int run_parse(int argc, char **argv, run_opts *o) {
         else if ((v = cli_option_value(argc, argv, &i, "--prompt"))) o->prompt = v;
         else if ((v = cli_option_value(argc, argv, &i, "--file"))) o->prompt_file = v;
         else if ((v = cli_option_value(argc, argv, &i, "--dump-logits"))) o->dump_logits = v;
+        else if ((v = cli_option_value(argc, argv, &i, "--system"))) o->system = v;
+        else if ((v = cli_option_value(argc, argv, &i, "--batch-jsonl"))) {
+            if (!*v) { fprintf(stderr, "error: --batch-jsonl needs a file ('-' = stdin)\n"); return CLI_EXIT_USAGE; }
+            o->batch = v;
+        } else if (!strcmp(argv[i], "--chat")) o->chat = true;
         else if (!strcmp(argv[i], "--no-bos")) o->no_bos = true;
         else if ((v = cli_option_value(argc, argv, &i, "-n")) || (v = cli_option_value(argc, argv, &i, "--n-predict"))) {
             if (!cli_parse_int(v, 0, 1 << 24, &n)) { fprintf(stderr, "error: -n wants a count, got '%s'\n", v); return CLI_EXIT_USAGE; }
@@ -121,17 +176,15 @@ static int run_parse(int argc, char **argv, run_opts *o) {
             if (!cli_parse_int(v, 0, 1 << 24, &n)) { fprintf(stderr, "error: --top-k wants a count, got '%s'\n", v); return CLI_EXIT_USAGE; }
             o->sp.top_k = (int)n;
         } else {
-            struct { const char *name; float *dst; float lo, hi; } fl[] = {
-                {"--temp", &o->sp.temperature, 0, 100}, {"--top-p", &o->sp.top_p, 0, 1}, {"--min-p", &o->sp.min_p, 0, 1},
-                {"--repeat-penalty", &o->sp.repeat_penalty, 0.01f, 100}};
             bool done = false;
-            for (size_t k = 0; k < sizeof fl / sizeof *fl && !done; k++) {
-                if (!(v = cli_option_value(argc, argv, &i, fl[k].name))) continue;
-                if (!run_parse_float(v, &f) || f < fl[k].lo || f > fl[k].hi) {
-                    fprintf(stderr, "error: %s wants a number from %g to %g, got '%s'\n", fl[k].name, fl[k].lo, fl[k].hi, v);
+            for (size_t k = 0; k < RUN_N_FLOAT_OPTS && !done; k++) {
+                const run_float_opt *fo = &run_float_opts[k];
+                if (!(v = cli_option_value(argc, argv, &i, fo->flag))) continue;
+                if (!run_parse_float(v, &f) || f < fo->lo || f > fo->hi) {
+                    fprintf(stderr, "error: %s wants a number from %g to %g, got '%s'\n", fo->flag, fo->lo, fo->hi, v);
                     return CLI_EXIT_USAGE;
                 }
-                *fl[k].dst = f;
+                *(float *)((char *)&o->sp + fo->off) = f;
                 done = true;
             }
             if (!done) {
@@ -146,6 +199,13 @@ static int run_parse(int argc, char **argv, run_opts *o) {
         fprintf(stderr, "error: give at most one of --prompt, --file and --tokens\n");
         return CLI_EXIT_USAGE;
     }
+    if (o->chat && o->batch) { fprintf(stderr, "error: give at most one of --chat and --batch-jsonl\n"); return CLI_EXIT_USAGE; }
+    if ((o->chat || o->batch) && (o->prompt || o->prompt_file || o->tokens || o->dump_logits || o->c.json)) {
+        fprintf(stderr, "error: %s takes its prompts from %s; drop --prompt, --file, --tokens, --dump-logits and --json\n",
+                o->chat ? "--chat" : "--batch-jsonl", o->chat ? "stdin" : "the JSONL input");
+        return CLI_EXIT_USAGE;
+    }
+    if (o->system && !o->chat) { fprintf(stderr, "error: --system goes with --chat\n"); return CLI_EXIT_USAGE; }
     return CLI_EXIT_OK;
 }
 
@@ -190,6 +250,497 @@ static char *run_read_file(const char *path, size_t *len) {
     return buf;
 }
 
+/* ---------------------------------------------------------------- the model and one generation */
+
+/* What every mode shares, loaded once. */
+typedef struct run_model {
+    const run_opts *o;
+    gguf_file *f;
+    llama_model *m;
+    apr_registry *reg;
+    apr_backend *be;
+    tok_vocab *vocab;      /* NULL when the file has none: ids only */
+    int n_ctx, n_vocab;
+    uint32_t bos, eos;
+    double t_load;
+} run_model;
+
+static apr_status run_session(const run_model *rm, llama_session **s, apr_error *e) {
+    return llama_session_new(rm->m, rm->n_ctx, &rm->be, 1, s, e);
+}
+
+/* One answer: samples from *last until EOS or an end-of-turn id, n_predict tokens, the end of the
+ * context or Ctrl-C. */
+typedef struct run_gen {
+    llama_session *s;
+    sampler *smp;
+    const float *last;      /* in: the logits of the last prompt position */
+    float *logits;          /* n_vocab floats the decode steps write */
+    long n_predict;
+    const int32_t *eog;     /* ids that end the answer besides EOS */
+    int n_eog;
+    bool eval_all;          /* chat: run even the last kept token, so the cache holds exactly the text */
+    FILE *dump;             /* --dump-logits, or NULL */
+    tok_stream *stream;     /* NULL: ids are printed instead of text */
+    bool to_stdout;         /* stream pieces to stdout */
+    run_text *text;         /* and/or keep them here (NULL: not kept) */
+    cJSON *ids;             /* generated ids go here when not NULL */
+    int n_gen, n_decoded;   /* out: tokens kept; tokens run through the model */
+    const char *stop;       /* out: "eos", "length", "context" or "interrupted" */
+    double t_decode;        /* out: seconds */
+} run_gen;
+
+static bool run_is_eog(const run_model *rm, const run_gen *g, int32_t id) {
+    if ((uint32_t)id == rm->eos) return true;
+    for (int i = 0; i < g->n_eog; i++)
+        if (g->eog[i] == id) return true;
+    return false;
+}
+
+static void run_gen_out(run_gen *g, const char *piece, size_t len) {
+    if (g->to_stdout) run_emit(NULL, piece, len, true);
+    if (g->text && len) run_text_add(g->text, piece, len);
+}
+
+/* False on a model or write error, with the message in e. */
+static bool run_generate(const run_model *rm, run_gen *g, apr_error *e) {
+    double t = run_now();
+    const float *last = g->last;
+    g->stop = "length";
+    while (g->n_gen < g->n_predict) {
+        if (run_stop) { g->stop = "interrupted"; break; }
+        int32_t next = sampler_sample(g->smp, (float *)last);
+        if (run_is_eog(rm, g, next)) { g->stop = "eos"; break; }
+        sampler_accept(g->smp, next);
+        g->n_gen++;
+        if (g->ids) cJSON_AddItemToArray(g->ids, cJSON_CreateNumber(next));
+        if (g->stream) {
+            size_t len;
+            const char *piece = tok_stream_push(g->stream, next, &len);
+            run_gen_out(g, piece, len);
+        } else if (g->to_stdout) {
+            printf("%d ", next);
+            fflush(stdout);
+        }
+        if (g->n_gen == g->n_predict && !g->eval_all) break;
+        if (llama_session_pos(g->s) >= rm->n_ctx) { g->stop = "context"; break; }
+        if (llama_session_eval(g->s, &next, 1, false, g->logits, e) != APR_OK) return false;
+        g->n_decoded++;
+        last = g->logits;
+        if (g->dump && fwrite(g->logits, sizeof(float), (size_t)rm->n_vocab, g->dump) != (size_t)rm->n_vocab) {
+            snprintf(e->msg, sizeof e->msg, "writing %s: %s", rm->o->dump_logits, strerror(errno));
+            return false;
+        }
+    }
+    if (g->stream) {
+        size_t len;
+        const char *rest = tok_stream_flush(g->stream, &len);
+        run_gen_out(g, rest, len);
+    }
+    g->t_decode = run_now() - t;
+    return true;
+}
+
+/* ---------------------------------------------------------------- one prompt (--prompt, --file, --tokens) */
+
+static int run_single(const run_model *rm) {
+    const run_opts *o = rm->o;
+    const int n_ctx = rm->n_ctx, n_vocab = rm->n_vocab;
+    int rc = CLI_EXIT_FAIL;
+    apr_error e;
+    llama_session *s = NULL;
+    sampler *smp = NULL;
+    FILE *dump = NULL;
+    tok_stream *stream = NULL;
+    char *prompt_buf = NULL;
+    float *logits = NULL;
+    int32_t *ids = NULL;
+    cJSON *json_ids = o->c.json ? cJSON_CreateArray() : NULL;
+    run_text text = {0};
+    if (!rm->vocab && (o->prompt || o->prompt_file)) { fprintf(stderr, "error: a text prompt needs the model's vocabulary\n"); goto done; }
+    if (run_session(rm, &s, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
+    ids = malloc((size_t)n_ctx * sizeof *ids);
+    logits = malloc((size_t)n_ctx * (size_t)n_vocab * sizeof *logits);
+    smp = sampler_new(&o->sp, n_vocab);
+    if (!ids || !logits || !smp) { fprintf(stderr, "error: out of memory\n"); goto done; }
+    int n_prompt = 0;
+    if (o->prompt || o->prompt_file) {
+        size_t len = o->prompt ? strlen(o->prompt) : 0;
+        const char *ptext = o->prompt;
+        if (o->prompt_file) {
+            if (!(prompt_buf = run_read_file(o->prompt_file, &len))) {
+                fprintf(stderr, "error: cannot read %s: %s\n", o->prompt_file, strerror(errno));
+                goto done;
+            }
+            ptext = prompt_buf;
+        }
+        unsigned flags = (!o->no_bos && tok_add_bos(rm->vocab)) ? TOK_ADD_BOS : 0;
+        int64_t n = tok_encode(rm->vocab, ptext, len, flags, ids, n_ctx);
+        if (n < 0) { fprintf(stderr, "error: out of memory tokenizing the prompt\n"); goto done; }
+        if (n > n_ctx) {
+            fprintf(stderr, "error: the prompt is %lld tokens, more than the context of %d (--ctx)\n", (long long)n, n_ctx);
+            goto done;
+        }
+        n_prompt = (int)n;
+    } else if (!o->no_bos) ids[n_prompt++] = (int32_t)rm->bos;
+    if (o->tokens) {
+        int n = run_parse_ids(o->tokens, ids + n_prompt, n_ctx - n_prompt);
+        if (n < 0) {
+            fprintf(stderr, "error: --tokens: expected space-separated ids, at most %d of them (--ctx)\n", n_ctx);
+            rc = CLI_EXIT_USAGE;
+            goto done;
+        }
+        n_prompt += n;
+    }
+    if (n_prompt == 0) { fprintf(stderr, "error: empty prompt (give --tokens or drop --no-bos)\n"); rc = CLI_EXIT_USAGE; goto done; }
+    if (o->dump_logits && !(dump = fopen(o->dump_logits, "wb"))) {
+        fprintf(stderr, "error: cannot write %s: %s\n", o->dump_logits, strerror(errno));
+        goto done;
+    }
+    if (rm->vocab && !(stream = tok_stream_new(rm->vocab, 0))) { fprintf(stderr, "error: out of memory\n"); goto done; }
+    /* the stream sees the prompt so that the first generated piece is spaced as in the full text */
+    for (int i = 0; stream && i < n_prompt; i++) {
+        size_t len;
+        const char *piece = tok_stream_push(stream, ids[i], &len);
+        if (!json_ids) run_emit(&text, piece, len, true); /* echo the prompt, as llama.cpp does */
+    }
+    run_catch_sigint();
+    double t1 = run_now();
+    bool all = dump != NULL;
+    if (llama_session_eval(s, ids, n_prompt, all, logits, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
+    double t_prefill = run_now() - t1;
+    for (int i = 0; i < n_prompt; i++) sampler_accept(smp, ids[i]);
+    if (dump && fwrite(logits, sizeof(float) * (size_t)n_vocab, (size_t)n_prompt, dump) != (size_t)n_prompt) {
+        fprintf(stderr, "error: writing %s: %s\n", o->dump_logits, strerror(errno));
+        goto done;
+    }
+    run_gen g = {.s = s, .smp = smp, .last = logits + (all ? (size_t)(n_prompt - 1) * (size_t)n_vocab : 0),
+                 .logits = logits, .n_predict = o->n_predict, .dump = dump, .stream = stream,
+                 .to_stdout = !json_ids, .text = json_ids ? &text : NULL, .ids = json_ids};
+    if (!run_generate(rm, &g, &e)) { fprintf(stderr, "\nerror: %s\n", e.msg); goto done; }
+    if (!json_ids) printf("\n");
+    fprintf(stderr, "%s: load %.3f s, prefill %d tokens at %.1f tok/s, decode %d tokens at %.1f tok/s, backend %s (%d threads)%s\n",
+            o->model, rm->t_load, n_prompt, run_rate(n_prompt, t_prefill), g.n_decoded, run_rate(g.n_decoded, g.t_decode),
+            apr_backend_name(rm->be), apr_backend_threads(rm->be), run_stop ? " (stopped by Ctrl-C)" : "");
+    if (json_ids) {
+        cJSON *root = cJSON_CreateObject();
+        if (rm->vocab) cJSON_AddStringToObject(root, "text", text.buf ? text.buf : "");
+        cJSON_AddItemToObject(root, "generated_ids", json_ids);
+        json_ids = NULL;
+        cJSON_AddNumberToObject(root, "n_prompt", n_prompt);
+        cJSON_AddNumberToObject(root, "load_s", rm->t_load);
+        cJSON_AddNumberToObject(root, "prefill_tok_s", run_rate(n_prompt, t_prefill));
+        cJSON_AddNumberToObject(root, "decode_tok_s", run_rate(g.n_decoded, g.t_decode));
+        cJSON_AddStringToObject(root, "backend", apr_backend_name(rm->be));
+        char *out = cJSON_PrintUnformatted(root);
+        if (out) puts(out);
+        free(out);
+        cJSON_Delete(root);
+    }
+    rc = CLI_EXIT_OK;
+done:
+    if (dump && fclose(dump) != 0 && rc == CLI_EXIT_OK) {
+        fprintf(stderr, "error: writing %s: %s\n", o->dump_logits, strerror(errno));
+        rc = CLI_EXIT_FAIL;
+    }
+    cJSON_Delete(json_ids);
+    free(text.buf);
+    free(prompt_buf);
+    tok_stream_free(stream);
+    sampler_free(smp);
+    free(logits);
+    free(ids);
+    llama_session_free(s);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- --batch-jsonl */
+
+/* Reads the optional sampling fields of one request over the command line's values; false with a
+ * message in err when one has the wrong type or range. */
+static bool run_batch_params(const cJSON *in, sampler_params *sp, long *n_predict, char *err, size_t errn) {
+    for (size_t k = 0; k < RUN_N_FLOAT_OPTS; k++) {
+        const run_float_opt *fo = &run_float_opts[k];
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(in, fo->key);
+        if (!it) continue;
+        double v = cJSON_GetNumberValue(it);
+        if (!cJSON_IsNumber(it) || !(v >= fo->lo && v <= fo->hi)) {
+            snprintf(err, errn, "\"%s\" must be a number from %g to %g", fo->key, fo->lo, fo->hi);
+            return false;
+        }
+        *(float *)((char *)sp + fo->off) = (float)v;
+    }
+    /* integers: whole numbers only, seed up to 2^53 so that a double holds it exactly */
+    struct { const char *key; double hi; } ints[] = {{"top_k", 1 << 24}, {"seed", 9007199254740991.0}, {"n_predict", 1 << 24}};
+    for (size_t k = 0; k < sizeof ints / sizeof *ints; k++) {
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(in, ints[k].key);
+        if (!it) continue;
+        double v = cJSON_GetNumberValue(it);
+        if (!cJSON_IsNumber(it) || !(v >= 0 && v <= ints[k].hi) || v != (double)(int64_t)v) {
+            snprintf(err, errn, "\"%s\" must be a whole number from 0 to %.0f", ints[k].key, ints[k].hi);
+            return false;
+        }
+        if (k == 0) sp->top_k = (int)v;
+        else if (k == 1) sp->seed = (uint64_t)v;
+        else *n_predict = (long)v;
+    }
+    return true;
+}
+
+/* Answers one request line with a fresh session (so no request sees another's cache); returns the
+ * result object, or NULL with the message in err. */
+static cJSON *run_batch_answer(const run_model *rm, const cJSON *in, char *err, size_t errn) {
+    if (!cJSON_IsObject(in)) { snprintf(err, errn, "not a JSON object"); return NULL; }
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(in, "prompt");
+    if (!cJSON_IsString(p)) { snprintf(err, errn, "\"prompt\" (a string) is missing"); return NULL; }
+    sampler_params sp = rm->o->sp;
+    long n_predict = rm->o->n_predict;
+    if (!run_batch_params(in, &sp, &n_predict, err, errn)) return NULL;
+    cJSON *out = NULL, *ids_json = cJSON_CreateArray();
+    llama_session *s = NULL;
+    sampler *smp = sampler_new(&sp, rm->n_vocab);
+    tok_stream *stream = tok_stream_new(rm->vocab, 0);
+    int32_t *ids = malloc((size_t)rm->n_ctx * sizeof *ids);
+    float *logits = malloc((size_t)rm->n_vocab * sizeof *logits);
+    run_text text = {0};
+    apr_error e;
+    if (!ids_json || !smp || !stream || !ids || !logits) { snprintf(err, errn, "out of memory"); goto done; }
+    unsigned flags = (!rm->o->no_bos && tok_add_bos(rm->vocab)) ? TOK_ADD_BOS : 0;
+    int64_t n = tok_encode(rm->vocab, p->valuestring, strlen(p->valuestring), flags, ids, rm->n_ctx);
+    if (n < 0) { snprintf(err, errn, "out of memory tokenizing the prompt"); goto done; }
+    if (n == 0) { snprintf(err, errn, "empty prompt"); goto done; }
+    if (n > rm->n_ctx) {
+        snprintf(err, errn, "the prompt is %lld tokens, more than the context of %d (--ctx)", (long long)n, rm->n_ctx);
+        goto done;
+    }
+    double t0 = run_now();
+    if (run_session(rm, &s, &e) != APR_OK || llama_session_eval(s, ids, (int)n, false, logits, &e) != APR_OK) {
+        snprintf(err, errn, "%s", e.msg);
+        goto done;
+    }
+    double t_prefill = run_now() - t0;
+    for (int64_t i = 0; i < n; i++) {
+        sampler_accept(smp, ids[i]);
+        tok_stream_push(stream, ids[i], NULL); /* spaces the first generated piece as in the full text */
+    }
+    run_gen g = {.s = s, .smp = smp, .last = logits, .logits = logits, .n_predict = n_predict, .stream = stream,
+                 .text = &text, .ids = ids_json};
+    if (!run_generate(rm, &g, &e)) { snprintf(err, errn, "%s", e.msg); goto done; }
+    out = cJSON_CreateObject();
+    cJSON_AddNumberToObject(out, "prompt_tokens", (double)n);
+    cJSON_AddItemToObject(out, "generated_ids", ids_json);
+    ids_json = NULL;
+    cJSON_AddStringToObject(out, "text", text.buf ? text.buf : "");
+    cJSON_AddStringToObject(out, "stop", g.stop);
+    cJSON_AddNumberToObject(out, "prefill_tok_s", run_rate((int)n, t_prefill));
+    cJSON_AddNumberToObject(out, "decode_tok_s", run_rate(g.n_decoded, g.t_decode));
+done:
+    cJSON_Delete(ids_json);
+    free(text.buf);
+    free(logits);
+    free(ids);
+    tok_stream_free(stream);
+    sampler_free(smp);
+    llama_session_free(s);
+    return out;
+}
+
+/* One JSON line per non-blank input line; a bad line gets {"error": ...} and the batch goes on. */
+static int run_batch(const run_model *rm) {
+    const char *path = rm->o->batch;
+    FILE *in = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!in) { fprintf(stderr, "error: cannot read %s: %s\n", path, strerror(errno)); return CLI_EXIT_FAIL; }
+    run_catch_sigint();
+    char *line = NULL;
+    size_t cap = 0;
+    long lineno = 0, n_ok = 0, n_err = 0;
+    double t0 = run_now();
+    while (!run_stop && getline(&line, &cap, in) >= 0) {
+        lineno++;
+        if (!line[strspn(line, " \t\r\n")]) continue;
+        char err[700] = "";
+        cJSON *req = cJSON_Parse(line);
+        cJSON *out = req ? run_batch_answer(rm, req, err, sizeof err) : NULL;
+        if (!req) snprintf(err, sizeof err, "not valid JSON");
+        if (!out) {
+            out = cJSON_CreateObject();
+            char msg[760];
+            snprintf(msg, sizeof msg, "line %ld: %s", lineno, err);
+            cJSON_AddStringToObject(out, "error", msg);
+            n_err++;
+        } else n_ok++;
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(req, "id");
+        if (id) cJSON_AddItemToObject(out, "id", cJSON_Duplicate(id, true)); /* so a harness can match answers */
+        char *s = cJSON_PrintUnformatted(out);
+        if (s) { puts(s); fflush(stdout); }
+        free(s);
+        cJSON_Delete(out);
+        cJSON_Delete(req);
+    }
+    bool bad = ferror(in);
+    free(line);
+    if (in != stdin) fclose(in);
+    if (bad) { fprintf(stderr, "error: reading %s: %s\n", path, strerror(errno)); return CLI_EXIT_FAIL; }
+    fprintf(stderr, "%s: load %.3f s, %ld requests answered, %ld errors in %.3f s, backend %s (%d threads)%s\n",
+            rm->o->model, rm->t_load, n_ok, n_err, run_now() - t0, apr_backend_name(rm->be), apr_backend_threads(rm->be),
+            run_stop ? " (stopped by Ctrl-C)" : "");
+    return CLI_EXIT_OK;
+}
+
+/* ---------------------------------------------------------------- --chat */
+
+/* The conversation so far; contents are owned. */
+typedef struct run_conv {
+    chat_msg *v;
+    size_t n, cap;
+} run_conv;
+
+static bool run_conv_add(run_conv *c, const char *role, const char *content) {
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? 2 * c->cap : 16;
+        chat_msg *nv = realloc(c->v, cap * sizeof *nv);
+        if (!nv) return false;
+        c->v = nv;
+        c->cap = cap;
+    }
+    char *dup = strdup(content);
+    if (!dup) return false;
+    c->v[c->n++] = (chat_msg){role, dup};
+    return true;
+}
+
+static void run_conv_free(run_conv *c) {
+    for (size_t i = 0; i < c->n; i++) free((char *)c->v[i].content);
+    free(c->v);
+}
+
+/* The ids that end an answer besides EOS: the family's end-of-turn token and the file's EOT. */
+static int run_chat_eog(const run_model *rm, chat_family fam, int32_t *eog) {
+    int n = 0;
+    const char *eot = chat_eot_text(fam);
+    int32_t id = eot ? tok_find(rm->vocab, eot, strlen(eot)) : -1;
+    if (id >= 0) eog[n++] = id;
+    uint32_t u;
+    if (gguf_get_u32(rm->f, "tokenizer.ggml.eot_token_id", &u)) eog[n++] = (int32_t)u;
+    return n;
+}
+
+/* Reads user lines and answers each. The cache keeps the evaluated text across turns: every turn
+ * the whole conversation is rendered again and only what follows the evaluated text is run; when
+ * the rendering no longer starts with it (a template that trims answers), the conversation is
+ * run again from a fresh session, since the cache cannot be rewound. */
+static int run_chat(const run_model *rm) {
+    const run_opts *o = rm->o;
+    const char *tmpl = gguf_get_str(rm->f, "tokenizer.chat_template");
+    chat_family fam = chat_detect(tmpl);
+    if (fam == CHAT_PLAIN)
+        fprintf(stderr, "warning: %s; chatting in plain text\n",
+                tmpl ? "unrecognised chat template" : "the model has no chat template (tokenizer.chat_template)");
+    else fprintf(stderr, "chat template: %s\n", chat_family_name(fam));
+    int32_t bos_id = tok_bos(rm->vocab), eos_id = tok_eos(rm->vocab);
+    const char *bos_t = bos_id >= 0 ? tok_piece(rm->vocab, bos_id) : "";
+    const char *eos_t = eos_id >= 0 ? tok_piece(rm->vocab, eos_id) : "";
+    int32_t eog[2];
+    int n_eog = run_chat_eog(rm, fam, eog);
+    bool tty = isatty(STDIN_FILENO);
+    int rc = CLI_EXIT_FAIL;
+    apr_error e;
+    run_conv conv = {0};
+    run_text done_text = {0};  /* the text the cache holds */
+    run_text answer = {0};
+    llama_session *s = NULL;
+    sampler *smp = sampler_new(&o->sp, rm->n_vocab);
+    tok_stream *stream = tok_stream_new(rm->vocab, 0);
+    int32_t *ids = malloc((size_t)rm->n_ctx * sizeof *ids);
+    float *logits = malloc((size_t)rm->n_vocab * sizeof *logits);
+    char *line = NULL, *prompt = NULL;
+    size_t cap = 0;
+    int turns = 0, n_prefill = 0, n_decoded = 0;
+    double t_prefill = 0, t_decode = 0;
+    if (!smp || !stream || !ids || !logits || (o->system && !run_conv_add(&conv, "system", o->system))) {
+        fprintf(stderr, "error: out of memory\n");
+        goto done;
+    }
+    run_catch_sigint();
+    for (;;) {
+        if (tty) fputs("> ", stderr);
+        errno = 0;
+        ssize_t len = getline(&line, &cap, stdin);
+        if (len < 0) { /* EOF, or Ctrl-C at the prompt */
+            if (tty) fputc('\n', stderr);
+            break;
+        }
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+        if (!strcmp(line, "/exit")) break;
+        if (!len) continue;
+        if (!run_conv_add(&conv, "user", line)) { fprintf(stderr, "error: out of memory\n"); goto done; }
+        free(prompt);
+        if (!(prompt = chat_format(fam, conv.v, conv.n, true, bos_t, eos_t))) { fprintf(stderr, "error: out of memory\n"); goto done; }
+        size_t plen = strlen(prompt);
+        if (!s || plen < done_text.len || (done_text.len && memcmp(prompt, done_text.buf, done_text.len) != 0)) {
+            llama_session_free(s);
+            s = NULL;
+            done_text.len = 0;
+            if (run_session(rm, &s, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
+        }
+        const char *suffix = prompt + done_text.len;
+        unsigned flags = TOK_PARSE_SPECIAL;
+        /* BOS once, at the start, unless the template writes it itself */
+        if (llama_session_pos(s) == 0 && !o->no_bos && !(*bos_t && !strncmp(prompt, bos_t, strlen(bos_t)))) flags |= TOK_ADD_BOS;
+        int room = rm->n_ctx - llama_session_pos(s);
+        int64_t n = tok_encode(rm->vocab, suffix, strlen(suffix), flags, ids, rm->n_ctx);
+        if (n < 0) { fprintf(stderr, "error: out of memory tokenizing the prompt\n"); goto done; }
+        if (n >= room) {
+            fprintf(stderr, "error: the conversation no longer fits the context of %d positions (--ctx)\n", rm->n_ctx);
+            goto done;
+        }
+        if (n == 0) continue;
+        double t0 = run_now();
+        if (llama_session_eval(s, ids, (int)n, false, logits, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
+        t_prefill += run_now() - t0;
+        n_prefill += (int)n;
+        for (int64_t i = 0; i < n; i++) sampler_accept(smp, ids[i]);
+        run_text_add(&done_text, suffix, strlen(suffix));
+        answer.len = 0;
+        run_gen g = {.s = s, .smp = smp, .last = logits, .logits = logits, .n_predict = o->n_predict, .eog = eog,
+                     .n_eog = n_eog, .eval_all = true, .stream = stream, .to_stdout = true, .text = &answer};
+        if (!run_generate(rm, &g, &e)) { fprintf(stderr, "\nerror: %s\n", e.msg); goto done; }
+        fputc('\n', stdout);
+        fflush(stdout);
+        turns++;
+        n_decoded += g.n_decoded;
+        t_decode += g.t_decode;
+        const char *said = answer.buf ? answer.buf : "";
+        if (!run_conv_add(&conv, "assistant", said) || !run_text_add(&done_text, said, strlen(said))) {
+            fprintf(stderr, "error: out of memory\n");
+            goto done;
+        }
+        if (!strcmp(g.stop, "context")) {
+            fprintf(stderr, "error: the conversation filled the context of %d positions (--ctx)\n", rm->n_ctx);
+            goto done;
+        }
+        if (run_stop) { fprintf(stderr, "(answer stopped by Ctrl-C)\n"); run_stop = 0; }
+    }
+    fprintf(stderr, "%s: load %.3f s, %d turns, prefill %d tokens at %.1f tok/s, decode %d tokens at %.1f tok/s, backend %s (%d threads)\n",
+            o->model, rm->t_load, turns, n_prefill, run_rate(n_prefill, t_prefill), n_decoded, run_rate(n_decoded, t_decode),
+            apr_backend_name(rm->be), apr_backend_threads(rm->be));
+    rc = CLI_EXIT_OK;
+done:
+    free(line);
+    free(prompt);
+    free(answer.buf);
+    free(done_text.buf);
+    free(logits);
+    free(ids);
+    tok_stream_free(stream);
+    sampler_free(smp);
+    llama_session_free(s);
+    run_conv_free(&conv);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- main */
+
 int main(int argc, char **argv) {
     run_opts o = {0};
     int rc = run_parse(argc, argv, &o);
@@ -200,166 +751,37 @@ int main(int argc, char **argv) {
     }
     double t0 = run_now();
     apr_error e;
+    run_model rm = {.o = &o};
     gguf_file *f = NULL;
     llama_model *m = NULL;
-    apr_registry *reg = NULL;
-    apr_backend *be = NULL;
-    llama_session *s = NULL;
-    sampler *smp = NULL;
-    FILE *dump = NULL;
-    tok_vocab *vocab = NULL;
-    tok_stream *stream = NULL;
-    char *prompt_buf = NULL;
-    float *logits = NULL;
-    int32_t *ids = NULL;
-    cJSON *json_ids = o.c.json ? cJSON_CreateArray() : NULL;
-    run_text text = {0};
     rc = CLI_EXIT_FAIL;
-    if (gguf_open(o.model, &f, &e) != APR_OK || llama_model_load(f, &m, &e) != APR_OK) {
+    if (hf_open_as_gguf(o.model, &f, &e) != APR_OK || llama_model_load(f, &m, &e) != APR_OK) {
         fprintf(stderr, "error: %s\n", e.msg);
         goto done;
     }
-    if ((rc = cli_open_backend(&o.c, &reg, &be)) != CLI_EXIT_OK) goto done;
+    rm.f = f;
+    rm.m = m;
+    if ((rc = cli_open_backend(&o.c, &rm.reg, &rm.be)) != CLI_EXIT_OK) goto done;
     rc = CLI_EXIT_FAIL;
     const llama_hparams *hp = &m->hp;
-    int n_ctx = o.n_ctx ? (int)o.n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
-    if (llama_session_new(m, n_ctx, &be, 1, &s, &e) != APR_OK) {
-        fprintf(stderr, "error: %s\n", e.msg);
-        goto done;
-    }
-    uint32_t bos = 1, eos = 2;
-    gguf_get_u32(f, "tokenizer.ggml.bos_token_id", &bos);
-    gguf_get_u32(f, "tokenizer.ggml.eos_token_id", &eos);
-    if (tok_load_gguf(f, &vocab, &e) != APR_OK) {
+    rm.n_ctx = o.n_ctx ? (int)o.n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
+    rm.n_vocab = hp->n_vocab;
+    rm.bos = 1;
+    rm.eos = 2;
+    gguf_get_u32(f, "tokenizer.ggml.bos_token_id", &rm.bos);
+    gguf_get_u32(f, "tokenizer.ggml.eos_token_id", &rm.eos);
+    if (tok_load_gguf(f, &rm.vocab, &e) != APR_OK) {
         /* ids still work without a vocabulary; text does not */
-        if (o.prompt || o.prompt_file) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
+        rm.vocab = NULL;
+        if (o.prompt || o.prompt_file || o.chat || o.batch) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
         fprintf(stderr, "warning: %s; printing token ids\n", e.msg);
-        vocab = NULL;
     }
-    ids = malloc((size_t)n_ctx * sizeof *ids);
-    logits = malloc((size_t)n_ctx * (size_t)hp->n_vocab * sizeof *logits);
-    smp = sampler_new(&o.sp, hp->n_vocab);
-    if (!ids || !logits || !smp) { fprintf(stderr, "error: out of memory\n"); goto done; }
-    int n_prompt = 0;
-    if (o.prompt || o.prompt_file) {
-        size_t len = o.prompt ? strlen(o.prompt) : 0;
-        const char *text = o.prompt;
-        if (o.prompt_file) {
-            if (!(prompt_buf = run_read_file(o.prompt_file, &len))) {
-                fprintf(stderr, "error: cannot read %s: %s\n", o.prompt_file, strerror(errno));
-                goto done;
-            }
-            text = prompt_buf;
-        }
-        unsigned flags = (!o.no_bos && tok_add_bos(vocab)) ? TOK_ADD_BOS : 0;
-        int64_t n = tok_encode(vocab, text, len, flags, ids, n_ctx);
-        if (n < 0) { fprintf(stderr, "error: out of memory tokenizing the prompt\n"); goto done; }
-        if (n > n_ctx) {
-            fprintf(stderr, "error: the prompt is %lld tokens, more than the context of %d (--ctx)\n", (long long)n, n_ctx);
-            goto done;
-        }
-        n_prompt = (int)n;
-    } else if (!o.no_bos) ids[n_prompt++] = (int32_t)bos;
-    if (o.tokens) {
-        int n = run_parse_ids(o.tokens, ids + n_prompt, n_ctx - n_prompt);
-        if (n < 0) {
-            fprintf(stderr, "error: --tokens: expected space-separated ids, at most %d of them (--ctx)\n", n_ctx);
-            rc = CLI_EXIT_USAGE;
-            goto done;
-        }
-        n_prompt += n;
-    }
-    if (n_prompt == 0) { fprintf(stderr, "error: empty prompt (give --tokens or drop --no-bos)\n"); rc = CLI_EXIT_USAGE; goto done; }
-    if (o.dump_logits && !(dump = fopen(o.dump_logits, "wb"))) {
-        fprintf(stderr, "error: cannot write %s: %s\n", o.dump_logits, strerror(errno));
-        goto done;
-    }
-    if (vocab && !(stream = tok_stream_new(vocab, 0))) { fprintf(stderr, "error: out of memory\n"); goto done; }
-    /* the stream sees the prompt so that the first generated piece is spaced as in the full text */
-    for (int i = 0; stream && i < n_prompt; i++) {
-        size_t len;
-        const char *piece = tok_stream_push(stream, ids[i], &len);
-        if (!json_ids) run_emit(&text, piece, len, true); /* echo the prompt, as llama.cpp does */
-    }
-    signal(SIGINT, run_on_sigint);
-    double t_load = run_now() - t0, t1 = run_now();
-    bool all = dump != NULL;
-    if (llama_session_eval(s, ids, n_prompt, all, logits, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
-    double t_prefill = run_now() - t1;
-    for (int i = 0; i < n_prompt; i++) sampler_accept(smp, ids[i]);
-    float *last = logits + (all ? (size_t)(n_prompt - 1) * (size_t)hp->n_vocab : 0);
-    if (dump && fwrite(logits, sizeof(float) * (size_t)hp->n_vocab, (size_t)n_prompt, dump) != (size_t)n_prompt) {
-        fprintf(stderr, "error: writing %s: %s\n", o.dump_logits, strerror(errno));
-        goto done;
-    }
-    int n_gen = 0;
-    double t2 = run_now();
-    while (n_gen < o.n_predict && !run_stop) {
-        int32_t next = sampler_sample(smp, last);
-        if ((uint32_t)next == eos) break;
-        sampler_accept(smp, next);
-        n_gen++;
-        if (json_ids) cJSON_AddItemToArray(json_ids, cJSON_CreateNumber(next));
-        if (stream) {
-            size_t len;
-            const char *piece = tok_stream_push(stream, next, &len);
-            run_emit(&text, piece, len, !json_ids);
-        } else if (!json_ids) {
-            printf("%d ", next);
-            fflush(stdout);
-        }
-        if (n_gen == o.n_predict || llama_session_pos(s) >= n_ctx) break;
-        if (llama_session_eval(s, &next, 1, false, logits, &e) != APR_OK) { fprintf(stderr, "\nerror: %s\n", e.msg); goto done; }
-        last = logits;
-        if (dump && fwrite(logits, sizeof(float), (size_t)hp->n_vocab, dump) != (size_t)hp->n_vocab) {
-            fprintf(stderr, "error: writing %s: %s\n", o.dump_logits, strerror(errno));
-            goto done;
-        }
-    }
-    double t_decode = run_now() - t2;
-    if (stream) {
-        size_t len;
-        const char *rest = tok_stream_flush(stream, &len);
-        run_emit(&text, rest, len, !json_ids);
-    }
-    if (!json_ids) printf("\n");
-    int n_decoded = n_gen > 0 ? n_gen - 1 : 0; /* the last sampled token is not run through the model */
-    fprintf(stderr, "%s: load %.3f s, prefill %d tokens at %.1f tok/s, decode %d tokens at %.1f tok/s, backend %s (%d threads)%s\n",
-            o.model, t_load, n_prompt, n_prompt / (t_prefill > 0 ? t_prefill : 1e-9), n_decoded,
-            n_decoded ? n_decoded / (t_decode > 0 ? t_decode : 1e-9) : 0.0, apr_backend_name(be), apr_backend_threads(be),
-            run_stop ? " (stopped by Ctrl-C)" : "");
-    if (json_ids) {
-        cJSON *root = cJSON_CreateObject();
-        if (vocab) cJSON_AddStringToObject(root, "text", text.buf ? text.buf : "");
-        cJSON_AddItemToObject(root, "generated_ids", json_ids);
-        json_ids = NULL;
-        cJSON_AddNumberToObject(root, "n_prompt", n_prompt);
-        cJSON_AddNumberToObject(root, "load_s", t_load);
-        cJSON_AddNumberToObject(root, "prefill_tok_s", n_prompt / (t_prefill > 0 ? t_prefill : 1e-9));
-        cJSON_AddNumberToObject(root, "decode_tok_s", n_decoded ? n_decoded / (t_decode > 0 ? t_decode : 1e-9) : 0.0);
-        cJSON_AddStringToObject(root, "backend", apr_backend_name(be));
-        char *text = cJSON_PrintUnformatted(root);
-        if (text) puts(text);
-        free(text);
-        cJSON_Delete(root);
-    }
-    rc = CLI_EXIT_OK;
+    rm.t_load = run_now() - t0;
+    rc = o.chat ? run_chat(&rm) : o.batch ? run_batch(&rm) : run_single(&rm);
 done:
-    if (dump && fclose(dump) != 0 && rc == CLI_EXIT_OK) {
-        fprintf(stderr, "error: writing %s: %s\n", o.dump_logits, strerror(errno));
-        rc = CLI_EXIT_FAIL;
-    }
-    cJSON_Delete(json_ids);
-    free(text.buf);
-    free(prompt_buf);
-    tok_stream_free(stream);
-    tok_free(vocab);
-    sampler_free(smp);
-    free(logits);
-    free(ids);
-    llama_session_free(s);
-    apr_backend_close(be);
-    apr_registry_close(reg);
+    tok_free(rm.vocab);
+    apr_backend_close(rm.be);
+    apr_registry_close(rm.reg);
     llama_model_free(m);
     gguf_close(f);
     return rc;

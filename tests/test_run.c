@@ -1,0 +1,214 @@
+/* test_run.c — apr-run as a user runs it: a subprocess on stories260K, checked by its output and exit status. */
+#include <cJSON.h>
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char run_repo[PATH_MAX];      /* <repo> */
+static char run_bin[PATH_MAX + 32];  /* <repo>/<build>/bin/apr-run, beside this test's build tree */
+static char run_model[PATH_MAX + 64];
+
+/* <repo>/<build>/tests/X -> <repo>/<build>/bin/apr-run and <repo>/../shared/fixtures/...; false when
+ * the fixtures are missing. */
+static bool run_locate(void) {
+    char exe[PATH_MAX - 64];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    cr_assert(n > 0, "cannot read /proc/self/exe");
+    exe[n] = 0;
+    *strrchr(exe, '/') = 0; /* <repo>/<build>/tests */
+    *strrchr(exe, '/') = 0; /* <repo>/<build> */
+    snprintf(run_bin, sizeof run_bin, "%s/bin/apr-run", exe);
+    *strrchr(exe, '/') = 0;
+    snprintf(run_repo, sizeof run_repo, "%s", exe);
+    snprintf(run_model, sizeof run_model, "%s/../shared/fixtures/stories260K/stories260K.gguf", run_repo);
+    cr_assert(access(run_bin, X_OK) == 0, "%s is missing (make builds it)", run_bin);
+    return access(run_model, R_OK) == 0;
+}
+
+#define RUN_NEED_MODEL() \
+    do { if (!run_locate()) cr_skip_test("fixtures not found at %s", run_model); } while (0)
+
+typedef struct run_result {
+    int status;     /* exit status, or -1 when killed */
+    char *out, *err;
+} run_result;
+
+static char *run_slurp(FILE *fp) {
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    rewind(fp);
+    char *buf = malloc((size_t)n + 1);
+    cr_assert(buf);
+    size_t got = fread(buf, 1, (size_t)n, fp);
+    buf[got] = 0;
+    fclose(fp);
+    return buf;
+}
+
+/* Runs apr-run with args (NULL-terminated) and input on stdin; stdout and stderr go to temporary
+ * files so that neither can fill a pipe and stall the child. */
+static run_result run_tool(const char *input, const char *const *args) {
+    FILE *in = tmpfile(), *out = tmpfile(), *err = tmpfile();
+    cr_assert(in && out && err, "tmpfile failed");
+    if (input) fputs(input, in);
+    fflush(in);
+    rewind(in);
+    const char *argv[32] = {run_bin};
+    int argc = 1;
+    for (; args[argc - 1] && argc < 31; argc++) argv[argc] = args[argc - 1];
+    argv[argc] = NULL;
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert(pid >= 0, "fork failed");
+    if (pid == 0) {
+        dup2(fileno(in), 0);
+        dup2(fileno(out), 1);
+        dup2(fileno(err), 2);
+        execv(run_bin, (char *const *)argv);
+        _exit(127);
+    }
+    int st;
+    cr_assert(waitpid(pid, &st, 0) == pid);
+    fclose(in);
+    run_result r = {WIFEXITED(st) ? WEXITSTATUS(st) : -1, run_slurp(out), run_slurp(err)};
+    return r;
+}
+
+static void run_free(run_result *r) {
+    free(r->out);
+    free(r->err);
+}
+
+/* cases[0].text of expected_generation.json: the published greedy generation from BOS. */
+static char *run_expected_text(void) {
+    char path[PATH_MAX + 128];
+    snprintf(path, sizeof path, "%s/../shared/fixtures/stories260K/expected_generation.json", run_repo);
+    FILE *fp = fopen(path, "rb");
+    cr_assert(fp, "cannot open %s", path);
+    char *buf = run_slurp(fp);
+    cJSON *root = cJSON_Parse(buf);
+    free(buf);
+    cr_assert(root, "%s is not JSON", path);
+    cJSON *c0 = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "cases"), 0);
+    const char *text = cJSON_GetStringValue(cJSON_GetObjectItem(c0, "text"));
+    cr_assert(text, "cases[0].text missing");
+    char *dup = strdup(text);
+    cJSON_Delete(root);
+    return dup;
+}
+
+static int run_count_lines(const char *s) {
+    int n = 0;
+    for (; *s; s++) n += *s == '\n';
+    return n;
+}
+
+/* The published run takes 256 positions from BOS and keeps all 256 sampled tokens, so -n 256. */
+Test(run, greedy_text_equals_the_published_generation, .timeout = 120) {
+    RUN_NEED_MODEL();
+    char *want = run_expected_text();
+    run_result r = run_tool(NULL, (const char *[]){"--model", run_model, "-n", "256", "--temp", "0", NULL});
+    cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
+    size_t n = strlen(r.out);
+    cr_assert(n > 0 && r.out[n - 1] == '\n', "output does not end in a newline");
+    r.out[n - 1] = 0;
+    cr_expect_str_eq(r.out, want);
+    run_result j = run_tool(NULL, (const char *[]){"--model", run_model, "-n", "256", "--temp", "0", "--json", NULL});
+    cr_assert_eq(j.status, 0, "exit %d: %s", j.status, j.err);
+    cJSON *root = cJSON_Parse(j.out);
+    cr_assert(root, "--json printed no JSON: %s", j.out);
+    cr_expect_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(root, "text")), want);
+    cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItem(root, "generated_ids")), 256);
+    cJSON_Delete(root);
+    run_free(&j);
+    run_free(&r);
+    free(want);
+}
+
+Test(run, batch_jsonl_answers_every_line_and_reports_a_bad_one, .timeout = 120) {
+    RUN_NEED_MODEL();
+    const char *in = "{\"prompt\": \"Once upon a time\", \"n_predict\": 12, \"temperature\": 0}\n"
+                     "{\"prompt\": 42}\n"
+                     "{\"prompt\": \"Lily\", \"n_predict\": 8, \"seed\": 5, \"top_k\": 10, \"top_p\": 0.9, \"min_p\": 0.01, "
+                     "\"repeat_penalty\": 1.1, \"id\": \"c\"}\n";
+    run_result r = run_tool(in, (const char *[]){"--model", run_model, "--batch-jsonl", "-", NULL});
+    cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
+    cr_assert_eq(run_count_lines(r.out), 3, "want 3 lines, got:\n%s", r.out);
+    char *save, *line = strtok_r(r.out, "\n", &save);
+    for (int i = 0; i < 3; i++, line = strtok_r(NULL, "\n", &save)) {
+        cr_assert(line);
+        cJSON *o = cJSON_Parse(line);
+        cr_assert(o, "line %d is not JSON: %s", i + 1, line);
+        if (i == 1) {
+            cr_expect(cJSON_IsString(cJSON_GetObjectItem(o, "error")), "line 2 should be an error: %s", line);
+        } else {
+            cr_expect_null(cJSON_GetObjectItem(o, "error"), "line %d: %s", i + 1, line);
+            cr_expect(cJSON_IsString(cJSON_GetObjectItem(o, "text")), "line %d: %s", i + 1, line);
+            cr_expect(cJSON_GetNumberValue(cJSON_GetObjectItem(o, "prompt_tokens")) >= 2, "line %d: %s", i + 1, line);
+            cr_expect(cJSON_IsNumber(cJSON_GetObjectItem(o, "decode_tok_s")), "line %d: %s", i + 1, line);
+            int n = cJSON_GetArraySize(cJSON_GetObjectItem(o, "generated_ids"));
+            cr_expect(n >= 1 && n <= (i == 0 ? 12 : 8), "line %d: %d ids", i + 1, n);
+        }
+        if (i == 0) /* greedy from the same words as the published story */
+            cr_expect_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(o, "text")), ", there was a little girl named Lily. She");
+        if (i == 2) cr_expect_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(o, "id")), "c");
+        cJSON_Delete(o);
+    }
+    run_free(&r);
+}
+
+Test(run, the_same_seed_gives_the_same_text, .timeout = 120) {
+    RUN_NEED_MODEL();
+    const char *args[] = {"--model", run_model, "-n", "60", "--temp", "0.8", "--seed", "1234", NULL};
+    run_result a = run_tool(NULL, args), b = run_tool(NULL, args);
+    cr_assert_eq(a.status, 0, "exit %d: %s", a.status, a.err);
+    cr_assert_eq(b.status, 0, "exit %d: %s", b.status, b.err);
+    cr_expect_gt(strlen(a.out), 20);
+    cr_expect_str_eq(a.out, b.out);
+    run_free(&a);
+    run_free(&b);
+}
+
+Test(run, a_missing_model_is_one_line_naming_the_file_and_exit_1) {
+    run_locate();
+    const char *path = "/nonexistent/apr-test-model.gguf";
+    run_result r = run_tool(NULL, (const char *[]){"--model", path, NULL});
+    cr_expect_eq(r.status, 1);
+    cr_expect(strstr(r.err, path), "stderr does not name the file: %s", r.err);
+    cr_expect_eq(run_count_lines(r.err), 1, "want one line: %s", r.err);
+    run_free(&r);
+}
+
+Test(run, an_unknown_option_is_a_usage_error) {
+    run_locate();
+    run_result r = run_tool(NULL, (const char *[]){"--model", "x.gguf", "--no-such-option", NULL});
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "--no-such-option"), "%s", r.err);
+    run_free(&r);
+    r = run_tool(NULL, (const char *[]){"--model", "x.gguf", "--chat", "--prompt", "hi", NULL});
+    cr_expect_eq(r.status, 2, "--chat with --prompt: %s", r.err);
+    run_free(&r);
+}
+
+/* stories260K has no chat template: a warning, then plain-text turns; EOF ends the chat. */
+Test(run, chat_from_a_pipe_answers_and_ends_at_eof, .timeout = 120) {
+    RUN_NEED_MODEL();
+    run_result r = run_tool("Once upon a time\n", (const char *[]){"--model", run_model, "--chat", "-n", "12", "--temp", "0", NULL});
+    cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
+    cr_expect(strstr(r.err, "warning") && strstr(r.err, "plain text"), "no fallback warning: %s", r.err);
+    cr_expect(strstr(r.out, ", there was a little girl"), "answer: %s", r.out);
+    cr_expect(!strstr(r.err, "> "), "no prompt when stdin is not a terminal: %s", r.err);
+    run_free(&r);
+    /* a second turn continues the cached conversation; /exit ends before the third */
+    r = run_tool("Once upon a time\nThe dog\n/exit\nignored\n",
+                 (const char *[]){"--model", run_model, "--chat", "-n", "8", "--temp", "0", NULL});
+    cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
+    cr_expect_eq(run_count_lines(r.out), 2, "want 2 answers: %s", r.out);
+    cr_expect(strstr(r.err, "2 turns"), "%s", r.err);
+    run_free(&r);
+}

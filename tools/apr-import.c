@@ -1,0 +1,101 @@
+/* apr-import.c — converts a Hugging Face folder or a llama2.c checkpoint into a GGUF file apr-run and llama.cpp can load. */
+#include <cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "common/cli.h"
+#include "hf_import.h"
+
+static const char *import_usage =
+    "usage: apr-import IN OUT.gguf [--tokenizer FILE] [--json]\n"
+    "\n"
+    "Converts IN into a GGUF file, written atomically (a temporary file renamed over OUT):\n"
+    "  - a Hugging Face folder: config.json (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM,\n"
+    "    Qwen3ForCausalLM), model.safetensors or model.safetensors.index.json with its shards\n"
+    "    (F32, F16, BF16 kept as they are), tokenizer.json (byte-level BPE); Llama q/k rows are\n"
+    "    permuted as llama.cpp's converter does;\n"
+    "  - a llama2.c checkpoint (model.bin) with its tokenizer (--tokenizer tokenizer.bin).\n"
+    "Progress goes to stderr.\n"
+    "\n"
+    "options:\n"
+    "  --tokenizer FILE  llama2.c tokenizer.bin (required for a .bin checkpoint)\n"
+    "  --json            a one-object summary on stdout\n"
+    "  -h, --help        this text\n"
+    "\n"
+    "exit status: 0 ok, 1 the conversion failed, 2 usage error\n";
+
+/* Same file: same device and inode (OUT may not exist yet, which is fine). */
+static int import_same(const char *a, const char *b) {
+    struct stat sa, sb;
+    return a && b && stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+static double import_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int main(int argc, char **argv) {
+    const char *pos[2] = {0}, *tok = NULL, *v;
+    bool json = false;
+    int n_pos = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { fputs(import_usage, stdout); return CLI_EXIT_OK; }
+        if (!strcmp(argv[i], "--json")) { json = true; continue; }
+        if ((v = cli_option_value(argc, argv, &i, "--tokenizer"))) {
+            if (!*v) { fprintf(stderr, "error: --tokenizer needs a FILE\n"); return CLI_EXIT_USAGE; }
+            tok = v;
+            continue;
+        }
+        if (argv[i][0] == '-' && argv[i][1]) { fprintf(stderr, "error: unknown option %s (see apr-import --help)\n", argv[i]); return CLI_EXIT_USAGE; }
+        if (n_pos == 2) { fprintf(stderr, "error: more than IN and OUT given (see apr-import --help)\n"); return CLI_EXIT_USAGE; }
+        pos[n_pos++] = argv[i];
+    }
+    if (n_pos != 2) { fprintf(stderr, "error: IN and OUT.gguf are required (see apr-import --help)\n"); return CLI_EXIT_USAGE; }
+    const char *in = pos[0], *out = pos[1];
+    struct stat st;
+    if (stat(in, &st) != 0) { fprintf(stderr, "error: %s: no such file or folder\n", in); return CLI_EXIT_FAIL; }
+    bool dir = S_ISDIR(st.st_mode);
+    if (!dir && !tok) { fprintf(stderr, "error: %s is a file: a llama2.c checkpoint needs --tokenizer FILE\n", in); return CLI_EXIT_USAGE; }
+    if (import_same(in, out) || import_same(tok, out)) {
+        fprintf(stderr, "error: OUT %s is the input; choose another name\n", out);
+        return CLI_EXIT_USAGE;
+    }
+    double t0 = import_now();
+    apr_error e;
+    hf_import *im = NULL;
+    fprintf(stderr, "reading %s%s%s ...\n", in, tok ? " with " : "", tok ? tok : "");
+    apr_status s = dir ? hf_import_folder(in, &im, &e) : hf_import_llama2c(in, tok, &im, &e);
+    if (!s) {
+        fprintf(stderr, "writing %s: architecture %s, %lld tensors, %lld parameters ...\n", out, hf_import_arch(im),
+                (long long)hf_import_tensors(im), (long long)hf_import_params(im));
+        s = hf_import_write(im, out, &e);
+    }
+    if (s) {
+        fprintf(stderr, "error: %s\n", e.msg);
+        hf_import_free(im);
+        return CLI_EXIT_FAIL;
+    }
+    double secs = import_now() - t0;
+    fprintf(stderr, "done in %.2f s\n", secs);
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "input", in);
+        cJSON_AddStringToObject(o, "output", out);
+        cJSON_AddStringToObject(o, "format", dir ? "huggingface" : "llama2.c");
+        cJSON_AddStringToObject(o, "architecture", hf_import_arch(im));
+        cJSON_AddNumberToObject(o, "tensors", (double)hf_import_tensors(im));
+        cJSON_AddNumberToObject(o, "parameters", (double)hf_import_params(im));
+        cJSON_AddNumberToObject(o, "seconds", secs);
+        char *txt = cJSON_PrintUnformatted(o);
+        if (txt) puts(txt);
+        free(txt);
+        cJSON_Delete(o);
+    }
+    hf_import_free(im);
+    return CLI_EXIT_OK;
+}
