@@ -133,9 +133,9 @@ $(B)/bin/%: tools/%.c $(TOOL_COMMON) $(LIBAPR) $(LIBLLM) $(wildcard tools/common
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) $(PKG_CFLAGS) -Itools -Illm -o $@ $< $(TOOL_COMMON) -L$(B)/lib $(LLM_LINK) -lapr $(RPATH) $(LDFLAGS_ALL) $(PKG_LIBS) -ldl -lm
 
-$(BENCH): $(BENCH_SRCS) $(TOOL_COMMON) $(LIBAPR) $(wildcard bench/*.h tools/common/*.h)
+$(BENCH): $(BENCH_SRCS) $(TOOL_COMMON) $(LIBAPR) $(LIBLLM) $(wildcard bench/*.h tools/common/*.h llm/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) $(PKG_CFLAGS) -Itools -Ibench -o $@ $(BENCH_SRCS) $(TOOL_COMMON) -L$(B)/lib -lapr $(RPATH) $(LDFLAGS_ALL) $(PKG_LIBS) -ldl -lm
+	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) $(PKG_CFLAGS) -Itools -Ibench -Illm -o $@ $(BENCH_SRCS) $(TOOL_COMMON) -L$(B)/lib $(LLM_LINK) -lapr $(RPATH) $(LDFLAGS_ALL) $(PKG_LIBS) -ldl -lm
 
 $(B)/lib/pkgconfig/apr.pc: Makefile
 	@mkdir -p $(dir $@)

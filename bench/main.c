@@ -11,6 +11,7 @@
 #include "cases.h"
 #include "ceiling.h"
 #include "common/cli.h"
+#include "modelbench.h"
 #include "opts.h"
 #include "peer.h"
 #include "report.h"
@@ -146,6 +147,15 @@ int main(int argc, char **argv) {
     if (ceiling_measure(ceil_threads, n_ceil, bw_bytes, o.quick ? 3 : 5, o.quick ? 0.03 : 0.08, ceilings, err,
                         sizeof err)) {
         fprintf(stderr, "error: %s\n", err);
+        goto out;
+    }
+
+    if (o.model) {
+        printf("apr-bench %s: %s, %d physical cores; ceilings measured in this run:\n", APR_VERSION_STRING, host->cpu_model, cores);
+        for (int i = 0; i < n_ceil && !o.json; i++)
+            printf("  %d thread(s): read %.1f GB/s, f32 FMA %.1f GFLOP/s\n", ceilings[i].threads, ceilings[i].read_gbps,
+                   ceilings[i].fma_gflops);
+        rc = modelbench_run(&o, reg, backends, n_backends, ceilings, n_ceil) ? CLI_EXIT_FAIL : CLI_EXIT_OK;
         goto out;
     }
 

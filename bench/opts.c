@@ -29,6 +29,11 @@ void opts_help(FILE *f) {
         "  --ref-cap G      skip cases above G GFLOP per run on the naive 'reference' backend\n"
         "                   (default 3; 0.5 with --quick)\n"
         "  --no-peer        do not load OpenBLAS\n"
+        "  --model FILE     instead of ops: prefill and decode speed of a GGUF model (e.g. one made by\n"
+        "                   apr-genmodel), each as a ratio to its bandwidth floor = read bandwidth /\n"
+        "                   bytes of weights read per token, measured in the same run\n"
+        "  --prefill N      tokens per prefill sample with --model (default 128)\n"
+        "  --decode N       tokens per decode sample with --model (default 32)\n"
         "  --timeout S      a benchmark running longer than S seconds (a hung backend) ends the run\n"
         "                   with exit status 1 (default 300; 0 = no limit)\n"
         "  --bw-mib N       array size for the bandwidth ceiling (default max(1024, 8 x L3))\n"
@@ -139,6 +144,15 @@ int opts_parse(int argc, char **argv, opts *o) {
                 return 2;
             }
             o->ref_cap_gflop = g;
+        } else if ((v = cli_option_value(argc, argv, &i, "--model"))) {
+            o->model = v;
+        } else if ((v = cli_option_value(argc, argv, &i, "--prefill")) || (v = cli_option_value(argc, argv, &i, "--decode"))) {
+            bool pre = !strncmp(a, "--prefill", 9);
+            if (!cli_parse_int(v, 1, 65536, &n)) {
+                fprintf(stderr, "error: %s wants a token count, got '%s'\n", pre ? "--prefill" : "--decode", v);
+                return 2;
+            }
+            *(pre ? &o->prefill : &o->decode) = (int)n;
         } else if ((v = cli_option_value(argc, argv, &i, "--case"))) {
             if (opts_cases(v, o)) return 2;
         } else {
@@ -155,6 +169,8 @@ int opts_parse(int argc, char **argv, opts *o) {
         }
     }
     if (!o->repeat) o->repeat = o->quick ? 5 : 7;
+    if (!o->prefill) o->prefill = 128;
+    if (!o->decode) o->decode = 32;
     if (o->ref_cap_gflop < 0) o->ref_cap_gflop = o->quick ? 0.5 : 3.0;
     return 0;
 }

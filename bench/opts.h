@@ -20,6 +20,9 @@ typedef struct opts {
     int n_cases;
     char *case_list;                   /* storage behind cases[] */
     bool quick, json, help, list, no_peer;
+    const char *model;                 /* --model FILE: decode/prefill speed of a model instead of ops */
+    int prefill;                       /* --prefill N tokens per prefill sample (default 128) */
+    int decode;                        /* --decode N tokens per decode sample (default 32) */
 } opts;
 
 /* Parses argv. Returns 0, or 2 (usage error, message printed on stderr). Free with opts_free. */

@@ -1,0 +1,165 @@
+/* modelbench.c — prefill and decode speed of a whole model, as ratios to its bandwidth floor. */
+#include "modelbench.h"
+
+#include <cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gguf.h"
+#include "llama.h"
+
+static double modelbench_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int modelbench_cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double modelbench_median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, modelbench_cmp);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Bytes of weights one decode step reads: every tensor once, except that of the embedding table
+ * only one row is read, unless it doubles as the output matrix. */
+static double modelbench_bytes_per_token(const gguf_file *f, const llama_model *m) {
+    double total = 0;
+    for (int64_t i = 0; i < gguf_tensor_count(f); i++) total += (double)gguf_tensor_at(f, i)->size;
+    if (m->output != m->tok_embd) total -= (double)m->tok_embd->size * (1.0 - 1.0 / (double)m->hp.n_vocab);
+    return total;
+}
+
+typedef struct modelbench_result {
+    double prefill_tps, decode_tps;   /* medians, tokens/s */
+} modelbench_result;
+
+/* One backend at one thread count: repeat samples of prefill (n tokens into an empty cache) and
+ * of decode (single tokens after a one-token prompt). */
+static int modelbench_measure(const opts *o, const llama_model *m, apr_backend *be, modelbench_result *out) {
+    int n_ctx = (o->prefill > o->decode ? o->prefill : o->decode) + 2;
+    int32_t *ids = malloc(sizeof *ids * (size_t)n_ctx);
+    float *logits = malloc(sizeof *logits * (size_t)m->hp.n_vocab);
+    double *pre = calloc((size_t)o->repeat + 1, sizeof *pre), *dec = calloc((size_t)o->repeat + 1, sizeof *dec);
+    int rc = -1;
+    if (!ids || !logits || !pre || !dec) { fprintf(stderr, "error: out of memory\n"); goto out; }
+    for (int i = 0; i < n_ctx; i++) ids[i] = (int32_t)((1 + 7919 * (int64_t)i) % m->hp.n_vocab);
+    apr_error e;
+    /* sample 0 is a warm-up (page cache, thread start-up) and is not counted */
+    for (int s = 0; s <= o->repeat; s++) {
+        llama_session *ses;
+        if (llama_session_new(m, n_ctx, &be, 1, &ses, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto out; }
+        double t0 = modelbench_now();
+        apr_status st = llama_session_eval(ses, ids, o->prefill, false, logits, &e);
+        double t1 = modelbench_now();
+        llama_session_free(ses);
+        if (st != APR_OK) { fprintf(stderr, "error: prefill: %s\n", e.msg); goto out; }
+        if (s) pre[s - 1] = o->prefill / (t1 - t0);
+
+        if (llama_session_new(m, n_ctx, &be, 1, &ses, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto out; }
+        st = llama_session_eval(ses, ids, 1, false, logits, &e);
+        t0 = modelbench_now();
+        for (int k = 1; st == APR_OK && k <= o->decode; k++) st = llama_session_eval(ses, &ids[k], 1, false, logits, &e);
+        t1 = modelbench_now();
+        llama_session_free(ses);
+        if (st != APR_OK) { fprintf(stderr, "error: decode: %s\n", e.msg); goto out; }
+        if (s) dec[s - 1] = o->decode / (t1 - t0);
+        fprintf(stderr, "apr-bench:   sample %d/%d: decode %.2f tok/s%s\n", s, o->repeat, o->decode / (t1 - t0),
+                s ? "" : " (warm-up, not counted)");
+    }
+    out->prefill_tps = modelbench_median(pre, o->repeat);
+    out->decode_tps = modelbench_median(dec, o->repeat);
+    rc = 0;
+out:
+    free(ids);
+    free(logits);
+    free(pre);
+    free(dec);
+    return rc;
+}
+
+int modelbench_run(const opts *o, apr_registry *reg, const char *const *backends, int n_backends,
+                   const ceiling *ceilings, int n_ceilings) {
+    apr_error e;
+    gguf_file *f = NULL;
+    llama_model *m = NULL;
+    if (gguf_open(o->model, &f, &e) != APR_OK || llama_model_load(f, &m, &e) != APR_OK) {
+        fprintf(stderr, "error: %s\n", e.msg);
+        gguf_close(f);
+        return -1;
+    }
+    double bytes = modelbench_bytes_per_token(f, m);
+    cJSON *rows = o->json ? cJSON_CreateArray() : NULL;
+    if (!o->json) {
+        printf("model %s: %s, %d layers, width %d, vocab %d; %.3f GB of weights read per decoded token\n", o->model,
+               m->hp.arch, m->hp.n_layer, m->hp.n_embd, m->hp.n_vocab, bytes * 1e-9);
+        printf("medians of %d samples after a warm-up; prefill = %d tokens into an empty cache, decode = %d single tokens\n",
+               o->repeat, o->prefill, o->decode);
+        printf("floor = read bandwidth at the same thread count (measured above) / bytes per token\n\n");
+        printf("%-12s %4s %12s %12s %12s %10s\n", "backend", "thr", "prefill t/s", "decode t/s", "floor t/s", "of floor");
+    }
+    int rc = 0;
+    for (int b = 0; b < n_backends && !rc; b++) {
+        if (!strcmp(backends[b], "reference") && !o->backend) continue; /* naive: minutes per token on real shapes */
+        for (int t = 0; t < o->n_threads && !rc; t++) {
+            const ceiling *c = NULL;
+            for (int i = 0; i < n_ceilings; i++)
+                if (ceilings[i].threads == o->threads[t]) c = &ceilings[i];
+            apr_backend *be;
+            if (apr_backend_open(reg, backends[b], o->threads[t], &be, &e) != APR_OK) {
+                fprintf(stderr, "error: %s\n", e.msg);
+                rc = -1;
+                break;
+            }
+            fprintf(stderr, "apr-bench: %s on %s, %d threads\n", o->model, backends[b], o->threads[t]);
+            modelbench_result r;
+            rc = modelbench_measure(o, m, be, &r);
+            apr_backend_close(be);
+            if (rc) break;
+            double floor_tps = c ? c->read_gbps * 1e9 / bytes : 0;
+            double frac = floor_tps > 0 ? r.decode_tps / floor_tps : 0;
+            if (rows) {
+                cJSON *row = cJSON_CreateObject();
+                cJSON_AddStringToObject(row, "model", o->model);
+                cJSON_AddStringToObject(row, "backend", backends[b]);
+                cJSON_AddNumberToObject(row, "threads", o->threads[t]);
+                cJSON_AddNumberToObject(row, "prefill_tokens", o->prefill);
+                cJSON_AddNumberToObject(row, "prefill_tok_s", r.prefill_tps);
+                cJSON_AddNumberToObject(row, "decode_tok_s", r.decode_tps);
+                cJSON_AddNumberToObject(row, "bytes_per_token", bytes);
+                cJSON_AddNumberToObject(row, "read_gbps", c ? c->read_gbps : 0);
+                cJSON_AddNumberToObject(row, "floor_tok_s", floor_tps);
+                cJSON_AddNumberToObject(row, "decode_of_floor", frac);
+                cJSON_AddItemToArray(rows, row);
+            } else {
+                printf("%-12s %4d %12.1f %12.2f %12.2f %10.2f\n", backends[b], o->threads[t], r.prefill_tps, r.decode_tps,
+                       floor_tps, frac);
+                fflush(stdout);
+            }
+        }
+    }
+    if (rows) {
+        cJSON *root = cJSON_CreateObject();
+        cJSON_AddItemToObject(root, "model_runs", rows);
+        cJSON *cs = cJSON_AddArrayToObject(root, "ceilings");
+        for (int i = 0; i < n_ceilings; i++) {
+            cJSON *ci = cJSON_CreateObject();
+            cJSON_AddNumberToObject(ci, "threads", ceilings[i].threads);
+            cJSON_AddNumberToObject(ci, "read_gbps", ceilings[i].read_gbps);
+            cJSON_AddNumberToObject(ci, "fma_gflops", ceilings[i].fma_gflops);
+            cJSON_AddItemToArray(cs, ci);
+        }
+        char *text = cJSON_Print(root);
+        if (text) puts(text);
+        free(text);
+        cJSON_Delete(root);
+    }
+    llama_model_free(m);
+    gguf_close(f);
+    return rc;
+}

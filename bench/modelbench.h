@@ -1,0 +1,14 @@
+/* modelbench.h — prefill and decode speed of a whole model, as ratios to its bandwidth floor. */
+#ifndef BENCH_MODELBENCH_H
+#define BENCH_MODELBENCH_H
+
+#include "apr/apr.h"
+#include "ceiling.h"
+#include "opts.h"
+
+/* Runs o->model on every backend x thread count; prints a table (or JSON) to stdout. Returns 0,
+ * or -1 after printing an error. ceilings[] must hold every thread count in o->threads. */
+int modelbench_run(const opts *o, apr_registry *reg, const char *const *backends, int n_backends,
+                   const ceiling *ceilings, int n_ceilings);
+
+#endif
