@@ -35,6 +35,7 @@ static const char *run_usage =
     "  --no-bos              do not put BOS in front of the prompt\n"
     "  -n N                  tokens to generate (default 128; per answer with --chat; generation also stops at EOS)\n"
     "  --ctx N               context positions held in the KV cache (default: the model's, at most 4096)\n"
+    "  --kv-type f16|f32     element type of the KV cache (default f16)\n"
     "  --temp T              temperature; 0 = greedy (default 0.8)\n"
     "  --top-k K, --top-p P, --min-p P    the sampler chain (defaults 40, 0.95, 0.05)\n"
     "  --repeat-penalty R    (default 1 = off), over the last 64 tokens\n"
@@ -114,6 +115,7 @@ typedef struct run_opts {
     const char *model, *tokens, *dump_logits, *prompt, *prompt_file, *batch, *system;
     bool no_bos, chat;
     long n_predict, n_ctx;
+    bool kv_f32;             /* --kv-type f32 */
     sampler_params sp;
 } run_opts;
 
@@ -169,6 +171,9 @@ static int run_parse(int argc, char **argv, run_opts *o) {
         } else if ((v = cli_option_value(argc, argv, &i, "--ctx"))) {
             if (!cli_parse_int(v, 1, 1 << 24, &n)) { fprintf(stderr, "error: --ctx wants a positive count, got '%s'\n", v); return CLI_EXIT_USAGE; }
             o->n_ctx = n;
+        } else if ((v = cli_option_value(argc, argv, &i, "--kv-type"))) {
+            if (strcmp(v, "f16") && strcmp(v, "f32")) { fprintf(stderr, "error: --kv-type is f16 or f32, got '%s'\n", v); return CLI_EXIT_USAGE; }
+            o->kv_f32 = !strcmp(v, "f32");
         } else if ((v = cli_option_value(argc, argv, &i, "--seed"))) {
             if (!cli_parse_int(v, 0, 0x7fffffffL, &n)) { fprintf(stderr, "error: --seed wants a number, got '%s'\n", v); return CLI_EXIT_USAGE; }
             o->sp.seed = (uint64_t)n;
@@ -266,7 +271,9 @@ typedef struct run_model {
 } run_model;
 
 static apr_status run_session(const run_model *rm, llama_session **s, apr_error *e) {
-    return llama_session_new(rm->m, rm->n_ctx, &rm->be, 1, s, e);
+    llama_session_params p = llama_session_defaults(rm->n_ctx);
+    p.kv_dtype = rm->o->kv_f32 ? APR_F32 : APR_F16;
+    return llama_session_new_ex(rm->m, &p, &rm->be, 1, s, e);
 }
 
 /* One answer: samples from *last until EOS or an end-of-turn id, n_predict tokens, the end of the
@@ -360,9 +367,8 @@ static int run_single(const run_model *rm) {
     if (!rm->vocab && (o->prompt || o->prompt_file)) { fprintf(stderr, "error: a text prompt needs the model's vocabulary\n"); goto done; }
     if (run_session(rm, &s, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
     ids = malloc((size_t)n_ctx * sizeof *ids);
-    logits = malloc((size_t)n_ctx * (size_t)n_vocab * sizeof *logits);
     smp = sampler_new(&o->sp, n_vocab);
-    if (!ids || !logits || !smp) { fprintf(stderr, "error: out of memory\n"); goto done; }
+    if (!ids || !smp) { fprintf(stderr, "error: out of memory\n"); goto done; }
     int n_prompt = 0;
     if (o->prompt || o->prompt_file) {
         size_t len = o->prompt ? strlen(o->prompt) : 0;
@@ -397,6 +403,9 @@ static int run_single(const run_model *rm) {
         fprintf(stderr, "error: cannot write %s: %s\n", o->dump_logits, strerror(errno));
         goto done;
     }
+    /* logits of every prompt position only when they are dumped: n_ctx x n_vocab would be GBs */
+    logits = malloc((size_t)(dump ? n_prompt : 1) * (size_t)n_vocab * sizeof *logits);
+    if (!logits) { fprintf(stderr, "error: out of memory for the logits\n"); goto done; }
     if (rm->vocab && !(stream = tok_stream_new(rm->vocab, 0))) { fprintf(stderr, "error: out of memory\n"); goto done; }
     /* the stream sees the prompt so that the first generated piece is spaced as in the full text */
     for (int i = 0; stream && i < n_prompt; i++) {
