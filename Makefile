@@ -191,9 +191,9 @@ FUZZ_FLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fsanitize=fuz
               -fno-sanitize-recover=undefined -Iinclude -Illm
 GGUF_SRCS := $(wildcard llm/gguf*.c)
 
-$(B)/fuzz/gguf_fuzz: fuzz/gguf_fuzz.c $(GGUF_SRCS) $(wildcard llm/gguf*.h include/apr/*.h)
+$(B)/fuzz/gguf_fuzz: fuzz/gguf_fuzz.c $(GGUF_SRCS) core/status.c $(wildcard llm/gguf*.h include/apr/*.h)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ fuzz/gguf_fuzz.c $(GGUF_SRCS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -Icore -o $@ fuzz/gguf_fuzz.c $(GGUF_SRCS) core/status.c
 
 fuzz-gguf: $(B)/fuzz/gguf_fuzz
 	@mkdir -p $(B)/fuzz/work && cp -n fuzz/corpus/gguf/* $(B)/fuzz/work/

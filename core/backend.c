@@ -20,7 +20,7 @@ APR_API apr_status apr_backend_open(apr_registry *reg, const char *name, int n_t
     char usable[256];
     if (!name) {
         name = apr_registry_default(reg);
-        if (!name) return apr_err_set(err, APR_ERR_NOT_FOUND, "no usable backend found in %s (run apr-probe to see why)",
+        if (!name) return apr_error_set(err, APR_ERR_NOT_FOUND, "no usable backend found in %s (run apr-probe to see why)",
                                       reg->search_path);
     }
     const apr_plugin_slot *slot = NULL, *rejected = NULL;
@@ -32,13 +32,13 @@ APR_API apr_status apr_backend_open(apr_registry *reg, const char *name, int n_t
     if (!slot) {
         backend_list_usable(reg, usable, sizeof usable);
         if (rejected)
-            return apr_err_set(err, APR_ERR_NOT_FOUND, "backend '%s' is not usable here (%s: %s); usable backends: %s",
+            return apr_error_set(err, APR_ERR_NOT_FOUND, "backend '%s' is not usable here (%s: %s); usable backends: %s",
                                name, rejected->path, rejected->reason, usable);
-        return apr_err_set(err, APR_ERR_NOT_FOUND, "unknown backend '%s'; usable backends: %s", name, usable);
+        return apr_error_set(err, APR_ERR_NOT_FOUND, "unknown backend '%s'; usable backends: %s", name, usable);
     }
-    if (n_threads < 0) return apr_err_set(err, APR_ERR_INVALID, "thread count %d is negative", n_threads);
+    if (n_threads < 0) return apr_error_set(err, APR_ERR_INVALID, "thread count %d is negative", n_threads);
     apr_backend *be = calloc(1, sizeof *be);
-    if (!be) return apr_err_set(err, APR_ERR_NOMEM, "out of memory");
+    if (!be) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
     be->reg = reg;
     be->slot = slot;
     be->api = slot->api;
@@ -48,7 +48,7 @@ APR_API apr_status apr_backend_open(apr_registry *reg, const char *name, int n_t
     apr_status st = be->api->create(&cfg, &be->inst, msg, sizeof msg);
     if (st != APR_OK) {
         free(be);
-        return apr_err_set(err, st, "backend '%s' (%s) failed to start: %s", name, slot->path,
+        return apr_error_set(err, st, "backend '%s' (%s) failed to start: %s", name, slot->path,
                            msg[0] ? msg : apr_status_name(st));
     }
     *out = be;

@@ -22,7 +22,7 @@ APR_API apr_status apr_host_query(apr_host_info *out, apr_error *err) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         out->n_physical_cores = out->n_logical_cpus = n > 0 ? (int32_t)n : 1;
         out->n_numa_nodes = 1;
-        return apr_err_set(err, APR_OK, "hwloc could not load the topology; using %d CPUs", out->n_logical_cpus);
+        return apr_error_set(err, APR_OK, "hwloc could not load the topology; using %d CPUs", out->n_logical_cpus);
     }
     int cores = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_CORE);
     int pus = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_PU);

@@ -7,9 +7,6 @@
 #define APR_API __attribute__((visibility("default")))
 #define APR_NAME_MAX 64
 
-/* Writes a message into err (may be NULL) and returns status. */
-apr_status apr_err_set(apr_error *err, apr_status status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 /* ---------------------------------------------------------------- graph */
 

@@ -152,7 +152,7 @@ static apr_status plan_order(apr_plan *p, apr_error *err) {
     p->step_backend = calloc((size_t)g->n_tensors + 1, sizeof *p->step_backend);
     if (!needed || !p->steps || !p->step_backend) {
         free(needed);
-        return apr_err_set(err, APR_ERR_NOMEM, "out of memory planning the graph");
+        return apr_error_set(err, APR_ERR_NOMEM, "out of memory planning the graph");
     }
     int n_out = 0;
     for (int i = 0; i < g->n_tensors; i++)
@@ -167,7 +167,7 @@ static apr_status plan_order(apr_plan *p, apr_error *err) {
     for (int i = 0; i < g->n_tensors; i++)
         if (needed[i] && g->tensors[i]->kind == APR_KIND_OP) p->steps[p->n_steps++] = g->tensors[i];
     free(needed);
-    if (!n_out) return apr_err_set(err, APR_ERR_INVALID, "the graph has no outputs (call apr_graph_output)");
+    if (!n_out) return apr_error_set(err, APR_ERR_INVALID, "the graph has no outputs (call apr_graph_output)");
     return APR_OK;
 }
 
@@ -187,7 +187,7 @@ static apr_status plan_place(apr_plan *p, apr_error *err) {
                                         apr_backend_name(be), why[0] ? why : "declined");
         }
         if (chosen < 0)
-            return apr_err_set(err, APR_ERR_UNSUPPORTED, "no backend can run node %s: %s", t->name, reasons);
+            return apr_error_set(err, APR_ERR_UNSUPPORTED, "no backend can run node %s: %s", t->name, reasons);
         p->step_backend[s] = chosen;
     }
     return APR_OK;
@@ -197,10 +197,10 @@ static apr_status plan_collect_stores(apr_plan *p, apr_error *err) {
     apr_graph *g = p->g;
     p->store_of = malloc((size_t)g->n_tensors * sizeof *p->store_of + 1);
     p->stores = calloc((size_t)g->n_tensors + 1, sizeof *p->stores);
-    if (!p->store_of || !p->stores) return apr_err_set(err, APR_ERR_NOMEM, "out of memory planning the graph");
+    if (!p->store_of || !p->stores) return apr_error_set(err, APR_ERR_NOMEM, "out of memory planning the graph");
     for (int i = 0; i < g->n_tensors; i++) p->store_of[i] = -1;
     int *step_of = malloc((size_t)g->n_tensors * sizeof *step_of + 1);
-    if (!step_of) return apr_err_set(err, APR_ERR_NOMEM, "out of memory planning the graph");
+    if (!step_of) return apr_error_set(err, APR_ERR_NOMEM, "out of memory planning the graph");
     for (int s = 0; s < p->n_steps; s++) step_of[p->steps[s]->id] = s;
 
     /* every storage a step reads or writes, plus leaf outputs */
@@ -225,7 +225,7 @@ static apr_status plan_collect_stores(apr_plan *p, apr_error *err) {
             if (base->kind == APR_KIND_INPUT) {
                 int64_t rounded = (st->bytes + 63) / 64 * 64;
                 st->host = aligned_alloc(64, (size_t)rounded);
-                if (!st->host) { free(step_of); return apr_err_set(err, APR_ERR_NOMEM, "out of memory for input %s", base->name); }
+                if (!st->host) { free(step_of); return apr_error_set(err, APR_ERR_NOMEM, "out of memory for input %s", base->name); }
                 memset(st->host, 0, (size_t)rounded);
             }
             p->store_of[base->id] = p->n_stores++;
@@ -242,7 +242,7 @@ static apr_status plan_collect_stores(apr_plan *p, apr_error *err) {
         if (t->base->kind == APR_KIND_WEIGHT) st->host = (void *)t->base->data;
         else {
             st->host = calloc(1, (size_t)st->bytes);
-            if (!st->host) { free(step_of); return apr_err_set(err, APR_ERR_NOMEM, "out of memory"); }
+            if (!st->host) { free(step_of); return apr_error_set(err, APR_ERR_NOMEM, "out of memory"); }
         }
         p->store_of[t->base->id] = p->n_stores++;
     }
@@ -267,7 +267,7 @@ static apr_status plan_collect_stores(apr_plan *p, apr_error *err) {
 
 static apr_status plan_split_graph(apr_plan *p, apr_error *err) {
     p->splits = calloc((size_t)p->n_steps + 1, sizeof *p->splits);
-    if (!p->splits) return apr_err_set(err, APR_ERR_NOMEM, "out of memory planning the graph");
+    if (!p->splits) return apr_error_set(err, APR_ERR_NOMEM, "out of memory planning the graph");
     for (int s = 0; s < p->n_steps; s++) {
         if (s == 0 || p->step_backend[s] != p->step_backend[s - 1]) {
             p->splits[p->n_splits].backend = p->step_backend[s];
@@ -293,7 +293,7 @@ static apr_status plan_resolve_access(apr_plan *p, apr_error *err) {
             bool source_on_host = st->home == PLAN_HOST;
             if (source_on_host && plan_can_import(be)) {
                 apr_buffer *buf = plan_own_buffer(p, b);
-                if (!buf) return apr_err_set(err, APR_ERR_NOMEM, "out of memory");
+                if (!buf) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
                 char msg[256] = "";
                 apr_status s = be->api->buffer_import(be->inst, st->host, (uint64_t)st->bytes, buf, msg, sizeof msg);
                 if (s == APR_OK) {
@@ -307,16 +307,16 @@ static apr_status plan_resolve_access(apr_plan *p, apr_error *err) {
             }
             if (source_on_host && st->t->kind == APR_KIND_WEIGHT) {
                 apr_buffer *buf = plan_own_buffer(p, b);
-                if (!buf) return apr_err_set(err, APR_ERR_NOMEM, "out of memory");
+                if (!buf) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
                 char msg[256] = "";
                 apr_status s = be->api->buffer_alloc(be->inst, (uint64_t)st->bytes, buf, msg, sizeof msg);
                 if (s != APR_OK)
-                    return apr_err_set(err, s, "%s: cannot allocate %lld bytes for weight %s: %s", apr_backend_name(be),
+                    return apr_error_set(err, s, "%s: cannot allocate %lld bytes for weight %s: %s", apr_backend_name(be),
                                        (long long)st->bytes, st->t->name, msg);
                 plan_own_commit(p);
                 s = be->api->buffer_write(be->inst, buf, 0, st->host, (uint64_t)st->bytes, msg, sizeof msg);
                 if (s != APR_OK)
-                    return apr_err_set(err, s, "%s: upload of weight %s failed: %s", apr_backend_name(be), st->t->name, msg);
+                    return apr_error_set(err, s, "%s: upload of weight %s failed: %s", apr_backend_name(be), st->t->name, msg);
                 l->kind = PLAN_LOC_UPLOADED;
                 l->buf = buf;
                 l->offset = 0;
@@ -341,7 +341,7 @@ static apr_status plan_resolve_access(apr_plan *p, apr_error *err) {
 static apr_status plan_memory(apr_plan *p, apr_error *err) {
     for (int b = 0; b < p->n_backends; b++) {
         apr_memplan *mp = apr_memplan_new((int64_t)p->backends[b]->api->buffer_alignment);
-        if (!mp) return apr_err_set(err, APR_ERR_NOMEM, "out of memory");
+        if (!mp) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
         int64_t align = p->backends[b]->api->buffer_alignment ? (int64_t)p->backends[b]->api->buffer_alignment : 64;
         for (int s = 0; s <= p->n_steps; s++) {
             /* mirrors first: they are filled before the split's first node runs */
@@ -384,7 +384,7 @@ static apr_status plan_allocate(apr_plan *p, apr_error *err) {
         apr_status s = be->api->buffer_alloc(be->inst, (uint64_t)p->arena_bytes[b], &p->arena[b], msg, sizeof msg);
         if (s != APR_OK) {
             p->arena_bytes[b] = 0;
-            return apr_err_set(err, s, "%s: cannot allocate %lld bytes for intermediates: %s", apr_backend_name(be),
+            return apr_error_set(err, s, "%s: cannot allocate %lld bytes for intermediates: %s", apr_backend_name(be),
                                (long long)p->arena_bytes[b], msg);
         }
     }
@@ -412,7 +412,7 @@ static apr_tensor_desc plan_desc(const apr_plan *p, const struct apr_tensor *t, 
 
 static apr_status plan_build_descs(apr_plan *p, apr_error *err) {
     p->descs = calloc((size_t)p->n_steps + 1, sizeof *p->descs);
-    if (!p->descs) return apr_err_set(err, APR_ERR_NOMEM, "out of memory");
+    if (!p->descs) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
     for (int s = 0; s < p->n_steps; s++) {
         struct apr_tensor *t = p->steps[s];
         int b = p->step_backend[s];
@@ -427,7 +427,7 @@ static apr_status plan_build_descs(apr_plan *p, apr_error *err) {
     for (int k = 0; k < p->n_splits; k++) {
         plan_split *sp = &p->splits[k];
         sp->fills = calloc((size_t)p->n_stores + 1, sizeof *sp->fills);
-        if (!sp->fills) return apr_err_set(err, APR_ERR_NOMEM, "out of memory");
+        if (!sp->fills) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
         for (int i = 0; i < p->n_stores; i++) {
             const plan_loc *l = &p->stores[i].loc[sp->backend];
             if (l->kind == PLAN_LOC_MIRROR && l->fill_split == k) {
@@ -442,11 +442,11 @@ static apr_status plan_build_descs(apr_plan *p, apr_error *err) {
 APR_API apr_status apr_plan_new(apr_graph *g, apr_backend *const *backends, int n_backends, apr_plan **out,
                                 apr_error *err) {
     *out = NULL;
-    if (apr_graph_error(g)) return apr_err_set(err, APR_ERR_INVALID, "graph is malformed: %s", apr_graph_error(g));
+    if (apr_graph_error(g)) return apr_error_set(err, APR_ERR_INVALID, "graph is malformed: %s", apr_graph_error(g));
     if (n_backends < 1 || n_backends > PLAN_MAX_BACKENDS)
-        return apr_err_set(err, APR_ERR_INVALID, "%d backends given (1..%d)", n_backends, PLAN_MAX_BACKENDS);
+        return apr_error_set(err, APR_ERR_INVALID, "%d backends given (1..%d)", n_backends, PLAN_MAX_BACKENDS);
     apr_plan *p = calloc(1, sizeof *p);
-    if (!p) return apr_err_set(err, APR_ERR_NOMEM, "out of memory");
+    if (!p) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
     p->g = g;
     p->n_backends = n_backends;
     for (int b = 0; b < n_backends; b++) p->backends[b] = backends[b];
@@ -475,9 +475,9 @@ APR_API apr_status apr_plan_set_input(apr_plan *p, const apr_tensor *t, const vo
                                       apr_error *err) {
     const plan_store *st = plan_find_store(p, t);
     if (!st || t->kind != APR_KIND_INPUT)
-        return apr_err_set(err, APR_ERR_INVALID, "%s is not an input this plan reads", t ? t->name : "(null)");
+        return apr_error_set(err, APR_ERR_INVALID, "%s is not an input this plan reads", t ? t->name : "(null)");
     if ((int64_t)bytes != st->bytes)
-        return apr_err_set(err, APR_ERR_INVALID, "input %s takes %lld bytes, %zu given", t->name, (long long)st->bytes, bytes);
+        return apr_error_set(err, APR_ERR_INVALID, "input %s takes %lld bytes, %zu given", t->name, (long long)st->bytes, bytes);
     memcpy(st->host, data, bytes);
     return APR_OK;
 }
@@ -501,7 +501,7 @@ static apr_status plan_fill(apr_plan *p, int i, int b, apr_error *err) {
                                        (char *)p->arena[b].host_ptr + dst->offset, (uint64_t)st->bytes, msg, sizeof msg);
         } else {
             void *tmp = malloc((size_t)st->bytes);
-            if (!tmp) return apr_err_set(err, APR_ERR_NOMEM, "out of memory staging %s", st->t->name);
+            if (!tmp) return apr_error_set(err, APR_ERR_NOMEM, "out of memory staging %s", st->t->name);
             s = from->api->buffer_read(from->inst, &p->arena[st->home], (uint64_t)st->home_offset, tmp,
                                        (uint64_t)st->bytes, msg, sizeof msg);
             if (s == APR_OK)
@@ -509,7 +509,7 @@ static apr_status plan_fill(apr_plan *p, int i, int b, apr_error *err) {
             free(tmp);
         }
     }
-    if (s != APR_OK) return apr_err_set(err, s, "copy of %s to %s failed: %s", st->t->name, apr_backend_name(to), msg);
+    if (s != APR_OK) return apr_error_set(err, s, "copy of %s to %s failed: %s", st->t->name, apr_backend_name(to), msg);
     return APR_OK;
 }
 
@@ -526,7 +526,7 @@ APR_API apr_status apr_plan_run(apr_plan *p, apr_error *err) {
         char msg[256] = "";
         apr_status s = be->api->compute(be->inst, &sg, msg, sizeof msg);
         if (s != APR_OK)
-            return apr_err_set(err, s, "%s failed running nodes %s..%s: %s", apr_backend_name(be),
+            return apr_error_set(err, s, "%s failed running nodes %s..%s: %s", apr_backend_name(be),
                                p->steps[sp->first_step]->name, p->steps[sp->first_step + sp->n_steps - 1]->name,
                                msg[0] ? msg : apr_status_name(s));
     }
@@ -535,19 +535,19 @@ APR_API apr_status apr_plan_run(apr_plan *p, apr_error *err) {
 
 APR_API apr_status apr_plan_get_output(apr_plan *p, const apr_tensor *t, void *dst, size_t bytes, apr_error *err) {
     const plan_store *st = plan_find_store(p, t);
-    if (!st || !t->is_output) return apr_err_set(err, APR_ERR_INVALID, "%s is not an output of this plan", t ? t->name : "(null)");
+    if (!st || !t->is_output) return apr_error_set(err, APR_ERR_INVALID, "%s is not an output of this plan", t ? t->name : "(null)");
     if (!apr_tensor_is_contiguous(t))
-        return apr_err_set(err, APR_ERR_INVALID, "output %s is a strided view; make it contiguous with apr_cast", t->name);
+        return apr_error_set(err, APR_ERR_INVALID, "output %s is a strided view; make it contiguous with apr_cast", t->name);
     int64_t size = apr_dtype_row_bytes(t->dtype, t->ne[0]) * t->ne[1] * t->ne[2] * t->ne[3];
     if ((int64_t)bytes != size)
-        return apr_err_set(err, APR_ERR_INVALID, "output %s has %lld bytes, %zu asked for", t->name, (long long)size, bytes);
+        return apr_error_set(err, APR_ERR_INVALID, "output %s has %lld bytes, %zu asked for", t->name, (long long)size, bytes);
     int64_t off = t->kind == APR_KIND_VIEW ? t->view_offset : 0;
     if (st->home == PLAN_HOST) { memcpy(dst, (const char *)st->host + off, bytes); return APR_OK; }
     apr_backend *be = p->backends[st->home];
     char msg[256] = "";
     apr_status s = be->api->buffer_read(be->inst, &p->arena[st->home], (uint64_t)(st->home_offset + off), dst, bytes,
                                         msg, sizeof msg);
-    if (s != APR_OK) return apr_err_set(err, s, "reading output %s from %s: %s", t->name, apr_backend_name(be), msg);
+    if (s != APR_OK) return apr_error_set(err, s, "reading output %s from %s: %s", t->name, apr_backend_name(be), msg);
     return APR_OK;
 }
 

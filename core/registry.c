@@ -164,12 +164,12 @@ static int registry_cmp(const void *a, const void *b) {
 
 static apr_status registry_append(apr_registry *reg, const char *path, apr_error *err) {
     apr_plugin_slot *slots = realloc(reg->slots, (size_t)(reg->n_slots + 1) * sizeof *slots);
-    if (!slots) return apr_err_set(err, APR_ERR_NOMEM, "out of memory listing plugins");
+    if (!slots) return apr_error_set(err, APR_ERR_NOMEM, "out of memory listing plugins");
     reg->slots = slots;
     apr_plugin_slot *s = &slots[reg->n_slots];
     memset(s, 0, sizeof *s);
     s->path = strdup(path);
-    if (!s->path) return apr_err_set(err, APR_ERR_NOMEM, "out of memory listing plugins");
+    if (!s->path) return apr_error_set(err, APR_ERR_NOMEM, "out of memory listing plugins");
     reg->n_slots++;
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
@@ -192,10 +192,10 @@ static apr_status registry_scan_dir(apr_registry *reg, const char *dir, apr_erro
         if (n == cap) {
             cap = cap ? 2 * cap : 16;
             char **nn = realloc(names, cap * sizeof *nn);
-            if (!nn) { st = apr_err_set(err, APR_ERR_NOMEM, "out of memory scanning %s", dir); break; }
+            if (!nn) { st = apr_error_set(err, APR_ERR_NOMEM, "out of memory scanning %s", dir); break; }
             names = nn;
         }
-        if (!(names[n] = strdup(e->d_name))) { st = apr_err_set(err, APR_ERR_NOMEM, "out of memory"); break; }
+        if (!(names[n] = strdup(e->d_name))) { st = apr_error_set(err, APR_ERR_NOMEM, "out of memory"); break; }
         n++;
     }
     closedir(d);
@@ -227,7 +227,7 @@ static bool registry_default_dir(char *out, size_t size) {
 static apr_status registry_add_dir(apr_registry *reg, const char *dir, apr_error *err) {
     size_t old = reg->search_path ? strlen(reg->search_path) : 0;
     char *p = realloc(reg->search_path, old + strlen(dir) + 2);
-    if (!p) return apr_err_set(err, APR_ERR_NOMEM, "out of memory");
+    if (!p) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
     if (old) p[old++] = ':';
     strcpy(p + old, dir);
     reg->search_path = p;
@@ -237,14 +237,14 @@ static apr_status registry_add_dir(apr_registry *reg, const char *dir, apr_error
 APR_API apr_status apr_registry_open(const apr_registry_options *opts, apr_registry **out, apr_error *err) {
     *out = NULL;
     apr_registry *reg = calloc(1, sizeof *reg);
-    if (!reg) return apr_err_set(err, APR_ERR_NOMEM, "out of memory");
+    if (!reg) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
     apr_status st = apr_host_query(&reg->host, err);
     if (st != APR_OK) { apr_registry_close(reg); return st; }
     reg->search_path = calloc(1, 1);
     const char *env = opts && opts->plugin_path ? opts->plugin_path : getenv("APR_PLUGIN_PATH");
     if (env && *env) {
         char *copy = strdup(env);
-        if (!copy) { apr_registry_close(reg); return apr_err_set(err, APR_ERR_NOMEM, "out of memory"); }
+        if (!copy) { apr_registry_close(reg); return apr_error_set(err, APR_ERR_NOMEM, "out of memory"); }
         char *save = NULL;
         for (char *dir = strtok_r(copy, ":", &save); dir && st == APR_OK; dir = strtok_r(NULL, ":", &save))
             st = registry_add_dir(reg, dir, err);

@@ -20,7 +20,7 @@ APR_API const char *apr_status_name(apr_status s) {
     return "unknown status";
 }
 
-apr_status apr_err_set(apr_error *err, apr_status status, const char *fmt, ...) {
+APR_API apr_status apr_error_set(apr_error *err, apr_status status, const char *fmt, ...) {
     if (err) {
         va_list ap;
         va_start(ap, fmt);

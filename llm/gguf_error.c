@@ -5,16 +5,6 @@
 
 #include "gguf_internal.h"
 
-apr_status gguf_error_set(apr_error *err, apr_status status, const char *fmt, ...) {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return status;
-}
-
 const char *gguf_error_quote(char *buf, size_t n, const char *s, uint64_t len) {
     enum { SHOW = 80 };
     size_t o = 0;

@@ -73,8 +73,6 @@ static inline bool gguf_cursor_u64(gguf_cursor *c, uint64_t *v) {
 /* ---------------------------------------------------------------- errors (gguf_error.c) */
 
 /* Writes "fmt ..." into err (may be NULL) and returns status. */
-apr_status gguf_error_set(apr_error *err, apr_status status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 /* Copies s[0..len) into buf as a printable, single-line excerpt: control and non-ASCII bytes
  * become \xNN, and anything past about 80 characters becomes "...". Returns buf. */
 const char *gguf_error_quote(char *buf, size_t n, const char *s, uint64_t len);

@@ -18,7 +18,7 @@ apr_status gguf_kv_index(gguf_file *f, apr_error *err) {
     for (int64_t k = 1; k < f->n_kv; k++) {
         const gguf_kv *a = &f->kv[idx[k - 1]], *b = &f->kv[idx[k]];
         if (strcmp(a->key, b->key) == 0)
-            return gguf_error_set(err, APR_ERR_FORMAT, "%s: key '%s': duplicate key (entries #%" PRId64 " and #%" PRId64 ")",
+            return apr_error_set(err, APR_ERR_FORMAT, "%s: key '%s': duplicate key (entries #%" PRId64 " and #%" PRId64 ")",
                                   f->path, gguf_error_quote(q, sizeof q, a->key, a->key_len),
                                   idx[k - 1] < idx[k] ? idx[k - 1] : idx[k], idx[k - 1] < idx[k] ? idx[k] : idx[k - 1]);
     }

@@ -25,9 +25,9 @@ bool gguf_parse_fail(gguf_parse *ps, const char *fmt, ...) {
     vsnprintf(problem, sizeof problem, fmt, ap);
     va_end(ap);
     if (ps->ctx[0])
-        gguf_error_set(ps->err, APR_ERR_FORMAT, "%s: %s: %s", ps->path, ps->ctx, problem);
+        apr_error_set(ps->err, APR_ERR_FORMAT, "%s: %s: %s", ps->path, ps->ctx, problem);
     else
-        gguf_error_set(ps->err, APR_ERR_FORMAT, "%s: %s", ps->path, problem);
+        apr_error_set(ps->err, APR_ERR_FORMAT, "%s: %s", ps->path, problem);
     return false;
 }
 

@@ -119,7 +119,7 @@ static apr_status read_image(gguf_file *f, apr_error *err) {
     if (!read_pass(&ps, f)) return APR_ERR_FORMAT;
     f->arena = malloc(ps.used + 1);
     if (!f->arena)
-        return gguf_error_set(err, APR_ERR_NOMEM, "%s: out of memory for %" PRIu64 " bytes of metadata", f->path,
+        return apr_error_set(err, APR_ERR_NOMEM, "%s: out of memory for %" PRIu64 " bytes of metadata", f->path,
                               ps.used);
     ps.arena = f->arena;
     ps.fill = true;
@@ -142,7 +142,7 @@ static gguf_file *read_new(const char *path, apr_error *err) {
     if (f) f->path = strdup(path);
     if (!f || !f->path) {
         free(f);
-        gguf_error_set(err, APR_ERR_NOMEM, "%s: out of memory", path);
+        apr_error_set(err, APR_ERR_NOMEM, "%s: out of memory", path);
         return NULL;
     }
     return f;
@@ -151,17 +151,17 @@ static gguf_file *read_new(const char *path, apr_error *err) {
 LLM_API apr_status gguf_open(const char *path, gguf_file **out, apr_error *err) {
     struct stat st;
     *out = NULL;
-    if (!path) return gguf_error_set(err, APR_ERR_INVALID, "gguf_open: no path");
+    if (!path) return apr_error_set(err, APR_ERR_INVALID, "gguf_open: no path");
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block us */
-    if (fd < 0) return gguf_error_set(err, APR_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fd < 0) return apr_error_set(err, APR_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
-        return gguf_error_set(err, APR_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
+        return apr_error_set(err, APR_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return gguf_error_set(err, APR_ERR_IO, "%s: not a regular file", path);
+        return apr_error_set(err, APR_ERR_IO, "%s: not a regular file", path);
     }
     gguf_file *f = read_new(path, err);
     if (!f) {
@@ -178,7 +178,7 @@ LLM_API apr_status gguf_open(const char *path, gguf_file **out, apr_error *err) 
             close(fd);
             f->size = 0;
             read_free(f);
-            return gguf_error_set(err, APR_ERR_IO, "%s: cannot map: %s", path, strerror(e));
+            return apr_error_set(err, APR_ERR_IO, "%s: cannot map: %s", path, strerror(e));
         }
         f->base = m;
     }
@@ -196,7 +196,7 @@ LLM_API apr_status gguf_open_memory(const void *data, size_t size, const char *n
                                      apr_error *err) {
     *out = NULL;
     if (!name) name = "(memory)";
-    if (!data && size) return gguf_error_set(err, APR_ERR_INVALID, "%s: no data", name);
+    if (!data && size) return apr_error_set(err, APR_ERR_INVALID, "%s: no data", name);
     gguf_file *f = read_new(name, err);
     if (!f) return APR_ERR_NOMEM;
     f->base = size ? data : (const uint8_t *)"";

@@ -68,7 +68,7 @@ apr_status gguf_tensor_check_all(gguf_file *f, apr_error *err) {
 
     for (int64_t i = 0; i < n; i++) {
         if (t[i].offset > data_size || t[i].size > data_size - t[i].offset)
-            return gguf_error_set(err, APR_ERR_FORMAT,
+            return apr_error_set(err, APR_ERR_FORMAT,
                                   "%s: tensor '%s': data [offset %" PRIu64 ", %" PRIu64 " bytes] runs past the end of"
                                   " the file (data section of %" PRIu64 " bytes at file offset %" PRIu64 ")",
                                   f->path, gguf_error_quote(q, sizeof q, t[i].name, strlen(t[i].name)), t[i].offset,
@@ -86,7 +86,7 @@ apr_status gguf_tensor_check_all(gguf_file *f, apr_error *err) {
         if (last >= 0) {
             const gguf_tensor *a = &t[last];
             if (a->offset + a->size > b->offset)
-                return gguf_error_set(err, APR_ERR_FORMAT,
+                return apr_error_set(err, APR_ERR_FORMAT,
                                       "%s: tensor '%s': data [offset %" PRIu64 ", %" PRIu64 " bytes] overlaps tensor '%s'"
                                       " [offset %" PRIu64 ", %" PRIu64 " bytes]",
                                       f->path, gguf_error_quote(q, sizeof q, b->name, strlen(b->name)), b->offset,
@@ -99,7 +99,7 @@ apr_status gguf_tensor_check_all(gguf_file *f, apr_error *err) {
     qsort_r(idx, (size_t)n, sizeof *idx, tensor_cmp_name, t);
     for (int64_t k = 1; k < n; k++)
         if (strcmp(t[idx[k - 1]].name, t[idx[k]].name) == 0)
-            return gguf_error_set(err, APR_ERR_FORMAT, "%s: tensor '%s': duplicate tensor name (tensors #%" PRId64
+            return apr_error_set(err, APR_ERR_FORMAT, "%s: tensor '%s': duplicate tensor name (tensors #%" PRId64
                                   " and #%" PRId64 ")", f->path,
                                   gguf_error_quote(q, sizeof q, t[idx[k]].name, strlen(t[idx[k]].name)),
                                   idx[k - 1] < idx[k] ? idx[k - 1] : idx[k], idx[k - 1] < idx[k] ? idx[k] : idx[k - 1]);

@@ -187,28 +187,28 @@ static int write_sync_dir(const char *path) {
 
 LLM_API apr_status gguf_writer_write(gguf_writer *w, const char *path, apr_error *err) {
     uint64_t align = GGUF_DEFAULT_ALIGNMENT, data_size;
-    if (!w || !path) return gguf_error_set(err, APR_ERR_INVALID, "gguf_writer_write: no writer or no path");
-    if (w->bad) return gguf_error_set(err, w->bad, "%s: %s", path, w->bad_msg);
+    if (!w || !path) return apr_error_set(err, APR_ERR_INVALID, "gguf_writer_write: no writer or no path");
+    if (w->bad) return apr_error_set(err, w->bad, "%s: %s", path, w->bad_msg);
     for (size_t i = 0; i < w->n_kv; i++)
         if (strcmp(w->kv[i].key, "general.alignment") == 0) {
             const gguf_value *v = &w->kv[i].value;
             if (v->type != GGUF_UINT32 || v->u == 0 || (v->u & (v->u - 1)))
-                return gguf_error_set(err, APR_ERR_INVALID, "%s: general.alignment must be a uint32 power of two",
+                return apr_error_set(err, APR_ERR_INVALID, "%s: general.alignment must be a uint32 power of two",
                                       path);
             align = v->u;
         }
     if (!write_layout(w, align, &data_size))
-        return gguf_error_set(err, APR_ERR_INVALID, "%s: the tensor data is too large", path);
+        return apr_error_set(err, APR_ERR_INVALID, "%s: the tensor data is too large", path);
 
     size_t plen = strlen(path);
     char *tmp = malloc(plen + sizeof ".tmp.XXXXXX");
-    if (!tmp) return gguf_error_set(err, APR_ERR_NOMEM, "%s: out of memory", path);
+    if (!tmp) return apr_error_set(err, APR_ERR_NOMEM, "%s: out of memory", path);
     memcpy(tmp, path, plen);
     memcpy(tmp + plen, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
     write_out *o = malloc(sizeof *o);
     if (!o) {
         free(tmp);
-        return gguf_error_set(err, APR_ERR_NOMEM, "%s: out of memory", path);
+        return apr_error_set(err, APR_ERR_NOMEM, "%s: out of memory", path);
     }
     o->n = 0;
     o->total = 0;
@@ -218,7 +218,7 @@ LLM_API apr_status gguf_writer_write(gguf_writer *w, const char *path, apr_error
         int e = errno;
         free(o);
         free(tmp);
-        return gguf_error_set(err, APR_ERR_IO, "%s: cannot create a temporary file beside it: %s", path, strerror(e));
+        return apr_error_set(err, APR_ERR_IO, "%s: cannot create a temporary file beside it: %s", path, strerror(e));
     }
     const char *step = "cannot write";
     write_file(o, w, align);
@@ -231,11 +231,11 @@ LLM_API apr_status gguf_writer_write(gguf_writer *w, const char *path, apr_error
     if (e) {
         unlink(tmp);
         free(tmp);
-        return gguf_error_set(err, APR_ERR_IO, "%s: %s it: %s", path, step, strerror(e));
+        return apr_error_set(err, APR_ERR_IO, "%s: %s it: %s", path, step, strerror(e));
     }
     free(tmp);
     e = write_sync_dir(path);
     if (e)
-        return gguf_error_set(err, APR_ERR_IO, "%s: written, but its directory cannot be synced: %s", path, strerror(e));
+        return apr_error_set(err, APR_ERR_IO, "%s: written, but its directory cannot be synced: %s", path, strerror(e));
     return APR_OK;
 }

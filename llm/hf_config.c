@@ -17,13 +17,13 @@ static apr_status hf_config_int(const char *path, const cJSON *o, const char *ke
                                 apr_error *err) {
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!j || cJSON_IsNull(j)) {
-        if (required) return hf_import_fail(err, APR_ERR_FORMAT, "%s: %s is missing", path, key);
+        if (required) return apr_error_set(err, APR_ERR_FORMAT, "%s: %s is missing", path, key);
         *out = dflt;
         return APR_OK;
     }
     double d = cJSON_GetNumberValue(j);
     if (!cJSON_IsNumber(j) || !(d >= 1 && d <= (1 << 24)) || d != floor(d))
-        return hf_import_fail(err, APR_ERR_FORMAT, "%s: %s is not an integer in [1, 2^24]", path, key);
+        return apr_error_set(err, APR_ERR_FORMAT, "%s: %s is not an integer in [1, 2^24]", path, key);
     *out = (int)d;
     return APR_OK;
 }
@@ -52,10 +52,10 @@ static apr_status hf_config_llama3(hf_import *im, const char *path, const cJSON 
     double factor = hf_config_num(rs, "factor", 8.0), lo = hf_config_num(rs, "low_freq_factor", 1.0);
     double hi = hf_config_num(rs, "high_freq_factor", 4.0), old = hf_config_num(rs, "original_max_position_embeddings", 8192);
     if (!(factor > 0) || !(hi > lo) || !(old > 0))
-        return hf_import_fail(err, APR_ERR_FORMAT, "%s: rope_scaling llama3 parameters are inconsistent", path);
+        return apr_error_set(err, APR_ERR_FORMAT, "%s: rope_scaling llama3 parameters are inconsistent", path);
     int n = c->head_dim / 2;
     float *f = hf_import_alloc(im, (size_t)n * sizeof *f);
-    if (!f) return hf_import_fail(err, APR_ERR_NOMEM, "out of memory");
+    if (!f) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
     double lo_wl = old / lo, hi_wl = old / hi;
     for (int i = 0; i < n; i++) {
         float freq = 1.0f / powf(base, (float)(2 * i) / (float)c->head_dim);
@@ -88,7 +88,7 @@ static apr_status hf_config_rope_scaling(hf_import *im, const char *path, const 
         if (cJSON_IsNumber(o)) hf_config_key_u32(im, "rope.scaling.original_context_length", o->valueint);
         return APR_OK;
     }
-    return hf_import_fail(err, APR_ERR_UNSUPPORTED, "%s: rope_scaling type '%s' is not supported (linear, yarn, llama3 are)",
+    return apr_error_set(err, APR_ERR_UNSUPPORTED, "%s: rope_scaling type '%s' is not supported (linear, yarn, llama3 are)",
                           path, type);
 }
 
@@ -102,12 +102,12 @@ apr_status hf_config_read(hf_import *im, const char *dir, hf_config *c, apr_erro
     apr_status st = APR_OK;
     const cJSON *archs = cJSON_GetObjectItemCaseSensitive(root, "architectures");
     const cJSON *a0 = cJSON_GetArrayItem(archs, 0);
-    if (!cJSON_IsObject(root)) st = hf_import_fail(err, APR_ERR_FORMAT, "%s: not a JSON object", path);
-    else if (!cJSON_IsString(a0)) st = hf_import_fail(err, APR_ERR_FORMAT, "%s: architectures[0] is missing", path);
+    if (!cJSON_IsObject(root)) st = apr_error_set(err, APR_ERR_FORMAT, "%s: not a JSON object", path);
+    else if (!cJSON_IsString(a0)) st = apr_error_set(err, APR_ERR_FORMAT, "%s: architectures[0] is missing", path);
     size_t k = 0, nk = sizeof hf_config_archs / sizeof *hf_config_archs;
     while (!st && k < nk && strcmp(a0->valuestring, hf_config_archs[k].hf)) k++;
     if (!st && k == nk)
-        st = hf_import_fail(err, APR_ERR_UNSUPPORTED,
+        st = apr_error_set(err, APR_ERR_UNSUPPORTED,
                             "%s: architecture %.64s is not supported (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, "
                             "Qwen3ForCausalLM are)", path, a0->valuestring);
     if (st) { cJSON_Delete(root); return st; }
@@ -122,13 +122,13 @@ apr_status hf_config_read(hf_import *im, const char *dir, hf_config *c, apr_erro
     bool has_hd = cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(root, "head_dim"));
     if (!st) st = hf_config_int(path, root, "head_dim", false, c->n_embd / c->n_head, &c->head_dim, err);
     if (!st && (c->n_head % c->n_head_kv || c->head_dim % 2 || (!has_hd && c->n_embd % c->n_head)))
-        st = hf_import_fail(err, APR_ERR_FORMAT, "%s: inconsistent heads (width %d, heads %d/%d, head_dim %d)", path,
+        st = apr_error_set(err, APR_ERR_FORMAT, "%s: inconsistent heads (width %d, heads %d/%d, head_dim %d)", path,
                             c->n_embd, c->n_head, c->n_head_kv, c->head_dim);
     const cJSON *tie = cJSON_GetObjectItemCaseSensitive(root, "tie_word_embeddings");
     c->tied = cJSON_IsBool(tie) ? cJSON_IsTrue(tie) : false;
     float base = (float)hf_config_num(root, "rope_theta", 10000.0);
     float eps = (float)hf_config_num(root, "rms_norm_eps", 1e-6);
-    if (!st && (!(base > 0) || !(eps > 0))) st = hf_import_fail(err, APR_ERR_FORMAT, "%s: rope_theta and rms_norm_eps must be positive", path);
+    if (!st && (!(base > 0) || !(eps > 0))) st = apr_error_set(err, APR_ERR_FORMAT, "%s: rope_theta and rms_norm_eps must be positive", path);
     if (!st) {
         gguf_writer_set_str(im->w, "general.architecture", im->arch);
         const char *slash = strrchr(dir, '/');

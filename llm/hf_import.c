@@ -8,16 +8,6 @@
 
 #include "hf_internal.h"
 
-apr_status hf_import_fail(apr_error *err, apr_status st, const char *fmt, ...) {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
-
 hf_import *hf_import_new(void) {
     hf_import *im = calloc(1, sizeof *im);
     if (im && !(im->w = gguf_writer_new())) { free(im); im = NULL; }
@@ -59,7 +49,7 @@ void hf_import_permute_rows(void *dst, const void *src, int n_head, int head_dim
 
 char *hf_import_slurp(const char *path, size_t max, size_t *len_out, apr_error *err) {
     FILE *fp = fopen(path, "rb");
-    if (!fp) { hf_import_fail(err, APR_ERR_IO, "%s: %s", path, strerror(errno)); return NULL; }
+    if (!fp) { apr_error_set(err, APR_ERR_IO, "%s: %s", path, strerror(errno)); return NULL; }
     char *buf = NULL;
     size_t len = 0, cap = 0;
     for (;;) {
@@ -69,7 +59,7 @@ char *hf_import_slurp(const char *path, size_t max, size_t *len_out, apr_error *
             if (!b) {
                 free(buf);
                 fclose(fp);
-                hf_import_fail(err, APR_ERR_FORMAT, "%s: larger than %zu bytes or out of memory", path, max);
+                apr_error_set(err, APR_ERR_FORMAT, "%s: larger than %zu bytes or out of memory", path, max);
                 return NULL;
             }
             buf = b;
@@ -82,7 +72,7 @@ char *hf_import_slurp(const char *path, size_t max, size_t *len_out, apr_error *
     fclose(fp);
     if (bad) {
         free(buf);
-        hf_import_fail(err, APR_ERR_IO, "%s: read error or larger than %zu bytes", path, max);
+        apr_error_set(err, APR_ERR_IO, "%s: read error or larger than %zu bytes", path, max);
         return NULL;
     }
     buf[len] = 0;

@@ -49,10 +49,10 @@ static apr_status hf_import_folder_tensor(hf_import *im, const char *file, const
                                           apr_error *err) {
     char name[128], perm;
     if (!hf_import_folder_name(t->name, c, name, sizeof name, &perm))
-        return hf_import_fail(err, APR_ERR_UNSUPPORTED, "%s: tensor '%s' has no GGUF counterpart for %s", file, t->name, im->arch);
+        return apr_error_set(err, APR_ERR_UNSUPPORTED, "%s: tensor '%s' has no GGUF counterpart for %s", file, t->name, im->arch);
     if (!*name) return APR_OK;
     if (t->n_dims < 1 || t->n_dims > 4)
-        return hf_import_fail(err, APR_ERR_FORMAT, "%s: tensor '%s' has %d dims (1 to 4 expected)", file, t->name, t->n_dims);
+        return apr_error_set(err, APR_ERR_FORMAT, "%s: tensor '%s' has %d dims (1 to 4 expected)", file, t->name, t->n_dims);
     int64_t ne[4];
     for (int i = 0; i < t->n_dims; i++) ne[i] = t->shape[t->n_dims - 1 - i]; /* GGUF lists the innermost dim first */
     const void *data = t->data;
@@ -60,10 +60,10 @@ static apr_status hf_import_folder_tensor(hf_import *im, const char *file, const
         int heads = perm == 'q' ? c->n_head : c->n_head_kv;
         int64_t rows = t->shape[0];
         if (rows != (int64_t)heads * c->head_dim)
-            return hf_import_fail(err, APR_ERR_FORMAT, "%s: tensor '%s' has %lld rows, expected %d heads x %d", file, t->name,
+            return apr_error_set(err, APR_ERR_FORMAT, "%s: tensor '%s' has %lld rows, expected %d heads x %d", file, t->name,
                                   (long long)rows, heads, c->head_dim);
         void *dst = hf_import_alloc(im, t->size);
-        if (!dst) return hf_import_fail(err, APR_ERR_NOMEM, "out of memory copying %s", t->name);
+        if (!dst) return apr_error_set(err, APR_ERR_NOMEM, "out of memory copying %s", t->name);
         hf_import_permute_rows(dst, t->data, heads, c->head_dim, t->size / (uint64_t)rows);
         data = dst;
     }
@@ -74,13 +74,13 @@ static apr_status hf_import_folder_tensor(hf_import *im, const char *file, const
 apr_status hf_import_folder(const char *dir, hf_import **out, apr_error *err) {
     *out = NULL;
     hf_import *im = hf_import_new();
-    if (!im) return hf_import_fail(err, APR_ERR_NOMEM, "out of memory");
+    if (!im) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
     hf_config c = {0};
     apr_status st = hf_config_read(im, dir, &c, err);
     if (!st) st = hf_weights_open(im, dir, err);
     const safetensors_tensor *emb = st ? NULL : hf_weights_find(im, "model.embed_tokens.weight");
     if (!st && (!emb || emb->n_dims != 2 || emb->shape[1] != c.n_embd))
-        st = hf_import_fail(err, APR_ERR_FORMAT, "%s: model.embed_tokens.weight is missing or not [vocab, %d]", dir, c.n_embd);
+        st = apr_error_set(err, APR_ERR_FORMAT, "%s: model.embed_tokens.weight is missing or not [vocab, %d]", dir, c.n_embd);
     /* refuse an incomplete model here rather than write a file no loader accepts */
     for (int l = 0; !st && l < c.n_layer; l++)
         for (size_t i = 0; !st && i < sizeof hf_import_folder_layer / sizeof *hf_import_folder_layer; i++) {
@@ -88,10 +88,10 @@ apr_status hf_import_folder(const char *dir, hf_import **out, apr_error *err) {
             if (strstr(suffix, ".bias") || strstr(suffix, "_norm.")) continue; /* optional: biases, q/k norms */
             char name[128];
             snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);
-            if (!hf_weights_find(im, name)) st = hf_import_fail(err, APR_ERR_FORMAT, "%s: tensor %s is missing", dir, name);
+            if (!hf_weights_find(im, name)) st = apr_error_set(err, APR_ERR_FORMAT, "%s: tensor %s is missing", dir, name);
         }
     if (!st && !hf_weights_find(im, "model.norm.weight"))
-        st = hf_import_fail(err, APR_ERR_FORMAT, "%s: tensor model.norm.weight is missing", dir);
+        st = apr_error_set(err, APR_ERR_FORMAT, "%s: tensor model.norm.weight is missing", dir);
     for (int s = 0; !st && s < im->n_shards; s++)
         for (int64_t i = 0; !st && i < safetensors_count(im->shards[s]); i++)
             st = hf_import_folder_tensor(im, dir, safetensors_at(im->shards[s], i), &c, err);

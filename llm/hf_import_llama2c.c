@@ -22,22 +22,22 @@ static apr_status hf_import_llama2c_vocab(hf_import *im, const char *path, int32
     size_t size = 0, off = 4;
     char *buf = hf_import_slurp(path, 256u << 20, &size, err);
     if (!buf) return APR_ERR_IO;
-    if (size < 4) { free(buf); return hf_import_fail(err, APR_ERR_FORMAT, "%s: too short for a llama2.c tokenizer", path); }
+    if (size < 4) { free(buf); return apr_error_set(err, APR_ERR_FORMAT, "%s: too short for a llama2.c tokenizer", path); }
     char **texts = calloc((size_t)n, sizeof *texts);
     float *scores = calloc((size_t)n, sizeof *scores);
     int32_t *types = calloc((size_t)n, sizeof *types);
-    apr_status st = texts && scores && types ? APR_OK : hf_import_fail(err, APR_ERR_NOMEM, "out of memory");
+    apr_status st = texts && scores && types ? APR_OK : apr_error_set(err, APR_ERR_NOMEM, "out of memory");
     for (int32_t i = 0; !st && i < n; i++) {
         int32_t len;
-        if (size - off < 8) { st = hf_import_fail(err, APR_ERR_FORMAT, "%s: truncated at token %d", path, i); break; }
+        if (size - off < 8) { st = apr_error_set(err, APR_ERR_FORMAT, "%s: truncated at token %d", path, i); break; }
         memcpy(&scores[i], buf + off, 4);
         memcpy(&len, buf + off + 4, 4);
         off += 8;
-        if (len < 0 || (size_t)len > size - off) { st = hf_import_fail(err, APR_ERR_FORMAT, "%s: token %d has a bad length %d", path, i, len); break; }
+        if (len < 0 || (size_t)len > size - off) { st = apr_error_set(err, APR_ERR_FORMAT, "%s: token %d has a bad length %d", path, i, len); break; }
         const char *t = buf + off;
         off += (size_t)len;
         char *out = hf_import_alloc(im, 3 * (size_t)len + 8);
-        if (!out) { st = hf_import_fail(err, APR_ERR_NOMEM, "out of memory"); break; }
+        if (!out) { st = apr_error_set(err, APR_ERR_NOMEM, "out of memory"); break; }
         types[i] = TOK_TYPE_NORMAL;
         if (i == 0) strcpy(out, "<unk>"), types[i] = TOK_TYPE_UNKNOWN;
         else if (i == 1) strcpy(out, "<s>"), types[i] = TOK_TYPE_CONTROL;
@@ -84,16 +84,16 @@ static const float *hf_import_llama2c_stack(hf_import *im, const float *p, int l
 apr_status hf_import_llama2c(const char *bin, const char *tokenizer, hf_import **out, apr_error *err) {
     *out = NULL;
     hf_import *im = hf_import_new();
-    if (!im) return hf_import_fail(err, APR_ERR_NOMEM, "out of memory");
+    if (!im) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
     apr_status st = APR_OK;
     int fd = open(bin, O_RDONLY | O_CLOEXEC);
     struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) || !S_ISREG(sb.st_mode)) st = hf_import_fail(err, APR_ERR_IO, "%s: %s", bin, fd < 0 ? strerror(errno) : "not a regular file");
-    else if (sb.st_size < (off_t)sizeof(hf_import_llama2c_hdr)) st = hf_import_fail(err, APR_ERR_FORMAT, "%s: too short for a llama2.c header", bin);
+    if (fd < 0 || fstat(fd, &sb) || !S_ISREG(sb.st_mode)) st = apr_error_set(err, APR_ERR_IO, "%s: %s", bin, fd < 0 ? strerror(errno) : "not a regular file");
+    else if (sb.st_size < (off_t)sizeof(hf_import_llama2c_hdr)) st = apr_error_set(err, APR_ERR_FORMAT, "%s: too short for a llama2.c header", bin);
     if (!st) {
         im->map_size = (size_t)sb.st_size;
         im->map = mmap(NULL, im->map_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (im->map == MAP_FAILED) { im->map = NULL; st = hf_import_fail(err, APR_ERR_IO, "%s: mmap: %s", bin, strerror(errno)); }
+        if (im->map == MAP_FAILED) { im->map = NULL; st = apr_error_set(err, APR_ERR_IO, "%s: mmap: %s", bin, strerror(errno)); }
     }
     if (fd >= 0) close(fd);
     if (st) { hf_import_free(im); return st; }
@@ -104,7 +104,7 @@ apr_status hf_import_llama2c(const char *bin, const char *tokenizer, hf_import *
     if (D < 2 || F < 1 || L < 1 || h.heads < 1 || h.kv_heads < 1 || V < 3 || h.seq_len < 1 || D > 65536 || F > 1 << 20 ||
         L > 4096 || V > 1 << 24 || h.seq_len > 1 << 24 || D % h.heads || h.heads % h.kv_heads || (D / h.heads) % 2) {
         hf_import_free(im);
-        return hf_import_fail(err, APR_ERR_FORMAT, "%s: implausible llama2.c header (dim %d, hidden %d, layers %d, heads %d/%d, vocab %d, seq %d)",
+        return apr_error_set(err, APR_ERR_FORMAT, "%s: implausible llama2.c header (dim %d, hidden %d, layers %d, heads %d/%d, vocab %d, seq %d)",
                               bin, h.dim, h.hidden, h.layers, h.heads, h.kv_heads, h.vocab, h.seq_len);
     }
     int64_t hs = D / h.heads, KV = hs * h.kv_heads;
@@ -112,7 +112,7 @@ apr_status hf_import_llama2c(const char *bin, const char *tokenizer, hf_import *
     int64_t floats = V * D + L * (2 * D + D * D + 2 * D * KV + D * D + 3 * D * F) + D + (int64_t)h.seq_len * hs + (shared ? 0 : V * D);
     if ((uint64_t)floats * 4 > im->map_size - sizeof h) {
         hf_import_free(im);
-        return hf_import_fail(err, APR_ERR_FORMAT, "%s: %zu bytes, but the header asks for %lld floats of weights", bin, im->map_size,
+        return apr_error_set(err, APR_ERR_FORMAT, "%s: %zu bytes, but the header asks for %lld floats of weights", bin, im->map_size,
                               (long long)floats);
     }
     im->arch[0] = 0;

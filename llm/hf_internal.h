@@ -32,7 +32,6 @@ void hf_import_add(hf_import *im, const char *name, apr_dtype dt, int n_dims, co
  * from split-half [2, head_dim/2] to interleaved [head_dim/2, 2]: llama.cpp's permute(). */
 void hf_import_permute_rows(void *dst, const void *src, int n_head, int head_dim, size_t row_bytes);
 
-apr_status hf_import_fail(apr_error *err, apr_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* hf_vocab.c: tokenizer.json (+ tokenizer_config.json, generation_config.json) into tokenizer.ggml.* keys. */
 apr_status hf_vocab_write(hf_import *im, const char *dir, int64_t n_vocab, apr_error *err);

@@ -16,7 +16,7 @@ static cJSON *hf_vocab_json(const char *dir, apr_error *err) {
     if (access(path, F_OK) == 0) js = hf_import_slurp(path, 512u << 20, NULL, err);
     else {
         snprintf(path, sizeof path, "%s/tokenizer.json.gz", dir);
-        if (strchr(path, '\'')) { hf_import_fail(err, APR_ERR_INVALID, "%s: quote in the path", path); return NULL; }
+        if (strchr(path, '\'')) { apr_error_set(err, APR_ERR_INVALID, "%s: quote in the path", path); return NULL; }
         char cmd[4200];
         snprintf(cmd, sizeof cmd, "gzip -dc -- '%s'", path);
         FILE *p = popen(cmd, "r");
@@ -33,10 +33,10 @@ static cJSON *hf_vocab_json(const char *dir, apr_error *err) {
             if (!got) { js[len] = 0; break; }
         }
         if (p && pclose(p) != 0) { free(js); js = NULL; }
-        if (!js) hf_import_fail(err, APR_ERR_IO, "%s: cannot read it (gzip failed or out of memory)", path);
+        if (!js) apr_error_set(err, APR_ERR_IO, "%s: cannot read it (gzip failed or out of memory)", path);
     }
     cJSON *root = js ? cJSON_Parse(js) : NULL;
-    if (js && !root) hf_import_fail(err, APR_ERR_FORMAT, "%s: not valid JSON", path);
+    if (js && !root) apr_error_set(err, APR_ERR_FORMAT, "%s: not valid JSON", path);
     free(js);
     return root;
 }
@@ -88,20 +88,20 @@ apr_status hf_vocab_write(hf_import *im, const char *dir, int64_t n_vocab, apr_e
     if (st) return st;
     if (tok_model_kind(v) != TOK_MODEL_BPE) {
         tok_free(v);
-        return hf_import_fail(err, APR_ERR_UNSUPPORTED, "%s: only byte-level BPE tokenizers can be imported", dir);
+        return apr_error_set(err, APR_ERR_UNSUPPORTED, "%s: only byte-level BPE tokenizers can be imported", dir);
     }
     cJSON *root = hf_vocab_json(dir, err);
     const char *pre = root ? hf_vocab_pre(cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer")) : NULL;
     if (!root) st = APR_ERR_FORMAT;
-    else if (!pre) st = hf_import_fail(err, APR_ERR_UNSUPPORTED, "%s: the pre_tokenizer of tokenizer.json is none apr can name (gpt-2, llama3, qwen2)", dir);
+    else if (!pre) st = apr_error_set(err, APR_ERR_UNSUPPORTED, "%s: the pre_tokenizer of tokenizer.json is none apr can name (gpt-2, llama3, qwen2)", dir);
     else if (tok_n_vocab(v) > n_vocab)
-        st = hf_import_fail(err, APR_ERR_FORMAT, "%s: the tokenizer has %d tokens but the embedding only %lld rows", dir,
+        st = apr_error_set(err, APR_ERR_FORMAT, "%s: the tokenizer has %d tokens but the embedding only %lld rows", dir,
                             tok_n_vocab(v), (long long)n_vocab);
     /* the embedding may have more rows than tokens (padded): llama.cpp names them [PADi], unused */
     const char **texts = st ? NULL : calloc((size_t)n_vocab, sizeof *texts);
     int32_t *types = st ? NULL : calloc((size_t)n_vocab, sizeof *types);
     char **merges = st ? NULL : calloc((size_t)v->merge_cap + 1, sizeof *merges);
-    if (!st && (!texts || !types || !merges)) st = hf_import_fail(err, APR_ERR_NOMEM, "out of memory");
+    if (!st && (!texts || !types || !merges)) st = apr_error_set(err, APR_ERR_NOMEM, "out of memory");
     for (int64_t i = 0; !st && i < n_vocab; i++) {
         if (i < tok_n_vocab(v)) {
             texts[i] = tok_piece(v, (int32_t)i);
@@ -109,7 +109,7 @@ apr_status hf_vocab_write(hf_import *im, const char *dir, int64_t n_vocab, apr_e
         } else {
             char pad[32];
             snprintf(pad, sizeof pad, "[PAD%lld]", (long long)i);
-            if (!(texts[i] = hf_import_alloc(im, strlen(pad) + 1))) st = hf_import_fail(err, APR_ERR_NOMEM, "out of memory");
+            if (!(texts[i] = hf_import_alloc(im, strlen(pad) + 1))) st = apr_error_set(err, APR_ERR_NOMEM, "out of memory");
             else strcpy((char *)texts[i], pad);
             types[i] = TOK_TYPE_UNUSED;
         }
@@ -121,7 +121,7 @@ apr_status hf_vocab_write(hf_import *im, const char *dir, int64_t n_vocab, apr_e
         if (m->key == UINT64_MAX || m->rank < 0 || (uint32_t)m->rank >= v->merge_cap) continue;
         const char *l = tok_piece(v, (int32_t)(m->key >> 32)), *r = tok_piece(v, (int32_t)(m->key & 0xffffffffu));
         char *s2 = l && r ? hf_import_alloc(im, strlen(l) + strlen(r) + 2) : NULL;
-        if (!s2) { st = hf_import_fail(err, APR_ERR_NOMEM, "out of memory"); break; }
+        if (!s2) { st = apr_error_set(err, APR_ERR_NOMEM, "out of memory"); break; }
         sprintf(s2, "%s %s", l, r);
         merges[m->rank] = s2;
     }

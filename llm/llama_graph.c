@@ -21,17 +21,6 @@ struct llama_session {
     unsigned char **v_cache;            /* [n_layer] of kv_dtype [head_dim, n_head_kv, n_ctx] */
 };
 
-static apr_status graph_fail(apr_error *err, apr_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static apr_status graph_fail(apr_error *err, apr_status st, const char *fmt, ...) {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
-
 llama_session_params llama_session_defaults(int n_ctx) { return (llama_session_params){n_ctx, APR_F16}; }
 
 apr_status llama_session_new(const llama_model *m, int n_ctx, apr_backend *const *backends, int n_backends,
@@ -45,13 +34,13 @@ apr_status llama_session_new_ex(const llama_model *m, const llama_session_params
     *out = NULL;
     const int n_ctx = p->n_ctx;
     if (p->kv_dtype != APR_F16 && p->kv_dtype != APR_F32)
-        return graph_fail(err, APR_ERR_INVALID, "KV cache dtype %s is not supported (f16 and f32 are)",
+        return apr_error_set(err, APR_ERR_INVALID, "KV cache dtype %s is not supported (f16 and f32 are)",
                           apr_dtype_name(p->kv_dtype) ? apr_dtype_name(p->kv_dtype) : "unknown");
-    if (n_ctx < 1) return graph_fail(err, APR_ERR_INVALID, "context size %d must be positive", n_ctx);
+    if (n_ctx < 1) return apr_error_set(err, APR_ERR_INVALID, "context size %d must be positive", n_ctx);
     if (n_backends < 1 || n_backends > LLAMA_MAX_BACKENDS)
-        return graph_fail(err, APR_ERR_INVALID, "%d backends given", n_backends);
+        return apr_error_set(err, APR_ERR_INVALID, "%d backends given", n_backends);
     llama_session *s = calloc(1, sizeof *s);
-    if (!s) return graph_fail(err, APR_ERR_NOMEM, "out of memory");
+    if (!s) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
     s->m = m;
     s->n_ctx = n_ctx;
     s->n_backends = n_backends;
@@ -70,7 +59,7 @@ apr_status llama_session_new_ex(const llama_model *m, const llama_session_params
     }
     if (!ok) {
         llama_session_free(s);
-        return graph_fail(err, APR_ERR_NOMEM, "cannot allocate the KV cache (%zu MiB for %d positions)",
+        return apr_error_set(err, APR_ERR_NOMEM, "cannot allocate the KV cache (%zu MiB for %d positions)",
                           2 * per_layer * s->kv_elem * (size_t)hp->n_layer >> 20, n_ctx);
     }
     *out = s;
@@ -166,27 +155,27 @@ static void graph_build(const llama_session *s, apr_graph *g, int n, bool all_lo
 apr_status llama_session_eval(llama_session *s, const int32_t *ids, int n, bool all_logits, float *logits,
                               apr_error *err) {
     const llama_hparams *hp = &s->m->hp;
-    if (n < 1) return graph_fail(err, APR_ERR_INVALID, "no tokens to evaluate");
+    if (n < 1) return apr_error_set(err, APR_ERR_INVALID, "no tokens to evaluate");
     if (n > s->n_ctx - s->pos)
-        return graph_fail(err, APR_ERR_INVALID, "context overflow: %d tokens at position %d exceed the context of %d (--ctx)",
+        return apr_error_set(err, APR_ERR_INVALID, "context overflow: %d tokens at position %d exceed the context of %d (--ctx)",
                           n, s->pos, s->n_ctx);
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= hp->n_vocab)
-            return graph_fail(err, APR_ERR_INVALID, "token id %d is outside the vocabulary of %d", ids[i], hp->n_vocab);
+            return apr_error_set(err, APR_ERR_INVALID, "token id %d is outside the vocabulary of %d", ids[i], hp->n_vocab);
     apr_graph *g = apr_graph_new();
     apr_tensor **kv = calloc(2 * (size_t)hp->n_layer, sizeof *kv);
     if (!g || !kv) {
         apr_graph_free(g);
         free(kv);
-        return graph_fail(err, APR_ERR_NOMEM, "out of memory");
+        return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
     }
     graph_outputs o = {.k_new = kv, .v_new = kv + hp->n_layer};
     graph_build(s, g, n, all_logits, &o);
     apr_status st = APR_OK;
     apr_plan *p = NULL;
     int32_t *pos = malloc((size_t)n * sizeof *pos);
-    if (!pos) st = graph_fail(err, APR_ERR_NOMEM, "out of memory");
-    if (!st && apr_graph_error(g)) st = graph_fail(err, APR_ERR_INTERNAL, "model graph: %s", apr_graph_error(g));
+    if (!pos) st = apr_error_set(err, APR_ERR_NOMEM, "out of memory");
+    if (!st && apr_graph_error(g)) st = apr_error_set(err, APR_ERR_INTERNAL, "model graph: %s", apr_graph_error(g));
     if (!st) st = apr_plan_new(g, s->backends, s->n_backends, &p, err);
     for (int i = 0; !st && i < n; i++) pos[i] = s->pos + i;
     if (!st) st = apr_plan_set_input(p, o.ids, ids, (size_t)n * sizeof *ids, err);

@@ -9,17 +9,6 @@
 
 #include "llama.h"
 
-static apr_status load_fail(apr_error *err, apr_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static apr_status load_fail(apr_error *err, apr_status st, const char *fmt, ...) {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
-
 /* "{arch}.{suffix}" as a u32; required keys fail with the key's name. */
 static apr_status load_u32(const gguf_file *f, const char *arch, const char *suffix, bool required, uint32_t dflt,
                            int *out, apr_error *err) {
@@ -27,11 +16,11 @@ static apr_status load_u32(const gguf_file *f, const char *arch, const char *suf
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
     uint32_t v;
     if (gguf_get_u32(f, key, &v)) {
-        if (v > (1u << 24)) return load_fail(err, APR_ERR_FORMAT, "%s: %s = %u is out of range", gguf_path(f), key, v);
+        if (v > (1u << 24)) return apr_error_set(err, APR_ERR_FORMAT, "%s: %s = %u is out of range", gguf_path(f), key, v);
         *out = (int)v;
         return APR_OK;
     }
-    if (required) return load_fail(err, APR_ERR_FORMAT, "%s: required key %s is missing", gguf_path(f), key);
+    if (required) return apr_error_set(err, APR_ERR_FORMAT, "%s: required key %s is missing", gguf_path(f), key);
     *out = (int)dflt;
     return APR_OK;
 }
@@ -48,13 +37,13 @@ static apr_status load_tensor(const gguf_file *f, const char *name, int64_t ne0,
                               const gguf_tensor **out, apr_error *err) {
     const gguf_tensor *t = gguf_tensor_find(f, name);
     *out = t;
-    if (!t) return required ? load_fail(err, APR_ERR_FORMAT, "%s: tensor %s is missing", gguf_path(f), name) : APR_OK;
+    if (!t) return required ? apr_error_set(err, APR_ERR_FORMAT, "%s: tensor %s is missing", gguf_path(f), name) : APR_OK;
     if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 || t->ne[3] != 1)
-        return load_fail(err, APR_ERR_FORMAT, "%s: tensor %s has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]",
+        return apr_error_set(err, APR_ERR_FORMAT, "%s: tensor %s has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]",
                          gguf_path(f), name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
                          (long long)t->ne[3], (long long)ne0, (long long)ne1);
     if (t->dtype != APR_F32 && t->dtype != APR_F16 && t->dtype != APR_BF16)
-        return load_fail(err, APR_ERR_UNSUPPORTED, "%s: tensor %s is %s, which apr cannot run yet (f32, f16 and bf16 can)",
+        return apr_error_set(err, APR_ERR_UNSUPPORTED, "%s: tensor %s is %s, which apr cannot run yet (f32, f16 and bf16 can)",
                          gguf_path(f), name, gguf_dtype_name(t->dtype) ? gguf_dtype_name(t->dtype) : "an unknown type");
     return APR_OK;
 }
@@ -68,12 +57,12 @@ static bool load_known_arch(const char *arch) {
 apr_status llama_model_load(const gguf_file *f, llama_model **out, apr_error *err) {
     *out = NULL;
     const char *arch = gguf_get_str(f, "general.architecture");
-    if (!arch) return load_fail(err, APR_ERR_FORMAT, "%s: general.architecture is missing: not a model file", gguf_path(f));
+    if (!arch) return apr_error_set(err, APR_ERR_FORMAT, "%s: general.architecture is missing: not a model file", gguf_path(f));
     if (!load_known_arch(arch))
-        return load_fail(err, APR_ERR_UNSUPPORTED, "%s: architecture '%s' is not supported (supported: " LOAD_ARCHS ")",
+        return apr_error_set(err, APR_ERR_UNSUPPORTED, "%s: architecture '%s' is not supported (supported: " LOAD_ARCHS ")",
                          gguf_path(f), arch);
     llama_model *m = calloc(1, sizeof *m);
-    if (!m) return load_fail(err, APR_ERR_NOMEM, "out of memory");
+    if (!m) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
     llama_hparams *hp = &m->hp;
     m->file = f;
     snprintf(hp->arch, sizeof hp->arch, "%s", arch);
@@ -92,7 +81,7 @@ apr_status llama_model_load(const gguf_file *f, llama_model **out, apr_error *er
     if (hp->n_layer < 1 || hp->n_embd < 1 || hp->n_head < 1 || hp->n_head_kv < 1 || hp->n_ff < 1 ||
         (!hp->head_dim && hp->n_embd % hp->n_head) || hp->n_head % hp->n_head_kv ||
         (v_len && v_len != (hp->head_dim ? hp->head_dim : hp->n_embd / hp->n_head))) {
-        st = load_fail(err, APR_ERR_FORMAT,
+        st = apr_error_set(err, APR_ERR_FORMAT,
                        "%s: inconsistent hyperparameters (layers %d, width %d, heads %d/%d, ffn %d, key/value length %d/%d)",
                        gguf_path(f), hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv, hp->n_ff, hp->head_dim, v_len);
         llama_model_free(m);
@@ -104,7 +93,7 @@ apr_status llama_model_load(const gguf_file *f, llama_model **out, apr_error *er
         return st;
     }
     if (hp->n_rot < 2 || hp->n_rot > hp->head_dim || hp->n_rot % 2) {
-        st = load_fail(err, APR_ERR_FORMAT, "%s: rope dimension %d does not fit head size %d", gguf_path(f), hp->n_rot,
+        st = apr_error_set(err, APR_ERR_FORMAT, "%s: rope dimension %d does not fit head size %d", gguf_path(f), hp->n_rot,
                        hp->head_dim);
         llama_model_free(m);
         return st;
@@ -120,11 +109,11 @@ apr_status llama_model_load(const gguf_file *f, llama_model **out, apr_error *er
     hp->rope_layout = strcmp(arch, "llama") ? 1 : 0;
     if (!(hp->rms_eps > 0) || !(hp->rope_base > 0)) {
         llama_model_free(m);
-        return load_fail(err, APR_ERR_FORMAT, "%s: rms epsilon and rope base must be positive", gguf_path(f));
+        return apr_error_set(err, APR_ERR_FORMAT, "%s: rms epsilon and rope base must be positive", gguf_path(f));
     }
 
     const gguf_tensor *emb = gguf_tensor_find(f, "token_embd.weight");
-    if (!emb) { llama_model_free(m); return load_fail(err, APR_ERR_FORMAT, "%s: tensor token_embd.weight is missing", gguf_path(f)); }
+    if (!emb) { llama_model_free(m); return apr_error_set(err, APR_ERR_FORMAT, "%s: tensor token_embd.weight is missing", gguf_path(f)); }
     hp->n_vocab = (int)emb->ne[1];
     const int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim, KV = (int64_t)hp->n_head_kv * hp->head_dim;
     st = load_tensor(f, "token_embd.weight", E, hp->n_vocab, true, &m->tok_embd, err);
@@ -133,7 +122,7 @@ apr_status llama_model_load(const gguf_file *f, llama_model **out, apr_error *er
     if (!st && !m->output) m->output = m->tok_embd; /* tied embeddings */
     if (!st) st = load_tensor(f, "rope_freqs.weight", hp->n_rot / 2, 1, false, &m->rope_freqs, err);
     m->layers = st ? NULL : calloc((size_t)hp->n_layer, sizeof *m->layers);
-    if (!st && !m->layers) st = load_fail(err, APR_ERR_NOMEM, "out of memory");
+    if (!st && !m->layers) st = apr_error_set(err, APR_ERR_NOMEM, "out of memory");
     for (int l = 0; l < hp->n_layer && !st; l++) {
         llama_layer *L = &m->layers[l];
         struct { const char *name; int64_t ne0, ne1; const gguf_tensor **dst; } want[] = {
@@ -158,7 +147,7 @@ apr_status llama_model_load(const gguf_file *f, llama_model **out, apr_error *er
             st = load_tensor(f, name, opt[i].ne0, 1, opt[i].required, opt[i].dst, err);
         }
         if (!st && (!L->q_norm) != (!L->k_norm))
-            st = load_fail(err, APR_ERR_FORMAT, "%s: block %d has only one of attn_q_norm and attn_k_norm", gguf_path(f), l);
+            st = apr_error_set(err, APR_ERR_FORMAT, "%s: block %d has only one of attn_q_norm and attn_k_norm", gguf_path(f), l);
     }
     if (st) { llama_model_free(m); return st; }
     *out = m;

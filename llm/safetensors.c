@@ -24,17 +24,6 @@ struct safetensors_file {
     cJSON *meta;                 /* "__metadata__" object or NULL (detached from the header) */
 };
 
-static apr_status safetensors_fail(apr_error *err, apr_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static apr_status safetensors_fail(apr_error *err, apr_status st, const char *fmt, ...) {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
-
 /* A JSON number that is a non-negative integer exactly representable (< 2^53). */
 static bool safetensors_uint(const cJSON *j, uint64_t *out) {
     if (!cJSON_IsNumber(j)) return false;
@@ -52,19 +41,19 @@ static int safetensors_by_offset(const void *a, const void *b) {
 /* One header entry: dtype, shape, offsets, all checked against the data section [data, data+dsize). */
 static apr_status safetensors_entry(const char *fname, const cJSON *e, const unsigned char *data, uint64_t dsize,
                                     safetensors_tensor *t, apr_error *err) {
-    if (!cJSON_IsObject(e)) return safetensors_fail(err, APR_ERR_FORMAT, "%s: tensor '%s': entry is not an object", fname, t->name);
+    if (!cJSON_IsObject(e)) return apr_error_set(err, APR_ERR_FORMAT, "%s: tensor '%s': entry is not an object", fname, t->name);
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
     const cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
     const cJSON *of = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
-    if (!cJSON_IsString(dt)) return safetensors_fail(err, APR_ERR_FORMAT, "%s: tensor '%s': dtype is missing", fname, t->name);
+    if (!cJSON_IsString(dt)) return apr_error_set(err, APR_ERR_FORMAT, "%s: tensor '%s': dtype is missing", fname, t->name);
     uint64_t esize;
     if (!strcmp(dt->valuestring, "F32")) t->dtype = APR_F32, esize = 4;
     else if (!strcmp(dt->valuestring, "F16")) t->dtype = APR_F16, esize = 2;
     else if (!strcmp(dt->valuestring, "BF16")) t->dtype = APR_BF16, esize = 2;
-    else return safetensors_fail(err, APR_ERR_UNSUPPORTED, "%s: tensor '%s': dtype %.32s is not supported (F32, F16, BF16 are)",
+    else return apr_error_set(err, APR_ERR_UNSUPPORTED, "%s: tensor '%s': dtype %.32s is not supported (F32, F16, BF16 are)",
                                  fname, t->name, dt->valuestring);
     if (!cJSON_IsArray(sh) || cJSON_GetArraySize(sh) > SAFETENSORS_MAX_DIMS)
-        return safetensors_fail(err, APR_ERR_FORMAT, "%s: tensor '%s': shape is not an array of at most %d dims", fname,
+        return apr_error_set(err, APR_ERR_FORMAT, "%s: tensor '%s': shape is not an array of at most %d dims", fname,
                                 t->name, SAFETENSORS_MAX_DIMS);
     uint64_t elems = 1;
     const cJSON *d;
@@ -72,21 +61,21 @@ static apr_status safetensors_entry(const char *fname, const cJSON *e, const uns
     cJSON_ArrayForEach(d, sh) {
         uint64_t v;
         if (!safetensors_uint(d, &v) || v > INT64_MAX)
-            return safetensors_fail(err, APR_ERR_FORMAT, "%s: tensor '%s': shape holds a non-integer or negative size", fname, t->name);
+            return apr_error_set(err, APR_ERR_FORMAT, "%s: tensor '%s': shape holds a non-integer or negative size", fname, t->name);
         if (v && elems > UINT64_MAX / v / esize)
-            return safetensors_fail(err, APR_ERR_FORMAT, "%s: tensor '%s': shape overflows", fname, t->name);
+            return apr_error_set(err, APR_ERR_FORMAT, "%s: tensor '%s': shape overflows", fname, t->name);
         elems *= v;
         t->shape[t->n_dims++] = (int64_t)v;
     }
     uint64_t b, en;
     if (!cJSON_IsArray(of) || cJSON_GetArraySize(of) != 2 || !safetensors_uint(cJSON_GetArrayItem(of, 0), &b) ||
         !safetensors_uint(cJSON_GetArrayItem(of, 1), &en) || b > en)
-        return safetensors_fail(err, APR_ERR_FORMAT, "%s: tensor '%s': data_offsets is not [begin, end] with begin <= end", fname, t->name);
+        return apr_error_set(err, APR_ERR_FORMAT, "%s: tensor '%s': data_offsets is not [begin, end] with begin <= end", fname, t->name);
     if (en > dsize)
-        return safetensors_fail(err, APR_ERR_FORMAT, "%s: tensor '%s': data [%llu, %llu) runs past the end of the data (%llu bytes)",
+        return apr_error_set(err, APR_ERR_FORMAT, "%s: tensor '%s': data [%llu, %llu) runs past the end of the data (%llu bytes)",
                                 fname, t->name, (unsigned long long)b, (unsigned long long)en, (unsigned long long)dsize);
     if (en - b != elems * esize)
-        return safetensors_fail(err, APR_ERR_FORMAT, "%s: tensor '%s': %llu bytes of data for %llu elements of %s", fname,
+        return apr_error_set(err, APR_ERR_FORMAT, "%s: tensor '%s': %llu bytes of data for %llu elements of %s", fname,
                                 t->name, (unsigned long long)(en - b), (unsigned long long)elems, dt->valuestring);
     t->size = en - b;
     t->data = data + b;
@@ -95,26 +84,26 @@ static apr_status safetensors_entry(const char *fname, const cJSON *e, const uns
 
 static apr_status safetensors_parse(safetensors_file *f, const unsigned char *img, size_t size, apr_error *err) {
     const char *fn = f->name;
-    if (size < 8) return safetensors_fail(err, APR_ERR_FORMAT, "%s: %zu bytes is too short for a safetensors file", fn, size);
+    if (size < 8) return apr_error_set(err, APR_ERR_FORMAT, "%s: %zu bytes is too short for a safetensors file", fn, size);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | img[i];
     if (hlen > SAFETENSORS_MAX_HEADER || hlen > size - 8)
-        return safetensors_fail(err, APR_ERR_FORMAT, "%s: header length %llu exceeds the file (%zu bytes) or the 100 MiB limit",
+        return apr_error_set(err, APR_ERR_FORMAT, "%s: header length %llu exceeds the file (%zu bytes) or the 100 MiB limit",
                                 fn, (unsigned long long)hlen, size);
     char *js = malloc(hlen + 1);
-    if (!js) return safetensors_fail(err, APR_ERR_NOMEM, "%s: out of memory for the header", fn);
+    if (!js) return apr_error_set(err, APR_ERR_NOMEM, "%s: out of memory for the header", fn);
     memcpy(js, img + 8, hlen);
     js[hlen] = 0;
     cJSON *root = cJSON_ParseWithLength(js, hlen);
     free(js);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return safetensors_fail(err, APR_ERR_FORMAT, "%s: the header is not a JSON object", fn);
+        return apr_error_set(err, APR_ERR_FORMAT, "%s: the header is not a JSON object", fn);
     }
     f->meta = cJSON_DetachItemFromObjectCaseSensitive(root, "__metadata__");
     if (f->meta && !cJSON_IsObject(f->meta)) {
         cJSON_Delete(root);
-        return safetensors_fail(err, APR_ERR_FORMAT, "%s: __metadata__ is not an object", fn);
+        return apr_error_set(err, APR_ERR_FORMAT, "%s: __metadata__ is not an object", fn);
     }
     apr_status st = APR_OK;
     int n = cJSON_GetArraySize(root);
@@ -122,16 +111,16 @@ static apr_status safetensors_parse(safetensors_file *f, const unsigned char *im
     uint64_t dsize = size - 8 - hlen;
     f->t = calloc((size_t)n + 1, sizeof *f->t);
     safetensors_tensor **order = calloc((size_t)n + 1, sizeof *order);
-    if (!f->t || !order) st = safetensors_fail(err, APR_ERR_NOMEM, "%s: out of memory", fn);
+    if (!f->t || !order) st = apr_error_set(err, APR_ERR_NOMEM, "%s: out of memory", fn);
     const cJSON *e;
     cJSON_ArrayForEach(e, root) {
         if (st) break;
         safetensors_tensor *t = &f->t[f->n];
         t->name = strdup(e->string ? e->string : "");
-        if (!t->name) { st = safetensors_fail(err, APR_ERR_NOMEM, "%s: out of memory", fn); break; }
+        if (!t->name) { st = apr_error_set(err, APR_ERR_NOMEM, "%s: out of memory", fn); break; }
         f->n++;
-        if (!*t->name) { st = safetensors_fail(err, APR_ERR_FORMAT, "%s: a tensor has an empty name", fn); break; }
-        if (safetensors_find(f, t->name) != t) { st = safetensors_fail(err, APR_ERR_FORMAT, "%s: tensor '%s' appears twice", fn, t->name); break; }
+        if (!*t->name) { st = apr_error_set(err, APR_ERR_FORMAT, "%s: a tensor has an empty name", fn); break; }
+        if (safetensors_find(f, t->name) != t) { st = apr_error_set(err, APR_ERR_FORMAT, "%s: tensor '%s' appears twice", fn, t->name); break; }
         st = safetensors_entry(fn, e, data, dsize, t, err);
         order[f->n - 1] = t;
     }
@@ -143,7 +132,7 @@ static apr_status safetensors_parse(safetensors_file *f, const unsigned char *im
         for (int64_t i = 0; i < f->n && !st; i++) {
             if (!order[i]->size) continue;
             if (prev && (const unsigned char *)prev->data + prev->size > (const unsigned char *)order[i]->data)
-                st = safetensors_fail(err, APR_ERR_FORMAT, "%s: tensors '%s' and '%s' overlap", fn, prev->name, order[i]->name);
+                st = apr_error_set(err, APR_ERR_FORMAT, "%s: tensors '%s' and '%s' overlap", fn, prev->name, order[i]->name);
             prev = order[i];
         }
     }
@@ -157,7 +146,7 @@ static apr_status safetensors_new(const char *name, safetensors_file **out, apr_
     if (!*out || !(*out)->name) {
         safetensors_close(*out);
         *out = NULL;
-        return safetensors_fail(err, APR_ERR_NOMEM, "out of memory");
+        return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
     }
     return APR_OK;
 }
@@ -174,11 +163,11 @@ apr_status safetensors_open_memory(const void *data, size_t size, const char *na
 apr_status safetensors_open(const char *path, safetensors_file **out, apr_error *err) {
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return safetensors_fail(err, APR_ERR_IO, "%s: %s", path, strerror(errno));
+    if (fd < 0) return apr_error_set(err, APR_ERR_IO, "%s: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) || !S_ISREG(sb.st_mode)) {
         close(fd);
-        return safetensors_fail(err, APR_ERR_IO, "%s: not a regular file", path);
+        return apr_error_set(err, APR_ERR_IO, "%s: not a regular file", path);
     }
     safetensors_file *f;
     apr_status st = safetensors_new(path, &f, err);
@@ -188,7 +177,7 @@ apr_status safetensors_open(const char *path, safetensors_file **out, apr_error 
         f->map = mmap(NULL, f->map_size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (f->map == MAP_FAILED) {
             f->map = NULL;
-            st = safetensors_fail(err, APR_ERR_IO, "%s: mmap: %s", path, strerror(errno));
+            st = apr_error_set(err, APR_ERR_IO, "%s: mmap: %s", path, strerror(errno));
         }
     }
     close(fd);

@@ -100,6 +100,5 @@ static inline void ids_push(tok_ids *a, int32_t id) {
 }
 
 /* ---- tok_vocab.c: the error message helper */
-apr_status vocab_fail(apr_error *err, apr_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -21,12 +21,12 @@ static apr_status loadgguf_arr(const gguf_file *f, const char *key, gguf_type wa
     uint64_t len;
     *present = false;
     if (!gguf_get_arr(f, key, &et, &len)) {
-        if (required) return vocab_fail(err, APR_ERR_FORMAT, "%s: %s is missing", gguf_path(f), key);
+        if (required) return apr_error_set(err, APR_ERR_FORMAT, "%s: %s is missing", gguf_path(f), key);
         return APR_OK;
     }
-    if (et != want) return vocab_fail(err, APR_ERR_FORMAT, "%s: %s has element type %d, expected %d", gguf_path(f), key, (int)et, (int)want);
+    if (et != want) return apr_error_set(err, APR_ERR_FORMAT, "%s: %s has element type %d, expected %d", gguf_path(f), key, (int)et, (int)want);
     if (n != UINT64_MAX && len != n)
-        return vocab_fail(err, APR_ERR_FORMAT, "%s: %s has %llu entries for %llu tokens", gguf_path(f), key,
+        return apr_error_set(err, APR_ERR_FORMAT, "%s: %s has %llu entries for %llu tokens", gguf_path(f), key,
                           (unsigned long long)len, (unsigned long long)n);
     *present = true;
     return APR_OK;
@@ -36,31 +36,31 @@ apr_status tok_load_gguf(const gguf_file *f, tok_vocab **out, apr_error *err) {
     *out = NULL;
     const char *path = gguf_path(f);
     const char *model = gguf_get_str(f, "tokenizer.ggml.model");
-    if (!model) return vocab_fail(err, APR_ERR_FORMAT, "%s: tokenizer.ggml.model is missing (no vocabulary)", path);
+    if (!model) return apr_error_set(err, APR_ERR_FORMAT, "%s: tokenizer.ggml.model is missing (no vocabulary)", path);
     tok_model kind;
     if (!strcmp(model, "llama")) kind = TOK_MODEL_SPM;
     else if (!strcmp(model, "gpt2")) kind = TOK_MODEL_BPE;
-    else return vocab_fail(err, APR_ERR_UNSUPPORTED, "%s: tokenizer model '%s' is not supported (llama and gpt2 are)", path, model);
+    else return apr_error_set(err, APR_ERR_UNSUPPORTED, "%s: tokenizer model '%s' is not supported (llama and gpt2 are)", path, model);
 
     gguf_type et;
     uint64_t n;
     if (!gguf_get_arr(f, "tokenizer.ggml.tokens", &et, &n) || et != GGUF_STRING)
-        return vocab_fail(err, APR_ERR_FORMAT, "%s: tokenizer.ggml.tokens is missing or not a string array", path);
-    if (n == 0 || n > (1u << 30)) return vocab_fail(err, APR_ERR_FORMAT, "%s: %llu tokens", path, (unsigned long long)n);
+        return apr_error_set(err, APR_ERR_FORMAT, "%s: tokenizer.ggml.tokens is missing or not a string array", path);
+    if (n == 0 || n > (1u << 30)) return apr_error_set(err, APR_ERR_FORMAT, "%s: %llu tokens", path, (unsigned long long)n);
 
     const char *const *pre_re = NULL;
     int pre_n = 0;
     const char *pre = gguf_get_str(f, "tokenizer.ggml.pre");
     if (kind == TOK_MODEL_BPE && !pre_family(pre ? pre : "default", &pre_re, &pre_n))
-        return vocab_fail(err, APR_ERR_UNSUPPORTED, "%s: pre-tokenizer '%s' (tokenizer.ggml.pre) is not supported", path, pre);
+        return apr_error_set(err, APR_ERR_UNSUPPORTED, "%s: pre-tokenizer '%s' (tokenizer.ggml.pre) is not supported", path, pre);
 
     tok_vocab *v = vocab_new(kind, (int32_t)n);
     const char **texts = malloc(n * sizeof *texts);
     apr_status st = APR_OK;
-    if (!v || !texts) { st = vocab_fail(err, APR_ERR_NOMEM, "%s: out of memory for %llu tokens", path, (unsigned long long)n); goto fail; }
+    if (!v || !texts) { st = apr_error_set(err, APR_ERR_NOMEM, "%s: out of memory for %llu tokens", path, (unsigned long long)n); goto fail; }
     for (uint64_t i = 0; i < n; i++) {
         texts[i] = gguf_get_arr_str(f, "tokenizer.ggml.tokens", i);
-        if (!texts[i]) { st = vocab_fail(err, APR_ERR_FORMAT, "%s: token %llu is unreadable", path, (unsigned long long)i); goto fail; }
+        if (!texts[i]) { st = apr_error_set(err, APR_ERR_FORMAT, "%s: token %llu is unreadable", path, (unsigned long long)i); goto fail; }
     }
     if ((st = vocab_set_texts(v, texts, NULL, err))) goto fail;
 
@@ -108,7 +108,7 @@ apr_status tok_load_gguf(const gguf_file *f, tok_vocab **out, apr_error *err) {
     if ((st = vocab_finish(v, pre_re, pre_n, err))) {
         char m[sizeof err->msg];
         snprintf(m, sizeof m, "%s", err ? err->msg : "");
-        vocab_fail(err, st, "%s: %s", path, m);
+        apr_error_set(err, st, "%s: %s", path, m);
         goto fail;
     }
     free(texts);

@@ -26,17 +26,17 @@ extern char **environ;
 static apr_status loadhf_slurp_fd(int fd, const char *path, char **out, size_t *len, apr_error *err) {
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
-    if (!buf) return vocab_fail(err, APR_ERR_NOMEM, "%s: out of memory", path);
+    if (!buf) return apr_error_set(err, APR_ERR_NOMEM, "%s: out of memory", path);
     for (;;) {
         if (n == cap) {
             char *b = realloc(buf, cap * 2);
-            if (!b) { free(buf); return vocab_fail(err, APR_ERR_NOMEM, "%s: out of memory", path); }
+            if (!b) { free(buf); return apr_error_set(err, APR_ERR_NOMEM, "%s: out of memory", path); }
             buf = b;
             cap *= 2;
         }
         ssize_t r = read(fd, buf + n, cap - n);
         if (r < 0 && errno == EINTR) continue;
-        if (r < 0) { free(buf); return vocab_fail(err, APR_ERR_IO, "%s: read failed: %s", path, strerror(errno)); }
+        if (r < 0) { free(buf); return apr_error_set(err, APR_ERR_IO, "%s: read failed: %s", path, strerror(errno)); }
         if (r == 0) break;
         n += (size_t)r;
     }
@@ -49,14 +49,14 @@ static apr_status loadhf_read(const char *path, char **out, size_t *len, apr_err
     size_t pl = strlen(path);
     if (pl < 3 || strcmp(path + pl - 3, ".gz")) {
         int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) return vocab_fail(err, errno == ENOENT ? APR_ERR_NOT_FOUND : APR_ERR_IO, "%s: %s", path, strerror(errno));
+        if (fd < 0) return apr_error_set(err, errno == ENOENT ? APR_ERR_NOT_FOUND : APR_ERR_IO, "%s: %s", path, strerror(errno));
         apr_status st = loadhf_slurp_fd(fd, path, out, len, err);
         close(fd);
         return st;
     }
-    if (access(path, R_OK)) return vocab_fail(err, errno == ENOENT ? APR_ERR_NOT_FOUND : APR_ERR_IO, "%s: %s", path, strerror(errno));
+    if (access(path, R_OK)) return apr_error_set(err, errno == ENOENT ? APR_ERR_NOT_FOUND : APR_ERR_IO, "%s: %s", path, strerror(errno));
     int pipefd[2];
-    if (pipe2(pipefd, O_CLOEXEC)) return vocab_fail(err, APR_ERR_IO, "%s: pipe: %s", path, strerror(errno));
+    if (pipe2(pipefd, O_CLOEXEC)) return apr_error_set(err, APR_ERR_IO, "%s: pipe: %s", path, strerror(errno));
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
@@ -65,7 +65,7 @@ static apr_status loadhf_read(const char *path, char **out, size_t *len, apr_err
     int rc = posix_spawnp(&pid, "gzip", &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     close(pipefd[1]);
-    if (rc) { close(pipefd[0]); return vocab_fail(err, APR_ERR_IO, "%s: cannot run gzip: %s", path, strerror(rc)); }
+    if (rc) { close(pipefd[0]); return apr_error_set(err, APR_ERR_IO, "%s: cannot run gzip: %s", path, strerror(rc)); }
     apr_status st = loadhf_slurp_fd(pipefd[0], path, out, len, err);
     close(pipefd[0]);
     int ws;
@@ -73,7 +73,7 @@ static apr_status loadhf_read(const char *path, char **out, size_t *len, apr_err
     if (!st && !(WIFEXITED(ws) && WEXITSTATUS(ws) == 0)) {
         free(*out);
         *out = NULL;
-        st = vocab_fail(err, APR_ERR_FORMAT, "%s: gzip could not decompress it", path);
+        st = apr_error_set(err, APR_ERR_FORMAT, "%s: gzip could not decompress it", path);
     }
     return st;
 }
@@ -88,7 +88,7 @@ static cJSON *loadhf_parse(const char *path, bool required, apr_status *st, apr_
     }
     const char *end = NULL;
     cJSON *j = cJSON_ParseWithLengthOpts(buf, len, &end, false);
-    if (!j) *st = vocab_fail(err, APR_ERR_FORMAT, "%s: not valid JSON (near byte %zu)", path, end ? (size_t)(end - buf) : (size_t)0);
+    if (!j) *st = apr_error_set(err, APR_ERR_FORMAT, "%s: not valid JSON (near byte %zu)", path, end ? (size_t)(end - buf) : (size_t)0);
     free(buf);
     return j;
 }
@@ -102,8 +102,8 @@ typedef struct loadhf_pre {
 } loadhf_pre;
 
 static apr_status loadhf_add_re(loadhf_pre *p, const char *re, size_t len, const char *path, apr_error *err) {
-    if (p->n == TOK_MAX_REGEX) return vocab_fail(err, APR_ERR_UNSUPPORTED, "%s: more than %d pre-tokenizer splits", path, TOK_MAX_REGEX);
-    if (!(p->re[p->n] = strndup(re, len))) return vocab_fail(err, APR_ERR_NOMEM, "%s: out of memory", path);
+    if (p->n == TOK_MAX_REGEX) return apr_error_set(err, APR_ERR_UNSUPPORTED, "%s: more than %d pre-tokenizer splits", path, TOK_MAX_REGEX);
+    if (!(p->re[p->n] = strndup(re, len))) return apr_error_set(err, APR_ERR_NOMEM, "%s: out of memory", path);
     p->n++;
     return APR_OK;
 }
@@ -116,7 +116,7 @@ static bool loadhf_bool(const cJSON *o, const char *key, bool dflt) {
 static apr_status loadhf_pre_node(const cJSON *node, loadhf_pre *p, const char *path, apr_error *err) {
     if (!node || cJSON_IsNull(node)) return APR_OK;
     const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(node, "type"));
-    if (!type) return vocab_fail(err, APR_ERR_FORMAT, "%s: pre_tokenizer without a type", path);
+    if (!type) return apr_error_set(err, APR_ERR_FORMAT, "%s: pre_tokenizer without a type", path);
     apr_status st = APR_OK;
     if (!strcmp(type, "Sequence")) {
         const cJSON *it;
@@ -140,21 +140,21 @@ static apr_status loadhf_pre_node(const cJSON *node, loadhf_pre *p, const char *
                                                             : loadhf_add_re(p, "\\p{N}+", 6, path, err);
     const char *beh = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(node, "behavior"));
     if (!strcmp(type, "Punctuation")) {
-        if (beh && strcmp(beh, "Isolated")) return vocab_fail(err, APR_ERR_UNSUPPORTED, "%s: Punctuation behavior '%s' is not supported", path, beh);
+        if (beh && strcmp(beh, "Isolated")) return apr_error_set(err, APR_ERR_UNSUPPORTED, "%s: Punctuation behavior '%s' is not supported", path, beh);
         return loadhf_add_re(p, "\\p{P}", 5, path, err);
     }
     if (!strcmp(type, "Split")) {
         if (!beh || strcmp(beh, "Isolated") || loadhf_bool(node, "invert", false))
-            return vocab_fail(err, APR_ERR_UNSUPPORTED, "%s: Split with behavior '%s'%s is not supported (Isolated is)", path,
+            return apr_error_set(err, APR_ERR_UNSUPPORTED, "%s: Split with behavior '%s'%s is not supported (Isolated is)", path,
                               beh ? beh : "?", loadhf_bool(node, "invert", false) ? " and invert" : "");
         const cJSON *pat = cJSON_GetObjectItemCaseSensitive(node, "pattern");
         const char *re = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(pat, "Regex"));
         if (re) return loadhf_add_re(p, re, strlen(re), path, err);
         const char *lit = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(pat, "String"));
-        if (!lit) return vocab_fail(err, APR_ERR_FORMAT, "%s: Split without a Regex or String pattern", path);
+        if (!lit) return apr_error_set(err, APR_ERR_FORMAT, "%s: Split without a Regex or String pattern", path);
         size_t l = strlen(lit);
         char *q = malloc(2 * l + 1), *o = q;
-        if (!q) return vocab_fail(err, APR_ERR_NOMEM, "%s: out of memory", path);
+        if (!q) return apr_error_set(err, APR_ERR_NOMEM, "%s: out of memory", path);
         for (size_t i = 0; i < l; i++) {   /* escape every ASCII non-alphanumeric character */
             unsigned char c = (unsigned char)lit[i];
             if (c < 0x80 && !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))) *o++ = '\\';
@@ -164,7 +164,7 @@ static apr_status loadhf_pre_node(const cJSON *node, loadhf_pre *p, const char *
         free(q);
         return st;
     }
-    return vocab_fail(err, APR_ERR_UNSUPPORTED, "%s: pre-tokenizer '%s' is not supported (ByteLevel BPE only)", path, type);
+    return apr_error_set(err, APR_ERR_UNSUPPORTED, "%s: pre-tokenizer '%s' is not supported (ByteLevel BPE only)", path, type);
 }
 
 /* ---------------------------------------------------------------- tokens */
@@ -202,15 +202,15 @@ static apr_status loadhf_build(const char *path, const cJSON *root, const cJSON 
     const char *mtype = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(model, "type"));
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
     const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
-    if (!cJSON_IsObject(model)) return vocab_fail(err, APR_ERR_FORMAT, "%s: not a tokenizer.json (no \"model\" object)", path);
+    if (!cJSON_IsObject(model)) return apr_error_set(err, APR_ERR_FORMAT, "%s: not a tokenizer.json (no \"model\" object)", path);
     if (mtype ? strcmp(mtype, "BPE") : !merges)
-        return vocab_fail(err, APR_ERR_UNSUPPORTED, "%s: tokenizer model '%s' is not supported (BPE is)", path, mtype ? mtype : "?");
-    if (!cJSON_IsObject(vocab) || !cJSON_IsArray(merges)) return vocab_fail(err, APR_ERR_FORMAT, "%s: model.vocab or model.merges is missing", path);
+        return apr_error_set(err, APR_ERR_UNSUPPORTED, "%s: tokenizer model '%s' is not supported (BPE is)", path, mtype ? mtype : "?");
+    if (!cJSON_IsObject(vocab) || !cJSON_IsArray(merges)) return apr_error_set(err, APR_ERR_FORMAT, "%s: model.vocab or model.merges is missing", path);
 
     const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
     const char *ntype = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(norm, "type"));
     if (norm && !cJSON_IsNull(norm) && (!ntype || strcmp(ntype, "NFC")))
-        return vocab_fail(err, APR_ERR_UNSUPPORTED, "%s: normalizer '%s' is not supported", path, ntype ? ntype : "?");
+        return apr_error_set(err, APR_ERR_UNSUPPORTED, "%s: normalizer '%s' is not supported", path, ntype ? ntype : "?");
 
     loadhf_pre pre = {0};
     tok_vocab *v = NULL;
@@ -218,7 +218,7 @@ static apr_status loadhf_build(const char *path, const cJSON *root, const cJSON 
     apr_status st = loadhf_pre_node(cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), &pre, path, err);
     if (st) goto done;
     if (!pre.byte_level) {
-        st = vocab_fail(err, APR_ERR_UNSUPPORTED, "%s: BPE without a ByteLevel pre-tokenizer (SentencePiece-style) is not supported; use the GGUF", path);
+        st = apr_error_set(err, APR_ERR_UNSUPPORTED, "%s: BPE without a ByteLevel pre-tokenizer (SentencePiece-style) is not supported; use the GGUF", path);
         goto done;
     }
     if (!pre.n && (st = loadhf_add_re(&pre, "[\\s\\S]+", 8, path, err))) goto done;
@@ -227,7 +227,7 @@ static apr_status loadhf_build(const char *path, const cJSON *root, const cJSON 
     int64_t n = 0;
     const cJSON *it;
     cJSON_ArrayForEach(it, vocab) {
-        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= (1 << 30)) { st = vocab_fail(err, APR_ERR_FORMAT, "%s: bad id for token '%.40s'", path, it->string); goto done; }
+        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= (1 << 30)) { st = apr_error_set(err, APR_ERR_FORMAT, "%s: bad id for token '%.40s'", path, it->string); goto done; }
         if (it->valueint + 1 > n) n = it->valueint + 1;
     }
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
@@ -235,15 +235,15 @@ static apr_status loadhf_build(const char *path, const cJSON *root, const cJSON 
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
         if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble >= (1 << 30) ||
             !cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "content"))) {
-            st = vocab_fail(err, APR_ERR_FORMAT, "%s: an added token without a valid id and content", path);
+            st = apr_error_set(err, APR_ERR_FORMAT, "%s: an added token without a valid id and content", path);
             goto done;
         }
         if (id->valueint + 1 > n) n = id->valueint + 1;
     }
-    if (!n) { st = vocab_fail(err, APR_ERR_FORMAT, "%s: the vocabulary is empty", path); goto done; }
+    if (!n) { st = apr_error_set(err, APR_ERR_FORMAT, "%s: the vocabulary is empty", path); goto done; }
     v = vocab_new(TOK_MODEL_BPE, (int32_t)n);
     texts = calloc((size_t)n, sizeof *texts);
-    if (!v || !texts) { st = vocab_fail(err, APR_ERR_NOMEM, "%s: out of memory", path); goto done; }
+    if (!v || !texts) { st = apr_error_set(err, APR_ERR_NOMEM, "%s: out of memory", path); goto done; }
     memset(v->type, TOK_TYPE_UNUSED, (size_t)n);
     cJSON_ArrayForEach(it, vocab) {
         texts[it->valueint] = it->string;
@@ -290,7 +290,7 @@ static apr_status loadhf_build(const char *path, const cJSON *root, const cJSON 
     if ((st = vocab_finish(v, (const char *const *)pre.re, pre.n, err))) {
         char m[sizeof err->msg];
         snprintf(m, sizeof m, "%s", err ? err->msg : "");
-        vocab_fail(err, st, "%s: %s", path, m);
+        apr_error_set(err, st, "%s: %s", path, m);
     }
 done:
     for (int i = 0; i < pre.n; i++) free(pre.re[i]);
@@ -305,10 +305,10 @@ done:
 apr_status tok_load_hf(const char *path, tok_vocab **out, apr_error *err) {
     *out = NULL;
     struct stat sb;
-    if (stat(path, &sb)) return vocab_fail(err, errno == ENOENT ? APR_ERR_NOT_FOUND : APR_ERR_IO, "%s: %s", path, strerror(errno));
+    if (stat(path, &sb)) return apr_error_set(err, errno == ENOENT ? APR_ERR_NOT_FOUND : APR_ERR_IO, "%s: %s", path, strerror(errno));
     size_t pl = strlen(path);
     char *json = malloc(pl + 64), *cfgp = malloc(pl + 64);
-    if (!json || !cfgp) { free(json); free(cfgp); return vocab_fail(err, APR_ERR_NOMEM, "out of memory"); }
+    if (!json || !cfgp) { free(json); free(cfgp); return apr_error_set(err, APR_ERR_NOMEM, "out of memory"); }
     if (S_ISDIR(sb.st_mode)) {
         sprintf(json, "%s/tokenizer.json", path);
         if (access(json, F_OK)) sprintf(json, "%s/tokenizer.json.gz", path);

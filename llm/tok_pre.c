@@ -116,9 +116,9 @@ bool pre_family(const char *name, const char *const **regexes, int *n) {
 
 apr_status pre_compile(const char *const *regexes, int n, pre_tokenizer **out, apr_error *err) {
     *out = NULL;
-    if (n < 1 || n > TOK_MAX_REGEX) return vocab_fail(err, APR_ERR_UNSUPPORTED, "%d pre-tokenizer regexes (1..%d supported)", n, TOK_MAX_REGEX);
+    if (n < 1 || n > TOK_MAX_REGEX) return apr_error_set(err, APR_ERR_UNSUPPORTED, "%d pre-tokenizer regexes (1..%d supported)", n, TOK_MAX_REGEX);
     pre_tokenizer *p = calloc(1, sizeof *p);
-    if (!p) return vocab_fail(err, APR_ERR_NOMEM, "out of memory");
+    if (!p) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
     for (int i = 0; i < n; i++) {
         int code;
         PCRE2_SIZE at;
@@ -128,7 +128,7 @@ apr_status pre_compile(const char *const *regexes, int n, pre_tokenizer **out, a
             PCRE2_UCHAR msg[256];
             pcre2_get_error_message(code, msg, sizeof msg);
             pre_free(p);
-            return vocab_fail(err, APR_ERR_FORMAT, "pre-tokenizer regex '%.200s': %s at offset %zu", regexes[i],
+            return apr_error_set(err, APR_ERR_FORMAT, "pre-tokenizer regex '%.200s': %s at offset %zu", regexes[i],
                               (const char *)msg, (size_t)at);
         }
         p->n = i + 1;

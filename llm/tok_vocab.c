@@ -7,16 +7,6 @@
 
 #include "tok_internal.h"
 
-apr_status vocab_fail(apr_error *err, apr_status st, const char *fmt, ...) {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
-
 static uint64_t vocab_hash(const char *s, size_t n) {
     uint64_t h = 1469598103934665603ull;   /* FNV-1a */
     for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
@@ -55,7 +45,7 @@ apr_status vocab_set_texts(tok_vocab *v, const char *const *texts, const uint32_
     v->arena = malloc(total ? total : 1);
     v->hash_cap = vocab_pow2((uint64_t)v->n);
     v->hash = malloc((size_t)v->hash_cap * sizeof *v->hash);
-    if (!v->arena || !v->hash) return vocab_fail(err, APR_ERR_NOMEM, "out of memory for %d tokens", v->n);
+    if (!v->arena || !v->hash) return apr_error_set(err, APR_ERR_NOMEM, "out of memory for %d tokens", v->n);
     memset(v->hash, 0xff, (size_t)v->hash_cap * sizeof *v->hash);
     char *p = v->arena;
     for (int32_t i = 0; i < v->n; i++) {
@@ -86,10 +76,10 @@ int32_t vocab_find(const tok_vocab *v, const char *s, size_t len) {
 }
 
 apr_status vocab_merges_alloc(tok_vocab *v, uint64_t n_merges, apr_error *err) {
-    if (n_merges > (1u << 28)) return vocab_fail(err, APR_ERR_FORMAT, "%llu merges is too many", (unsigned long long)n_merges);
+    if (n_merges > (1u << 28)) return apr_error_set(err, APR_ERR_FORMAT, "%llu merges is too many", (unsigned long long)n_merges);
     v->merge_cap = vocab_pow2(n_merges);
     v->merges = malloc((size_t)v->merge_cap * sizeof *v->merges);
-    if (!v->merges) return vocab_fail(err, APR_ERR_NOMEM, "out of memory for %llu merges", (unsigned long long)n_merges);
+    if (!v->merges) return apr_error_set(err, APR_ERR_NOMEM, "out of memory for %llu merges", (unsigned long long)n_merges);
     for (uint32_t i = 0; i < v->merge_cap; i++) v->merges[i].key = UINT64_MAX;
     return APR_OK;
 }
@@ -151,7 +141,7 @@ apr_status vocab_finish(tok_vocab *v, const char *const *regexes, int n_regex, a
         k += v->len[i] && (t == TOK_TYPE_CONTROL || t == TOK_TYPE_USER_DEFINED || t == TOK_TYPE_UNKNOWN);
     }
     v->specials = malloc(((size_t)k + 1) * sizeof *v->specials);
-    if (!v->specials) return vocab_fail(err, APR_ERR_NOMEM, "out of memory");
+    if (!v->specials) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
     for (int32_t i = 0; i < v->n; i++) {
         uint8_t t = v->type[i];
         if (v->len[i] && (t == TOK_TYPE_CONTROL || t == TOK_TYPE_USER_DEFINED || t == TOK_TYPE_UNKNOWN))

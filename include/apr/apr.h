@@ -61,6 +61,9 @@ typedef struct apr_error {
 } apr_error;
 
 const char *apr_status_name(apr_status s);
+/* Writes a printf-style message into err (which may be NULL) and returns status, so that a
+ * failure reads `return apr_error_set(err, APR_ERR_FORMAT, "%s: ...", path);`. */
+apr_status apr_error_set(apr_error *err, apr_status status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* ---------------------------------------------------------------- dtypes */
 
