@@ -1,6 +1,7 @@
 /* test_chat.c — chat templates: family detection from real template texts and the exact prompt each family renders. */
 #include <cJSON.h>
 #include <criterion/criterion.h>
+#include "util/tu_paths.h"
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,16 +136,12 @@ Test(chat, end_of_turn_tokens) {
 
 /* ---------------------------------------------------------------- real templates from the fixtures */
 
-static char chat_fixtures[PATH_MAX + 32]; /* <repo>/../shared/fixtures */
+/* <repo>/../shared/fixtures */
+static char chat_fixtures[PATH_MAX + 32];
 
 static bool chat_find_fixtures(void) {
-    char exe[PATH_MAX - 64];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return false;
-    exe[n] = 0;
-    for (int up = 0; up < 3; up++) *strrchr(exe, '/') = 0; /* <repo>/build/tests/X -> <repo> */
-    snprintf(chat_fixtures, sizeof chat_fixtures, "%s/../shared/fixtures", exe);
-    return access(chat_fixtures, R_OK) == 0;
+    snprintf(chat_fixtures, sizeof chat_fixtures, "%s", tu_fixtures_dir());
+    return tu_have_fixtures();
 }
 
 /* The chat_template of a Hugging Face tokenizer_config.json; malloc'd. */

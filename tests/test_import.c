@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "apr/apr.h"
+#include "util/tu_paths.h"
 #include "gguf.h"
 #include "hf_import.h"
 #include "llama.h"
@@ -17,16 +18,12 @@
 #include "tokenizer.h"
 #include "util/tu_rand.h"
 
-static char imp_fixtures[PATH_MAX + 32]; /* <repo>/../shared/fixtures */
+/* <repo>/../shared/fixtures */
+static char imp_fixtures[PATH_MAX + 32];
 
 static bool imp_find_fixtures(void) {
-    char exe[PATH_MAX - 64];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return false;
-    exe[n] = 0;
-    for (int up = 0; up < 3; up++) *strrchr(exe, '/') = 0; /* <repo>/build/tests/X -> <repo> */
-    snprintf(imp_fixtures, sizeof imp_fixtures, "%s/../shared/fixtures", exe);
-    return access(imp_fixtures, R_OK) == 0;
+    snprintf(imp_fixtures, sizeof imp_fixtures, "%s", tu_fixtures_dir());
+    return tu_have_fixtures();
 }
 
 /* A whole file, NUL-terminated; *len its size. */

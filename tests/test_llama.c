@@ -9,20 +9,17 @@
 #include <unistd.h>
 
 #include "apr/apr.h"
+#include "util/tu_paths.h"
 #include "gguf.h"
 #include "llama.h"
 #include "sampler.h"
 
-static char llama_fixtures[PATH_MAX + 32]; /* <repo>/../shared/fixtures */
+/* <repo>/../shared/fixtures */
+static char llama_fixtures[PATH_MAX + 32];
 
 static bool llama_find_fixtures(void) {
-    char exe[PATH_MAX - 64];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return false;
-    exe[n] = 0;
-    for (int up = 0; up < 3; up++) *strrchr(exe, '/') = 0; /* <repo>/build/tests/X -> <repo> */
-    snprintf(llama_fixtures, sizeof llama_fixtures, "%s/../shared/fixtures", exe);
-    return access(llama_fixtures, R_OK) == 0;
+    snprintf(llama_fixtures, sizeof llama_fixtures, "%s", tu_fixtures_dir());
+    return tu_have_fixtures();
 }
 
 /* The published greedy ids: cases[0].generated_ids of expected_generation.json. */
