@@ -199,7 +199,15 @@ fuzz-gguf: $(B)/fuzz/gguf_fuzz
 	@mkdir -p $(B)/fuzz/work && cp -n fuzz/corpus/gguf/* $(B)/fuzz/work/
 	$< -dict=fuzz/gguf.dict -max_len=8192 -max_total_time=$(FUZZ_TIME) -artifact_prefix=$(B)/fuzz/ $(B)/fuzz/work
 
-.PHONY: fuzz-gguf
+$(B)/fuzz/safetensors_fuzz: fuzz/safetensors_fuzz.c llm/safetensors.c core/status.c $(wildcard llm/safetensors.h include/apr/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -Icore $(PKG_CFLAGS) -o $@ fuzz/safetensors_fuzz.c llm/safetensors.c core/status.c $(PKG_LIBS)
+
+fuzz-safetensors: $(B)/fuzz/safetensors_fuzz
+	@mkdir -p $(B)/fuzz/st-work && cp -n fuzz/corpus/safetensors/* $(B)/fuzz/st-work/
+	$< -max_len=4096 -max_total_time=$(FUZZ_TIME) -artifact_prefix=$(B)/fuzz/ $(B)/fuzz/st-work
+
+.PHONY: fuzz-gguf fuzz-safetensors
 
 # ---------------------------------------------------------------- the README's quick-start commands
 # Both first install any missing Debian packages (scripts/deps.sh says which), then re-run make so

@@ -38,6 +38,13 @@ static int safetensors_by_offset(const void *a, const void *b) {
     return x->data < y->data ? -1 : x->data > y->data;
 }
 
+/* True when s holds no control bytes: names and dtypes are echoed in one-line messages. */
+static bool safetensors_printable(const char *s) {
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) return false;
+    return true;
+}
+
 /* One header entry: dtype, shape, offsets, all checked against the data section [data, data+dsize). */
 static apr_status safetensors_entry(const char *fname, const cJSON *e, const unsigned char *data, uint64_t dsize,
                                     safetensors_tensor *t, apr_error *err) {
@@ -47,6 +54,8 @@ static apr_status safetensors_entry(const char *fname, const cJSON *e, const uns
     const cJSON *of = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
     if (!cJSON_IsString(dt)) return apr_error_set(err, APR_ERR_FORMAT, "%s: tensor '%s': dtype is missing", fname, t->name);
     uint64_t esize;
+    if (!safetensors_printable(dt->valuestring))
+        return apr_error_set(err, APR_ERR_FORMAT, "%s: tensor '%s': dtype holds control characters", fname, t->name);
     if (!strcmp(dt->valuestring, "F32")) t->dtype = APR_F32, esize = 4;
     else if (!strcmp(dt->valuestring, "F16")) t->dtype = APR_F16, esize = 2;
     else if (!strcmp(dt->valuestring, "BF16")) t->dtype = APR_BF16, esize = 2;
@@ -120,6 +129,10 @@ static apr_status safetensors_parse(safetensors_file *f, const unsigned char *im
         if (!t->name) { st = apr_error_set(err, APR_ERR_NOMEM, "%s: out of memory", fn); break; }
         f->n++;
         if (!*t->name) { st = apr_error_set(err, APR_ERR_FORMAT, "%s: a tensor has an empty name", fn); break; }
+        if (!safetensors_printable(t->name)) {
+            st = apr_error_set(err, APR_ERR_FORMAT, "%s: tensor %lld has a name with control characters", fn, (long long)f->n - 1);
+            break;
+        }
         if (safetensors_find(f, t->name) != t) { st = apr_error_set(err, APR_ERR_FORMAT, "%s: tensor '%s' appears twice", fn, t->name); break; }
         st = safetensors_entry(fn, e, data, dsize, t, err);
         order[f->n - 1] = t;

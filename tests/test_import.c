@@ -1,6 +1,7 @@
 /* test_import.c — importers: a generated Hugging Face Llama folder (GQA, f32 + f16) against a naive C forward
  * pass, llama2.c stories260K against llama.cpp's GGUF, and hostile safetensors files. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -593,6 +594,30 @@ static const gguf_tensor *imp_find(const gguf_file *f, const char *name) {
     const gguf_tensor *t = gguf_tensor_find(f, name);
     cr_assert(t, "tensor %s is missing", name);
     return t;
+}
+
+/* Inputs the fuzzer once broke the reader with (fuzz/regress/safetensors): each must now open or
+ * fail with a one-line message naming the file. */
+Test(import, fuzz_regressions_fail_cleanly) {
+    char dir[PATH_MAX + 64];
+    snprintf(dir, sizeof dir, "%s/fuzz/regress/safetensors", tu_repo_dir());
+    DIR *d = opendir(dir);
+    cr_assert(d, "cannot open %s", dir);
+    int n = 0;
+    struct dirent *ent;
+    while ((ent = readdir(d))) {
+        if (ent->d_name[0] == '.') continue;
+        char path[2 * PATH_MAX];
+        snprintf(path, sizeof path, "%s/%s", dir, ent->d_name);
+        safetensors_file *f = NULL;
+        apr_error e = {{0}};
+        apr_status st = safetensors_open(path, &f, &e);
+        if (st == APR_OK) safetensors_close(f);
+        else cr_expect(strstr(e.msg, ent->d_name) && !strchr(e.msg, '\n'), "%s: message '%s'", ent->d_name, e.msg);
+        n++;
+    }
+    closedir(d);
+    cr_expect_gt(n, 0, "no regression inputs in %s", dir);
 }
 
 Test(import, qwen2_sharded_folder_keeps_rows_maps_biases_and_pads_vocab, .timeout = 120) {
