@@ -1,8 +1,7 @@
 /* gguf_fuzz.c — libFuzzer harness for the GGUF reader (llm/gguf*.c): every input is parsed from
  * memory; a success is walked completely (every value, every tensor byte range) and written back
  * through the writer, a failure must be APR_ERR_FORMAT with a one-line message naming the input.
- * Build and run: see fuzz/README.md. With -DGGUF_FUZZ_MAIN it is a plain program that runs the
- * files named on its command line (for replaying crashes, or for AFL++'s file mode). */
+ * Build and run: see fuzz/README.md; fuzz_replay.c turns it into a plain program for replays. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,22 +114,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     gguf_close(f);
     return 0;
 }
-
-#ifdef GGUF_FUZZ_MAIN
-int main(int argc, char **argv) {
-    for (int i = 1; i < argc; i++) {
-        FILE *fp = fopen(argv[i], "rb");
-        if (!fp) { perror(argv[i]); return 1; }
-        fseek(fp, 0, SEEK_END);
-        long n = ftell(fp);
-        fseek(fp, 0, SEEK_SET);
-        uint8_t *buf = malloc(n > 0 ? (size_t)n : 1);
-        if (!buf || fread(buf, 1, (size_t)n, fp) != (size_t)n) { perror(argv[i]); return 1; }
-        fclose(fp);
-        LLVMFuzzerTestOneInput(buf, (size_t)n);
-        free(buf);
-        printf("ok %s\n", argv[i]);
-    }
-    return 0;
-}
-#endif

@@ -1,7 +1,7 @@
 /* safetensors_fuzz.c — libFuzzer harness for the safetensors reader (llm/safetensors.c): every
  * input is parsed from memory; a success is walked completely (every tensor byte), a failure must
  * be APR_ERR_FORMAT or APR_ERR_UNSUPPORTED with a one-line message naming the input.
- * With -DSAFETENSORS_FUZZ_MAIN it is a plain program that runs the files named on its command line. */
+ * fuzz_replay.c turns it into a plain program for replays. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,22 +36,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     safetensors_close(f);
     return 0;
 }
-
-#ifdef SAFETENSORS_FUZZ_MAIN
-int main(int argc, char **argv) {
-    for (int i = 1; i < argc; i++) {
-        FILE *fp = fopen(argv[i], "rb");
-        if (!fp) { perror(argv[i]); return 1; }
-        fseek(fp, 0, SEEK_END);
-        long n = ftell(fp);
-        fseek(fp, 0, SEEK_SET);
-        uint8_t *buf = malloc(n > 0 ? (size_t)n : 1);
-        if (!buf || fread(buf, 1, (size_t)n, fp) != (size_t)n) { fprintf(stderr, "%s: read failed\n", argv[i]); return 1; }
-        fclose(fp);
-        LLVMFuzzerTestOneInput(buf, (size_t)n);
-        free(buf);
-        printf("%s: ok\n", argv[i]);
-    }
-    return 0;
-}
-#endif

@@ -27,21 +27,6 @@ static bool imp_find_fixtures(void) {
     return tu_have_fixtures();
 }
 
-/* A whole file, NUL-terminated; *len its size. */
-static char *imp_slurp(const char *path, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    cr_assert(fp, "cannot open %s", path);
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    cr_assert(buf && fread(buf, 1, (size_t)n, fp) == (size_t)n);
-    fclose(fp);
-    buf[n] = 0;
-    *len = (size_t)n;
-    return buf;
-}
-
 /* ---------------------------------------------------------------- the generated model */
 
 enum { IMP_E = 32, IMP_H = 4, IMP_HKV = 2, IMP_HD = 8, IMP_F = 48, IMP_L = 2, IMP_V = 50257 };
@@ -572,7 +557,7 @@ static void imp_same_tokens(const gguf_file *f, const char *name) {
     cr_expect_eq(tok_add_bos(vg), tok_add_bos(vh));
     snprintf(path, sizeof path, "%s/vocab/%s/tokenizer.inp", imp_fixtures, name);
     size_t len = 0;
-    char *all = imp_slurp(path, &len);
+    char *all = tu_read_file(path, &len);
     const char *sep = "\n__ggml_vocab_test__\n";
     int inputs = 0;
     for (char *p = all, *q; p < all + len; p = q + strlen(sep)) {

@@ -26,13 +26,9 @@ static bool llama_find_fixtures(void) {
 static int llama_expected(int32_t *ids, int cap) {
     char path[PATH_MAX + 256];
     snprintf(path, sizeof path, "%s/stories260K/expected_generation.json", llama_fixtures);
-    FILE *fp = fopen(path, "rb");
-    cr_assert(fp, "cannot open %s", path);
-    static char buf[1 << 20];
-    size_t len = fread(buf, 1, sizeof buf - 1, fp);
-    fclose(fp);
-    buf[len] = 0;
+    char *buf = tu_read_file(path, NULL);
     cJSON *root = cJSON_Parse(buf);
+    free(buf);
     cr_assert(root, "%s is not JSON", path);
     cJSON *c0 = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "cases"), 0);
     cJSON *g = cJSON_GetObjectItem(c0, "generated_ids");

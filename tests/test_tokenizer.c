@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "tokenizer.h"
+#include "util/tu_paths.h"
 
 static char tt_fix[PATH_MAX + 64];   /* <repo>/../shared/fixtures */
 static char tt_tmp[PATH_MAX];   /* a temporary folder for decompressed tokenizer.json files */
@@ -30,20 +31,6 @@ static void tt_need(const char *rel) {
     char p[PATH_MAX * 2];
     snprintf(p, sizeof p, "%s/%s", tt_fix, rel);
     if (access(p, R_OK)) cr_skip_test("fixture %s is missing (shared/ must sit beside the checkout)", p);
-}
-
-static char *tt_read(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    cr_assert(buf && fread(buf, 1, (size_t)n, f) == (size_t)n);
-    fclose(f);
-    buf[n] = 0;
-    if (len) *len = (size_t)n;
-    return buf;
 }
 
 static bool tt_valid_utf8(const char *s, size_t n) {
@@ -98,7 +85,7 @@ static void tt_show(const char *s, size_t n, char *buf, size_t cap) {
  * and decoding those ids gives the input back. */
 static void tt_vectors(const tok_vocab *v, const char *inp_path, const char *out_path) {
     size_t il;
-    char *inp = tt_read(inp_path, &il), *outs = tt_read(out_path, NULL);
+    char *inp = tu_read_file(inp_path, &il), *outs = tu_read_file(out_path, NULL);
     static const char sep[] = "\n__ggml_vocab_test__\n";
     char *op = outs;
     int total = 0, bad = 0, bad_rt = 0;
@@ -282,7 +269,7 @@ Test(tokenizer, stories260k_expected_generation) {
     tt_need("stories260K/expected_generation.json");
     char p[PATH_MAX * 2];
     snprintf(p, sizeof p, "%s/stories260K/expected_generation.json", tt_fix);
-    char *js = tt_read(p, NULL);
+    char *js = tu_read_file(p, NULL);
     cJSON *root = cJSON_Parse(js);
     cr_assert(root, "%s: not JSON", p);
     tok_vocab *v = tt_load("stories260K/stories260K.gguf");

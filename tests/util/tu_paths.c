@@ -1,7 +1,9 @@
-/* tu_paths.c — where a test program finds the build tree, the repository and the shared fixtures. */
+/* tu_paths.c — where a test program finds the repository and the shared fixtures, and reads files. */
 #include "util/tu_paths.h"
 
+#include <criterion/criterion.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -26,3 +28,18 @@ const char *tu_fixtures_dir(void) {
 }
 
 bool tu_have_fixtures(void) { return access(tu_fixtures_dir(), R_OK) == 0; }
+
+char *tu_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    cr_assert(n >= 0, "cannot size %s", path);
+    char *buf = malloc((size_t)n + 1);
+    cr_assert(buf && fread(buf, 1, (size_t)n, f) == (size_t)n, "cannot read %s", path);
+    fclose(f);
+    buf[n] = 0;
+    if (len) *len = (size_t)n;
+    return buf;
+}
