@@ -146,6 +146,10 @@ apr_status hf_config_read(hf_import *im, const char *dir, hf_config *c, apr_erro
             hf_config_key_u32(im, "attention.key_length", c->head_dim);
             hf_config_key_u32(im, "attention.value_length", c->head_dim);
         }
+        /* Mistral 7B v0.1 attends to the last sliding_window positions only (null in later versions) */
+        const cJSON *swa = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
+        if (cJSON_IsNumber(swa) && swa->valuedouble >= 1 && swa->valuedouble < c->n_ctx)
+            hf_config_key_u32(im, "attention.sliding_window", (int)swa->valuedouble);
         st = hf_config_rope_scaling(im, path, cJSON_GetObjectItemCaseSensitive(root, "rope_scaling"), c, base, err);
     }
     cJSON_Delete(root);

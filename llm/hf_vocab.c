@@ -82,13 +82,57 @@ static void hf_vocab_generation(hf_import *im, const char *dir, int64_t n_vocab)
     cJSON_Delete(root);
 }
 
+/* A SentencePiece-style vocabulary (tokenizer.json with byte fallback) as llama.cpp's "llama"
+ * tokenizer keys: pieces, scores and types; rows of a padded embedding become unused [PADi]. */
+static apr_status hf_vocab_write_spm(hf_import *im, const char *dir, const tok_vocab *v, int64_t n_vocab, apr_error *err) {
+    if (tok_n_vocab(v) > n_vocab)
+        return apr_error_set(err, APR_ERR_FORMAT, "%s: the tokenizer has %d tokens but the embedding only %lld rows", dir,
+                             tok_n_vocab(v), (long long)n_vocab);
+    const char **texts = calloc((size_t)n_vocab, sizeof *texts);
+    int32_t *types = calloc((size_t)n_vocab, sizeof *types);
+    float *scores = calloc((size_t)n_vocab, sizeof *scores);
+    apr_status st = texts && types && scores ? APR_OK : apr_error_set(err, APR_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; !st && i < n_vocab; i++) {
+        if (i < tok_n_vocab(v)) {
+            texts[i] = tok_piece(v, (int32_t)i);
+            types[i] = (int32_t)tok_token_type(v, (int32_t)i);
+            scores[i] = v->score[i];
+            continue;
+        }
+        char pad[32];
+        snprintf(pad, sizeof pad, "[PAD%lld]", (long long)i);
+        if (!(texts[i] = hf_import_alloc(im, strlen(pad) + 1))) st = apr_error_set(err, APR_ERR_NOMEM, "out of memory");
+        else strcpy((char *)texts[i], pad);
+        types[i] = TOK_TYPE_UNUSED;
+    }
+    if (!st) {
+        gguf_writer_set_str(im->w, "tokenizer.ggml.model", "llama");
+        gguf_writer_set_arr_str(im->w, "tokenizer.ggml.tokens", texts, (uint64_t)n_vocab);
+        gguf_writer_set_arr(im->w, "tokenizer.ggml.scores", GGUF_FLOAT32, scores, (uint64_t)n_vocab);
+        gguf_writer_set_arr(im->w, "tokenizer.ggml.token_type", GGUF_INT32, types, (uint64_t)n_vocab);
+        gguf_writer_set_bool(im->w, "tokenizer.ggml.add_space_prefix", v->add_space_prefix);
+        hf_vocab_id(im, "tokenizer.ggml.bos_token_id", tok_bos(v));
+        hf_vocab_id(im, "tokenizer.ggml.eos_token_id", tok_eos(v));
+        hf_vocab_id(im, "tokenizer.ggml.unknown_token_id", tok_unk(v));
+        hf_vocab_id(im, "tokenizer.ggml.padding_token_id", tok_pad(v));
+        gguf_writer_set_bool(im->w, "tokenizer.ggml.add_bos_token", tok_add_bos(v));
+        gguf_writer_set_bool(im->w, "tokenizer.ggml.add_eos_token", tok_add_eos(v));
+        hf_vocab_generation(im, dir, n_vocab);
+    }
+    free(texts);
+    free(types);
+    free(scores);
+    return st;
+}
+
 apr_status hf_vocab_write(hf_import *im, const char *dir, int64_t n_vocab, apr_error *err) {
     tok_vocab *v = NULL;
     apr_status st = tok_load_hf(dir, &v, err);
     if (st) return st;
-    if (tok_model_kind(v) != TOK_MODEL_BPE) {
+    if (tok_model_kind(v) == TOK_MODEL_SPM) {
+        st = hf_vocab_write_spm(im, dir, v, n_vocab, err);
         tok_free(v);
-        return apr_error_set(err, APR_ERR_UNSUPPORTED, "%s: only byte-level BPE tokenizers can be imported", dir);
+        return st;
     }
     cJSON *root = hf_vocab_json(dir, err);
     const char *pre = root ? hf_vocab_pre(cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer")) : NULL;

@@ -25,6 +25,7 @@ typedef struct llama_hparams {
     float rope_base;      /* rope frequency base */
     float rope_scale;     /* rope position multiplier (1 / linear scaling factor) */
     int rope_layout;      /* 0 adjacent pairs (GGUF llama), 1 split half (qwen2, qwen3: NEOX) */
+    int swa_window;       /* {arch}.attention.sliding_window: a query sees only the last swa_window positions; 0 = all */
 } llama_hparams;
 
 typedef struct llama_layer {

@@ -91,6 +91,7 @@ static apr_tensor *graph_norm_weight(apr_graph *g, const gguf_tensor *t) {
 
 typedef struct graph_outputs {
     apr_tensor *ids, *pos, *logits;
+    apr_tensor *swa_mask;           /* [pos + n, n] additive mask of the sliding window, or NULL when every key is in it */
     apr_tensor **k_new, **v_new;    /* [n_layer] kv_dtype [head_dim, n_head_kv, n] to append to the cache */
 } graph_outputs;
 
@@ -107,6 +108,18 @@ static apr_tensor *graph_heads(apr_graph *g, apr_tensor *x, int64_t hd, int64_t 
     return norm ? apr_mul(g, apr_rms_norm(g, x, eps), graph_norm_weight(g, norm)) : x;
 }
 
+/* True when some query of this batch would see a key older than the sliding window. */
+static bool graph_needs_swa(const llama_session *s, int n) {
+    return s->m->hp.swa_window > 0 && s->pos + n > s->m->hp.swa_window;
+}
+
+/* mask[j, t] = -inf for the keys j the query at position pos + t no longer sees (j <= pos + t - window). */
+static void graph_fill_swa(const llama_session *s, int n, float *mask) {
+    const int64_t S = s->pos + n, W = s->m->hp.swa_window;
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t j = 0; j < S; j++) mask[t * S + j] = j <= s->pos + t - W ? -INFINITY : 0.0f;
+}
+
 static void graph_build(const llama_session *s, apr_graph *g, int n, bool all_logits, graph_outputs *o) {
     const llama_model *m = s->m;
     const llama_hparams *hp = &m->hp;
@@ -116,6 +129,7 @@ static void graph_build(const llama_session *s, apr_graph *g, int n, bool all_lo
     o->pos = apr_input(g, APR_I32, 1, (int64_t[]){n}, "positions");
     apr_tensor *x = apr_get_rows(g, graph_weight(g, m->tok_embd), o->ids);
     apr_tensor *ff = m->rope_freqs ? graph_norm_weight(g, m->rope_freqs) : NULL; /* shared by every layer */
+    o->swa_mask = graph_needs_swa(s, n) ? apr_input(g, APR_F32, 2, (int64_t[]){s->pos + n, n}, "swa_mask") : NULL;
     for (int l = 0; l < hp->n_layer; l++) {
         const llama_layer *L = &m->layers[l];
         apr_tensor *h = apr_mul(g, apr_rms_norm(g, x, hp->rms_eps), graph_norm_weight(g, L->attn_norm));
@@ -138,7 +152,7 @@ static void graph_build(const llama_session *s, apr_graph *g, int n, bool all_lo
         }
         /* [hd, heads, tokens] -> [hd, tokens, heads], the layout attention reads */
         apr_tensor *att = apr_attention(g, apr_permute(g, q, 0, 2, 1, 3), apr_permute(g, k_all, 0, 2, 1, 3),
-                                        apr_permute(g, v_all, 0, 2, 1, 3), NULL, 1.0f / sqrtf((float)hd), true);
+                                        apr_permute(g, v_all, 0, 2, 1, 3), o->swa_mask, 1.0f / sqrtf((float)hd), true);
         att = apr_reshape(g, att, 2, (int64_t[]){H * hd, n});
         x = apr_add(g, x, apr_matmul(g, graph_weight(g, L->wo), att));
         h = apr_mul(g, apr_rms_norm(g, x, hp->rms_eps), graph_norm_weight(g, L->ffn_norm));
@@ -180,6 +194,16 @@ apr_status llama_session_eval(llama_session *s, const int32_t *ids, int n, bool 
     for (int i = 0; !st && i < n; i++) pos[i] = s->pos + i;
     if (!st) st = apr_plan_set_input(p, o.ids, ids, (size_t)n * sizeof *ids, err);
     if (!st) st = apr_plan_set_input(p, o.pos, pos, (size_t)n * sizeof *pos, err);
+    if (!st && o.swa_mask) {
+        size_t bytes = (size_t)(s->pos + n) * (size_t)n * sizeof(float);
+        float *mask = malloc(bytes);
+        if (!mask) st = apr_error_set(err, APR_ERR_NOMEM, "out of memory");
+        else {
+            graph_fill_swa(s, n, mask);
+            st = apr_plan_set_input(p, o.swa_mask, mask, bytes, err);
+            free(mask);
+        }
+    }
     if (!st) st = apr_plan_run(p, err);
     size_t row = (size_t)hp->head_dim * (size_t)hp->n_head_kv * s->kv_elem; /* cache bytes per position */
     for (int l = 0; !st && l < hp->n_layer; l++) {

@@ -99,6 +99,7 @@ typedef struct loadhf_pre {
     char *re[TOK_MAX_REGEX];
     int n;
     bool byte_level, prefix_space;
+    bool metaspace;                /* a Metaspace step: SentencePiece-style "▁" words */
 } loadhf_pre;
 
 static apr_status loadhf_add_re(loadhf_pre *p, const char *re, size_t len, const char *path, apr_error *err) {
@@ -133,6 +134,12 @@ static apr_status loadhf_pre_node(const cJSON *node, loadhf_pre *p, const char *
             pre_family("gpt2", &re, &n);
             return loadhf_add_re(p, re[0], strlen(re[0]), path, err);
         }
+        return APR_OK;
+    }
+    if (!strcmp(type, "Metaspace")) {
+        const char *scheme = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(node, "prepend_scheme"));
+        p->metaspace = true;
+        p->prefix_space = scheme ? strcmp(scheme, "never") != 0 : loadhf_bool(node, "add_prefix_space", true);
         return APR_OK;
     }
     if (!strcmp(type, "Digits"))
@@ -197,6 +204,130 @@ static const char *loadhf_template_bos(const cJSON *pp) {
     return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(sp, "id"));
 }
 
+/* ---------------------------------------------------------------- SentencePiece-style tokenizer.json */
+
+/* The normalizer of an SPM-converted tokenizer.json (Llama 2, Mistral, TinyLlama): nothing,
+ * or a Sequence of Prepend("▁") and Replace(" " -> "▁"), the two steps SentencePiece applies
+ * itself. *prefix says whether Prepend is among them. False for anything else. */
+static bool loadhf_str_is(const cJSON *s, const char *want) {
+    const char *v = cJSON_GetStringValue(s);
+    return v && !strcmp(v, want);
+}
+
+static bool loadhf_spm_normalizer(const cJSON *norm, bool *prefix) {
+    *prefix = false;
+    if (!norm || cJSON_IsNull(norm)) return true;
+    const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(norm, "type"));
+    if (!type || strcmp(type, "Sequence")) return false;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(norm, "normalizers")) {
+        const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "type"));
+        if (t && !strcmp(t, "Prepend") && loadhf_str_is(cJSON_GetObjectItemCaseSensitive(it, "prepend"), "\xe2\x96\x81")) {
+            *prefix = true;
+            continue;
+        }
+        const cJSON *pat = cJSON_GetObjectItemCaseSensitive(it, "pattern");
+        const char *from = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(pat, "String"));
+        const char *to = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "content"));
+        if (!t || strcmp(t, "Replace") || !from || !to || strcmp(from, " ") || strcmp(to, "\xe2\x96\x81")) return false;
+    }
+    return true;
+}
+
+/* A SentencePiece vocabulary from a BPE tokenizer.json with byte fallback. SentencePiece merges
+ * the adjacent pair whose joined piece scores highest; tokenizer.json lists the same merges in
+ * priority order, so a piece's score is minus the rank of the first merge that makes it. Pieces
+ * no merge makes (single characters, <0xXX> bytes, added tokens) are never a merge result and
+ * keep a score that loses to every merge. */
+static apr_status loadhf_build_spm(const char *path, const cJSON *root, const cJSON *cfg, bool prefix, tok_vocab **out,
+                                   apr_error *err) {
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
+    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
+    const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
+    int64_t n = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, vocab) {
+        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= (1 << 30))
+            return apr_error_set(err, APR_ERR_FORMAT, "%s: bad id for token '%.40s'", path, it->string);
+        if (it->valueint + 1 > n) n = it->valueint + 1;
+    }
+    cJSON_ArrayForEach(it, added) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
+        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble >= (1 << 30) ||
+            !cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "content")))
+            return apr_error_set(err, APR_ERR_FORMAT, "%s: an added token without a valid id and content", path);
+        if (id->valueint + 1 > n) n = id->valueint + 1;
+    }
+    if (!n) return apr_error_set(err, APR_ERR_FORMAT, "%s: the vocabulary is empty", path);
+    tok_vocab *v = vocab_new(TOK_MODEL_SPM, (int32_t)n);
+    const char **texts = calloc((size_t)n, sizeof *texts);
+    apr_status st = APR_OK;
+    if (!v || !texts) { st = apr_error_set(err, APR_ERR_NOMEM, "%s: out of memory", path); goto done; }
+    memset(v->type, TOK_TYPE_UNUSED, (size_t)n);
+    cJSON_ArrayForEach(it, vocab) {
+        unsigned b;
+        char tail;
+        texts[it->valueint] = it->string;
+        bool is_byte = strlen(it->string) == 6 && sscanf(it->string, "<0x%2X%c", &b, &tail) == 2 && tail == '>';
+        v->type[it->valueint] = is_byte ? TOK_TYPE_BYTE : TOK_TYPE_NORMAL;
+    }
+    cJSON_ArrayForEach(it, added) {
+        int id = cJSON_GetObjectItemCaseSensitive(it, "id")->valueint;
+        texts[id] = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "content"));
+        v->type[id] = loadhf_bool(it, "special", false) ? TOK_TYPE_CONTROL : TOK_TYPE_USER_DEFINED;
+    }
+    if ((st = vocab_set_texts(v, texts, NULL, err))) goto done;
+    for (int64_t i = 0; i < n; i++) v->score[i] = -1e9f;
+    int32_t rank = 0;
+    cJSON_ArrayForEach(it, merges) {
+        const char *s = cJSON_GetStringValue(it), *a = s, *b = NULL;
+        size_t la = 0;
+        if (s) {
+            const char *sp = s[0] ? strchr(s + 1, ' ') : NULL;
+            if (sp) { la = (size_t)(sp - s); b = sp + 1; }
+        } else if (cJSON_GetArraySize(it) == 2) {
+            a = cJSON_GetStringValue(cJSON_GetArrayItem(it, 0));
+            b = cJSON_GetStringValue(cJSON_GetArrayItem(it, 1));
+            la = a ? strlen(a) : 0;
+        }
+        if (a && b) {
+            size_t lb = strlen(b);
+            char *joined = malloc(la + lb + 1);
+            if (!joined) { st = apr_error_set(err, APR_ERR_NOMEM, "%s: out of memory", path); goto done; }
+            memcpy(joined, a, la);
+            memcpy(joined + la, b, lb + 1);
+            int32_t id = vocab_find(v, joined, la + lb);
+            free(joined);
+            if (id >= 0 && v->score[id] < (float)-rank) v->score[id] = (float)-rank;
+        }
+        rank++;
+    }
+    const char *unk = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(model, "unk_token"));
+    v->unk = unk ? vocab_find(v, unk, strlen(unk)) : -1;
+    if (v->unk >= 0) v->type[v->unk] = TOK_TYPE_UNKNOWN;
+    const char *tbos = loadhf_template_bos(cJSON_GetObjectItemCaseSensitive(root, "post_processor"));
+    v->bos = tbos ? vocab_find(v, tbos, strlen(tbos)) : vocab_find(v, "<s>", 3);
+    v->eos = vocab_find(v, "</s>", 4);
+    v->add_bos = true; /* SentencePiece models start with BOS unless the config says otherwise */
+    v->add_space_prefix = prefix;
+    if (cfg) {
+        v->bos = loadhf_token_ref(v, cfg, "bos_token", v->bos);
+        v->eos = loadhf_token_ref(v, cfg, "eos_token", v->eos);
+        v->unk = loadhf_token_ref(v, cfg, "unk_token", v->unk);
+        v->pad = loadhf_token_ref(v, cfg, "pad_token", -1);
+        v->add_bos = loadhf_bool(cfg, "add_bos_token", v->add_bos);
+        v->add_eos = loadhf_bool(cfg, "add_eos_token", false);
+    }
+    snprintf(v->pre_name, sizeof v->pre_name, "tokenizer.json");
+    st = vocab_finish(v, NULL, 0, err);
+done:
+    free(texts);
+    if (st) tok_free(v);
+    else *out = v;
+    return st;
+}
+
 static apr_status loadhf_build(const char *path, const cJSON *root, const cJSON *cfg, tok_vocab **out, apr_error *err) {
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     const char *mtype = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(model, "type"));
@@ -209,6 +340,16 @@ static apr_status loadhf_build(const char *path, const cJSON *root, const cJSON 
 
     const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
     const char *ntype = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(norm, "type"));
+    /* SentencePiece converted to tokenizer.json: byte fallback, no ByteLevel step, "▁" for spaces */
+    loadhf_pre spm_pre = {0};
+    bool spm_prefix = false;
+    if (loadhf_bool(model, "byte_fallback", false) && loadhf_spm_normalizer(norm, &spm_prefix) &&
+        loadhf_pre_node(cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), &spm_pre, path, NULL) == APR_OK &&
+        !spm_pre.byte_level && spm_pre.n == 0) {
+        bool prefix = spm_prefix || (spm_pre.metaspace && spm_pre.prefix_space);
+        return loadhf_build_spm(path, root, cfg, prefix, out, err);
+    }
+    for (int i = 0; i < spm_pre.n; i++) free(spm_pre.re[i]);
     if (norm && !cJSON_IsNull(norm) && (!ntype || strcmp(ntype, "NFC")))
         return apr_error_set(err, APR_ERR_UNSUPPORTED, "%s: normalizer '%s' is not supported", path, ntype ? ntype : "?");
 

@@ -18,6 +18,7 @@ typedef struct arch_spec {
     bool bias, qk_norm, rope_freqs, tied, key_length;
     int layout;                   /* the rope layout the loader must choose */
     float base, eps;
+    int window;                   /* attention.sliding_window; 0 = none */
 } arch_spec;
 
 typedef struct arch_layer {
@@ -101,6 +102,7 @@ static void arch_write(const arch_model *m, const char *path) {
     ARCH_U32("attention.head_count", sp->H);
     ARCH_U32("attention.head_count_kv", sp->Hkv);
     if (sp->key_length) ARCH_U32("attention.key_length", sp->hd), ARCH_U32("attention.value_length", sp->hd);
+    if (sp->window) ARCH_U32("attention.sliding_window", sp->window);
 #undef ARCH_U32
     snprintf(key, sizeof key, "%s.rope.freq_base", sp->arch);
     gguf_writer_set_f32(w, key, sp->base);
@@ -190,16 +192,17 @@ static void arch_forward(const arch_model *m, const int32_t *ids, int n, double 
             for (int hh = 0; hh < sp->H; hh++) {
                 int kh = hh / (sp->H / sp->Hkv);
                 double mx = -INFINITY, sum = 0;
-                for (int s = 0; s <= t; s++) {
+                int s0 = sp->window && t >= sp->window ? t - sp->window + 1 : 0; /* oldest key in the window */
+                for (int s = s0; s <= t; s++) {
                     double d = 0;
                     for (int i = 0; i < hd; i++) d += q[hh * hd + i] * K[(size_t)s * KV + kh * hd + i];
                     p[s] = d / sqrt((double)hd);
                     if (p[s] > mx) mx = p[s];
                 }
-                for (int s = 0; s <= t; s++) sum += (p[s] = exp(p[s] - mx));
+                for (int s = s0; s <= t; s++) sum += (p[s] = exp(p[s] - mx));
                 for (int i = 0; i < hd; i++) {
                     double a = 0;
-                    for (int s = 0; s <= t; s++) a += p[s] / sum * Vv[(size_t)s * KV + kh * hd + i];
+                    for (int s = s0; s <= t; s++) a += p[s] / sum * Vv[(size_t)s * KV + kh * hd + i];
                     att[hh * hd + i] = a;
                 }
             }
@@ -295,20 +298,20 @@ static void arch_check(const arch_spec *sp) {
 
 Test(arch, llama_gqa_rope_freqs_and_explicit_head_size_match_the_oracle) {
     /* head size 16 with width 32 and 4 heads: key_length, not E / H */
-    arch_check(&(arch_spec){"llama", 32, 4, 2, 16, 48, 64, 2, false, false, true, false, true, 0, 10000, 1e-5f});
+    arch_check(&(arch_spec){"llama", 32, 4, 2, 16, 48, 64, 2, false, false, true, false, true, 0, 10000, 1e-5f, 0});
 }
 
 Test(arch, qwen2_bias_tied_neox_rope_match_the_oracle) {
-    arch_check(&(arch_spec){"qwen2", 32, 4, 2, 8, 48, 64, 2, true, false, false, true, false, 1, 1000000, 1e-6f});
+    arch_check(&(arch_spec){"qwen2", 32, 4, 2, 8, 48, 64, 2, true, false, false, true, false, 1, 1000000, 1e-6f, 0});
 }
 
 Test(arch, qwen3_qk_norm_and_head_size_match_the_oracle) {
-    arch_check(&(arch_spec){"qwen3", 32, 4, 1, 16, 48, 64, 2, false, true, false, false, true, 1, 1000000, 1e-6f});
+    arch_check(&(arch_spec){"qwen3", 32, 4, 1, 16, 48, 64, 2, false, true, false, false, true, 1, 1000000, 1e-6f, 0});
 }
 
 Test(arch, unknown_architecture_and_bad_kv_dtype_are_refused) {
     arch_model m;
-    arch_build(&m, &(arch_spec){"gptj-x", 32, 4, 2, 8, 48, 64, 1, false, false, false, false, false, 0, 10000, 1e-5f});
+    arch_build(&m, &(arch_spec){"gptj-x", 32, 4, 2, 8, 48, 64, 1, false, false, false, false, false, 0, 10000, 1e-5f, 0});
     char path[] = "/tmp/apr_test_arch_XXXXXX";
     int fd = mkstemp(path);
     cr_assert(fd >= 0);
@@ -324,7 +327,7 @@ Test(arch, unknown_architecture_and_bad_kv_dtype_are_refused) {
     unlink(path);
     arch_free(&m);
     /* qwen3 without its q/k norms is an error naming the tensor */
-    arch_build(&m, &(arch_spec){"qwen3", 32, 4, 2, 8, 48, 64, 1, false, false, false, false, false, 1, 10000, 1e-5f});
+    arch_build(&m, &(arch_spec){"qwen3", 32, 4, 2, 8, 48, 64, 1, false, false, false, false, false, 1, 10000, 1e-5f, 0});
     fd = mkstemp(path);
     close(fd);
     arch_write(&m, path);
@@ -335,7 +338,7 @@ Test(arch, unknown_architecture_and_bad_kv_dtype_are_refused) {
     unlink(path);
     /* a KV cache of bf16 is refused */
     arch_free(&m);
-    arch_build(&m, &(arch_spec){"llama", 32, 4, 2, 8, 48, 64, 1, false, false, false, false, false, 0, 10000, 1e-5f});
+    arch_build(&m, &(arch_spec){"llama", 32, 4, 2, 8, 48, 64, 1, false, false, false, false, false, 0, 10000, 1e-5f, 0});
     fd = mkstemp(path);
     close(fd);
     arch_write(&m, path);
@@ -356,4 +359,10 @@ Test(arch, unknown_architecture_and_bad_kv_dtype_are_refused) {
     gguf_close(f);
     unlink(path);
     arch_free(&m);
+}
+
+Test(arch, mistral_sliding_window_matches_the_oracle) {
+    /* a window of 3 positions, shorter than the prefill batch, so both the batch mask and decode
+     * steps drop old keys */
+    arch_check(&(arch_spec){"llama", 32, 4, 2, 8, 48, 64, 2, false, false, false, false, false, 0, 10000, 1e-5f, 3});
 }

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tok_internal.h"
 #include "tokenizer.h"
 #include "util/tu_paths.h"
 
@@ -364,4 +365,107 @@ Test(tokenizer, bad_inputs) {
     cr_assert_gt(tok_encode(v, "\xFF\xFE" "a", 3, 0, ids, 16), 0);
     tok_stream_free(s);
     tok_free(v);
+}
+
+/* ---------------------------------------------------------------- SentencePiece-style tokenizer.json */
+
+typedef struct tt_merge {
+    float score;                 /* the score of the joined piece: higher merges first */
+    int32_t left, right;         /* ids of the two pieces */
+} tt_merge;
+
+static int tt_merge_cmp(const void *a, const void *b) {
+    const tt_merge *x = a, *y = b;
+    if (x->score != y->score) return x->score < y->score ? 1 : -1;
+    return x->left != y->left ? (x->left > y->left) - (x->left < y->left) : (x->right > y->right) - (x->right < y->right);
+}
+
+/* Writes dir/tokenizer.json the way Hugging Face converts a SentencePiece BPE model (Llama 2,
+ * Mistral): the pieces as vocab, every split of a piece into two pieces as a merge, ordered by the
+ * joined piece's score, byte fallback, and the Prepend + Replace normalizer. */
+static void tt_write_spm_json(const tok_vocab *v, const char *dir) {
+    int32_t n = tok_n_vocab(v);
+    size_t cap = 1 << 16, nm = 0;
+    tt_merge *m = malloc(cap * sizeof *m);
+    cr_assert(m);
+    cJSON *root = cJSON_CreateObject(), *model = cJSON_AddObjectToObject(root, "model");
+    cJSON_AddStringToObject(model, "type", "BPE");
+    cJSON_AddBoolToObject(model, "byte_fallback", true);
+    cJSON_AddStringToObject(model, "unk_token", "<unk>");
+    cJSON *vocab = cJSON_AddObjectToObject(model, "vocab"), *added = cJSON_AddArrayToObject(root, "added_tokens");
+    for (int32_t id = 0; id < n; id++) {
+        const char *p = tok_piece(v, id);
+        tok_type t = tok_token_type(v, id);
+        cJSON_AddNumberToObject(vocab, p, id);
+        if (t == TOK_TYPE_CONTROL || t == TOK_TYPE_UNKNOWN) {
+            cJSON *a = cJSON_CreateObject();
+            cJSON_AddNumberToObject(a, "id", id);
+            cJSON_AddStringToObject(a, "content", p);
+            cJSON_AddBoolToObject(a, "special", true);
+            cJSON_AddItemToArray(added, a);
+        }
+        if (t != TOK_TYPE_NORMAL) continue;
+        size_t len = strlen(p);
+        for (size_t cut = 1; cut < len; cut++) {
+            if (((unsigned char)p[cut] & 0xc0) == 0x80) continue; /* inside a character */
+            int32_t l = tok_find(v, p, cut), r = tok_find(v, p + cut, len - cut);
+            if (l < 0 || r < 0) continue;
+            if (nm == cap) cr_assert((m = realloc(m, (cap *= 2) * sizeof *m)));
+            m[nm++] = (tt_merge){v->score[id], l, r};
+        }
+    }
+    qsort(m, nm, sizeof *m, tt_merge_cmp);
+    cJSON *merges = cJSON_AddArrayToObject(model, "merges");
+    for (size_t i = 0; i < nm; i++) {
+        const char *l = tok_piece(v, m[i].left), *r = tok_piece(v, m[i].right);
+        char *s = malloc(strlen(l) + strlen(r) + 2);
+        cr_assert(s);
+        sprintf(s, "%s %s", l, r);
+        cJSON_AddItemToArray(merges, cJSON_CreateString(s));
+        free(s);
+    }
+    free(m);
+    cJSON *norm = cJSON_AddObjectToObject(root, "normalizer"), *steps = cJSON_AddArrayToObject(norm, "normalizers");
+    cJSON_AddStringToObject(norm, "type", "Sequence");
+    cJSON *pre = cJSON_CreateObject(), *rep = cJSON_CreateObject(), *pat = cJSON_AddObjectToObject(rep, "pattern");
+    cJSON_AddStringToObject(pre, "type", "Prepend");
+    cJSON_AddStringToObject(pre, "prepend", "\xe2\x96\x81");
+    cJSON_AddStringToObject(rep, "type", "Replace");
+    cJSON_AddStringToObject(pat, "String", " ");
+    cJSON_AddStringToObject(rep, "content", "\xe2\x96\x81");
+    cJSON_AddItemToArray(steps, pre);
+    cJSON_AddItemToArray(steps, rep);
+    cJSON_AddNullToObject(root, "pre_tokenizer");
+    char *js = cJSON_PrintUnformatted(root), path[PATH_MAX + 32];
+    cr_assert(js);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    FILE *fp = fopen(path, "w");
+    cr_assert(fp && fputs(js, fp) >= 0 && fclose(fp) == 0, "cannot write %s", path);
+    free(js);
+    cJSON_Delete(root);
+}
+
+/* A Llama 2 / Mistral Hugging Face folder carries its SentencePiece model as a BPE tokenizer.json
+ * with byte fallback; built here from the GGUF vocab, it must give the GGUF's reference ids. */
+Test(tokenizer, hf_sentencepiece_style_json_matches_the_gguf_vectors) {
+    tt_need("vocab/ggml-vocab-llama-spm.gguf");
+    tok_vocab *g = tt_load("vocab/ggml-vocab-llama-spm.gguf");
+    char dir[] = "/tmp/apr-tok-spm-XXXXXX", inp[PATH_MAX * 2], out[PATH_MAX * 2], cmd[PATH_MAX];
+    cr_assert(mkdtemp(dir));
+    tt_write_spm_json(g, dir);
+    tok_vocab *v;
+    apr_error e;
+    apr_status st = tok_load_hf(dir, &v, &e);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(st, APR_OK, "%s", e.msg);
+    cr_expect_eq(tok_model_kind(v), TOK_MODEL_SPM);
+    cr_expect_eq(tok_n_vocab(v), tok_n_vocab(g));
+    cr_expect_eq(tok_bos(v), tok_bos(g));
+    cr_expect_eq(tok_token_type(v, tok_find(v, "<0x0A>", 6)), TOK_TYPE_BYTE);
+    snprintf(inp, sizeof inp, "%s/vocab/ggml-vocab-llama-spm.gguf.inp", tt_fix);
+    snprintf(out, sizeof out, "%s/vocab/ggml-vocab-llama-spm.gguf.out", tt_fix);
+    tt_vectors(v, inp, out);
+    tok_free(v);
+    tok_free(g);
 }

@@ -258,6 +258,8 @@ static char *run_read_file(const char *path, size_t *len) {
 /* ---------------------------------------------------------------- the model and one generation */
 
 /* What every mode shares, loaded once. */
+#define RUN_MAX_EOG 12
+
 typedef struct run_model {
     const run_opts *o;
     gguf_file *f;
@@ -267,8 +269,28 @@ typedef struct run_model {
     tok_vocab *vocab;      /* NULL when the file has none: ids only */
     int n_ctx, n_vocab;
     uint32_t bos, eos;
+    int32_t eog[RUN_MAX_EOG]; /* every id that ends generation: EOS, EOT/EOM and the end markers of chat families */
+    int n_eog;
     double t_load;
 } run_model;
+
+/* The ids that end generation in every mode, as llama.cpp collects them: EOS, the file's EOT and
+ * EOM ids, and control tokens spelled like a chat family's end-of-turn marker (Llama 3 lists
+ * <|eot_id|> besides its EOS, Qwen <|im_end|> besides <|endoftext|>). */
+static void run_collect_eog(run_model *rm) {
+    static const char *const keys[] = {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"};
+    static const char *const marks[] = {"<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>",
+                                        "<|endoftext|>", "<|end_of_text|>", "<EOT>"};
+    rm->n_eog = 0;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        uint32_t u;
+        if (gguf_get_u32(rm->f, keys[i], &u) && (int64_t)u < rm->n_vocab) rm->eog[rm->n_eog++] = (int32_t)u;
+    }
+    for (size_t i = 0; rm->vocab && i < sizeof marks / sizeof marks[0] && rm->n_eog < RUN_MAX_EOG; i++) {
+        int32_t id = tok_find(rm->vocab, marks[i], strlen(marks[i]));
+        if (id >= 0 && tok_token_type(rm->vocab, id) == TOK_TYPE_CONTROL) rm->eog[rm->n_eog++] = id;
+    }
+}
 
 static apr_status run_session(const run_model *rm, llama_session **s, apr_error *e) {
     llama_session_params p = llama_session_defaults(rm->n_ctx);
@@ -299,6 +321,8 @@ typedef struct run_gen {
 
 static bool run_is_eog(const run_model *rm, const run_gen *g, int32_t id) {
     if ((uint32_t)id == rm->eos) return true;
+    for (int i = 0; i < rm->n_eog; i++)
+        if (rm->eog[i] == id) return true;
     for (int i = 0; i < g->n_eog; i++)
         if (g->eog[i] == id) return true;
     return false;
@@ -785,6 +809,7 @@ int main(int argc, char **argv) {
         if (o.prompt || o.prompt_file || o.chat || o.batch) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
         fprintf(stderr, "warning: %s; printing token ids\n", e.msg);
     }
+    run_collect_eog(&rm);
     rm.t_load = run_now() - t0;
     rc = o.chat ? run_chat(&rm) : o.batch ? run_batch(&rm) : run_single(&rm);
 done:
