@@ -10,14 +10,15 @@ typedef struct dtype_info {
 } dtype_info;
 
 static const dtype_info *dtype_lookup(apr_dtype t) {
-    static const dtype_info f32 = {"f32", 1, 4}, f16 = {"f16", 1, 2}, bf16 = {"bf16", 1, 2}, i32 = {"i32", 1, 4};
-    switch (t) {
-    case APR_F32: return &f32;
-    case APR_F16: return &f16;
-    case APR_BF16: return &bf16;
-    case APR_I32: return &i32;
-    default: return NULL;
-    }
+    static const dtype_info table[APR_DTYPE_LIMIT] = {
+        [APR_F32] = {"f32", 1, 4},       [APR_F16] = {"f16", 1, 2},       [APR_BF16] = {"bf16", 1, 2},
+        [APR_I32] = {"i32", 1, 4},       [APR_Q4_0] = {"q4_0", 32, 18},   [APR_Q4_1] = {"q4_1", 32, 20},
+        [APR_Q5_0] = {"q5_0", 32, 22},   [APR_Q5_1] = {"q5_1", 32, 24},   [APR_Q8_0] = {"q8_0", 32, 34},
+        [APR_Q4_K] = {"q4_K", 256, 144}, [APR_Q5_K] = {"q5_K", 256, 176}, [APR_Q6_K] = {"q6_K", 256, 210},
+        [APR_Q8_K] = {"q8_K", 256, 292},
+    };
+    if ((unsigned)t >= APR_DTYPE_LIMIT || !table[t].name) return NULL;
+    return &table[t];
 }
 
 APR_API const char *apr_dtype_name(apr_dtype t) {

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "apr/apr_quant.h"
 #include "llama.h"
 
 /* "{arch}.{suffix}" as a u32; required keys fail with the key's name. */
@@ -42,9 +43,15 @@ static apr_status load_tensor(const gguf_file *f, const char *name, int64_t ne0,
         return apr_error_set(err, APR_ERR_FORMAT, "%s: tensor %s has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]",
                          gguf_path(f), name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
                          (long long)t->ne[3], (long long)ne0, (long long)ne1);
-    if (t->dtype != APR_F32 && t->dtype != APR_F16 && t->dtype != APR_BF16)
-        return apr_error_set(err, APR_ERR_UNSUPPORTED, "%s: tensor %s is %s, which apr cannot run yet (f32, f16 and bf16 can)",
-                         gguf_path(f), name, gguf_dtype_name(t->dtype) ? gguf_dtype_name(t->dtype) : "an unknown type");
+    /* Matrices may be any block type a matmul or a row lookup takes; vectors (norms, biases) are
+     * added and multiplied, which only float tensors are. */
+    bool is_float = t->dtype == APR_F32 || t->dtype == APR_F16 || t->dtype == APR_BF16;
+    bool is_block = ne1 > 1 && apr_quant_is_block((apr_dtype)t->dtype) && t->dtype != APR_Q8_K;
+    if (!is_float && !is_block)
+        return apr_error_set(err, APR_ERR_UNSUPPORTED,
+                             "%s: tensor %s is %s, which apr cannot run here (f32, f16, bf16%s can)", gguf_path(f), name,
+                             gguf_dtype_name(t->dtype) ? gguf_dtype_name(t->dtype) : "an unknown type",
+                             ne1 > 1 ? " and q4_0, q4_1, q5_0, q5_1, q8_0, q4_K, q5_K, q6_K" : "");
     return APR_OK;
 }
 
@@ -77,6 +84,7 @@ apr_status llama_model_load(const gguf_file *f, llama_model **out, apr_error *er
     if (!st) st = load_u32(f, arch, "attention.key_length", false, 0, &hp->head_dim, err);
     int v_len = 0;
     if (!st) st = load_u32(f, arch, "attention.value_length", false, 0, &v_len, err);
+    if (!st) st = load_u32(f, arch, "attention.sliding_window", false, 0, &hp->swa_window, err);
     if (st) { llama_model_free(m); return st; }
     if (hp->n_layer < 1 || hp->n_embd < 1 || hp->n_head < 1 || hp->n_head_kv < 1 || hp->n_ff < 1 ||
         (!hp->head_dim && hp->n_embd % hp->n_head) || hp->n_head % hp->n_head_kv ||

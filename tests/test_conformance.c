@@ -14,6 +14,7 @@
 
 #include "apr/apr.h"
 #include "apr/apr_float16.h"
+#include "apr/apr_quant.h"
 #include "util/tu_backend.h"
 #include "util/tu_rand.h"
 #include "util/tu_tensor.h"
@@ -51,7 +52,8 @@ typedef struct tolerance {
 } tolerance;
 
 static const tolerance tolerances[] = {
-    {APR_OP_GET_ROWS, "", TU_CMP_EXACT, 0, "a copy: widening f16/bf16 to f32 is exact"},
+    {APR_OP_GET_ROWS, "", TU_CMP_EXACT, 0,
+     "a copy: widening f16/bf16 to f32 is exact, and a block row must give exactly apr_dequant_row's values"},
     {APR_OP_MATMUL, "f32", TU_CMP_NMSE, 1e-7, "f32 accumulation in any order against double: ~K*eps^2 << 1e-7 for K <= 1024"},
     {APR_OP_MATMUL, "f32-large-k", TU_CMP_NMSE, 1e-6,
      "K >= 2048: the f32 rounding of long sums grows with K; random-walk estimate ~1e-11, worst orders give far more"},
@@ -59,6 +61,9 @@ static const tolerance tolerances[] = {
      "admits kernels that round X to f16 for an f16 dot product (half-ulp 2^-11, squared 2.4e-7 even for K = 1)"},
     {APR_OP_MATMUL, "bf16", TU_CMP_NMSE, 5e-5,
      "admits kernels that round X to bf16 for a bf16 dot product (half-ulp 2^-8, squared 1.5e-5 even for K = 1)"},
+    {APR_OP_MATMUL, "block", TU_CMP_NMSE, 2e-4,
+     "block weights: admits kernels that round each X row to 8-bit blocks (scale max|x|/127 per 32 or 256): error variance "
+     "step^2/12 per element gives NMSE ~2e-5 for 32-blocks and ~4e-5 for 256-blocks of uniform data; 5x margin"},
     {APR_OP_ADD, "", TU_CMP_EXACT, 0, "one IEEE addition per element is correctly rounded: any difference is a bug"},
     {APR_OP_MUL, "", TU_CMP_EXACT, 0, "one IEEE multiplication per element is correctly rounded"},
     {APR_OP_SCALE, "", TU_CMP_EXACT, 0, "one IEEE multiplication per element is correctly rounded"},
@@ -262,6 +267,17 @@ static bool host_expect(const tu_node *n, tu_tensor *want) {
     size_t es = tu_dtype_size(n->dst.dtype);
     switch (n->op) {
     case APR_OP_GET_ROWS:
+        if (tu_dtype_is_block(a->dtype)) { /* rows as apr_dequant_row defines them */
+            float *row = malloc((size_t)a->ne[0] * sizeof(float));
+            cr_assert(row, "out of memory");
+            for (int64_t r = 0; r < n->dst.ne[1]; r++) {
+                const int64_t at[APR_MAX_DIMS] = {0, tu_geti(b, r, 0, 0, 0), 0, 0};
+                cr_assert(apr_dequant_row((apr_dtype)a->dtype, a->data + tu_tensor_byte(a, at), row, a->ne[0]));
+                for (int64_t d = 0; d < a->ne[0]; d++) tu_setf(want, d, r, 0, 0, row[d]);
+            }
+            free(row);
+            return true;
+        }
         for (int64_t k = 0; k < ne; k++) {
             tu_tensor_index(&n->dst, k, i);
             tu_setf(want, i[0], i[1], 0, 0, tu_getf(a, i[0], tu_geti(b, i[1], 0, 0, 0), 0, 0));
@@ -461,6 +477,61 @@ static void cases_matmul(conf_run *r) {
             const char *key = float_dtypes[di] == APR_F16 ? "f16" : float_dtypes[di] == APR_BF16 ? "bf16"
                             : cs[s].K >= 2048 ? "f32-large-k" : "f32";
             conf_check(r, &n, tol(APR_OP_MATMUL, key));
+        }
+}
+
+/* The weight block types, with the block size each one's shapes are built from. */
+static const uint32_t block_dtypes[] = {APR_Q4_0, APR_Q4_1, APR_Q5_0, APR_Q5_1, APR_Q8_0, APR_Q4_K, APR_Q5_K, APR_Q6_K};
+#define N_BLOCK_DTYPES 8
+
+static int64_t block_of(uint32_t dtype) { return dtype == APR_Q4_K || dtype == APR_Q5_K || dtype == APR_Q6_K ? 256 : 32; }
+
+static void cases_get_rows_block(conf_run *r) {
+    /* D in blocks */
+    static const int64_t shapes[][3] = {{1, 1, 1}, {3, 5, 3}, {1, 100, 17}, {16, 6, 4}, {22, 3, 2}};
+    for (int di = 0; di < N_BLOCK_DTYPES; di++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            uint32_t dt = block_dtypes[di];
+            int64_t D = shapes[s][0] * block_of(dt), R = shapes[s][1], N = shapes[s][2];
+            tu_rng rng = conf_next(r);
+            tu_node n;
+            node_init(&n, APR_OP_GET_ROWS, 2);
+            tu_fill_quant(add_src(&n, 0, dt, D, R, 1, 1, s % 2 ? TU_PADDED : TU_CONTIG), &rng, -1, 1, true);
+            tu_tensor *ids = add_src(&n, 1, APR_I32, N, 1, 1, 1, TU_CONTIG);
+            tu_fill_int(ids, &rng, 0, R - 1);
+            tu_seti(ids, 0, 0, 0, 0, (int32_t)(R - 1));
+            set_dst(&n, APR_F32, D, N, 1, 1, s % 2 ? TU_PADDED : TU_CONTIG);
+            node_name(&n, "%s D=%lld R=%lld N=%lld", tu_dtype_name(dt), (long long)D, (long long)R, (long long)N);
+            conf_check(r, &n, tol(APR_OP_GET_ROWS, ""));
+        }
+}
+
+/* Decode (M = 1..4) and prefill shapes for every block format: K in blocks, tails of N that are
+ * not multiples of kernel tiles, batches with weight broadcast, strided X and dst, padded W rows.
+ * Every case has at least 16 outputs: rounding X to 8 bits is a random error of ~1.5e-5 in NMSE,
+ * and for a single output the NMSE is that error over one value that may be near zero. */
+static void cases_matmul_block(conf_run *r) {
+    enum { C, P, T };
+    static const struct { int64_t Kb, N, M, B2, B3, Bw2, Bw3; int wl, xl, dl; } cs[] = {
+        {1, 32, 1, 1, 1, 1, 1, C, C, C},   {1, 17, 1, 1, 1, 1, 1, C, C, C},   {2, 67, 5, 1, 1, 1, 1, C, C, C},
+        {3, 33, 17, 1, 1, 1, 1, C, C, C},  {4, 130, 2, 1, 1, 1, 1, C, C, C},  {16, 16, 1, 1, 1, 1, 1, C, C, C},
+        {22, 6, 3, 1, 1, 1, 1, C, C, C},   {2, 9, 5, 4, 2, 2, 1, C, C, C},    {3, 24, 7, 1, 1, 1, 1, C, P, C},
+        {2, 24, 7, 1, 1, 1, 1, C, T, C},   {2, 17, 13, 1, 1, 1, 1, P, C, C},  {5, 19, 4, 1, 1, 1, 1, C, C, P},
+        {1, 64, 40, 1, 1, 1, 1, C, C, C},
+    };
+    const tu_layout lays[] = {TU_CONTIG, TU_PADDED, TU_TRANSPOSED};
+    for (int di = 0; di < N_BLOCK_DTYPES; di++)
+        for (size_t s = 0; s < sizeof cs / sizeof cs[0]; s++) {
+            uint32_t dt = block_dtypes[di];
+            int64_t K = cs[s].Kb * block_of(dt);
+            tu_rng rng = conf_next(r);
+            tu_node n;
+            node_init(&n, APR_OP_MATMUL, 2);
+            tu_fill_quant(add_src(&n, 0, dt, K, cs[s].N, cs[s].Bw2, cs[s].Bw3, lays[cs[s].wl]), &rng, -1, 1, true);
+            tu_fill_uniform(add_src(&n, 1, APR_F32, K, cs[s].M, cs[s].B2, cs[s].B3, lays[cs[s].xl]), &rng, -1, 1);
+            set_dst(&n, APR_F32, cs[s].N, cs[s].M, cs[s].B2, cs[s].B3, lays[cs[s].dl]);
+            node_name(&n, "%s K=%lld N=%lld M=%lld", tu_dtype_name(dt), (long long)K, (long long)cs[s].N, (long long)cs[s].M);
+            conf_check(r, &n, tol(APR_OP_MATMUL, "block"));
         }
 }
 
@@ -771,8 +842,8 @@ static void conf_cases(conf_run *r) {
     static const double unary_ranges[] = {8, 100};
     static const double scale_ranges[] = {2};
     switch (r->op) {
-    case APR_OP_GET_ROWS: cases_get_rows(r); break;
-    case APR_OP_MATMUL: cases_matmul(r); break;
+    case APR_OP_GET_ROWS: cases_get_rows(r); cases_get_rows_block(r); break;
+    case APR_OP_MATMUL: cases_matmul(r); cases_matmul_block(r); break;
     case APR_OP_ADD: case APR_OP_MUL: cases_add_mul(r, r->op); break;
     case APR_OP_SCALE: cases_unary(r, r->op, scale_ranges, 1); break;
     case APR_OP_SILU: case APR_OP_GELU: cases_unary(r, r->op, unary_ranges, 2); break;
@@ -854,6 +925,15 @@ static void conf_test(const conf_param *p, uint32_t op) {
     ParameterizedTest(conf_param *p, conformance, name, .timeout = CONF_TIMEOUT) { conf_test(p, op); }
 
 CONF_OP_TEST(get_rows, APR_OP_GET_ROWS)
+
+/* cpu-avx512 picks VNNI kernels for block weights when the CPU has them; this runs the matmul cases
+ * again with them switched off (APR_X86_NO_VNNI), so the vpmaddubsw path is checked here too. */
+ParameterizedTestParameters(conformance, matmul_no_vnni) { return conf_params(); }
+ParameterizedTest(conf_param *p, conformance, matmul_no_vnni, .timeout = CONF_TIMEOUT) {
+    setenv("APR_X86_NO_VNNI", "1", 1);
+    conf_test(p, APR_OP_MATMUL);
+    unsetenv("APR_X86_NO_VNNI");
+}
 CONF_OP_TEST(matmul, APR_OP_MATMUL)
 CONF_OP_TEST(add, APR_OP_ADD)
 CONF_OP_TEST(mul, APR_OP_MUL)

@@ -37,8 +37,9 @@
  * A contiguous tensor has nb[0] = type size, nb[i] = nb[i-1] * ne[i-1] (ne[0] / block size for
  * block types). Views (reshape, permute, transpose, slice) only change ne, nb and offset.
  *
- * dtype numbers equal the GGML type ids so GGUF tensors map directly; the gaps are the
- * quantized block types, added by a later ABI version.
+ * dtype numbers equal the GGML type ids so GGUF tensors map directly. The quantized block types
+ * (ABI 2) store ne[0] elements of a row as ne[0] / block_elems blocks whose byte layouts are those
+ * of ggml; apr_quant.h defines them, with the reference quantize and dequantize.
  */
 
 #include <stddef.h>
@@ -48,7 +49,7 @@
 extern "C" {
 #endif
 
-#define APR_ABI_VERSION 1             /* the ABI this header describes */
+#define APR_ABI_VERSION 2             /* the ABI this header describes (2 added the quantized block dtypes) */
 #define APR_ABI_MIN_VERSION 1         /* the oldest plugin ABI this core still accepts */
 #define APR_PLUGIN_ENTRY_SYMBOL "apr_plugin_entry"
 #define APR_MAX_DIMS 4
@@ -75,6 +76,16 @@ typedef enum apr_status {
 typedef enum apr_dtype {
     APR_F32 = 0,   /* IEEE binary32 */
     APR_F16 = 1,   /* IEEE binary16; conversions from f32 round to nearest even */
+    /* Block types (ABI 2): 32 or 256 elements per block, layouts in apr_quant.h. */
+    APR_Q4_0 = 2,  /* 32 per block, 18 bytes: f16 scale d, 4-bit q; x = d (q - 8) */
+    APR_Q4_1 = 3,  /* 32 per block, 20 bytes: f16 d and m, 4-bit q; x = d q + m */
+    APR_Q5_0 = 6,  /* 32 per block, 22 bytes: f16 d, 5-bit q; x = d (q - 16) */
+    APR_Q5_1 = 7,  /* 32 per block, 24 bytes: f16 d and m, 5-bit q; x = d q + m */
+    APR_Q8_0 = 8,  /* 32 per block, 34 bytes: f16 d, int8 q; x = d q */
+    APR_Q4_K = 12, /* 256 per block, 144 bytes: 8 sub-blocks of 32 with 6-bit scales and mins */
+    APR_Q5_K = 13, /* 256 per block, 176 bytes: as Q4_K with a fifth bit */
+    APR_Q6_K = 14, /* 256 per block, 210 bytes: 16 sub-blocks of 16 with int8 scales, 6-bit q */
+    APR_Q8_K = 15, /* 256 per block, 292 bytes: f32 d, int8 q, 16 int16 sums (the K-quant activation format) */
     APR_I32 = 26,  /* two's complement int32 (token ids, positions, argmax results) */
     APR_BF16 = 30, /* the upper 16 bits of a binary32; conversions from f32 round to nearest even */
     APR_DTYPE_LIMIT = 40, /* all dtype numbers are below this */
@@ -90,14 +101,20 @@ typedef enum apr_dtype {
  */
 typedef enum apr_op {
     APR_OP_NONE = 0,
-    /* GET_ROWS  src0 table [D, R, 1, 1] F; src1 ids [N, 1, 1, 1] I32; dst [D, N] F32.
-     *           dst[:, n] = table[:, ids[n]]. An id outside [0, R) is APR_ERR_INVALID. */
+    /* GET_ROWS  src0 table [D, R, 1, 1] F or a block type (ABI 2; D a multiple of its block);
+     *           src1 ids [N, 1, 1, 1] I32; dst [D, N] F32.
+     *           dst[:, n] = table[:, ids[n]] (a block row dequantized as apr_quant.h defines).
+     *           An id outside [0, R) is APR_ERR_INVALID. */
     APR_OP_GET_ROWS = 1,
     /* MATMUL    src0 weight W [K, N, Bw2, Bw3] F; src1 activations X [K, M, B2, B3] F32;
      *           dst [N, M, B2, B3] F32 with B2 % Bw2 == 0 and B3 % Bw3 == 0.
      *           dst[n,m,b2,b3] = sum_k W[k,n,b2/(B2/Bw2),b3/(B3/Bw3)] * X[k,m,b2,b3].
      *           Each row of W is a weight row (a GGUF/PyTorch "out x in" matrix). Accumulation order
-     *           is free; the reference accumulates in double. */
+     *           is free; the reference accumulates in double.
+     *           W may be a block type other than Q8_K (ABI 2) with K a multiple of its block and
+     *           nb[0] = block bytes: W means its dequantized values. Such a backend may round each
+     *           row of X to 8-bit blocks first (Q8_0-style per 32, Q8_K-style per 256), as ggml does;
+     *           the conformance suite bounds the error that adds. */
     APR_OP_MATMUL = 2,
     /* ADD, MUL  src0 a [A0..A3]; src1 b [B0..B3] with Ai % Bi == 0 (b repeats); dst [A0..A3].
      *           dst = a + b / a * b elementwise, b indexed modulo its shape. */

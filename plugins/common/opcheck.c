@@ -4,10 +4,13 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "apr/apr_quant.h"
 #include "msg.h"
 
 #define DT(t) (1ull << (t))
 #define DT_F (DT(APR_F32) | DT(APR_F16) | DT(APR_BF16)) /* "F" in apr_abi.h */
+/* The block types a weight (MATMUL src0, GET_ROWS table) may have; Q8_K is an activation format only. */
+#define DT_Q (DT(APR_Q4_0) | DT(APR_Q4_1) | DT(APR_Q5_0) | DT(APR_Q5_1) | DT(APR_Q8_0) | DT(APR_Q4_K) | DT(APR_Q5_K) | DT(APR_Q6_K))
 #define ANY (-1)                                         /* want_ne: this dimension is free */
 
 #define TRY(expr)                                      \
@@ -55,8 +58,15 @@ static const char *tname(const check *c, const apr_tensor_desc *t) {
 
 static apr_status want_dtype(const check *c, const apr_tensor_desc *t, uint64_t allowed) {
     if (allowed & DT(t->dtype)) return APR_OK;
-    const char *want = allowed == DT_F ? "f32, f16 or bf16" : opcheck_dtype_name(__builtin_ctzll(allowed));
+    const char *want = allowed == DT_F ? "f32, f16 or bf16" : allowed == (DT_F | DT_Q) ? "f32, f16, bf16 or a block type other than q8_K" : opcheck_dtype_name(__builtin_ctzll(allowed));
     return fail(c, APR_ERR_INVALID, "%s dtype %s, want %s", tname(c, t), opcheck_dtype_name(t->dtype), want);
+}
+
+/* The blocks of a block-type row lie next to each other (nb[0] = block bytes), as the kernels read them. */
+static apr_status want_dense_blocks(const check *c, const apr_tensor_desc *t) {
+    if (opcheck_dtype_block(t->dtype) <= 1 || t->nb[0] == (int64_t)opcheck_dtype_size(t->dtype)) return APR_OK;
+    return fail(c, APR_ERR_INVALID, "%s nb[0]=%lld, want %zu (the %s block size): block rows must be dense", tname(c, t),
+                (long long)t->nb[0], opcheck_dtype_size(t->dtype), opcheck_dtype_name(t->dtype));
 }
 
 /* ANY leaves a dimension free; the message shows it as '*'. */
@@ -88,7 +98,8 @@ static apr_status want_flag(const check *c, int i, const char *what) {
 
 static apr_status check_get_rows(const check *c) {
     const apr_tensor_desc *table = &c->n->src[0], *ids = &c->n->src[1], *dst = &c->n->dst;
-    TRY(want_dtype(c, table, DT_F));
+    TRY(want_dtype(c, table, DT_F | DT_Q));
+    TRY(want_dense_blocks(c, table));
     TRY(want_dtype(c, ids, DT(APR_I32)));
     TRY(want_dtype(c, dst, DT(APR_F32)));
     TRY(want_ne(c, table, ANY, ANY, 1, 1));
@@ -98,7 +109,8 @@ static apr_status check_get_rows(const check *c) {
 
 static apr_status check_matmul(const check *c) {
     const apr_tensor_desc *w = &c->n->src[0], *x = &c->n->src[1], *dst = &c->n->dst;
-    TRY(want_dtype(c, w, DT_F));
+    TRY(want_dtype(c, w, DT_F | DT_Q));
+    TRY(want_dense_blocks(c, w));
     TRY(want_dtype(c, x, DT(APR_F32)));
     TRY(want_dtype(c, dst, DT(APR_F32)));
     if (x->ne[0] != w->ne[0])
@@ -208,6 +220,9 @@ static apr_status check_attention(const check *c) {
 
 static apr_status check_cpy(const check *c) {
     const apr_tensor_desc *a = &c->n->src[0], *dst = &c->n->dst;
+    if (opcheck_dtype_block(a->dtype) > 1 || opcheck_dtype_block(dst->dtype) > 1)
+        return fail(c, APR_ERR_UNSUPPORTED, "%s to %s: block types are not converted by cpy", opcheck_dtype_name(a->dtype),
+                    opcheck_dtype_name(dst->dtype));
     if (opcheck_dtype_is_float(a->dtype) != opcheck_dtype_is_float(dst->dtype))
         return fail(c, APR_ERR_INVALID, "%s to %s is not a defined conversion (i32 copies to i32 only)",
                     opcheck_dtype_name(a->dtype), opcheck_dtype_name(dst->dtype));
@@ -219,6 +234,8 @@ static apr_status check_concat(const check *c) {
     int32_t dim = c->n->iparams[0];
     if (dim < 0 || dim >= APR_MAX_DIMS)
         return fail(c, APR_ERR_INVALID, "dim (iparams[0]) = %d, want 0..%d", (int)dim, APR_MAX_DIMS - 1);
+    if (opcheck_dtype_block(a->dtype) > 1)
+        return fail(c, APR_ERR_UNSUPPORTED, "%s: block types are not concatenated", opcheck_dtype_name(a->dtype));
     if (b->dtype != a->dtype || dst->dtype != a->dtype)
         return fail(c, APR_ERR_INVALID, "dtypes src0 %s, src1 %s, dst %s must be equal", opcheck_dtype_name(a->dtype),
                     opcheck_dtype_name(b->dtype), opcheck_dtype_name(dst->dtype));
@@ -280,6 +297,10 @@ static apr_status check_tensor(const check *c, const apr_tensor_desc *t) {
     for (int d = 0; d < APR_MAX_DIMS; d++)
         if (t->ne[d] < 0)
             return fail(c, APR_ERR_INVALID, "%s ne[%d]=%lld is negative", tname(c, t), d, (long long)t->ne[d]);
+    int64_t blk = opcheck_dtype_block(t->dtype);
+    if (blk > 1 && t->ne[0] % blk)
+        return fail(c, APR_ERR_INVALID, "%s ne[0]=%lld is not a multiple of the %s block (%lld)", tname(c, t),
+                    (long long)t->ne[0], opcheck_dtype_name(t->dtype), (long long)blk);
     return APR_OK;
 }
 
@@ -303,6 +324,12 @@ apr_status opcheck_node(const apr_node_desc *n, char *why, size_t why_size) {
     return info->check(&c);
 }
 
+/* Strided units along dim 0: elements, or blocks for a block type. */
+static int64_t units0(const apr_tensor_desc *t) {
+    int64_t blk = opcheck_dtype_block(t->dtype);
+    return blk > 1 ? t->ne[0] / blk : t->ne[0];
+}
+
 /* The bytes t touches, [lo, hi) relative to its buffer, computed without overflow. */
 static apr_status tensor_bounds(const check *c, const apr_tensor_desc *t) {
     if (opcheck_nelements(t) == 0) return APR_OK;
@@ -315,7 +342,7 @@ static apr_status tensor_bounds(const check *c, const apr_tensor_desc *t) {
     overflow = overflow || __builtin_add_overflow(lo, (int64_t)opcheck_dtype_size(t->dtype), &hi);
     for (int d = 0; d < APR_MAX_DIMS && !overflow; d++) {
         int64_t span;
-        overflow = __builtin_mul_overflow(t->ne[d] - 1, t->nb[d], &span);
+        overflow = __builtin_mul_overflow((d == 0 ? units0(t) : t->ne[d]) - 1, t->nb[d], &span);
         if (!overflow && span < 0) overflow = __builtin_add_overflow(lo, span, &lo);
         if (!overflow && span > 0) overflow = __builtin_add_overflow(hi, span, &hi);
     }
@@ -358,6 +385,15 @@ const char *opcheck_dtype_name(uint32_t dtype) {
     case APR_F16: return "f16";
     case APR_BF16: return "bf16";
     case APR_I32: return "i32";
+    case APR_Q4_0: return "q4_0";
+    case APR_Q4_1: return "q4_1";
+    case APR_Q5_0: return "q5_0";
+    case APR_Q5_1: return "q5_1";
+    case APR_Q8_0: return "q8_0";
+    case APR_Q4_K: return "q4_K";
+    case APR_Q5_K: return "q5_K";
+    case APR_Q6_K: return "q6_K";
+    case APR_Q8_K: return "q8_K";
     default: return NULL;
     }
 }
@@ -368,7 +404,24 @@ size_t opcheck_dtype_size(uint32_t dtype) {
     case APR_F16: return 2;
     case APR_BF16: return 2;
     case APR_I32: return 4;
+    case APR_Q4_0: return sizeof(apr_block_q4_0);
+    case APR_Q4_1: return sizeof(apr_block_q4_1);
+    case APR_Q5_0: return sizeof(apr_block_q5_0);
+    case APR_Q5_1: return sizeof(apr_block_q5_1);
+    case APR_Q8_0: return sizeof(apr_block_q8_0);
+    case APR_Q4_K: return sizeof(apr_block_q4_K);
+    case APR_Q5_K: return sizeof(apr_block_q5_K);
+    case APR_Q6_K: return sizeof(apr_block_q6_K);
+    case APR_Q8_K: return sizeof(apr_block_q8_K);
     default: return 0;
+    }
+}
+
+int64_t opcheck_dtype_block(uint32_t dtype) {
+    switch (dtype) {
+    case APR_Q4_0: case APR_Q4_1: case APR_Q5_0: case APR_Q5_1: case APR_Q8_0: return APR_QK;
+    case APR_Q4_K: case APR_Q5_K: case APR_Q6_K: case APR_Q8_K: return APR_QK_K;
+    default: return opcheck_dtype_size(dtype) ? 1 : 0;
     }
 }
 
@@ -390,7 +443,7 @@ bool opcheck_is_contiguous(const apr_tensor_desc *t) {
     int64_t expect = (int64_t)opcheck_dtype_size(t->dtype);
     for (int d = 0; d < APR_MAX_DIMS; d++) {
         if (t->ne[d] != 1 && t->nb[d] != expect) return false;
-        if (__builtin_mul_overflow(expect, t->ne[d], &expect)) return false;
+        if (__builtin_mul_overflow(expect, (d == 0 ? units0(t) : t->ne[d]), &expect)) return false;
     }
     return true;
 }

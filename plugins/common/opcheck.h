@@ -42,11 +42,15 @@ bool opcheck_src_present(const apr_node_desc *n, uint32_t i);
 /* "matmul", ...; NULL for a number this ABI version does not know (APR_OP_NONE included). */
 const char *opcheck_op_name(uint32_t op);
 
-/* "f32", "f16", "bf16", "i32"; NULL for an unknown number. */
+/* "f32", "f16", "bf16", "i32", "q4_0", ...; NULL for an unknown number. */
 const char *opcheck_dtype_name(uint32_t dtype);
 
-/* Bytes per element; 0 for an unknown dtype. */
+/* Bytes per element, or per block for the block types; 0 for an unknown dtype. */
 size_t opcheck_dtype_size(uint32_t dtype);
+
+/* Elements per block: 32 or 256 for the block types, 1 for the others, 0 for an unknown dtype. Along
+ * dim 0 a block tensor has ne[0] / block units nb[0] apart. */
+int64_t opcheck_dtype_block(uint32_t dtype);
 
 /* f32, f16 or bf16: the dtypes an "F" in apr_abi.h admits. */
 bool opcheck_dtype_is_float(uint32_t dtype);

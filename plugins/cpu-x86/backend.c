@@ -23,6 +23,17 @@ int backend_reserve(x86_backend *be, size_t bytes) {
     return 0;
 }
 
+int backend_reserve_shared(x86_backend *be, size_t bytes) {
+    if (bytes <= be->shared_size) return 0;
+    bytes = (bytes + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, bytes);
+    if (!p) return -1;
+    free(be->shared);
+    be->shared = p;
+    be->shared_size = bytes;
+    return 0;
+}
+
 void backend_destroy(void *backend) {
     x86_backend *be = backend;
     if (!be) return;
@@ -30,6 +41,7 @@ void backend_destroy(void *backend) {
     if (be->scratch)
         for (int i = 0; i < be->n_threads; i++) free(be->scratch[i]);
     free(be->scratch);
+    free(be->shared);
     free(be);
 }
 
@@ -51,6 +63,9 @@ apr_status backend_create(const apr_backend_config *cfg, void **backend, char *e
     x86_backend *be = calloc(1, sizeof *be);
     if (!be) return msg_set(err, err_size, APR_ERR_NOMEM, "create: out of memory");
     be->n_threads = n;
+    /* APR_X86_NO_VNNI=1 forces the vpmaddubsw kernels, so tests can cover both paths on one machine */
+    const char *no_vnni = getenv("APR_X86_NO_VNNI");
+    be->vnni = probe_has_vnni() && !(no_vnni && *no_vnni && strcmp(no_vnni, "0") != 0);
     be->l1d_bytes = 32 * 1024;
     be->l2_bytes = 1024 * 1024;
     if (host && host->struct_size >= offsetof(apr_host_info, l2_bytes) + sizeof(int64_t)) {

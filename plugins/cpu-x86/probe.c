@@ -109,3 +109,9 @@ apr_status probe_run(const apr_host_info *host, apr_probe_result *out, char *err
     if (out->struct_size >= sizeof(apr_probe_result)) snprintf(out->features, sizeof out->features, "%s", feat);
     return APR_OK;
 }
+
+int probe_has_vnni(void) {
+    probe_cpu c;
+    probe_read(&c);
+    return APR_X86_LEVEL >= 3 && c.avx512vnni;
+}

@@ -11,5 +11,7 @@
 apr_status probe_run(const apr_host_info *host, apr_probe_result *out, char *err, size_t err_size);
 /* 1 when this variant can run here; else 0 and the reason in why. */
 int probe_usable(char *why, size_t why_size);
+/* 1 when this is the avx512 variant and the CPU has AVX512-VNNI (vpdpbusd), so the _vnni kernels may run. */
+int probe_has_vnni(void);
 
 #endif

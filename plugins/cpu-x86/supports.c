@@ -2,6 +2,9 @@
 #include "supports.h"
 
 #include <stdint.h>
+#include <stdio.h>
+
+#include "apr/apr_quant.h"
 
 #include "../common/msg.h"
 #include "../common/opcheck.h"
@@ -12,8 +15,33 @@ static const char *supports_dtype_name(uint32_t t) {
     case APR_F16: return "f16";
     case APR_BF16: return "bf16";
     case APR_I32: return "i32";
-    default: return "unknown";
+    default: {
+        const char *q = opcheck_dtype_name(t);
+        return q ? q : "unknown";
     }
+    }
+}
+
+/* The K-quant dot products (isa/qdot_k.c) may not be built in yet: then their names are 0. */
+extern void qdotk_act_q8_K(const float *x, int64_t K, void *dst) __attribute__((weak, visibility("hidden")));
+
+/* A weight (MATMUL src0) or table (GET_ROWS src0) of a block type: why not, or NULL. */
+static const char *supports_block(const apr_tensor_desc *t, int matmul, char *buf, size_t size) {
+    const int64_t blk = opcheck_dtype_block(t->dtype);
+    if (t->dtype == APR_Q8_K) return "q8_K is an activation format, not a weight";
+    if (blk <= 1) return "not a block type";
+    if (t->ne[0] % blk) {
+        snprintf(buf, size, "ne[0] = %lld is not a multiple of the %s block (%lld)", (long long)t->ne[0],
+                 supports_dtype_name(t->dtype), (long long)blk);
+        return buf;
+    }
+    if (t->nb[0] != (int64_t)opcheck_dtype_size(t->dtype)) {
+        snprintf(buf, size, "nb[0] = %lld, want the %s block size %zu (dense blocks)", (long long)t->nb[0],
+                 supports_dtype_name(t->dtype), opcheck_dtype_size(t->dtype));
+        return buf;
+    }
+    if (matmul && blk == APR_QK_K && !qdotk_act_q8_K) return "K-quant dot products are not built into this plugin";
+    return NULL;
 }
 
 static int supports_is_float(uint32_t t) { return t == APR_F32 || t == APR_F16 || t == APR_BF16; }
@@ -48,7 +76,11 @@ static apr_status supports_op(const apr_node_desc *n, char *why, size_t why_size
     switch (n->op) {
     case APR_OP_GET_ROWS:
         op = "get_rows";
-        if (!supports_is_float(a->dtype)) SUP_FAIL("get_rows: table dtype %s not supported", supports_dtype_name(a->dtype));
+        if (!supports_is_float(a->dtype) && opcheck_dtype_block(a->dtype) > 1) {
+            char buf[120];
+            const char *no = supports_block(a, 0, buf, sizeof buf);
+            if (no) SUP_FAIL("get_rows: %s table: %s", supports_dtype_name(a->dtype), no);
+        } else if (!supports_is_float(a->dtype)) SUP_FAIL("get_rows: table dtype %s not supported", supports_dtype_name(a->dtype));
         if (b->dtype != APR_I32) SUP_FAIL("get_rows: ids dtype %s not supported (i32 only)", supports_dtype_name(b->dtype));
         SUP_F32(d, "dst");
         if (a->ne[2] != 1 || a->ne[3] != 1 || b->ne[1] != 1 || b->ne[2] != 1 || b->ne[3] != 1 || d->ne[2] != 1 ||
@@ -58,7 +90,11 @@ static apr_status supports_op(const apr_node_desc *n, char *why, size_t why_size
         return APR_OK;
     case APR_OP_MATMUL:
         op = "matmul";
-        if (!supports_is_float(a->dtype)) SUP_FAIL("matmul: weight dtype %s not supported", supports_dtype_name(a->dtype));
+        if (!supports_is_float(a->dtype) && opcheck_dtype_block(a->dtype) > 1) {
+            char buf[120];
+            const char *no = supports_block(a, 1, buf, sizeof buf);
+            if (no) SUP_FAIL("matmul: %s weight: %s", supports_dtype_name(a->dtype), no);
+        } else if (!supports_is_float(a->dtype)) SUP_FAIL("matmul: weight dtype %s not supported", supports_dtype_name(a->dtype));
         SUP_F32(b, "activation");
         SUP_F32(d, "dst");
         if (a->ne[0] != b->ne[0]) SUP_BAD("matmul: K differs (weight %lld, activations %lld)", (long long)a->ne[0], (long long)b->ne[0]);

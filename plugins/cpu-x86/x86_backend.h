@@ -15,11 +15,17 @@ typedef struct x86_backend {
     size_t scratch_size;    /* bytes of each scratch[i] */
     int64_t l1d_bytes;      /* L1 data cache of one core (host info, or a default) */
     int64_t l2_bytes;       /* L2 of one core */
+    char *shared;           /* scratch all workers share (qmatmul's quantized activation rows), 64-byte aligned */
+    size_t shared_size;     /* bytes of shared */
+    int vnni;               /* 1: the CPU has AVX512-VNNI and this is the avx512 variant (qmatmul picks _vnni kernels) */
 } x86_backend;
 
 /* Makes every worker's scratch at least bytes long (called by the dispatching thread before
  * tpool_run; contents are not kept). 0 on success, -1 when memory ran out. */
 int backend_reserve(x86_backend *be, size_t bytes);
+
+/* Makes be->shared at least bytes long (contents are not kept). 0 on success, -1 when memory ran out. */
+int backend_reserve_shared(x86_backend *be, size_t bytes);
 
 /* Runs fn on every worker, or only on the caller (as worker 0 of 1) when the node is too small
  * for a dispatch to pay off: work is about the number of elements touched. */

@@ -1,5 +1,6 @@
 /* ref_copy.c — reference GET_ROWS, CPY and CONCAT: ops that move elements without arithmetic. */
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../common/msg.h"
@@ -17,10 +18,15 @@ apr_status refcopy_get_rows(const apr_node_desc *n, char *err, size_t err_size) 
             return msg_set(err, err_size, APR_ERR_INVALID, "get_rows: ids[%lld] = %d is outside [0, %lld)", (long long)i,
                            (int)id, (long long)R);
     }
+    float *row = NULL;
+    if (reftensor_is_block(table) && !(row = malloc((size_t)(D ? D : 1) * sizeof(float))))
+        return msg_set(err, err_size, APR_ERR_NOMEM, "get_rows: cannot allocate a %lld-float row", (long long)D);
     for (int64_t i = 0; i < N; i++) {
         int32_t id = reftensor_geti(ids, i, 0, 0, 0);
-        for (int64_t d = 0; d < D; d++) reftensor_setf(dst, d, i, 0, 0, reftensor_getf(table, d, id, 0, 0));
+        if (row) reftensor_dequant_row(table, id, 0, 0, row);
+        for (int64_t d = 0; d < D; d++) reftensor_setf(dst, d, i, 0, 0, row ? row[d] : reftensor_getf(table, d, id, 0, 0));
     }
+    free(row);
     return APR_OK;
 }
 

@@ -16,7 +16,7 @@ void refcopy_cpy(const apr_node_desc *n);
 void refcopy_concat(const apr_node_desc *n);
 
 /* ref_matmul.c */
-void refmatmul_run(const apr_node_desc *n);
+apr_status refmatmul_run(const apr_node_desc *n, char *err, size_t err_size);
 
 /* ref_elem.c: element-wise arithmetic. */
 void refelem_add(const apr_node_desc *n);

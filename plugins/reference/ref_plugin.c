@@ -67,7 +67,7 @@ static apr_status run_node(const apr_node_desc *n, char *err, size_t err_size) {
     if (st != APR_OK) return st;
     switch ((apr_op)n->op) {
     case APR_OP_GET_ROWS: return refcopy_get_rows(n, err, err_size);
-    case APR_OP_MATMUL: refmatmul_run(n); return APR_OK;
+    case APR_OP_MATMUL: return refmatmul_run(n, err, err_size);
     case APR_OP_ADD: refelem_add(n); return APR_OK;
     case APR_OP_MUL: refelem_mul(n); return APR_OK;
     case APR_OP_SCALE: refelem_scale(n); return APR_OK;

@@ -3,11 +3,13 @@
 #define APR_REF_TENSOR_H
 
 #include <assert.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "apr/apr_abi.h"
 #include "apr/apr_float16.h"
+#include "apr/apr_quant.h"
 
 /* Element [i0,i1,i2,i3] is at data + sum(i * nb) exactly as apr_abi.h defines it. Loads and
  * stores go through memcpy because nb need not be a multiple of the element size. */
@@ -42,6 +44,16 @@ static inline float reftensor_getf(const apr_tensor_desc *t, int64_t i0, int64_t
 
 static inline void reftensor_setf(const apr_tensor_desc *t, int64_t i0, int64_t i1, int64_t i2, int64_t i3, float f) {
     reftensor_store_f(t->dtype, reftensor_at(t, i0, i1, i2, i3), f);
+}
+
+/* True for the block dtypes: those are read a whole row at a time (reftensor_dequant_row). */
+static inline bool reftensor_is_block(const apr_tensor_desc *t) { return apr_quant_is_block((apr_dtype)t->dtype); }
+
+/* Row (i1, i2, i3) of a block-type tensor as ne[0] floats (opcheck made its blocks dense). */
+static inline void reftensor_dequant_row(const apr_tensor_desc *t, int64_t i1, int64_t i2, int64_t i3, float *out) {
+    bool ok = apr_dequant_row((apr_dtype)t->dtype, reftensor_at(t, 0, i1, i2, i3), out, t->ne[0]);
+    assert(ok);
+    (void)ok;
 }
 
 static inline int32_t reftensor_geti(const apr_tensor_desc *t, int64_t i0, int64_t i1, int64_t i2, int64_t i3) {

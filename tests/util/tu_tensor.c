@@ -6,13 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "apr/apr.h"
 #include "apr/apr_float16.h"
+#include "apr/apr_quant.h"
 
 size_t tu_dtype_size(uint32_t dtype) {
     switch (dtype) {
     case APR_F32: case APR_I32: return 4;
     case APR_F16: case APR_BF16: return 2;
-    default: return 0;
+    default: return apr_quant_is_block((apr_dtype)dtype) ? (size_t)apr_dtype_block_bytes((apr_dtype)dtype) : 0;
     }
 }
 
@@ -22,11 +24,13 @@ const char *tu_dtype_name(uint32_t dtype) {
     case APR_F16: return "f16";
     case APR_BF16: return "bf16";
     case APR_I32: return "i32";
-    default: return "?";
+    default: return apr_dtype_name((apr_dtype)dtype) ? apr_dtype_name((apr_dtype)dtype) : "?";
     }
 }
 
 bool tu_dtype_is_float(uint32_t dtype) { return dtype == APR_F32 || dtype == APR_F16 || dtype == APR_BF16; }
+
+bool tu_dtype_is_block(uint32_t dtype) { return apr_quant_is_block((apr_dtype)dtype); }
 
 float tu_load_f(uint32_t dtype, const void *p) {
     uint16_t h;
@@ -57,6 +61,10 @@ static void *tu_xmalloc(size_t n) {
 }
 
 void tu_tensor_poison(const tu_tensor *t, unsigned char *storage) {
+    if (tu_dtype_is_block(t->dtype)) { /* 0x7f7f is an f16 NaN: a scale read from a gap poisons the result */
+        memset(storage, TU_POISON_BLOCK_BYTE, t->size);
+        return;
+    }
     size_t es = tu_dtype_size(t->dtype);
     uint32_t pat = t->dtype == APR_F16 ? TU_POISON_F16 : t->dtype == APR_BF16 ? TU_POISON_BF16
                  : t->dtype == APR_I32 ? TU_POISON_I32 : TU_POISON_F32;
@@ -70,12 +78,14 @@ void tu_tensor_init(tu_tensor *t, uint32_t dtype, const int64_t ne[APR_MAX_DIMS]
     int64_t es = (int64_t)tu_dtype_size(dtype);
     int order[APR_MAX_DIMS] = {0, 1, 2, 3};
     if (lay.order[0] || lay.order[1] || lay.order[2] || lay.order[3]) memcpy(order, lay.order, sizeof order);
+    /* A block type counts dim 0 in blocks (its rows are dense, so layouts keep dim 0 innermost). */
+    int64_t blk = tu_dtype_is_block(dtype) ? apr_dtype_block_elems((apr_dtype)dtype) : 1;
     int64_t stride = es * (lay.step > 1 ? lay.step : 1);
     for (int j = 0; j < APR_MAX_DIMS; j++) {
         int d = order[j];
         t->ne[d] = ne[d];
         t->nb[d] = stride;
-        stride *= ne[d] + lay.pad[j];
+        stride *= (d == 0 ? ne[0] / blk : ne[d]) + lay.pad[j];
     }
     /* The last stride is the size of the whole block; the offset is added in front. */
     t->offset = (uint64_t)(lay.off * es);
@@ -208,7 +218,7 @@ void tu_tensor_describe(const tu_tensor *t, char *out, size_t size) {
     bool contiguous = t->offset == 0;
     for (int d = 0; d < APR_MAX_DIMS; d++) {
         if (t->ne[d] != 1 && t->nb[d] != expect) contiguous = false;
-        expect *= t->ne[d];
+        expect *= d == 0 && tu_dtype_is_block(t->dtype) ? t->ne[0] / apr_dtype_block_elems((apr_dtype)t->dtype) : t->ne[d];
     }
     if (contiguous || len < 0 || (size_t)len >= size) return;
     len += snprintf(out + len, size - (size_t)len, "/nb=");
@@ -216,4 +226,23 @@ void tu_tensor_describe(const tu_tensor *t, char *out, size_t size) {
         len += snprintf(out + len, size - (size_t)len, "%s%lld", d ? "," : "", (long long)(t->nb[d] / es));
     if (t->offset && len >= 0 && (size_t)len < size)
         snprintf(out + len, size - (size_t)len, "+%llu", (unsigned long long)(t->offset / (uint64_t)es));
+}
+
+void tu_fill_quant(tu_tensor *t, tu_rng *r, double lo, double hi, bool outliers) {
+    int64_t K = t->ne[0];
+    float *row = tu_xmalloc((size_t)(K ? K : 1) * sizeof(float));
+    for (int64_t i3 = 0; i3 < t->ne[3]; i3++)
+        for (int64_t i2 = 0; i2 < t->ne[2]; i2++)
+            for (int64_t i1 = 0; i1 < t->ne[1]; i1++) {
+                for (int64_t k = 0; k < K; k++) {
+                    row[k] = (float)tu_rng_uniform(r, lo, hi);
+                    if (outliers && tu_rng_u64(r) % 64 == 0) row[k] *= 8.0f;
+                }
+                const int64_t i[APR_MAX_DIMS] = {0, i1, i2, i3};
+                if (apr_quant_row((apr_dtype)t->dtype, row, t->data + tu_tensor_byte(t, i), K) <= 0) {
+                    fprintf(stderr, "tu_fill_quant: %s cannot quantize a row of %lld\n", tu_dtype_name(t->dtype), (long long)K);
+                    abort();
+                }
+            }
+    free(row);
 }

@@ -44,6 +44,7 @@ typedef struct tu_layout {
 #define TU_POISON_F16 0x7ea5u
 #define TU_POISON_BF16 0x7fe5u
 #define TU_POISON_I32 0xa5a5a5a5u
+#define TU_POISON_BLOCK_BYTE 0x7f /* every byte of a block tensor's gaps */
 
 typedef struct tu_tensor {
     bool present;                 /* false: an absent optional source */
@@ -58,6 +59,8 @@ typedef struct tu_tensor {
 size_t tu_dtype_size(uint32_t dtype);
 const char *tu_dtype_name(uint32_t dtype);
 bool tu_dtype_is_float(uint32_t dtype);
+/* The quantized block types (apr_quant.h): tu_dtype_size is their block size, dim 0 counts blocks. */
+bool tu_dtype_is_block(uint32_t dtype);
 
 /* Loads and stores one element of a float dtype as f32 (stores round to nearest even). */
 float tu_load_f(uint32_t dtype, const void *p);
@@ -87,6 +90,9 @@ void tu_seti(tu_tensor *t, int64_t i0, int64_t i1, int64_t i2, int64_t i3, int32
 
 /* Every element uniform in [lo, hi) (float dtypes, rounded to the dtype). */
 void tu_fill_uniform(tu_tensor *t, tu_rng *r, double lo, double hi);
+/* A block-type tensor: every row holds uniform [lo, hi) values quantized with apr_quant_row; with
+ * outliers, one element in 64 is scaled by 8 (the spread real weight rows have). */
+void tu_fill_quant(tu_tensor *t, tu_rng *r, double lo, double hi, bool outliers);
 /* Every element a uniform integer in [lo, hi] (i32), never the poison pattern. */
 void tu_fill_int(tu_tensor *t, tu_rng *r, int64_t lo, int64_t hi);
 /* Float elements that probe conversions: ordinary values, wide magnitudes (overflow to inf,

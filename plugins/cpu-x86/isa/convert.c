@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "../../common/msg.h"
+#include "apr/apr_quant.h"
 #include "../x86_ops.h"
 #include "rows.h"
 #include "vec.h"
@@ -33,7 +34,11 @@ static void convert_worker(void *ctx, int ith, int nth) {
             int32_t id;
             memcpy(&id, (const char *)b->data + i1 * b->nb[0], 4); /* checked by convert_run */
             const char *srow = (const char *)a->data + (int64_t)id * a->nb[1];
-            if (d->nb[0] == 4) rows_load_f32((float *)drow, srow, len, a->nb[0], a->dtype);
+            if (a->dtype != APR_F32 && a->dtype != APR_F16 && a->dtype != APR_BF16) { /* block table */
+                float *f = d->nb[0] == 4 ? (float *)drow : tmp;
+                apr_dequant_row((apr_dtype)a->dtype, srow, f, len);
+                if (f == tmp) rows_store_f32(drow, tmp, len, d->nb[0], APR_F32);
+            } else if (d->nb[0] == 4) rows_load_f32((float *)drow, srow, len, a->nb[0], a->dtype);
             else {
                 rows_load_f32(tmp, srow, len, a->nb[0], a->dtype);
                 rows_store_f32(drow, tmp, len, d->nb[0], APR_F32);

@@ -3,6 +3,7 @@
 
 #include "../../common/msg.h"
 #include "../x86_ops.h"
+#include "qmatmul.h"
 
 /* The whole node, and how it is cut into units: unit u = (batch, n chunk, m chunk). Each unit
  * computes its outputs the same way whoever runs it, so results do not depend on thread count. */
@@ -54,6 +55,7 @@ static int64_t matmul_ceil(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 apr_status matmul_run(x86_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
     const apr_tensor_desc *w = &n->src[0], *x = &n->src[1], *d = &n->dst;
+    if (w->dtype != APR_F32 && w->dtype != APR_F16 && w->dtype != APR_BF16) return qmatmul_run(be, n, err, err_size);
     const int64_t N = d->ne[0], M = d->ne[1], batches = d->ne[2] * d->ne[3];
     if (N == 0 || M == 0 || batches == 0) return APR_OK;
     const int nth = be->n_threads;

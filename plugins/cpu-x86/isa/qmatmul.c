@@ -1,0 +1,156 @@
+/* qmatmul.c — MATMUL with block-type weights: quantize the activation rows once, then tiles of integer dot products split over the workers. */
+#include <string.h>
+
+#include "../../common/msg.h"
+#include "qmatmul.h"
+
+/*
+ * Two dispatches per node. First every row of X (all batches) is rounded into an activation row
+ * in be->shared (rows split over the workers). Then the units (batch, chunk of weight rows) are
+ * split over the workers; a unit walks its weight rows in L2-sized chunks, and within a chunk
+ * takes the activation rows QDOT_MAX_NA at a time against QDOT_MAX_NW weight rows at a time, so
+ * a tile of activation rows stays in L1 while the chunk's weights stream from L2 (prefill);
+ * decode (M <= QDOT_MAX_NA) streams each weight row once, one row per call. The kernels form each
+ * (weight row, activation row) pair the same way whatever the tile, so results do not depend on
+ * the thread count.
+ */
+
+typedef void qact_fn(uint32_t wtype, const float *x, int64_t K, void *dst);
+
+typedef struct qmm_plan {
+    const apr_node_desc *node;
+    x86_backend *be;
+    qact_fn *quant;     /* the activation quantizer of the chosen variant */
+    qdot_fn *dot;       /* the weight format's kernel */
+    qdot_rows_fn *rows; /* its row-run kernel for nw = 1, or NULL */
+    int64_t abytes;     /* bytes of one activation row */
+    int64_t n_chunk;    /* weight rows per unit (a multiple of QDOT_MAX_NW) */
+    int64_t n_units_n;  /* ceil(N / n_chunk) */
+    int64_t n_units;    /* batches * n_units_n */
+    int64_t l2_rows;    /* weight rows per L2 chunk (a multiple of QDOT_MAX_NW) */
+    int nw;             /* weight rows per kernel call: 1 when one tile of activation rows covers M */
+} qmm_plan;
+
+static void qmm_quant_worker(void *ctx, int ith, int nth) {
+    const qmm_plan *p = ctx;
+    const apr_tensor_desc *x = &p->node->src[1];
+    const int64_t K = x->ne[0], M = x->ne[1], B2 = x->ne[2];
+    const int64_t rows = M * B2 * x->ne[3];
+    float *tmp = (float *)p->be->scratch[ith];
+    long long r0, r1;
+    tpool_split(rows, ith, nth, &r0, &r1);
+    for (long long r = r0; r < r1; r++) {
+        const int64_t m = r % M, b2 = (r / M) % B2, b3 = r / (M * B2);
+        const char *xr = (const char *)x->data + m * x->nb[1] + b2 * x->nb[2] + b3 * x->nb[3];
+        const float *xf = (const float *)xr;
+        if (x->nb[0] != 4) {
+            for (int64_t k = 0; k < K; k++) memcpy(&tmp[k], xr + k * x->nb[0], 4);
+            xf = tmp;
+        } else if ((uintptr_t)xr % 4) {
+            memcpy(tmp, xr, (size_t)K * 4);
+            xf = tmp;
+        }
+        p->quant(p->node->src[0].dtype, xf, K, p->be->shared + r * p->abytes);
+    }
+}
+
+static void qmm_dot_worker(void *ctx, int ith, int nth) {
+    const qmm_plan *p = ctx;
+    const apr_tensor_desc *w = &p->node->src[0], *d = &p->node->dst;
+    const int64_t K = w->ne[0], N = d->ne[0], M = d->ne[1], B2 = d->ne[2];
+    const int64_t r2 = d->ne[2] / w->ne[2], r3 = d->ne[3] / w->ne[3];
+    float tile[QDOT_MAX_NA * QDOT_MAX_NW];
+    /* dst rows of contiguous, aligned floats: row runs write into it directly */
+    const int dense = d->nb[0] == 4 && d->nb[1] % 4 == 0 && d->nb[2] % 4 == 0 && d->nb[3] % 4 == 0 &&
+                      (uintptr_t)d->data % 4 == 0;
+    long long u0, u1;
+    tpool_split(p->n_units, ith, nth, &u0, &u1);
+    for (long long u = u0; u < u1; u++) {
+        const int64_t un = u % p->n_units_n, b = u / p->n_units_n, b2 = b % B2, b3 = b / B2;
+        const char *wb = (const char *)w->data + (b2 / r2) * w->nb[2] + (b3 / r3) * w->nb[3];
+        const char *ab = p->be->shared + b * M * p->abytes;
+        char *db = (char *)d->data + b2 * d->nb[2] + b3 * d->nb[3];
+        const int64_t n0 = un * p->n_chunk, n1 = n0 + p->n_chunk < N ? n0 + p->n_chunk : N;
+        for (int64_t nc = n0; nc < n1; nc += p->l2_rows) {
+            const int64_t nc1 = nc + p->l2_rows < n1 ? nc + p->l2_rows : n1;
+            for (int64_t m = 0; m < M; m += QDOT_MAX_NA) {
+                const int na = M - m < QDOT_MAX_NA ? (int)(M - m) : QDOT_MAX_NA;
+                if (p->nw == 1 && p->rows && dense) {
+                    p->rows(K, wb + nc * w->nb[1], w->nb[1], nc1 - nc, ab + m * p->abytes, p->abytes, na,
+                            (float *)(db + m * d->nb[1] + nc * 4), d->nb[1] / 4);
+                    continue;
+                }
+                for (int64_t n = nc; n < nc1; n += p->nw) {
+                    const int nw = nc1 - n < p->nw ? (int)(nc1 - n) : p->nw;
+                    p->dot(K, wb + n * w->nb[1], w->nb[1], nw, ab + m * p->abytes, p->abytes, na, tile, QDOT_MAX_NW);
+                    for (int j = 0; j < na; j++)
+                        for (int i = 0; i < nw; i++)
+                            memcpy(db + (m + j) * d->nb[1] + (n + i) * d->nb[0], &tile[j * QDOT_MAX_NW + i], 4);
+                }
+            }
+        }
+    }
+}
+
+static void qmm_zero_worker(void *ctx, int ith, int nth) {
+    const apr_tensor_desc *d = &((const qmm_plan *)ctx)->node->dst;
+    const int64_t rows = d->ne[1] * d->ne[2] * d->ne[3];
+    const float z = 0.0f;
+    long long r0, r1;
+    tpool_split(rows, ith, nth, &r0, &r1);
+    for (long long r = r0; r < r1; r++) {
+        char *row = (char *)d->data + (r % d->ne[1]) * d->nb[1] + (r / d->ne[1] % d->ne[2]) * d->nb[2] +
+                    (r / (d->ne[1] * d->ne[2])) * d->nb[3];
+        for (int64_t n = 0; n < d->ne[0]; n++) memcpy(row + n * d->nb[0], &z, 4);
+    }
+}
+
+static int64_t qmm_ceil(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+apr_status qmatmul_run(x86_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
+    const apr_tensor_desc *w = &n->src[0], *d = &n->dst;
+    const int64_t K = w->ne[0], N = d->ne[0], M = d->ne[1], batches = d->ne[2] * d->ne[3];
+    if (N == 0 || M == 0 || batches == 0) return APR_OK;
+    qmm_plan p = {.node = n, .be = be};
+    if (K == 0) {
+        backend_run(be, qmm_zero_worker, &p, N * M * batches);
+        return APR_OK;
+    }
+#if APR_X86_LEVEL >= 3
+    if (be->vnni) {
+        p.quant = qact_quantize_row_vnni;
+        p.dot = qdot_lookup_vnni(w->dtype);
+        p.rows = qdot_rows_lookup_vnni(w->dtype);
+        p.abytes = qact_row_bytes_vnni(w->dtype, K);
+    } else
+#endif
+    {
+        p.quant = qact_quantize_row;
+        p.dot = qdot_lookup(w->dtype);
+        p.rows = qdot_rows_lookup(w->dtype);
+        p.abytes = qact_row_bytes(w->dtype, K);
+    }
+    if (!p.dot || p.abytes <= 0)
+        return msg_set(err, err_size, APR_ERR_UNSUPPORTED, "matmul: no kernel for weight dtype %u", w->dtype);
+    const int64_t rows = M * batches;
+    if (backend_reserve_shared(be, (size_t)(rows * p.abytes)) != 0 || backend_reserve(be, (size_t)(K + 16) * 4) != 0)
+        return msg_set(err, err_size, APR_ERR_NOMEM, "matmul: cannot allocate %lld activation rows", (long long)rows);
+    const int nth = be->n_threads;
+    backend_run(be, qmm_quant_worker, &p, rows * K);
+    /* weight rows: split so every worker has a share when there are fewer batches than workers */
+    const int64_t want_n = batches >= nth ? 1 : qmm_ceil(nth, batches);
+    p.n_chunk = qmm_ceil(qmm_ceil(N, want_n), QDOT_MAX_NW) * QDOT_MAX_NW;
+    p.n_units_n = qmm_ceil(N, p.n_chunk);
+    p.n_units = batches * p.n_units_n;
+    /* a chunk of weight rows that half of L2 holds, reused by every tile of activation rows */
+    const int64_t wrow = w->nb[1] > 0 ? w->nb[1] : 1;
+    p.l2_rows = (be->l2_bytes / 2 / wrow) / QDOT_MAX_NW * QDOT_MAX_NW;
+    if (p.l2_rows < QDOT_MAX_NW) p.l2_rows = QDOT_MAX_NW;
+    /* Decode (M <= QDOT_MAX_NA) reads each weight row once: one row at a time keeps each worker's
+     * weights a single sequential stream (the kernel prefetches it ahead), which measured far
+     * faster than several rows side by side. Larger M reuses each tile of weight rows across the
+     * activation tiles. */
+    p.nw = M <= QDOT_MAX_NA ? 1 : QDOT_MAX_NW;
+    backend_run(be, qmm_dot_worker, &p, N * M * batches * (K / 8 + 1));
+    return APR_OK;
+}
