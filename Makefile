@@ -3,6 +3,8 @@
 #   make                      core, plugins, tools and bench into build/
 #   make check                builds and runs every test
 #   make check-sanitize       the same under AddressSanitizer + UndefinedBehaviorSanitizer (build-san/)
+#   make aarch64, make check-aarch64   the 64-bit Arm cross build and its tests under qemu (mk/aarch64.mk)
+#   make test                 deps, check, check-sanitize and check-aarch64 (what .ci/run runs)
 #   make install PREFIX=/usr/local DESTDIR=
 #
 # The core and every probe are compiled for baseline x86-64 so nothing runs an instruction the
@@ -46,13 +48,20 @@ LLM_LINK := $(if $(LLM_SRCS),-laprllm,)
 # ---------------------------------------------------------------- plugins
 PLUGDIR := $(B)/lib/apr/plugins
 COMMON_SRCS := $(wildcard plugins/common/*.c)
-REF_SRCS := $(wildcard plugins/reference/*.c) $(COMMON_SRCS)
-X86_BASE_SRCS := $(wildcard plugins/cpu-x86/*.c) $(COMMON_SRCS)
+# The block formats' reference quantize/dequantize (core/quant*.c) are compiled into each CPU plugin
+# too, so a plugin needs no libapr.
+QUANT_SRCS := $(wildcard core/quant*.c)
+REF_SRCS := $(wildcard plugins/reference/*.c) $(COMMON_SRCS) $(QUANT_SRCS)
+X86_BASE_SRCS := $(wildcard plugins/cpu-x86/*.c) $(COMMON_SRCS) $(QUANT_SRCS)
 X86_ISA_SRCS := $(wildcard plugins/cpu-x86/isa/*.c)
 
 REF_OBJS := $(REF_SRCS:%.c=$(B)/obj/reference/%.o)
 AVX2_OBJS := $(X86_BASE_SRCS:%.c=$(B)/obj/cpu-avx2/%.o) $(X86_ISA_SRCS:%.c=$(B)/obj/cpu-avx2/%.o)
-AVX512_OBJS := $(X86_BASE_SRCS:%.c=$(B)/obj/cpu-avx512/%.o) $(X86_ISA_SRCS:%.c=$(B)/obj/cpu-avx512/%.o)
+# The quantized dot products (and their activation rows) are built a second time for AVX512-VNNI
+# (vpdpbusd) into cpu-avx512, their names ending in _vnni; qmatmul.c picks a copy at run time.
+X86_VNNI_SRCS := $(wildcard plugins/cpu-x86/isa/qact.c plugins/cpu-x86/isa/qdot*.c)
+AVX512_OBJS := $(X86_BASE_SRCS:%.c=$(B)/obj/cpu-avx512/%.o) $(X86_ISA_SRCS:%.c=$(B)/obj/cpu-avx512/%.o) \
+               $(X86_VNNI_SRCS:%.c=$(B)/obj/cpu-avx512-vnni/%.o)
 
 PLUGINS := $(PLUGDIR)/reference.so $(PLUGDIR)/cpu-avx2.so $(PLUGDIR)/cpu-avx512.so
 PLUGIN_LDFLAGS := -shared -Wl,--version-script=plugins/plugin.map -Wl,-z,defs $(LDFLAGS_ALL) -lm
@@ -114,6 +123,9 @@ $(B)/obj/cpu-avx2/%.o: %.c $(PLUGIN_HDRS)
 $(B)/obj/cpu-avx512/plugins/cpu-x86/isa/%.o: plugins/cpu-x86/isa/%.c $(PLUGIN_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(ISA_avx512) -DAPR_X86_LEVEL=3 -fvisibility=hidden -c $< -o $@
+$(B)/obj/cpu-avx512-vnni/plugins/cpu-x86/isa/%.o: plugins/cpu-x86/isa/%.c $(PLUGIN_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(ISA_avx512) -mavx512vnni -DQDOT_VNNI=1 -DAPR_X86_LEVEL=3 -fvisibility=hidden -c $< -o $@
 $(B)/obj/cpu-avx512/%.o: %.c $(PLUGIN_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) -DAPR_X86_LEVEL=3 -fvisibility=hidden -c $< -o $@
@@ -237,5 +249,7 @@ test:
 	scripts/deps.sh
 	$(MAKE) check
 	$(MAKE) check-sanitize
+	$(MAKE) check-aarch64
 
 .PHONY: demo test
+include mk/aarch64.mk

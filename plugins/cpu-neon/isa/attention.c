@@ -1,0 +1,177 @@
+/* attention.c — fused ATTENTION: online softmax over key blocks (flash style), GQA, causal, f32/f16 K/V. */
+#include <math.h>
+#include <string.h>
+
+#include "../../common/msg.h"
+#include "../supports.h"
+#include "../neon_ops.h"
+#include "rows.h"
+#include "vec.h"
+
+#define ATTENTION_BLOCK 64 /* keys scored before one rescale of the running output */
+
+typedef struct attention_job {
+    const apr_node_desc *n;
+    neon_backend *be;
+} attention_job;
+
+#define ATTENTION_GMAX 8 /* query heads scored against one loaded key row at a time */
+
+/* out[g] = q[g] . k over D for one key row (contiguous, f32 or f16) and ng <= ATTENTION_GMAX query rows:
+ * the key row is loaded once for all of them. */
+static inline void attention_dots(const float *const *q, int ng, const char *k, int64_t D, uint32_t kt, float *out) {
+    vec_t s[ATTENTION_GMAX];
+    for (int g = 0; g < ng; g++) s[g] = vec_zero();
+    int64_t i = 0;
+    for (; i + VEC_W <= D; i += VEC_W) {
+        vec_t kv = kt == APR_F16 ? vec_load_f16((const uint16_t *)k + i) : vec_load((const float *)k + i);
+        for (int g = 0; g < ng; g++) s[g] = vec_fma(vec_load(q[g] + i), kv, s[g]);
+    }
+    if (i < D) {
+        int r = (int)(D - i);
+        vec_t kv = kt == APR_F16 ? vec_loadn_f16((const uint16_t *)k + i, r) : vec_loadn((const float *)k + i, r);
+        for (int g = 0; g < ng; g++) s[g] = vec_fma(vec_loadn(q[g] + i, r), kv, s[g]);
+    }
+    for (int g = 0; g < ng; g++) out[g] = vec_hsum(s[g]);
+}
+
+/* acc[g][0..Dv) += p[g] * v for one value row (contiguous, f32 or f16), loaded once for every head
+ * whose p is non-zero. acc rows are Dvp floats apart, padded to whole vectors, so no masking is
+ * needed except on a strided tail read of v. */
+static inline void attention_axpys(float *acc, int64_t Dvp, const float *p, int ng, const char *v, int64_t Dv,
+                                   uint32_t vt) {
+    for (int64_t i = 0; i < Dv; i += VEC_W) {
+        int r = Dv - i < VEC_W ? (int)(Dv - i) : VEC_W;
+        vec_t x;
+        if (r == VEC_W) x = vt == APR_F16 ? vec_load_f16((const uint16_t *)v + i) : vec_load((const float *)v + i);
+        else x = vt == APR_F16 ? vec_loadn_f16((const uint16_t *)v + i, r) : vec_loadn((const float *)v + i, r);
+        for (int g = 0; g < ng; g++) {
+            if (p[g] == 0.0f) continue;
+            float *a = acc + g * Dvp + i;
+            vec_store(a, vec_fma(vec_set1(p[g]), x, vec_load(a)));
+        }
+    }
+}
+
+/* Scratch of one worker, all in floats: q rows, accumulators and scores of up to ATTENTION_GMAX
+ * heads, then one gathered k row and one gathered v row. */
+static size_t attention_scratch_floats(int64_t D, int64_t Dv) {
+    int64_t Dp = (D + VEC_W - 1) / VEC_W * VEC_W, Dvp = (Dv + VEC_W - 1) / VEC_W * VEC_W;
+    return (size_t)(ATTENTION_GMAX * (Dp + Dvp + ATTENTION_BLOCK) + Dp + Dvp + 4 * VEC_W);
+}
+
+/* One query token t against one kv head hk, for query heads h0 .. h0+ng-1 (all reading hk). */
+static void attention_group(const apr_node_desc *n, float *scratch, int64_t t, int64_t hk, int64_t h0, int ng) {
+    const apr_tensor_desc *q = &n->src[0], *k = &n->src[1], *v = &n->src[2], *mk = &n->src[3], *d = &n->dst;
+    const int64_t D = q->ne[0], T = q->ne[1], S = k->ne[1], Dv = v->ne[0];
+    const int64_t Dp = (D + VEC_W - 1) / VEC_W * VEC_W, Dvp = (Dv + VEC_W - 1) / VEC_W * VEC_W;
+    const uint32_t kt = k->dtype;
+    const int esz = rows_esize(kt), has_mask = supports_has_src(n, 3), causal = n->iparams[0] != 0;
+    const float scale = n->fparams[0];
+    float *qb = scratch, *acc = qb + ATTENTION_GMAX * Dp, *sc = acc + ATTENTION_GMAX * Dvp;
+    char *kb = (char *)(sc + ATTENTION_GMAX * ATTENTION_BLOCK), *vb = kb + Dp * 4;
+    const float *qr[ATTENTION_GMAX];
+    float mrun[ATTENTION_GMAX], dots[ATTENTION_GMAX], p[ATTENTION_GMAX], bmax[ATTENTION_GMAX];
+    double lsum[ATTENTION_GMAX];
+    for (int g = 0; g < ng; g++) {
+        qr[g] = rows_f32(rows_at(q, t, h0 + g, 0), D, q->nb[0], APR_F32, qb + g * Dp);
+        mrun[g] = -INFINITY; /* running max of the scores */
+        lsum[g] = 0.0;       /* running sum of exp(score - mrun) */
+    }
+    memset(acc, 0, (size_t)(ng * Dvp) * 4);
+    int64_t L = S;
+    if (causal) {
+        int64_t lim = t + (S - T) + 1;
+        L = lim < 0 ? 0 : lim < S ? lim : S;
+    }
+    for (int64_t s0 = 0; s0 < L; s0 += ATTENTION_BLOCK) {
+        const int nb = L - s0 < ATTENTION_BLOCK ? (int)(L - s0) : ATTENTION_BLOCK;
+        for (int g = 0; g < ng; g++) bmax[g] = -INFINITY;
+        for (int b = 0; b < nb; b++) {
+            const char *kr = rows_at(k, s0 + b, hk, 0);
+            if (k->nb[0] != esz) {
+                for (int64_t i = 0; i < D; i++) memcpy(kb + i * esz, kr + i * k->nb[0], (size_t)esz);
+                kr = kb;
+            }
+            attention_dots(qr, ng, kr, D, kt, dots);
+            float mv = 0.0f;
+            if (has_mask) memcpy(&mv, (const char *)mk->data + t * mk->nb[1] + (s0 + b) * mk->nb[0], 4);
+            for (int g = 0; g < ng; g++) {
+                float sv = dots[g] * scale + mv;
+                sc[g * ATTENTION_BLOCK + b] = sv;
+                if (sv > bmax[g]) bmax[g] = sv;
+            }
+        }
+        int live = 0;
+        for (int g = 0; g < ng; g++) {
+            float *sg = sc + g * ATTENTION_BLOCK;
+            if (bmax[g] == -INFINITY) { /* every key of the block masked for this head */
+                memset(sg, 0, (size_t)nb * 4);
+                continue;
+            }
+            live = 1;
+            if (bmax[g] > mrun[g]) {
+                /* new max: rescale what was accumulated under the old one */
+                vec_t vc = vec_set1(expf(mrun[g] - bmax[g]));
+                for (int64_t i = 0; i < Dvp; i += VEC_W) vec_store(acc + g * Dvp + i, vec_mul(vec_load(acc + g * Dvp + i), vc));
+                lsum[g] *= expf(mrun[g] - bmax[g]);
+                mrun[g] = bmax[g];
+            }
+            vec_t vm = vec_set1(mrun[g]);
+            for (int b = 0; b < nb; b += VEC_W) {
+                int r = nb - b < VEC_W ? nb - b : VEC_W;
+                vec_storen(sg + b, vec_exp(vec_sub(vec_loadn(sg + b, r), vm)), r);
+            }
+            for (int b = 0; b < nb; b++) lsum[g] += sg[b];
+        }
+        if (!live) continue;
+        for (int b = 0; b < nb; b++) {
+            int any = 0;
+            for (int g = 0; g < ng; g++) any |= (p[g] = sc[g * ATTENTION_BLOCK + b]) != 0.0f;
+            if (!any) continue;
+            const char *vr = rows_at(v, s0 + b, hk, 0);
+            if (v->nb[0] != esz) {
+                for (int64_t i = 0; i < Dv; i++) memcpy(vb + i * esz, vr + i * v->nb[0], (size_t)esz);
+                vr = vb;
+            }
+            attention_axpys(acc, Dvp, p, ng, vr, Dv, kt);
+        }
+    }
+    for (int g = 0; g < ng; g++) {
+        /* dst [Dv, H, T]: element (i, h, t) */
+        char *drow = (char *)d->data + (h0 + g) * d->nb[1] + t * d->nb[2];
+        float inv = lsum[g] > 0.0 ? (float)(1.0 / lsum[g]) : 0.0f;
+        for (int64_t i = 0; i < Dv; i++) {
+            float o = acc[g * Dvp + i] * inv;
+            memcpy(drow + i * d->nb[0], &o, 4);
+        }
+    }
+}
+
+/* Work units are (token, kv head, slice of at most ATTENTION_GMAX of its query heads), so each
+ * key and value row is read once per slice rather than once per query head. */
+static void attention_worker(void *ctx, int ith, int nth) {
+    const attention_job *j = ctx;
+    const apr_node_desc *n = j->n;
+    const int64_t T = n->src[0].ne[1], H = n->src[0].ne[2], Hkv = n->src[1].ne[2];
+    const int64_t group = H / Hkv, slices = (group + ATTENTION_GMAX - 1) / ATTENTION_GMAX;
+    long long u0, u1;
+    tpool_split(T * Hkv * slices, ith, nth, &u0, &u1);
+    for (long long u = u0; u < u1; u++) {
+        const int64_t sl = u % slices, hk = (u / slices) % Hkv, t = u / (slices * Hkv);
+        const int64_t g0 = sl * ATTENTION_GMAX;
+        const int ng = (int)(group - g0 < ATTENTION_GMAX ? group - g0 : ATTENTION_GMAX);
+        attention_group(n, (float *)j->be->scratch[ith], t, hk, hk * group + g0, ng);
+    }
+}
+
+apr_status attention_run(neon_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
+    const apr_tensor_desc *q = &n->src[0], *v = &n->src[2];
+    const int64_t D = q->ne[0], Dv = v->ne[0];
+    if (q->ne[1] == 0 || q->ne[2] == 0 || Dv == 0) return APR_OK;
+    size_t need = attention_scratch_floats(D, Dv) * sizeof(float);
+    if (backend_reserve(be, need) != 0) return msg_set(err, err_size, APR_ERR_NOMEM, "attention: cannot allocate scratch");
+    attention_job j = {n, be};
+    backend_run(be, attention_worker, &j, q->ne[1] * q->ne[2] * n->src[1].ne[1] * (D + Dv));
+    return APR_OK;
+}

@@ -1,0 +1,89 @@
+/* convert.c — the data-movement ops: CPY (dtype conversion, de-striding), GET_ROWS (float and block tables), CONCAT. */
+#include <string.h>
+
+#include "../../common/msg.h"
+#include "../neon_ops.h"
+#include "qmatmul.h"
+#include "rows.h"
+#include "vec.h"
+
+typedef struct convert_job {
+    const apr_node_desc *n;
+    neon_backend *be;
+} convert_job;
+
+/* n elements of esz bytes, strided on both sides. */
+static void convert_copy(char *dst, int64_t dnb0, const char *src, int64_t snb0, int64_t n, int esz) {
+    if (dnb0 == esz && snb0 == esz) { memmove(dst, src, (size_t)(n * esz)); return; }
+    for (int64_t i = 0; i < n; i++) memmove(dst + i * dnb0, src + i * snb0, (size_t)esz);
+}
+
+static void convert_worker(void *ctx, int ith, int nth) {
+    const convert_job *j = ctx;
+    const apr_node_desc *n = j->n;
+    const apr_tensor_desc *a = &n->src[0], *b = &n->src[1], *d = &n->dst;
+    const int64_t len = d->ne[0];
+    float *tmp = (float *)j->be->scratch[ith];
+    long long r0, r1;
+    tpool_split(rows_count(d), ith, nth, &r0, &r1);
+    for (long long r = r0; r < r1; r++) {
+        int64_t i1, i2, i3;
+        rows_index(d, r, &i1, &i2, &i3);
+        char *drow = rows_at(d, i1, i2, i3);
+        if (n->op == APR_OP_GET_ROWS) {
+            int32_t id;
+            memcpy(&id, (const char *)b->data + i1 * b->nb[0], 4); /* checked by convert_run */
+            const char *srow = (const char *)a->data + (int64_t)id * a->nb[1];
+            if (a->dtype != APR_F32 && a->dtype != APR_F16 && a->dtype != APR_BF16) {
+                /* a block row: dequantized whole (tmp: the f32 row, then the unpacked row) */
+                float *y = d->nb[0] == 4 ? (float *)drow : tmp;
+                qdequant_row(a->dtype, srow, len, y, tmp + len + 16);
+                if (y == tmp) rows_store_f32(drow, tmp, len, d->nb[0], APR_F32);
+            } else if (d->nb[0] == 4) rows_load_f32((float *)drow, srow, len, a->nb[0], a->dtype);
+            else {
+                rows_load_f32(tmp, srow, len, a->nb[0], a->dtype);
+                rows_store_f32(drow, tmp, len, d->nb[0], APR_F32);
+            }
+        } else if (n->op == APR_OP_CPY) {
+            const char *srow = rows_at(a, i1, i2, i3);
+            if (a->dtype == d->dtype) convert_copy(drow, d->nb[0], srow, a->nb[0], len, rows_esize(a->dtype));
+            else if (d->dtype == APR_F32 && d->nb[0] == 4) rows_load_f32((float *)drow, srow, len, a->nb[0], a->dtype);
+            else {
+                const float *f = rows_f32(srow, len, a->nb[0], a->dtype, tmp);
+                rows_store_f32(drow, f, len, d->nb[0], d->dtype);
+            }
+        } else { /* CONCAT */
+            const int dim = n->iparams[0], esz = rows_esize(d->dtype);
+            if (dim == 0) {
+                convert_copy(drow, d->nb[0], rows_at(a, i1, i2, i3), a->nb[0], a->ne[0], esz);
+                convert_copy(drow + a->ne[0] * d->nb[0], d->nb[0], rows_at(b, i1, i2, i3), b->nb[0], b->ne[0], esz);
+            } else {
+                int64_t idx[4] = {0, i1, i2, i3};
+                const apr_tensor_desc *s = a;
+                if (idx[dim] >= a->ne[dim]) { idx[dim] -= a->ne[dim]; s = b; }
+                convert_copy(drow, d->nb[0], rows_at(s, idx[1], idx[2], idx[3]), s->nb[0], len, esz);
+            }
+        }
+    }
+}
+
+apr_status convert_run(neon_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
+    const apr_tensor_desc *d = &n->dst;
+    if (rows_count(d) == 0 || d->ne[0] == 0) return APR_OK;
+    if (n->op == APR_OP_GET_ROWS) {
+        const apr_tensor_desc *ids = &n->src[1];
+        for (int64_t i = 0; i < ids->ne[0]; i++) {
+            int32_t id;
+            memcpy(&id, (const char *)ids->data + i * ids->nb[0], 4);
+            if (id < 0 || id >= n->src[0].ne[1])
+                return msg_set(err, err_size, APR_ERR_INVALID, "get_rows: id %d at %lld outside [0, %lld)", id,
+                               (long long)i, (long long)n->src[0].ne[1]);
+        }
+    }
+    size_t need = (size_t)(d->ne[0] + 16) * sizeof(float);
+    if (n->op == APR_OP_GET_ROWS) need += (size_t)qk_row_bytes(d->ne[0]);
+    if (backend_reserve(be, need) != 0) return msg_set(err, err_size, APR_ERR_NOMEM, "convert: cannot allocate scratch");
+    convert_job j = {n, be};
+    backend_run(be, convert_worker, &j, rows_count(d) * d->ne[0]);
+    return APR_OK;
+}

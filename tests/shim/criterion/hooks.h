@@ -1,0 +1,2 @@
+/* hooks.h — Criterion shim: ReportHook lives in criterion.h. */
+#include "criterion.h"

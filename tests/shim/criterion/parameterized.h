@@ -1,0 +1,2 @@
+/* parameterized.h — Criterion shim: ParameterizedTest lives in criterion.h. */
+#include "criterion.h"
