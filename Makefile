@@ -47,13 +47,20 @@ LLM_LINK := $(if $(LLM_SRCS),-laprllm,)
 
 # ---------------------------------------------------------------- plugins
 PLUGDIR := $(B)/lib/apr/plugins
-COMMON_SRCS := $(wildcard plugins/common/*.c)
+# plugins/common: code every plugin compiles in (host buffers, op checks, thread pool); its cpu_*.c
+# (instance, supports, entry) only the CPU plugins, with hooks each one's probe.c and supports.c define.
+COMMON_SRCS := $(filter-out plugins/common/cpu_%.c,$(wildcard plugins/common/*.c))
+CPU_COMMON_SRCS := $(wildcard plugins/common/cpu_*.c)
+# plugins/simd: the kernels every CPU plugin shares, compiled per plugin against its own isa/vec.h
+# (and isa/gemm_tile.h, isa/qmatmul.h), found through SIMD_INC_<plugin>, with its ISA flags.
+SIMD_SRCS := $(wildcard plugins/simd/*.c)
 # The block formats' reference quantize/dequantize (core/quant*.c) are compiled into each CPU plugin
 # too, so a plugin needs no libapr.
 QUANT_SRCS := $(wildcard core/quant*.c)
 REF_SRCS := $(wildcard plugins/reference/*.c) $(COMMON_SRCS) $(QUANT_SRCS)
-X86_BASE_SRCS := $(wildcard plugins/cpu-x86/*.c) $(COMMON_SRCS) $(QUANT_SRCS)
-X86_ISA_SRCS := $(wildcard plugins/cpu-x86/isa/*.c)
+X86_BASE_SRCS := $(wildcard plugins/cpu-x86/*.c) $(COMMON_SRCS) $(CPU_COMMON_SRCS) $(QUANT_SRCS)
+X86_ISA_SRCS := $(wildcard plugins/cpu-x86/isa/*.c) $(SIMD_SRCS)
+SIMD_INC_x86 := -Iplugins/cpu-x86/isa -Iplugins/simd
 
 REF_OBJS := $(REF_SRCS:%.c=$(B)/obj/reference/%.o)
 AVX2_OBJS := $(X86_BASE_SRCS:%.c=$(B)/obj/cpu-avx2/%.o) $(X86_ISA_SRCS:%.c=$(B)/obj/cpu-avx2/%.o)
@@ -107,25 +114,33 @@ $(LIBLLM0): $(LLM_OBJS) $(LIBAPR)
 $(B)/lib/libaprllm.so: $(LIBLLM0)
 	ln -sf libaprllm.so.0 $@
 
-PLUGIN_HDRS := $(wildcard include/apr/*.h plugins/common/*.h plugins/reference/*.h plugins/cpu-x86/*.h plugins/cpu-x86/isa/*.h)
+PLUGIN_HDRS := $(wildcard include/apr/*.h plugins/common/*.h plugins/reference/*.h plugins/cpu-x86/*.h plugins/cpu-x86/isa/*.h \
+                          plugins/simd/*.h)
 
 $(B)/obj/reference/%.o: %.c $(PLUGIN_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) -fvisibility=hidden -c $< -o $@
 
-# cpu-x86 shares one source tree; each variant is the same code built for its own ISA level.
+# cpu-x86 shares one source tree; each variant is the same code built for its own ISA level. Its
+# kernels are isa/ and the shared plugins/simd/ (against isa/vec.h); everything else is baseline.
 $(B)/obj/cpu-avx2/plugins/cpu-x86/isa/%.o: plugins/cpu-x86/isa/%.c $(PLUGIN_HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(ISA_avx2) -DAPR_X86_LEVEL=2 -fvisibility=hidden -c $< -o $@
+	$(CC) $(BASE_CFLAGS) $(ISA_avx2) -DAPR_X86_LEVEL=2 $(SIMD_INC_x86) -fvisibility=hidden -c $< -o $@
+$(B)/obj/cpu-avx2/plugins/simd/%.o: plugins/simd/%.c $(PLUGIN_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(ISA_avx2) -DAPR_X86_LEVEL=2 $(SIMD_INC_x86) -fvisibility=hidden -c $< -o $@
 $(B)/obj/cpu-avx2/%.o: %.c $(PLUGIN_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) -DAPR_X86_LEVEL=2 -fvisibility=hidden -c $< -o $@
 $(B)/obj/cpu-avx512/plugins/cpu-x86/isa/%.o: plugins/cpu-x86/isa/%.c $(PLUGIN_HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(ISA_avx512) -DAPR_X86_LEVEL=3 -fvisibility=hidden -c $< -o $@
+	$(CC) $(BASE_CFLAGS) $(ISA_avx512) -DAPR_X86_LEVEL=3 $(SIMD_INC_x86) -fvisibility=hidden -c $< -o $@
+$(B)/obj/cpu-avx512/plugins/simd/%.o: plugins/simd/%.c $(PLUGIN_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(ISA_avx512) -DAPR_X86_LEVEL=3 $(SIMD_INC_x86) -fvisibility=hidden -c $< -o $@
 $(B)/obj/cpu-avx512-vnni/plugins/cpu-x86/isa/%.o: plugins/cpu-x86/isa/%.c $(PLUGIN_HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(ISA_avx512) -mavx512vnni -DQDOT_VNNI=1 -DAPR_X86_LEVEL=3 -fvisibility=hidden -c $< -o $@
+	$(CC) $(BASE_CFLAGS) $(ISA_avx512) -mavx512vnni -DQDOT_VNNI=1 -DAPR_X86_LEVEL=3 $(SIMD_INC_x86) -fvisibility=hidden -c $< -o $@
 $(B)/obj/cpu-avx512/%.o: %.c $(PLUGIN_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) -DAPR_X86_LEVEL=3 -fvisibility=hidden -c $< -o $@

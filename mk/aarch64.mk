@@ -45,11 +45,14 @@ AA_LIBLLM0 := $(AA_B)/lib/libaprllm.so.0
 AA_LIBLLM := $(if $(LLM_SRCS),$(AA_B)/lib/libaprllm.so,)
 
 AA_PLUGDIR := $(AA_B)/lib/apr/plugins
-NEON_SRCS := $(wildcard plugins/cpu-neon/*.c plugins/cpu-neon/isa/*.c) $(COMMON_SRCS) $(QUANT_SRCS)
+NEON_SRCS := $(wildcard plugins/cpu-neon/*.c plugins/cpu-neon/isa/*.c) $(SIMD_SRCS) $(COMMON_SRCS) $(CPU_COMMON_SRCS) $(QUANT_SRCS)
+# the shared kernels of plugins/simd/ find cpu-neon's isa/vec.h, isa/gemm_tile.h and isa/qmatmul.h here
+SIMD_INC_neon := -Iplugins/cpu-neon/isa -Iplugins/simd
 AA_REF_OBJS := $(REF_SRCS:%.c=$(AA_B)/obj/reference/%.o)
 AA_NEON_OBJS := $(NEON_SRCS:%.c=$(AA_B)/obj/cpu-neon/%.o)
 AA_PLUGINS := $(AA_PLUGDIR)/reference.so $(AA_PLUGDIR)/cpu-neon.so
-AA_PLUGIN_HDRS := $(wildcard include/apr/*.h plugins/common/*.h plugins/reference/*.h plugins/cpu-neon/*.h plugins/cpu-neon/isa/*.h)
+AA_PLUGIN_HDRS := $(wildcard include/apr/*.h plugins/common/*.h plugins/reference/*.h plugins/cpu-neon/*.h plugins/cpu-neon/isa/*.h \
+                             plugins/simd/*.h)
 AA_PLUGIN_LDFLAGS := -shared -Wl,--version-script=plugins/plugin.map -Wl,-z,defs $(AA_LDFLAGS) -lm
 
 AA_TOOLS := $(patsubst tools/%.c,$(AA_B)/bin/%,$(wildcard tools/apr-*.c))
@@ -104,10 +107,11 @@ $(AA_B)/obj/reference/%.o: %.c $(AA_PLUGIN_HDRS)
 	$(AA_CC) $(AA_CFLAGS) -fvisibility=hidden -c $< -o $@
 
 # cpu-neon: everything is baseline armv8-a (Advanced SIMD is part of it); the sdot / smmla
-# kernels in isa/qdot.c carry target attributes and run only when HWCAP says so.
+# kernels in isa/qdot.c carry target attributes and run only when HWCAP says so. Its kernels are
+# isa/ and the shared plugins/simd/, compiled against isa/vec.h.
 $(AA_B)/obj/cpu-neon/%.o: %.c $(AA_PLUGIN_HDRS)
 	@mkdir -p $(dir $@)
-	$(AA_CC) $(AA_CFLAGS) -fvisibility=hidden -c $< -o $@
+	$(AA_CC) $(AA_CFLAGS) $(SIMD_INC_neon) -fvisibility=hidden -c $< -o $@
 
 $(AA_PLUGDIR)/reference.so: $(AA_REF_OBJS) plugins/plugin.map
 	@mkdir -p $(dir $@)

@@ -2,6 +2,7 @@
 #include "probe.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../common/msg.h"
@@ -9,6 +10,10 @@
 #if defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
 #endif
+
+const char probe_name[] = "cpu-neon";
+const char probe_description[] =
+    "aarch64 CPU backend, NEON kernels (int8 dot products: sdot / smmla where HWCAP has them), multithreaded";
 
 /* Bit numbers of the Linux arm64 ABI (arch/arm64/include/uapi/asm/hwcap.h); spelled out so the
  * probe builds against any libc headers. */
@@ -60,4 +65,16 @@ apr_status probe_run(const apr_host_info *host, apr_probe_result *out, char *err
     }
     if (out->struct_size >= sizeof(apr_probe_result)) snprintf(out->features, sizeof out->features, "%s", feat);
     return APR_OK;
+}
+
+int probe_qpath(void) {
+    /* the best int8 path HWCAP allows; APR_NEON_QDOT=plain|dotprod caps it, so tests can cover
+     * every path on one machine (it never enables what the CPU lacks) */
+    probe_caps caps;
+    probe_read(&caps);
+    int qpath = caps.i8mm && caps.dotprod ? NEON_QDOT_I8MM : caps.dotprod ? NEON_QDOT_DOTPROD : NEON_QDOT_PLAIN;
+    const char *cap = getenv("APR_NEON_QDOT");
+    if (cap && !strcmp(cap, "plain")) qpath = NEON_QDOT_PLAIN;
+    else if (cap && !strcmp(cap, "dotprod") && qpath > NEON_QDOT_DOTPROD) qpath = NEON_QDOT_DOTPROD;
+    return qpath;
 }

@@ -5,6 +5,12 @@
 #include <stddef.h>
 
 #include "apr/apr_abi.h"
+#include "../common/cpu_probe.h"
+
+/* The int8 dot-product paths (probe_qpath, cpu_backend.qpath), from the most widely available up. */
+#define NEON_QDOT_PLAIN 0   /* smull + sadalp: every AArch64 CPU */
+#define NEON_QDOT_DOTPROD 1 /* sdot (vdotq_s32): HWCAP_ASIMDDP */
+#define NEON_QDOT_I8MM 2    /* smmla (vmmlaq_s32): HWCAP2_I8MM (the dotprod kernel serves single rows) */
 
 /* The features cpu-neon cares about, as Linux reports them (getauxval), never by trying an
  * instruction. */
@@ -18,10 +24,8 @@ typedef struct probe_caps {
 
 void probe_read(probe_caps *c);
 
-/* The probe slot: score 20 (+1 with dotprod, +1 with i8mm), or 0 without asimd, with what was
- * found in features and the host's model. */
-apr_status probe_run(const apr_host_info *host, apr_probe_result *out, char *err, size_t err_size);
-/* 1 when cpu-neon can run here; else 0 and the reason in why. */
-int probe_usable(char *why, size_t why_size);
+/* This file also implements ../common/cpu_probe.h for cpu-neon. probe_run: score 20 (+1 with
+ * dotprod, +1 with i8mm), or 0 without asimd, with what was found in features and the host's
+ * model. probe_qpath: the best NEON_QDOT_* HWCAP allows, capped by APR_NEON_QDOT. */
 
 #endif

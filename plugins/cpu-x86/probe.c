@@ -4,12 +4,21 @@
 #include <cpuid.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../common/msg.h"
 
 #ifndef APR_X86_LEVEL
 #error "APR_X86_LEVEL must be 2 (avx2) or 3 (avx512)"
+#endif
+
+#if APR_X86_LEVEL >= 3
+const char probe_name[] = "cpu-avx512";
+const char probe_description[] = "x86-64 CPU backend, AVX-512 F/BW/VL kernels, multithreaded";
+#else
+const char probe_name[] = "cpu-avx2";
+const char probe_description[] = "x86-64 CPU backend, AVX2+FMA+F16C kernels, multithreaded";
 #endif
 
 /* What cpuid and XCR0 say; nothing here executes a vector instruction. */
@@ -110,8 +119,11 @@ apr_status probe_run(const apr_host_info *host, apr_probe_result *out, char *err
     return APR_OK;
 }
 
-int probe_has_vnni(void) {
+int probe_qpath(void) {
     probe_cpu c;
     probe_read(&c);
-    return APR_X86_LEVEL >= 3 && c.avx512vnni;
+    /* APR_X86_NO_VNNI=1 forces the vpmaddubsw kernels, so tests can cover both paths on one machine */
+    const char *no_vnni = getenv("APR_X86_NO_VNNI");
+    int vnni = APR_X86_LEVEL >= 3 && c.avx512vnni && !(no_vnni && *no_vnni && strcmp(no_vnni, "0") != 0);
+    return vnni ? X86_QDOT_VNNI : X86_QDOT_PLAIN;
 }

@@ -5,13 +5,12 @@
 #include <stddef.h>
 
 #include "apr/apr_abi.h"
+#include "../common/cpu_probe.h"
 
-/* The probe slot: score 30 (+1 with VNNI) for cpu-avx512, 20 for cpu-avx2, 0 with the missing
- * feature named. Reads cpuid and, only after OSXSAVE is seen, XCR0. */
-apr_status probe_run(const apr_host_info *host, apr_probe_result *out, char *err, size_t err_size);
-/* 1 when this variant can run here; else 0 and the reason in why. */
-int probe_usable(char *why, size_t why_size);
-/* 1 when this is the avx512 variant and the CPU has AVX512-VNNI (vpdpbusd), so the _vnni kernels may run. */
-int probe_has_vnni(void);
+/* This file implements ../common/cpu_probe.h for cpu-avx2 / cpu-avx512. probe_run: score 30
+ * (+1 with VNNI) for cpu-avx512, 20 for cpu-avx2, 0 with the missing feature named; it reads
+ * cpuid and, only after OSXSAVE is seen, XCR0. probe_qpath: one of these. */
+#define X86_QDOT_PLAIN 0 /* vpmaddubsw kernels: both variants */
+#define X86_QDOT_VNNI 1  /* the _vnni copies (vpdpbusd): cpu-avx512 on a CPU with AVX512-VNNI */
 
 #endif

@@ -4,15 +4,15 @@
 #include <stdlib.h>
 
 #include "../../common/msg.h"
-#include "../neon_ops.h"
-#include "rows.h"
+#include "../../simd/simd_ops.h"
+#include "../../simd/rows.h"
 
 #define QMM_NW 4 /* weight rows unpacked per tile */
 #define QMM_NA 4 /* activation rows per kernel call */
 
 typedef struct qmm_plan {
     const apr_node_desc *node;
-    neon_backend *be;
+    cpu_backend *be;
     qdot_fn *dot;
     char *act;          /* every activation row of every batch, rounded: qk_row_bytes(K) each */
     int64_t row_bytes;  /* qk_row_bytes(K) */
@@ -69,7 +69,7 @@ static void qmm_worker(void *ctx, int ith, int nth) {
 
 static int64_t qmm_ceil(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-apr_status qmatmul_run(neon_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
+apr_status qmatmul_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
     const apr_tensor_desc *x = &n->src[1], *d = &n->dst;
     const int64_t K = x->ne[0], N = d->ne[0], M = d->ne[1], batches = d->ne[2] * d->ne[3];
     if (N == 0 || M == 0 || batches == 0) return APR_OK;
@@ -83,11 +83,11 @@ apr_status qmatmul_run(neon_backend *be, const apr_node_desc *n, char *err, size
     /* scratch: one row of f32 activations (phase 1), or QMM_NW unpacked weight rows (phase 2) */
     size_t need = (size_t)(K * 4 + 64);
     if ((size_t)(QMM_NW * p.row_bytes) > need) need = (size_t)(QMM_NW * p.row_bytes);
-    if (backend_reserve(be, need) != 0) return msg_set(err, err_size, APR_ERR_NOMEM, "matmul: cannot allocate scratch");
+    if (cpu_backend_reserve(be, need) != 0) return msg_set(err, err_size, APR_ERR_NOMEM, "matmul: cannot allocate scratch");
     const int64_t n_act = rows_count(x);
     p.act = malloc((size_t)(n_act * p.row_bytes));
     if (!p.act) return msg_set(err, err_size, APR_ERR_NOMEM, "matmul: cannot allocate %lld activation rows", (long long)n_act);
-    backend_run(be, qmm_act_worker, &p, n_act * K);
+    cpu_backend_run(be, qmm_act_worker, &p, n_act * K);
     /* weight rows split over workers in whole tiles; tiles (and so results) do not depend on the
      * thread count because chunk starts are multiples of QMM_NW */
     const int nth = be->n_threads;
@@ -95,7 +95,7 @@ apr_status qmatmul_run(neon_backend *be, const apr_node_desc *n, char *err, size
     p.n_chunk = qmm_ceil(qmm_ceil(N, want_n), QMM_NW) * QMM_NW;
     p.n_units_n = qmm_ceil(N, p.n_chunk);
     p.n_units = batches * p.n_units_n;
-    backend_run(be, qmm_worker, &p, N * M * K * batches / 4);
+    cpu_backend_run(be, qmm_worker, &p, N * M * K * batches / 4);
     free(p.act);
     return APR_OK;
 }

@@ -17,7 +17,7 @@
  * with q . a an exact int32 dot product: vmull_s8 + vpadalq_s16 on every AArch64 CPU, vdotq_s32
  * with the dot-product extension (HWCAP asimddp), vmmlaq_s32 (2 weight rows x 2 activation rows
  * per instruction) with i8mm (HWCAP2 i8mm). The path is chosen once per instance from HWCAP
- * (neon_backend.qpath); the kernels that need an extension are compiled for it with a target
+ * (cpu_backend.qpath, NEON_QDOT_*); the kernels that need an extension are compiled for it with a target
  * attribute and only called after that check.
  *
  * Rows are padded to QK_PAD elements with zero q, d, m, ad and am, so kernels never handle a tail.
@@ -27,7 +27,8 @@
 
 #include "apr/apr_abi.h"
 #include "apr/apr_quant.h"
-#include "../neon_backend.h"
+#include "../../common/cpu_backend.h"
+#include "../probe.h"
 
 #define QK_GROUP 16 /* elements per scale group */
 #define QK_PAD 64   /* rows are padded to a multiple of this (4 groups per kernel step) */
@@ -51,6 +52,13 @@ void qact_row(const float *x, int64_t K, void *dst);
 typedef void qdot_fn(int64_t K, const char *w, int nw, const char *a, int na, int has_min, float *out, int64_t ostride);
 qdot_fn qdot_plain, qdot_dotprod, qdot_i8mm;
 
-apr_status qmatmul_run(neon_backend *be, const apr_node_desc *n, char *err, size_t err_size);
+apr_status qmatmul_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);
+
+/* GET_ROWS of a block table (../../simd/convert.c): the bytes of tmp qmatmul_dequant_row needs past
+ * the f32 row, and y[0..K) = the f32 values of the blocks at src. */
+static inline int64_t qmatmul_dequant_scratch(int64_t K) { return qk_row_bytes(K); }
+static inline void qmatmul_dequant_row(uint32_t wtype, const void *src, int64_t K, float *y, void *tmp) {
+    qdequant_row(wtype, src, K, y, tmp);
+}
 
 #endif

@@ -19,7 +19,7 @@ typedef void qact_fn(uint32_t wtype, const float *x, int64_t K, void *dst);
 
 typedef struct qmm_plan {
     const apr_node_desc *node;
-    x86_backend *be;
+    cpu_backend *be;
     qact_fn *quant;     /* the activation quantizer of the chosen variant */
     qdot_fn *dot;       /* the weight format's kernel */
     qdot_rows_fn *rows; /* its row-run kernel for nw = 1, or NULL */
@@ -107,17 +107,17 @@ static void qmm_zero_worker(void *ctx, int ith, int nth) {
 
 static int64_t qmm_ceil(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-apr_status qmatmul_run(x86_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
+apr_status qmatmul_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
     const apr_tensor_desc *w = &n->src[0], *d = &n->dst;
     const int64_t K = w->ne[0], N = d->ne[0], M = d->ne[1], batches = d->ne[2] * d->ne[3];
     if (N == 0 || M == 0 || batches == 0) return APR_OK;
     qmm_plan p = {.node = n, .be = be};
     if (K == 0) {
-        backend_run(be, qmm_zero_worker, &p, N * M * batches);
+        cpu_backend_run(be, qmm_zero_worker, &p, N * M * batches);
         return APR_OK;
     }
 #if APR_X86_LEVEL >= 3
-    if (be->vnni) {
+    if (be->qpath == X86_QDOT_VNNI) {
         p.quant = qact_quantize_row_vnni;
         p.dot = qdot_lookup_vnni(w->dtype);
         p.rows = qdot_rows_lookup_vnni(w->dtype);
@@ -133,10 +133,10 @@ apr_status qmatmul_run(x86_backend *be, const apr_node_desc *n, char *err, size_
     if (!p.dot || p.abytes <= 0)
         return msg_set(err, err_size, APR_ERR_UNSUPPORTED, "matmul: no kernel for weight dtype %u", w->dtype);
     const int64_t rows = M * batches;
-    if (backend_reserve_shared(be, (size_t)(rows * p.abytes)) != 0 || backend_reserve(be, (size_t)(K + 16) * 4) != 0)
+    if (cpu_backend_reserve_shared(be, (size_t)(rows * p.abytes)) != 0 || cpu_backend_reserve(be, (size_t)(K + 16) * 4) != 0)
         return msg_set(err, err_size, APR_ERR_NOMEM, "matmul: cannot allocate %lld activation rows", (long long)rows);
     const int nth = be->n_threads;
-    backend_run(be, qmm_quant_worker, &p, rows * K);
+    cpu_backend_run(be, qmm_quant_worker, &p, rows * K);
     /* weight rows: split so every worker has a share when there are fewer batches than workers */
     const int64_t want_n = batches >= nth ? 1 : qmm_ceil(nth, batches);
     p.n_chunk = qmm_ceil(qmm_ceil(N, want_n), QDOT_MAX_NW) * QDOT_MAX_NW;
@@ -151,6 +151,6 @@ apr_status qmatmul_run(x86_backend *be, const apr_node_desc *n, char *err, size_
      * faster than several rows side by side. Larger M reuses each tile of weight rows across the
      * activation tiles. */
     p.nw = M <= QDOT_MAX_NA ? 1 : QDOT_MAX_NW;
-    backend_run(be, qmm_dot_worker, &p, N * M * batches * (K / 8 + 1));
+    cpu_backend_run(be, qmm_dot_worker, &p, N * M * batches * (K / 8 + 1));
     return APR_OK;
 }

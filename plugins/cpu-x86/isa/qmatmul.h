@@ -16,14 +16,15 @@
  *
  * Variants: in the cpu-avx512 build qact.c and qdot*.c are compiled twice, once as they are and once
  * with -mavx512vnni -DQDOT_VNNI=1, every external name passing through QDOT_NAME so the second
- * copy's names end in _vnni. qmatmul.c picks the copy from the backend's vnni flag at run time.
+ * copy's names end in _vnni. qmatmul.c picks the copy from the backend's qpath (X86_QDOT_VNNI) at run time.
  */
 
 #include <stdint.h>
 
 #include "apr/apr_abi.h"
 #include "apr/apr_quant.h"
-#include "../x86_backend.h"
+#include "../../common/cpu_backend.h"
+#include "../probe.h"
 
 #if defined(QDOT_VNNI) && QDOT_VNNI
 #define QDOT_NAME(x) x##_vnni
@@ -84,6 +85,14 @@ qdot_rows_fn *qdot_rows_lookup_vnni(uint32_t wtype);
 #endif
 
 /* Runs a MATMUL node whose W is a block type (called by matmul_run). */
-apr_status qmatmul_run(x86_backend *be, const apr_node_desc *n, char *err, size_t err_size);
+apr_status qmatmul_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);
+
+/* GET_ROWS of a block table (../../simd/convert.c): y[0..K) = the reference's dequantized row;
+ * needs no scratch past the f32 row. */
+static inline int64_t qmatmul_dequant_scratch(int64_t K) { (void)K; return 0; }
+static inline void qmatmul_dequant_row(uint32_t wtype, const void *src, int64_t K, float *y, void *tmp) {
+    (void)tmp;
+    apr_dequant_row((apr_dtype)wtype, src, y, K);
+}
 
 #endif

@@ -1,15 +1,15 @@
 /* convert.c — the data-movement ops: CPY (dtype conversion, de-striding), GET_ROWS (float and block tables), CONCAT. */
 #include <string.h>
 
-#include "../../common/msg.h"
-#include "../neon_ops.h"
+#include "../common/msg.h"
+#include "simd_ops.h"
 #include "qmatmul.h"
 #include "rows.h"
 #include "vec.h"
 
 typedef struct convert_job {
     const apr_node_desc *n;
-    neon_backend *be;
+    cpu_backend *be;
 } convert_job;
 
 /* n elements of esz bytes, strided on both sides. */
@@ -35,9 +35,9 @@ static void convert_worker(void *ctx, int ith, int nth) {
             memcpy(&id, (const char *)b->data + i1 * b->nb[0], 4); /* checked by convert_run */
             const char *srow = (const char *)a->data + (int64_t)id * a->nb[1];
             if (a->dtype != APR_F32 && a->dtype != APR_F16 && a->dtype != APR_BF16) {
-                /* a block row: dequantized whole (tmp: the f32 row, then the unpacked row) */
+                /* a block row: dequantized whole (tmp: the f32 row, then the plugin's scratch) */
                 float *y = d->nb[0] == 4 ? (float *)drow : tmp;
-                qdequant_row(a->dtype, srow, len, y, tmp + len + 16);
+                qmatmul_dequant_row(a->dtype, srow, len, y, tmp + len + 16);
                 if (y == tmp) rows_store_f32(drow, tmp, len, d->nb[0], APR_F32);
             } else if (d->nb[0] == 4) rows_load_f32((float *)drow, srow, len, a->nb[0], a->dtype);
             else {
@@ -67,7 +67,7 @@ static void convert_worker(void *ctx, int ith, int nth) {
     }
 }
 
-apr_status convert_run(neon_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
+apr_status convert_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
     const apr_tensor_desc *d = &n->dst;
     if (rows_count(d) == 0 || d->ne[0] == 0) return APR_OK;
     if (n->op == APR_OP_GET_ROWS) {
@@ -81,9 +81,9 @@ apr_status convert_run(neon_backend *be, const apr_node_desc *n, char *err, size
         }
     }
     size_t need = (size_t)(d->ne[0] + 16) * sizeof(float);
-    if (n->op == APR_OP_GET_ROWS) need += (size_t)qk_row_bytes(d->ne[0]);
-    if (backend_reserve(be, need) != 0) return msg_set(err, err_size, APR_ERR_NOMEM, "convert: cannot allocate scratch");
+    if (n->op == APR_OP_GET_ROWS) need += (size_t)qmatmul_dequant_scratch(d->ne[0]);
+    if (cpu_backend_reserve(be, need) != 0) return msg_set(err, err_size, APR_ERR_NOMEM, "convert: cannot allocate scratch");
     convert_job j = {n, be};
-    backend_run(be, convert_worker, &j, rows_count(d) * d->ne[0]);
+    cpu_backend_run(be, convert_worker, &j, rows_count(d) * d->ne[0]);
     return APR_OK;
 }

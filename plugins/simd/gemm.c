@@ -1,4 +1,4 @@
-/* gemm.c — matmul for prefill shapes: packed panels, L1/L2 cache blocking, a register-tiled NEON FMA micro-kernel. */
+/* gemm.c — matmul for prefill shapes: packed panels, L1/L2 cache blocking, a register-tiled vector FMA micro-kernel (GEMM_* from gemm_tile.h). */
 #include "matmul.h"
 
 #include <string.h>
@@ -8,20 +8,10 @@
 
 static inline int64_t gemm_min(int64_t a, int64_t b) { return a < b ? a : b; }
 
-/* Rows r[0..3] at k..k+3 transposed into dst[t * ld + i] = r[i][k + t]. */
-static inline void gemm_t4x4(const float *const *r, int64_t k, float *dst, int64_t ld) {
-    float32x4_t a0 = vld1q_f32(r[0] + k), a1 = vld1q_f32(r[1] + k), a2 = vld1q_f32(r[2] + k), a3 = vld1q_f32(r[3] + k);
-    float32x4_t t0 = vtrn1q_f32(a0, a1), t1 = vtrn2q_f32(a0, a1), t2 = vtrn1q_f32(a2, a3), t3 = vtrn2q_f32(a2, a3);
-    vst1q_f32(dst + 0 * ld, vreinterpretq_f32_f64(vtrn1q_f64(vreinterpretq_f64_f32(t0), vreinterpretq_f64_f32(t2))));
-    vst1q_f32(dst + 1 * ld, vreinterpretq_f32_f64(vtrn1q_f64(vreinterpretq_f64_f32(t1), vreinterpretq_f64_f32(t3))));
-    vst1q_f32(dst + 2 * ld, vreinterpretq_f32_f64(vtrn2q_f64(vreinterpretq_f64_f32(t0), vreinterpretq_f64_f32(t2))));
-    vst1q_f32(dst + 3 * ld, vreinterpretq_f32_f64(vtrn2q_f64(vreinterpretq_f64_f32(t1), vreinterpretq_f64_f32(t3))));
-}
-
 /* W columns [n, n + nc) x k in [k0, k0 + kc) into panels of GEMM_NR columns, each k-major
  * (panel p, step k at bp + p * GEMM_NR * kc + k * GEMM_NR), zero past nc so the kernel never
  * needs an edge case along n. Rows that are not contiguous f32 are converted into tmp first
- * (tmp holds GEMM_NR + 1 rows of kc floats); the transpose itself runs 4 x 4 in registers. */
+ * (tmp holds GEMM_NR + 1 rows of kc floats); the transpose itself runs GEMM_TILE_T x GEMM_TILE_T in registers. */
 static void gemm_pack_w(const mm_slice *s, int64_t n, int64_t nc, int64_t k0, int64_t kc, float *bp, float *tmp) {
     float *zero = tmp + (int64_t)GEMM_NR * kc;
     memset(zero, 0, (size_t)kc * sizeof(float));
@@ -34,8 +24,8 @@ static void gemm_pack_w(const mm_slice *s, int64_t n, int64_t nc, int64_t k0, in
             rp[j] = rows_f32(row, kc, s->wnb0, s->wtype, tmp + (int64_t)j * kc);
         }
         int64_t k = 0;
-        for (; k + 4 <= kc; k += 4)
-            for (int g = 0; g < GEMM_NR; g += 4) gemm_t4x4(rp + g, k, panel + k * GEMM_NR + g, GEMM_NR);
+        for (; k + GEMM_TILE_T <= kc; k += GEMM_TILE_T)
+            for (int g = 0; g < GEMM_NR; g += GEMM_TILE_T) gemm_tile_transpose(rp + g, k, panel + k * GEMM_NR + g, GEMM_NR);
         for (; k < kc; k++)
             for (int j = 0; j < GEMM_NR; j++) panel[k * GEMM_NR + j] = rp[j][k];
     }

@@ -1,14 +1,14 @@
 /* rmsnorm.c — RMS_NORM along dim 0: x / sqrt(mean(x^2) + eps), rows split over workers. */
 #include <math.h>
 
-#include "../../common/msg.h"
-#include "../neon_ops.h"
+#include "../common/msg.h"
+#include "simd_ops.h"
 #include "rows.h"
 #include "vec.h"
 
 typedef struct rmsnorm_job {
     const apr_node_desc *n;
-    neon_backend *be;
+    cpu_backend *be;
 } rmsnorm_job;
 
 static void rmsnorm_worker(void *ctx, int ith, int nth) {
@@ -45,12 +45,12 @@ static void rmsnorm_worker(void *ctx, int ith, int nth) {
     }
 }
 
-apr_status rmsnorm_run(neon_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
+apr_status rmsnorm_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
     const apr_tensor_desc *d = &n->dst;
     if (rows_count(d) == 0 || d->ne[0] == 0) return APR_OK;
-    if (backend_reserve(be, (size_t)(2 * d->ne[0] + 16) * sizeof(float)) != 0)
+    if (cpu_backend_reserve(be, (size_t)(2 * d->ne[0] + 16) * sizeof(float)) != 0)
         return msg_set(err, err_size, APR_ERR_NOMEM, "rms_norm: cannot allocate scratch");
     rmsnorm_job j = {n, be};
-    backend_run(be, rmsnorm_worker, &j, rows_count(d) * d->ne[0] * 2);
+    cpu_backend_run(be, rmsnorm_worker, &j, rows_count(d) * d->ne[0] * 2);
     return APR_OK;
 }

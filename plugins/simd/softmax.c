@@ -1,15 +1,15 @@
 /* softmax.c — SOFTMAX along dim 0 with scale, optional [N, R] mask and causal cut; vector exp. */
 #include <math.h>
 
-#include "../../common/msg.h"
-#include "../supports.h"
-#include "../neon_ops.h"
+#include "../common/msg.h"
+#include "../common/cpu_supports.h"
+#include "simd_ops.h"
 #include "rows.h"
-#include "vec.h"
+#include "vec_math.h"
 
 typedef struct softmax_job {
     const apr_node_desc *n;
-    neon_backend *be;
+    cpu_backend *be;
 } softmax_job;
 
 static void softmax_worker(void *ctx, int ith, int nth) {
@@ -17,7 +17,7 @@ static void softmax_worker(void *ctx, int ith, int nth) {
     const apr_node_desc *n = j->n;
     const apr_tensor_desc *a = &n->src[0], *mk = &n->src[1], *d = &n->dst;
     const int64_t N = d->ne[0], R = d->ne[1];
-    const int has_mask = supports_has_src(n, 1), causal = n->iparams[0] != 0;
+    const int has_mask = cpu_supports_has_src(n, 1), causal = n->iparams[0] != 0;
     const float scale = n->fparams[0];
     float *tx = (float *)j->be->scratch[ith], *tm = tx + N, *ty = tm + N;
     long long r0, r1;
@@ -73,12 +73,12 @@ static void softmax_worker(void *ctx, int ith, int nth) {
     }
 }
 
-apr_status softmax_run(neon_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
+apr_status softmax_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
     const apr_tensor_desc *d = &n->dst;
     if (rows_count(d) == 0 || d->ne[0] == 0) return APR_OK;
-    if (backend_reserve(be, (size_t)(3 * d->ne[0] + 16) * sizeof(float)) != 0)
+    if (cpu_backend_reserve(be, (size_t)(3 * d->ne[0] + 16) * sizeof(float)) != 0)
         return msg_set(err, err_size, APR_ERR_NOMEM, "softmax: cannot allocate scratch");
     softmax_job j = {n, be};
-    backend_run(be, softmax_worker, &j, rows_count(d) * d->ne[0] * 8);
+    cpu_backend_run(be, softmax_worker, &j, rows_count(d) * d->ne[0] * 8);
     return APR_OK;
 }

@@ -2,14 +2,14 @@
 #include <math.h>
 #include <string.h>
 
-#include "../../common/msg.h"
-#include "../x86_ops.h"
+#include "../common/msg.h"
+#include "simd_ops.h"
 #include "rows.h"
 #include "vec.h"
 
 typedef struct argmax_job {
     const apr_node_desc *n;
-    x86_backend *be;
+    cpu_backend *be;
 } argmax_job;
 
 static int32_t argmax_row(const float *x, int64_t N) {
@@ -41,12 +41,12 @@ static void argmax_worker(void *ctx, int ith, int nth) {
     }
 }
 
-apr_status argmax_run(x86_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
+apr_status argmax_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
     const apr_tensor_desc *a = &n->src[0];
     if (rows_count(a) == 0) return APR_OK;
-    if (backend_reserve(be, (size_t)(a->ne[0] + 16) * sizeof(float)) != 0)
+    if (cpu_backend_reserve(be, (size_t)(a->ne[0] + 16) * sizeof(float)) != 0)
         return msg_set(err, err_size, APR_ERR_NOMEM, "argmax: cannot allocate scratch");
     argmax_job j = {n, be};
-    backend_run(be, argmax_worker, &j, rows_count(a) * a->ne[0]);
+    cpu_backend_run(be, argmax_worker, &j, rows_count(a) * a->ne[0]);
     return APR_OK;
 }

@@ -1,6 +1,6 @@
 /* rows.h — walking tensors row by row: row addresses, and strided/typed rows to and from contiguous f32. */
-#ifndef APR_X86_ROWS_H
-#define APR_X86_ROWS_H
+#ifndef APR_SIMD_ROWS_H
+#define APR_SIMD_ROWS_H
 
 #include <stdint.h>
 

@@ -1,15 +1,15 @@
 /* matmul.c — MATMUL dispatch: picks GEMV or GEMM per shape and splits (batch, n, m) blocks over the workers. */
 #include "matmul.h"
 
-#include "../../common/msg.h"
-#include "../x86_ops.h"
+#include "../common/msg.h"
+#include "simd_ops.h"
 #include "qmatmul.h"
 
 /* The whole node, and how it is cut into units: unit u = (batch, n chunk, m chunk). Each unit
  * computes its outputs the same way whoever runs it, so results do not depend on thread count. */
 typedef struct matmul_plan {
     const apr_node_desc *node;
-    x86_backend *be;
+    cpu_backend *be;
     int use_gemv;          /* M <= GEMV_MAX_M and rows contiguous along k */
     int64_t n_chunk;       /* columns per unit */
     int64_t m_chunk;       /* rows per unit */
@@ -53,7 +53,7 @@ static void matmul_worker(void *ctx, int ith, int nth) {
 
 static int64_t matmul_ceil(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-apr_status matmul_run(x86_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
+apr_status matmul_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
     const apr_tensor_desc *w = &n->src[0], *x = &n->src[1], *d = &n->dst;
     if (w->dtype != APR_F32 && w->dtype != APR_F16 && w->dtype != APR_BF16) return qmatmul_run(be, n, err, err_size);
     const int64_t N = d->ne[0], M = d->ne[1], batches = d->ne[2] * d->ne[3];
@@ -61,7 +61,7 @@ apr_status matmul_run(x86_backend *be, const apr_node_desc *n, char *err, size_t
     const int nth = be->n_threads;
     matmul_plan p = {.node = n, .be = be};
     p.use_gemv = M <= GEMV_MAX_M && w->nb[0] == (w->dtype == APR_F32 ? 4 : 2) && x->nb[0] == 4;
-    if (!p.use_gemv && backend_reserve(be, (size_t)GEMM_SCRATCH_FLOATS * sizeof(float)) != 0)
+    if (!p.use_gemv && cpu_backend_reserve(be, (size_t)GEMM_SCRATCH_FLOATS * sizeof(float)) != 0)
         return msg_set(err, err_size, APR_ERR_NOMEM, "matmul: cannot allocate packing buffers");
     /* Columns first: splitting n keeps each worker streaming its own part of W. Chunks are whole
      * multiples of 64 columns so tiles (and cache lines of dst) never straddle two workers. */

@@ -1,16 +1,15 @@
-/* backend.c — cpu-neon instances: create/destroy (thread pool, scratch, int8 path), compute (node dispatch). */
-#include "backend.h"
+/* cpu_backend.c — CPU plugin instances: create/destroy (thread pool, scratch, int8 path), compute (node dispatch); baseline code. */
+#include "cpu_backend.h"
 
 #include <stdlib.h>
-#include <string.h>
 
-#include "../common/msg.h"
-#include "../common/opcheck.h"
-#include "probe.h"
-#include "supports.h"
-#include "neon_ops.h"
+#include "../simd/simd_ops.h"
+#include "cpu_probe.h"
+#include "cpu_supports.h"
+#include "msg.h"
+#include "opcheck.h"
 
-int backend_reserve(neon_backend *be, size_t bytes) {
+int cpu_backend_reserve(cpu_backend *be, size_t bytes) {
     if (bytes <= be->scratch_size) return 0;
     bytes = (bytes + 63) & ~(size_t)63;
     for (int i = 0; i < be->n_threads; i++) {
@@ -23,17 +22,29 @@ int backend_reserve(neon_backend *be, size_t bytes) {
     return 0;
 }
 
-void backend_destroy(void *backend) {
-    neon_backend *be = backend;
+int cpu_backend_reserve_shared(cpu_backend *be, size_t bytes) {
+    if (bytes <= be->shared_size) return 0;
+    bytes = (bytes + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, bytes);
+    if (!p) return -1;
+    free(be->shared);
+    be->shared = p;
+    be->shared_size = bytes;
+    return 0;
+}
+
+void cpu_backend_destroy(void *backend) {
+    cpu_backend *be = backend;
     if (!be) return;
     tpool_destroy(be->pool);
     if (be->scratch)
         for (int i = 0; i < be->n_threads; i++) free(be->scratch[i]);
     free(be->scratch);
+    free(be->shared);
     free(be);
 }
 
-apr_status backend_create(const apr_backend_config *cfg, void **backend, char *err, size_t err_size) {
+apr_status cpu_backend_create(const apr_backend_config *cfg, void **backend, char *err, size_t err_size) {
     char why[160];
     if (!backend) return msg_set(err, err_size, APR_ERR_INVALID, "create: NULL backend pointer");
     *backend = NULL;
@@ -48,17 +59,10 @@ apr_status backend_create(const apr_backend_config *cfg, void **backend, char *e
         n = host->n_physical_cores;
     if (n <= 0) n = 1;
     if (n > 1024) return msg_set(err, err_size, APR_ERR_INVALID, "create: n_threads %d too large", n);
-    neon_backend *be = calloc(1, sizeof *be);
+    cpu_backend *be = calloc(1, sizeof *be);
     if (!be) return msg_set(err, err_size, APR_ERR_NOMEM, "create: out of memory");
     be->n_threads = n;
-    /* the best int8 path HWCAP allows; APR_NEON_QDOT=plain|dotprod caps it, so tests can cover
-     * every path on one machine (it never enables what the CPU lacks) */
-    probe_caps caps;
-    probe_read(&caps);
-    be->qpath = caps.i8mm && caps.dotprod ? NEON_QDOT_I8MM : caps.dotprod ? NEON_QDOT_DOTPROD : NEON_QDOT_PLAIN;
-    const char *cap = getenv("APR_NEON_QDOT");
-    if (cap && !strcmp(cap, "plain")) be->qpath = NEON_QDOT_PLAIN;
-    else if (cap && !strcmp(cap, "dotprod") && be->qpath > NEON_QDOT_DOTPROD) be->qpath = NEON_QDOT_DOTPROD;
+    be->qpath = probe_qpath();
     be->l1d_bytes = 32 * 1024;
     be->l2_bytes = 1024 * 1024;
     if (host && host->struct_size >= offsetof(apr_host_info, l2_bytes) + sizeof(int64_t)) {
@@ -68,7 +72,7 @@ apr_status backend_create(const apr_backend_config *cfg, void **backend, char *e
     be->scratch = calloc((size_t)n, sizeof(char *));
     be->pool = be->scratch ? tpool_create(n) : NULL;
     if (!be->pool) {
-        backend_destroy(be);
+        cpu_backend_destroy(be);
         return msg_set(err, err_size, APR_ERR_NOMEM, "create: cannot start %d worker threads", n);
     }
     *backend = be;
@@ -76,14 +80,14 @@ apr_status backend_create(const apr_backend_config *cfg, void **backend, char *e
 }
 
 /* 1 when every tensor the node uses has a CPU address. */
-static int backend_host_visible(const apr_node_desc *n) {
+static int cpu_backend_host_visible(const apr_node_desc *n) {
     if (opcheck_nelements(&n->dst) && !n->dst.data) return 0;
     for (uint32_t i = 0; i < n->n_src; i++)
-        if (supports_has_src(n, (int)i) && opcheck_nelements(&n->src[i]) && !n->src[i].data) return 0;
+        if (cpu_supports_has_src(n, (int)i) && opcheck_nelements(&n->src[i]) && !n->src[i].data) return 0;
     return 1;
 }
 
-static apr_status backend_node(neon_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
+static apr_status cpu_backend_node(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
     switch (n->op) {
     case APR_OP_MATMUL: return matmul_run(be, n, err, err_size);
     case APR_OP_ADD:
@@ -104,8 +108,8 @@ static apr_status backend_node(neon_backend *be, const apr_node_desc *n, char *e
     }
 }
 
-apr_status backend_compute(void *backend, const apr_subgraph *g, char *err, size_t err_size) {
-    neon_backend *be = backend;
+apr_status cpu_backend_compute(void *backend, const apr_subgraph *g, char *err, size_t err_size) {
+    cpu_backend *be = backend;
     if (!be || !g) return msg_set(err, err_size, APR_ERR_INVALID, "compute: NULL argument");
     if (g->struct_size < sizeof(apr_subgraph)) return msg_set(err, err_size, APR_ERR_ABI, "compute: subgraph struct too small");
     if (g->n_nodes && (!g->nodes || g->node_stride < sizeof(apr_node_desc)))
@@ -117,10 +121,10 @@ apr_status backend_compute(void *backend, const apr_subgraph *g, char *err, size
         /* cheap integer checks: a node we do not implement fails loudly, never runs wrong */
         apr_status st = opcheck_node(n, why, sizeof why);
         if (st == APR_OK) st = opcheck_bounds(n, why, sizeof why);
-        if (st == APR_OK) st = supports_node(be, n, why, sizeof why);
+        if (st == APR_OK) st = cpu_supports_node(be, n, why, sizeof why);
         if (st != APR_OK) return msg_set(err, err_size, st, "node %u (%s): %s", i, name, why);
-        if (!backend_host_visible(n)) return msg_set(err, err_size, APR_ERR_INVALID, "node %u (%s): tensor not in host memory", i, name);
-        st = backend_node(be, n, why, sizeof why);
+        if (!cpu_backend_host_visible(n)) return msg_set(err, err_size, APR_ERR_INVALID, "node %u (%s): tensor not in host memory", i, name);
+        st = cpu_backend_node(be, n, why, sizeof why);
         if (st != APR_OK) return msg_set(err, err_size, st, "node %u (%s): %s", i, name, why);
     }
     return APR_OK;

@@ -2,15 +2,15 @@
 #include <math.h>
 #include <string.h>
 
-#include "../../common/msg.h"
-#include "../supports.h"
-#include "../neon_ops.h"
+#include "../common/msg.h"
+#include "../common/cpu_supports.h"
+#include "simd_ops.h"
 #include "rows.h"
 #include "vec.h"
 
 typedef struct rope_job {
     const apr_node_desc *n;
-    neon_backend *be;
+    cpu_backend *be;
 } rope_job;
 
 /* Scratch layout per worker: cs[n_rot], sn[n_rot] (see rope_angles), then two rows of D. */
@@ -19,7 +19,7 @@ static void rope_angles(const apr_node_desc *n, int64_t t, float *cs, float *sn)
     const double base = n->fparams[0], scale = n->fparams[1];
     int32_t pos;
     memcpy(&pos, (const char *)n->src[1].data + t * n->src[1].nb[0], 4);
-    const int has_ff = supports_has_src(n, 2);
+    const int has_ff = cpu_supports_has_src(n, 2);
     for (int i = 0; i < n_rot / 2; i++) {
         double theta = (double)pos * scale * pow(base, -2.0 * i / n_rot);
         if (has_ff) {
@@ -91,12 +91,12 @@ static void rope_worker(void *ctx, int ith, int nth) {
     }
 }
 
-apr_status rope_run(neon_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
+apr_status rope_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
     const apr_tensor_desc *d = &n->dst;
     if (rows_count(d) == 0 || d->ne[0] == 0) return APR_OK;
-    if (backend_reserve(be, (size_t)(2 * n->iparams[0] + 2 * d->ne[0] + 4 * VEC_W) * sizeof(float)) != 0)
+    if (cpu_backend_reserve(be, (size_t)(2 * n->iparams[0] + 2 * d->ne[0] + 4 * VEC_W) * sizeof(float)) != 0)
         return msg_set(err, err_size, APR_ERR_NOMEM, "rope: cannot allocate scratch");
     rope_job j = {n, be};
-    backend_run(be, rope_worker, &j, rows_count(d) * d->ne[0] * 2);
+    cpu_backend_run(be, rope_worker, &j, rows_count(d) * d->ne[0] * 2);
     return APR_OK;
 }

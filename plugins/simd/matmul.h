@@ -1,40 +1,11 @@
 /* matmul.h — what matmul.c hands its two engines (gemv.c for few rows, gemm.c for many): one 2-D slice. */
-#ifndef APR_X86_MATMUL_H
-#define APR_X86_MATMUL_H
+#ifndef APR_SIMD_MATMUL_H
+#define APR_SIMD_MATMUL_H
 
 #include <stdint.h>
 
+#include "gemm_tile.h" /* this micro-architecture's GEMM_* register tile and cache blocking */
 #include "vec.h"
-
-/* Register tile of the GEMM micro-kernel: GEMM_MR rows of X (m) by GEMM_NV vectors of W columns (n).
- * AVX-512: 12 x 32 = 24 zmm accumulators; AVX2: 6 x 16 = 12 of its 16 ymm registers. */
-#ifndef GEMM_NV
-#define GEMM_NV 2
-#endif
-#define GEMM_NR (GEMM_NV * VEC_W)
-#ifndef GEMM_MR
-#if APR_X86_LEVEL >= 3
-#define GEMM_MR 12
-#else
-#define GEMM_MR 6
-#endif
-#endif
-/* Cache blocking: a packed W panel (GEMM_KC x GEMM_NR floats) stays in L1 while the ir loop
- * streams X panels from a packed X block (GEMM_MC x GEMM_KC) that stays in L2; the W block
- * (GEMM_NC x GEMM_KC) packed per (n, k) block is reused for every m block. */
-#ifndef GEMM_KC /* (overridable with -D for tuning runs) */
-#if APR_X86_LEVEL >= 3
-#define GEMM_KC 192 /* W panel 192 x 32 floats = 24 KiB of the 32 KiB L1 (256 measured slower) */
-#else
-#define GEMM_KC 256 /* W panel 256 x 16 floats = 16 KiB */
-#endif
-#endif
-#ifndef GEMM_MC
-#define GEMM_MC (GEMM_MR * 16)
-#endif
-#ifndef GEMM_NC
-#define GEMM_NC 512
-#endif
 
 /* One (batch) slice: dst[n, m] = sum_k W[k, n] X[k, m] for n in [n0, n1), m in [m0, m1). */
 typedef struct mm_slice {

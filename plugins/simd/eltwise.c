@@ -1,12 +1,12 @@
 /* eltwise.c — ADD, MUL (with repeat of src1), SCALE, SILU, GELU, SWIGLU over rows, any strides. */
-#include "../../common/msg.h"
-#include "../neon_ops.h"
+#include "../common/msg.h"
+#include "simd_ops.h"
 #include "rows.h"
-#include "vec.h"
+#include "vec_math.h"
 
 typedef struct eltwise_job {
     const apr_node_desc *n;
-    neon_backend *be;
+    cpu_backend *be;
 } eltwise_job;
 
 /* y[0..len) = f(a, b) for the binary ops, b contiguous with the same length. */
@@ -84,15 +84,15 @@ static void eltwise_worker(void *ctx, int ith, int nth) {
     }
 }
 
-apr_status eltwise_run(neon_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
+apr_status eltwise_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
     const apr_tensor_desc *d = &n->dst;
     int64_t rows = rows_count(d);
     if (rows == 0 || d->ne[0] == 0) return APR_OK;
-    if (backend_reserve(be, (size_t)(3 * d->ne[0] + 16) * sizeof(float)) != 0)
+    if (cpu_backend_reserve(be, (size_t)(3 * d->ne[0] + 16) * sizeof(float)) != 0)
         return msg_set(err, err_size, APR_ERR_NOMEM, "eltwise: cannot allocate scratch");
     eltwise_job j = {n, be};
     /* silu/gelu cost ~20 flops per element: parallelise them earlier than add/mul */
     int64_t weight = n->op == APR_OP_GELU || n->op == APR_OP_SILU || n->op == APR_OP_SWIGLU ? 8 : 1;
-    backend_run(be, eltwise_worker, &j, rows * d->ne[0] * weight);
+    cpu_backend_run(be, eltwise_worker, &j, rows * d->ne[0] * weight);
     return APR_OK;
 }

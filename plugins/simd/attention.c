@@ -2,17 +2,17 @@
 #include <math.h>
 #include <string.h>
 
-#include "../../common/msg.h"
-#include "../supports.h"
-#include "../x86_ops.h"
+#include "../common/msg.h"
+#include "../common/cpu_supports.h"
+#include "simd_ops.h"
 #include "rows.h"
-#include "vec.h"
+#include "vec_math.h"
 
 #define ATTENTION_BLOCK 64 /* keys scored before one rescale of the running output */
 
 typedef struct attention_job {
     const apr_node_desc *n;
-    x86_backend *be;
+    cpu_backend *be;
 } attention_job;
 
 #define ATTENTION_GMAX 8 /* query heads scored against one loaded key row at a time */
@@ -66,7 +66,7 @@ static void attention_group(const apr_node_desc *n, float *scratch, int64_t t, i
     const int64_t D = q->ne[0], T = q->ne[1], S = k->ne[1], Dv = v->ne[0];
     const int64_t Dp = (D + VEC_W - 1) / VEC_W * VEC_W, Dvp = (Dv + VEC_W - 1) / VEC_W * VEC_W;
     const uint32_t kt = k->dtype;
-    const int esz = rows_esize(kt), has_mask = supports_has_src(n, 3), causal = n->iparams[0] != 0;
+    const int esz = rows_esize(kt), has_mask = cpu_supports_has_src(n, 3), causal = n->iparams[0] != 0;
     const float scale = n->fparams[0];
     float *qb = scratch, *acc = qb + ATTENTION_GMAX * Dp, *sc = acc + ATTENTION_GMAX * Dvp;
     char *kb = (char *)(sc + ATTENTION_GMAX * ATTENTION_BLOCK), *vb = kb + Dp * 4;
@@ -165,13 +165,13 @@ static void attention_worker(void *ctx, int ith, int nth) {
     }
 }
 
-apr_status attention_run(x86_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
+apr_status attention_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
     const apr_tensor_desc *q = &n->src[0], *v = &n->src[2];
     const int64_t D = q->ne[0], Dv = v->ne[0];
     if (q->ne[1] == 0 || q->ne[2] == 0 || Dv == 0) return APR_OK;
     size_t need = attention_scratch_floats(D, Dv) * sizeof(float);
-    if (backend_reserve(be, need) != 0) return msg_set(err, err_size, APR_ERR_NOMEM, "attention: cannot allocate scratch");
+    if (cpu_backend_reserve(be, need) != 0) return msg_set(err, err_size, APR_ERR_NOMEM, "attention: cannot allocate scratch");
     attention_job j = {n, be};
-    backend_run(be, attention_worker, &j, q->ne[1] * q->ne[2] * n->src[1].ne[1] * (D + Dv));
+    cpu_backend_run(be, attention_worker, &j, q->ne[1] * q->ne[2] * n->src[1].ne[1] * (D + Dv));
     return APR_OK;
 }

@@ -1,0 +1,45 @@
+/* cpu_backend.h — the instance every CPU plugin shares: thread pool, per-worker and shared scratch, cache-derived blocking. */
+#ifndef APR_CPU_BACKEND_H
+#define APR_CPU_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "apr/apr_abi.h"
+#include "tpool.h"
+
+typedef struct cpu_backend {
+    tpool *pool;            /* n_threads workers, the compute() caller being worker 0 */
+    int n_threads;          /* workers */
+    char **scratch;         /* [n_threads] per-worker scratch, 64-byte aligned */
+    size_t scratch_size;    /* bytes of each scratch[i] */
+    int64_t l1d_bytes;      /* L1 data cache of one core (host info, or a default) */
+    int64_t l2_bytes;       /* L2 of one core */
+    char *shared;           /* scratch all workers share (x86 qmatmul's quantized activation rows), 64-byte aligned */
+    size_t shared_size;     /* bytes of shared */
+    int qpath;              /* int8 dot-product kernels qmatmul uses (probe_qpath() at create): X86_QDOT_* / NEON_QDOT_* */
+} cpu_backend;
+
+/* The instance slots of the plugin table. create refuses (UNSUPPORTED) where probe_usable() does;
+ * compute checks each node with opcheck and cpu_supports_node, then runs the kernel of its op
+ * (../simd/simd_ops.h). */
+apr_status cpu_backend_create(const apr_backend_config *cfg, void **backend, char *err, size_t err_size);
+void cpu_backend_destroy(void *backend);
+apr_status cpu_backend_compute(void *backend, const apr_subgraph *g, char *err, size_t err_size);
+
+/* Makes every worker's scratch at least bytes long (called by the dispatching thread before
+ * tpool_run; contents are not kept). 0 on success, -1 when memory ran out. */
+int cpu_backend_reserve(cpu_backend *be, size_t bytes);
+
+/* Makes be->shared at least bytes long (contents are not kept). 0 on success, -1 when memory ran out. */
+int cpu_backend_reserve_shared(cpu_backend *be, size_t bytes);
+
+/* Runs fn on every worker, or only on the caller (as worker 0 of 1) when the node is too small
+ * for a dispatch to pay off: work is about the number of elements touched. */
+#define CPU_BACKEND_SERIAL_WORK 16384
+static inline void cpu_backend_run(cpu_backend *be, tpool_fn fn, void *ctx, int64_t work) {
+    if (be->n_threads == 1 || work < CPU_BACKEND_SERIAL_WORK) fn(ctx, 0, 1);
+    else tpool_run(be->pool, fn, ctx);
+}
+
+#endif

@@ -1,0 +1,21 @@
+/* simd_ops.h — the op kernels of plugins/simd/ that cpu_backend_compute dispatches to; each runs one node on the pool. */
+#ifndef APR_SIMD_OPS_H
+#define APR_SIMD_OPS_H
+
+#include "apr/apr_abi.h"
+#include "../common/cpu_backend.h"
+
+/* One source, compiled once per CPU plugin against that plugin's isa/vec.h and with its ISA flags.
+ * Each runs one node whose shape supports() accepted, with host-visible data, and returns
+ * APR_OK or a status with a one-line message (bad ids, out of memory). They are compiled with
+ * the variant's ISA flags: call them only once the probe has passed. */
+apr_status matmul_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);
+apr_status eltwise_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);     /* ADD MUL SCALE SILU GELU SWIGLU */
+apr_status rmsnorm_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);
+apr_status rope_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);
+apr_status softmax_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);
+apr_status attention_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);
+apr_status convert_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);     /* CPY GET_ROWS CONCAT */
+apr_status argmax_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);
+
+#endif
