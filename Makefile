@@ -78,6 +78,8 @@ TOOLS := $(patsubst tools/%.c,$(B)/bin/%,$(wildcard tools/apr-*.c))
 TOOL_COMMON := $(wildcard tools/common/*.c)
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH := $(B)/bin/apr-bench
+# bench/genmodel: apr-genmodel writes random-weight GGUF models in real shapes to benchmark with
+GENMODEL := $(B)/bin/apr-genmodel
 RPATH := -Wl,-rpath,'$$ORIGIN/../lib'
 RPATH_LIB := -Wl,-rpath,'$$ORIGIN'
 
@@ -88,7 +90,7 @@ TEST_UTIL := $(wildcard tests/util/*.c)
 TESTPLUG_SRCS := $(wildcard tests/plugins/*.c)
 TESTPLUGS := $(TESTPLUG_SRCS:tests/plugins/%.c=$(B)/tests/plugins/%.so)
 
-all: $(LIBAPR) $(LIBLLM) $(PLUGINS) $(TOOLS) $(BENCH) $(B)/lib/pkgconfig/apr.pc
+all: $(LIBAPR) $(LIBLLM) $(PLUGINS) $(TOOLS) $(BENCH) $(GENMODEL) $(B)/lib/pkgconfig/apr.pc
 
 # core: baseline ISA
 $(B)/obj/core/%.o: core/%.c $(wildcard include/apr/*.h core/*.h)
@@ -164,6 +166,10 @@ $(BENCH): $(BENCH_SRCS) $(TOOL_COMMON) $(LIBAPR) $(LIBLLM) $(wildcard bench/*.h 
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) $(PKG_CFLAGS) -Itools -Ibench -Illm -o $@ $(BENCH_SRCS) $(TOOL_COMMON) -L$(B)/lib $(LLM_LINK) -lapr $(RPATH) $(LDFLAGS_ALL) $(PKG_LIBS) -ldl -lm
 
+$(GENMODEL): bench/genmodel/apr-genmodel.c $(TOOL_COMMON) $(LIBAPR) $(LIBLLM) $(wildcard tools/common/*.h llm/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) $(PKG_CFLAGS) -Itools -Illm -o $@ $< $(TOOL_COMMON) -L$(B)/lib $(LLM_LINK) -lapr $(RPATH) $(LDFLAGS_ALL) $(PKG_LIBS) -ldl -lm
+
 $(B)/lib/pkgconfig/apr.pc: Makefile
 	@mkdir -p $(dir $@)
 	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\nplugindir=$${libdir}/apr/plugins\n\nName: apr\nDescription: plugin-based tensor-op runtime for LLM work\nVersion: 0.1.0\nRequires.private: hwloc\nCflags: -I$${includedir}\nLibs: -L$${libdir} -lapr\n' '$(PREFIX)' > $@
@@ -197,7 +203,7 @@ check-sanitize:
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/apr/plugins $(DESTDIR)$(PREFIX)/include/apr $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 755 $(TOOLS) $(BENCH) $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(TOOLS) $(BENCH) $(GENMODEL) $(DESTDIR)$(PREFIX)/bin/
 	install -m 755 $(LIBAPR0) $(DESTDIR)$(PREFIX)/lib/libapr.so.0
 	$(if $(LLM_SRCS),install -m 755 $(LIBLLM0) $(DESTDIR)$(PREFIX)/lib/libaprllm.so.0,)
 	ln -sf libapr.so.0 $(DESTDIR)$(PREFIX)/lib/libapr.so

@@ -31,7 +31,9 @@
  * 512 bytes or more measured worse, and cost compute when the row is in L2). Tiles of several rows
  * prefetch the same place of the next tile's rows: rows next to each other make that one
  * sequential stream again. */
+#ifndef QDOT_PF_AHEAD /* (overridable with -D for tuning runs) */
 #define QDOT_PF_AHEAD 288
+#endif
 QDOT_INLINE void qdot_prefetch(int NW, const char *w, int64_t ws, int64_t gw) {
     const char *p = NW > 1 ? w + NW * ws : w + QDOT_PF_AHEAD;
     for (int64_t o = 0; o < gw; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
