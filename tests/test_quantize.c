@@ -18,6 +18,7 @@
 #include "apr/apr_float16.h"
 #include "gguf.h"
 #include "util/tu_paths.h"
+#include "util/tu_run.h"
 
 /* Under AddressSanitizer with -j2, Criterion 2.4.1's runner process (not the tests, nor the
  * tools they run) loses a 48-byte block now and then in this file's mix of tests, and
@@ -51,62 +52,18 @@ static bool qt_locate(void) {
 #define QT_NEED_MODEL() \
     do { if (!qt_locate()) cr_skip_test("fixtures not found at %s", tu_fixtures_dir()); } while (0)
 
-typedef struct qt_result {
-    int status;     /* exit status, or -1 when killed */
-    char *out, *err;
-} qt_result;
+typedef tu_run_result qt_result;
 
-static char *qt_slurp(FILE *fp) {
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    rewind(fp);
-    char *buf = malloc((size_t)n + 1);
-    cr_assert(buf);
-    size_t got = fread(buf, 1, (size_t)n, fp);
-    buf[got] = 0;
-    fclose(fp);
-    return buf;
-}
-
-/* Runs build/bin/TOOL with args (NULL-terminated); stdout and stderr go to temporary files so that
- * neither can fill a pipe. fsize_limit > 0 caps the files the child may write (RLIMIT_FSIZE, with
- * SIGXFSZ ignored, so a write past it fails with EFBIG the way a full disk fails with ENOSPC). */
+/* Runs build/bin/TOOL with args (NULL-terminated); see tu_run for fsize_limit. */
 static qt_result qt_run_limited(const char *tool, const char *const *args, long fsize_limit) {
     char bin[PATH_MAX + 64];
     snprintf(bin, sizeof bin, "%s/bin/%s", qt_build, tool);
-    cr_assert(access(bin, X_OK) == 0, "%s is missing (make builds it)", bin);
-    FILE *out = tmpfile(), *err = tmpfile();
-    cr_assert(out && err, "tmpfile failed");
-    const char *argv[40] = {bin};
-    int argc = 1;
-    for (; args[argc - 1] && argc < 39; argc++) argv[argc] = args[argc - 1];
-    argv[argc] = NULL;
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert(pid >= 0, "fork failed");
-    if (pid == 0) {
-        dup2(fileno(out), 1);
-        dup2(fileno(err), 2);
-        if (fsize_limit > 0) {
-            signal(SIGXFSZ, SIG_IGN);
-            struct rlimit rl = {(rlim_t)fsize_limit, (rlim_t)fsize_limit};
-            if (setrlimit(RLIMIT_FSIZE, &rl) != 0) _exit(126);
-        }
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    int st;
-    cr_assert(waitpid(pid, &st, 0) == pid);
-    qt_result r = {WIFEXITED(st) ? WEXITSTATUS(st) : -1, qt_slurp(out), qt_slurp(err)};
-    return r;
+    return tu_run(bin, NULL, args, fsize_limit);
 }
 
 static qt_result qt_run(const char *tool, const char *const *args) { return qt_run_limited(tool, args, 0); }
 
-static void qt_free(qt_result *r) {
-    free(r->out);
-    free(r->err);
-}
+static void qt_free(qt_result *r) { tu_run_free(r); }
 
 /* ---------------------------------------------------------------- scratch folders */
 

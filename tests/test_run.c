@@ -9,6 +9,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "util/tu_paths.h"
+#include "util/tu_run.h"
+
 static char run_repo[PATH_MAX];      /* <repo> */
 static char run_bin[PATH_MAX + 32];  /* <repo>/<build>/bin/apr-run, beside this test's build tree */
 static char run_model[PATH_MAX + 64];
@@ -33,64 +36,18 @@ static bool run_locate(void) {
 #define RUN_NEED_MODEL() \
     do { if (!run_locate()) cr_skip_test("fixtures not found at %s", run_model); } while (0)
 
-typedef struct run_result {
-    int status;     /* exit status, or -1 when killed */
-    char *out, *err;
-} run_result;
+typedef tu_run_result run_result;
 
-static char *run_slurp(FILE *fp) {
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    rewind(fp);
-    char *buf = malloc((size_t)n + 1);
-    cr_assert(buf);
-    size_t got = fread(buf, 1, (size_t)n, fp);
-    buf[got] = 0;
-    fclose(fp);
-    return buf;
-}
+/* Runs apr-run with args (NULL-terminated) and input on stdin. */
+static run_result run_tool(const char *input, const char *const *args) { return tu_run(run_bin, input, args, 0); }
 
-/* Runs apr-run with args (NULL-terminated) and input on stdin; stdout and stderr go to temporary
- * files so that neither can fill a pipe and stall the child. */
-static run_result run_tool(const char *input, const char *const *args) {
-    FILE *in = tmpfile(), *out = tmpfile(), *err = tmpfile();
-    cr_assert(in && out && err, "tmpfile failed");
-    if (input) fputs(input, in);
-    fflush(in);
-    rewind(in);
-    const char *argv[32] = {run_bin};
-    int argc = 1;
-    for (; args[argc - 1] && argc < 31; argc++) argv[argc] = args[argc - 1];
-    argv[argc] = NULL;
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert(pid >= 0, "fork failed");
-    if (pid == 0) {
-        dup2(fileno(in), 0);
-        dup2(fileno(out), 1);
-        dup2(fileno(err), 2);
-        execv(run_bin, (char *const *)argv);
-        _exit(127);
-    }
-    int st;
-    cr_assert(waitpid(pid, &st, 0) == pid);
-    fclose(in);
-    run_result r = {WIFEXITED(st) ? WEXITSTATUS(st) : -1, run_slurp(out), run_slurp(err)};
-    return r;
-}
-
-static void run_free(run_result *r) {
-    free(r->out);
-    free(r->err);
-}
+static void run_free(run_result *r) { tu_run_free(r); }
 
 /* cases[0].text of expected_generation.json: the published greedy generation from BOS. */
 static char *run_expected_text(void) {
     char path[PATH_MAX + 128];
     snprintf(path, sizeof path, "%s/../shared/fixtures/stories260K/expected_generation.json", run_repo);
-    FILE *fp = fopen(path, "rb");
-    cr_assert(fp, "cannot open %s", path);
-    char *buf = run_slurp(fp);
+    char *buf = tu_read_file(path, NULL);
     cJSON *root = cJSON_Parse(buf);
     free(buf);
     cr_assert(root, "%s is not JSON", path);

@@ -33,12 +33,6 @@ static int import_same(const char *a, const char *b) {
     return a && b && stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
-static double import_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 int main(int argc, char **argv) {
     const char *pos[2] = {0}, *tok = NULL, *v;
     bool json = false;
@@ -65,7 +59,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "error: OUT %s is the input; choose another name\n", out);
         return CLI_EXIT_USAGE;
     }
-    double t0 = import_now();
+    double t0 = cli_now();
     apr_error e;
     hf_import *im = NULL;
     fprintf(stderr, "reading %s%s%s ...\n", in, tok ? " with " : "", tok ? tok : "");
@@ -80,7 +74,7 @@ int main(int argc, char **argv) {
         hf_import_free(im);
         return CLI_EXIT_FAIL;
     }
-    double secs = import_now() - t0;
+    double secs = cli_now() - t0;
     fprintf(stderr, "done in %.2f s\n", secs);
     if (json) {
         cJSON *o = cJSON_CreateObject();

@@ -78,37 +78,6 @@ static int ppl_parse(int argc, char **argv, ppl_opts *o) {
     return CLI_EXIT_OK;
 }
 
-/* The whole file, NUL-terminated, or NULL with errno set. */
-static char *ppl_read_file(const char *path, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
-    for (;;) {
-        if (n + 65536 + 1 > cap) {
-            cap = cap ? 2 * cap : 1 << 20;
-            char *nb = realloc(buf, cap);
-            if (!nb) { free(buf); fclose(fp); errno = ENOMEM; return NULL; }
-            buf = nb;
-        }
-        size_t got = fread(buf + n, 1, 65536, fp);
-        n += got;
-        if (got < 65536) break;
-    }
-    int bad = ferror(fp);
-    fclose(fp);
-    if (bad) { free(buf); errno = EIO; return NULL; }
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
-static double ppl_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* ---------------------------------------------------------------- models */
 
 typedef struct ppl_model {
@@ -198,7 +167,7 @@ int main(int argc, char **argv) {
         return CLI_EXIT_OK;
     }
     rc = CLI_EXIT_FAIL;
-    double t0 = ppl_now();
+    double t0 = cli_now();
     apr_error e;
     ppl_model pm = {0}, pb = {0};
     apr_registry *reg = NULL;
@@ -209,7 +178,7 @@ int main(int argc, char **argv) {
     float *logits = NULL, *base_logits = NULL;
     double *kls = NULL;
     size_t text_len = 0;
-    if (!(text = ppl_read_file(o.file, &text_len))) { fprintf(stderr, "error: cannot read %s: %s\n", o.file, strerror(errno)); goto done; }
+    if (!(text = cli_read_file(o.file, &text_len))) { fprintf(stderr, "error: cannot read %s: %s\n", o.file, strerror(errno)); goto done; }
     if (!ppl_load(&pm, o.model)) goto done;
     if (o.base && !ppl_load(&pb, o.base)) goto done;
     const int n_vocab = pm.m->hp.n_vocab;
@@ -262,10 +231,10 @@ int main(int argc, char **argv) {
     for (int64_t c = 0; c < n_chunks; c++) {
         memcpy(chunk, ids + c * n_ctx, (size_t)n_ctx * sizeof *chunk);
         if (add_bos) chunk[0] = tok_bos(vocab);
-        double t1 = ppl_now();
+        double t1 = cli_now();
         if (!ppl_eval(&pm, be, chunk, n_ctx, logits)) goto done;
         if (o.base && !ppl_eval(&pb, be, chunk, n_ctx, base_logits)) goto done;
-        t_eval += ppl_now() - t1;
+        t_eval += cli_now() - t1;
         for (int j = first; j < n_ctx - 1; j++) {
             const float *l = logits + (size_t)j * (size_t)n_vocab;
             int32_t next = ids[c * n_ctx + j + 1];
@@ -314,7 +283,7 @@ int main(int argc, char **argv) {
         kl_max = kls[n_scored - 1];
         same = 100.0 * (double)n_same / (double)n_scored;
     }
-    double secs = ppl_now() - t0;
+    double secs = cli_now() - t0;
     if (o.c.json) {
         cJSON *root = cJSON_CreateObject();
         cJSON_AddStringToObject(root, "model", o.model);

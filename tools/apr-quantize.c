@@ -553,12 +553,6 @@ static bool qz_same(const char *a, const char *b) {
     return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
-static double qz_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 int main(int argc, char **argv) {
     const char *pos[2] = {0}, *type_name = NULL, *v;
     char **keep = calloc((size_t)argc, sizeof *keep);
@@ -610,7 +604,7 @@ int main(int argc, char **argv) {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     r.threads = c.threads ? c.threads : (int)(ncpu > 0 ? (ncpu < 256 ? ncpu : 256) : 1);
     r.tty = isatty(STDERR_FILENO);
-    double t0 = qz_now();
+    double t0 = cli_now();
     apr_error e;
     fprintf(stderr, "reading %s ...\n", r.in);
     if (hf_open_as_gguf(r.in, &f, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
@@ -645,7 +639,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "error: %s\nerror: %s not written (no temporary file left)\n", e.msg, r.out);
         goto done;
     }
-    double secs = qz_now() - t0;
+    double secs = cli_now() - t0;
     if (c.json) qz_print_json(&r, ty, secs);
     else qz_print_table(&r, ty, secs);
     if (fflush(stdout) != 0) { fprintf(stderr, "error: writing the report: %s\n", strerror(errno)); goto done; }

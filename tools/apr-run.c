@@ -102,12 +102,6 @@ static void run_emit(run_text *t, const char *piece, size_t len, bool to_stdout)
     run_text_add(t, piece, len); /* on failure the ids in the JSON stay complete */
 }
 
-static double run_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static double run_rate(int n, double s) { return n ? n / (s > 0 ? s : 1e-9) : 0.0; }
 
 typedef struct run_opts {
@@ -230,31 +224,6 @@ static int run_parse_ids(const char *s, int32_t *ids, int cap) {
     return n;
 }
 
-/* The whole file as a NUL-terminated string, or NULL with errno set. */
-static char *run_read_file(const char *path, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
-    for (;;) {
-        if (n + 4096 + 1 > cap) {
-            cap = cap ? 2 * cap : 65536;
-            char *nb = realloc(buf, cap);
-            if (!nb) { free(buf); fclose(fp); errno = ENOMEM; return NULL; }
-            buf = nb;
-        }
-        size_t got = fread(buf + n, 1, 4096, fp);
-        n += got;
-        if (got < 4096) break;
-    }
-    int bad = ferror(fp);
-    fclose(fp);
-    if (bad) { free(buf); errno = EIO; return NULL; }
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
 /* ---------------------------------------------------------------- the model and one generation */
 
 /* What every mode shares, loaded once. */
@@ -335,7 +304,7 @@ static void run_gen_out(run_gen *g, const char *piece, size_t len) {
 
 /* False on a model or write error, with the message in e. */
 static bool run_generate(const run_model *rm, run_gen *g, apr_error *e) {
-    double t = run_now();
+    double t = cli_now();
     const float *last = g->last;
     g->stop = "length";
     while (g->n_gen < g->n_predict) {
@@ -368,7 +337,7 @@ static bool run_generate(const run_model *rm, run_gen *g, apr_error *e) {
         const char *rest = tok_stream_flush(g->stream, &len);
         run_gen_out(g, rest, len);
     }
-    g->t_decode = run_now() - t;
+    g->t_decode = cli_now() - t;
     return true;
 }
 
@@ -398,7 +367,7 @@ static int run_single(const run_model *rm) {
         size_t len = o->prompt ? strlen(o->prompt) : 0;
         const char *ptext = o->prompt;
         if (o->prompt_file) {
-            if (!(prompt_buf = run_read_file(o->prompt_file, &len))) {
+            if (!(prompt_buf = cli_read_file(o->prompt_file, &len))) {
                 fprintf(stderr, "error: cannot read %s: %s\n", o->prompt_file, strerror(errno));
                 goto done;
             }
@@ -438,10 +407,10 @@ static int run_single(const run_model *rm) {
         if (!json_ids) run_emit(&text, piece, len, true); /* echo the prompt, as llama.cpp does */
     }
     run_catch_sigint();
-    double t1 = run_now();
+    double t1 = cli_now();
     bool all = dump != NULL;
     if (llama_session_eval(s, ids, n_prompt, all, logits, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
-    double t_prefill = run_now() - t1;
+    double t_prefill = cli_now() - t1;
     for (int i = 0; i < n_prompt; i++) sampler_accept(smp, ids[i]);
     if (dump && fwrite(logits, sizeof(float) * (size_t)n_vocab, (size_t)n_prompt, dump) != (size_t)n_prompt) {
         fprintf(stderr, "error: writing %s: %s\n", o->dump_logits, strerror(errno));
@@ -546,12 +515,12 @@ static cJSON *run_batch_answer(const run_model *rm, const cJSON *in, char *err, 
         snprintf(err, errn, "the prompt is %lld tokens, more than the context of %d (--ctx)", (long long)n, rm->n_ctx);
         goto done;
     }
-    double t0 = run_now();
+    double t0 = cli_now();
     if (run_session(rm, &s, &e) != APR_OK || llama_session_eval(s, ids, (int)n, false, logits, &e) != APR_OK) {
         snprintf(err, errn, "%s", e.msg);
         goto done;
     }
-    double t_prefill = run_now() - t0;
+    double t_prefill = cli_now() - t0;
     for (int64_t i = 0; i < n; i++) {
         sampler_accept(smp, ids[i]);
         tok_stream_push(stream, ids[i], NULL); /* spaces the first generated piece as in the full text */
@@ -587,7 +556,7 @@ static int run_batch(const run_model *rm) {
     char *line = NULL;
     size_t cap = 0;
     long lineno = 0, n_ok = 0, n_err = 0;
-    double t0 = run_now();
+    double t0 = cli_now();
     while (!run_stop && getline(&line, &cap, in) >= 0) {
         lineno++;
         if (!line[strspn(line, " \t\r\n")]) continue;
@@ -615,7 +584,7 @@ static int run_batch(const run_model *rm) {
     if (in != stdin) fclose(in);
     if (bad) { fprintf(stderr, "error: reading %s: %s\n", path, strerror(errno)); return CLI_EXIT_FAIL; }
     fprintf(stderr, "%s: load %.3f s, %ld requests answered, %ld errors in %.3f s, backend %s (%d threads)%s\n",
-            rm->o->model, rm->t_load, n_ok, n_err, run_now() - t0, apr_backend_name(rm->be), apr_backend_threads(rm->be),
+            rm->o->model, rm->t_load, n_ok, n_err, cli_now() - t0, apr_backend_name(rm->be), apr_backend_threads(rm->be),
             run_stop ? " (stopped by Ctrl-C)" : "");
     return CLI_EXIT_OK;
 }
@@ -728,9 +697,9 @@ static int run_chat(const run_model *rm) {
             goto done;
         }
         if (n == 0) continue;
-        double t0 = run_now();
+        double t0 = cli_now();
         if (llama_session_eval(s, ids, (int)n, false, logits, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
-        t_prefill += run_now() - t0;
+        t_prefill += cli_now() - t0;
         n_prefill += (int)n;
         for (int64_t i = 0; i < n; i++) sampler_accept(smp, ids[i]);
         run_text_add(&done_text, suffix, strlen(suffix));
@@ -782,7 +751,7 @@ int main(int argc, char **argv) {
         printf(run_usage, cli_common_help);
         return CLI_EXIT_OK;
     }
-    double t0 = run_now();
+    double t0 = cli_now();
     apr_error e;
     run_model rm = {.o = &o};
     gguf_file *f = NULL;
@@ -810,7 +779,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "warning: %s; printing token ids\n", e.msg);
     }
     run_collect_eog(&rm);
-    rm.t_load = run_now() - t0;
+    rm.t_load = cli_now() - t0;
     rc = o.chat ? run_chat(&rm) : o.batch ? run_batch(&rm) : run_single(&rm);
 done:
     tok_free(rm.vocab);

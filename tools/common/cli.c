@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 const char *const cli_common_help =
     "  --backend NAME   run on this backend (default: the best one apr-probe reports)\n"
@@ -68,4 +69,34 @@ int cli_open_backend(const cli_common *opts, apr_registry **reg, apr_backend **b
         return st == APR_ERR_NOT_FOUND ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
     }
     return CLI_EXIT_OK;
+}
+
+char *cli_read_file(const char *path, size_t *len) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return NULL;
+    char *buf = NULL;
+    size_t cap = 0, n = 0;
+    for (;;) {
+        if (n + 65536 + 1 > cap) {
+            cap = cap ? 2 * cap : 1 << 20;
+            char *nb = realloc(buf, cap);
+            if (!nb) { free(buf); fclose(fp); errno = ENOMEM; return NULL; }
+            buf = nb;
+        }
+        size_t got = fread(buf + n, 1, 65536, fp);
+        n += got;
+        if (got < 65536) break;
+    }
+    int bad = ferror(fp);
+    fclose(fp);
+    if (bad) { free(buf); errno = EIO; return NULL; }
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+double cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }

@@ -3,6 +3,7 @@
 #define APR_TOOLS_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "apr/apr.h"
 
@@ -33,5 +34,12 @@ const char *cli_option_value(int argc, char **argv, int *i, const char *opt);
 
 /* Strict integer parse: the whole string, within [lo, hi]. */
 bool cli_parse_int(const char *s, long lo, long hi, long *out);
+
+/* The whole file at path, NUL-terminated, its length in *len; NULL with errno set when it cannot
+ * be read. The caller frees it. */
+char *cli_read_file(const char *path, size_t *len);
+
+/* Seconds on the monotonic clock, for the timings tools print. */
+double cli_now(void);
 
 #endif
