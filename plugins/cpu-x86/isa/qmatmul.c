@@ -29,16 +29,16 @@ typedef struct qmm_plan {
     int64_t n_units;    /* batches * n_units_n */
     int64_t l2_rows;    /* weight rows per L2 chunk (a multiple of QDOT_MAX_NW) */
     int nw;             /* weight rows per kernel call: 1 when one tile of activation rows covers M */
+    int own_act;        /* decode: each worker rounds the few activation rows into its own scratch */
+    int64_t act_off;    /* where in a worker's scratch its activation rows start (own_act) */
+    int claimed;        /* units handed out by claim rather than split statically */
+    tpool_claim claim;  /* over the units (claimed) */
 } qmm_plan;
 
-static void qmm_quant_worker(void *ctx, int ith, int nth) {
-    const qmm_plan *p = ctx;
+/* Rounds activation rows [r0, r1) into dst (row r at dst + r * abytes); tmp holds K + 16 floats. */
+static void qmm_quant_rows(const qmm_plan *p, long long r0, long long r1, float *tmp, char *dst) {
     const apr_tensor_desc *x = &p->node->src[1];
     const int64_t K = x->ne[0], M = x->ne[1], B2 = x->ne[2];
-    const int64_t rows = M * B2 * x->ne[3];
-    float *tmp = (float *)p->be->scratch[ith];
-    long long r0, r1;
-    tpool_split(rows, ith, nth, &r0, &r1);
     for (long long r = r0; r < r1; r++) {
         const int64_t m = r % M, b2 = (r / M) % B2, b3 = r / (M * B2);
         const char *xr = (const char *)x->data + m * x->nb[1] + b2 * x->nb[2] + b3 * x->nb[3];
@@ -50,46 +50,68 @@ static void qmm_quant_worker(void *ctx, int ith, int nth) {
             memcpy(tmp, xr, (size_t)K * 4);
             xf = tmp;
         }
-        p->quant(p->node->src[0].dtype, xf, K, p->be->shared + r * p->abytes);
+        p->quant(p->node->src[0].dtype, xf, K, dst + r * p->abytes);
     }
 }
 
-static void qmm_dot_worker(void *ctx, int ith, int nth) {
+static void qmm_quant_worker(void *ctx, int ith, int nth) {
     const qmm_plan *p = ctx;
+    const apr_tensor_desc *x = &p->node->src[1];
+    long long r0, r1;
+    tpool_split(x->ne[1] * x->ne[2] * x->ne[3], ith, nth, &r0, &r1);
+    qmm_quant_rows(p, r0, r1, (float *)p->be->scratch[ith], p->be->shared);
+}
+
+/* One unit: batch u / n_units_n, weight rows of chunk u % n_units_n, every activation row. */
+static void qmm_unit(const qmm_plan *p, long long u, const char *act, int dense) {
     const apr_tensor_desc *w = &p->node->src[0], *d = &p->node->dst;
     const int64_t K = w->ne[0], N = d->ne[0], M = d->ne[1], B2 = d->ne[2];
     const int64_t r2 = d->ne[2] / w->ne[2], r3 = d->ne[3] / w->ne[3];
     float tile[QDOT_MAX_NA * QDOT_MAX_NW];
-    /* dst rows of contiguous, aligned floats: row runs write into it directly */
-    const int dense = d->nb[0] == 4 && d->nb[1] % 4 == 0 && d->nb[2] % 4 == 0 && d->nb[3] % 4 == 0 &&
-                      (uintptr_t)d->data % 4 == 0;
-    long long u0, u1;
-    tpool_split(p->n_units, ith, nth, &u0, &u1);
-    for (long long u = u0; u < u1; u++) {
-        const int64_t un = u % p->n_units_n, b = u / p->n_units_n, b2 = b % B2, b3 = b / B2;
-        const char *wb = (const char *)w->data + (b2 / r2) * w->nb[2] + (b3 / r3) * w->nb[3];
-        const char *ab = p->be->shared + b * M * p->abytes;
-        char *db = (char *)d->data + b2 * d->nb[2] + b3 * d->nb[3];
-        const int64_t n0 = un * p->n_chunk, n1 = n0 + p->n_chunk < N ? n0 + p->n_chunk : N;
-        for (int64_t nc = n0; nc < n1; nc += p->l2_rows) {
-            const int64_t nc1 = nc + p->l2_rows < n1 ? nc + p->l2_rows : n1;
-            for (int64_t m = 0; m < M; m += QDOT_MAX_NA) {
-                const int na = M - m < QDOT_MAX_NA ? (int)(M - m) : QDOT_MAX_NA;
-                if (p->nw == 1 && p->rows && dense) {
-                    p->rows(K, wb + nc * w->nb[1], w->nb[1], nc1 - nc, ab + m * p->abytes, p->abytes, na,
-                            (float *)(db + m * d->nb[1] + nc * 4), d->nb[1] / 4);
-                    continue;
-                }
-                for (int64_t n = nc; n < nc1; n += p->nw) {
-                    const int nw = nc1 - n < p->nw ? (int)(nc1 - n) : p->nw;
-                    p->dot(K, wb + n * w->nb[1], w->nb[1], nw, ab + m * p->abytes, p->abytes, na, tile, QDOT_MAX_NW);
-                    for (int j = 0; j < na; j++)
-                        for (int i = 0; i < nw; i++)
-                            memcpy(db + (m + j) * d->nb[1] + (n + i) * d->nb[0], &tile[j * QDOT_MAX_NW + i], 4);
-                }
+    const int64_t un = u % p->n_units_n, b = u / p->n_units_n, b2 = b % B2, b3 = b / B2;
+    const char *wb = (const char *)w->data + (b2 / r2) * w->nb[2] + (b3 / r3) * w->nb[3];
+    const char *ab = act + b * M * p->abytes;
+    char *db = (char *)d->data + b2 * d->nb[2] + b3 * d->nb[3];
+    const int64_t n0 = un * p->n_chunk, n1 = n0 + p->n_chunk < N ? n0 + p->n_chunk : N;
+    for (int64_t nc = n0; nc < n1; nc += p->l2_rows) {
+        const int64_t nc1 = nc + p->l2_rows < n1 ? nc + p->l2_rows : n1;
+        for (int64_t m = 0; m < M; m += QDOT_MAX_NA) {
+            const int na = M - m < QDOT_MAX_NA ? (int)(M - m) : QDOT_MAX_NA;
+            if (p->nw == 1 && p->rows && dense) {
+                p->rows(K, wb + nc * w->nb[1], w->nb[1], nc1 - nc, ab + m * p->abytes, p->abytes, na,
+                        (float *)(db + m * d->nb[1] + nc * 4), d->nb[1] / 4);
+                continue;
+            }
+            for (int64_t n = nc; n < nc1; n += p->nw) {
+                const int nw = nc1 - n < p->nw ? (int)(nc1 - n) : p->nw;
+                p->dot(K, wb + n * w->nb[1], w->nb[1], nw, ab + m * p->abytes, p->abytes, na, tile, QDOT_MAX_NW);
+                for (int j = 0; j < na; j++)
+                    for (int i = 0; i < nw; i++)
+                        memcpy(db + (m + j) * d->nb[1] + (n + i) * d->nb[0], &tile[j * QDOT_MAX_NW + i], 4);
             }
         }
     }
+}
+
+static void qmm_dot_worker(void *ctx, int ith, int nth) {
+    qmm_plan *p = ctx;
+    const apr_tensor_desc *d = &p->node->dst;
+    /* dst rows of contiguous, aligned floats: row runs write into it directly */
+    const int dense = d->nb[0] == 4 && d->nb[1] % 4 == 0 && d->nb[2] % 4 == 0 && d->nb[3] % 4 == 0 &&
+                      (uintptr_t)d->data % 4 == 0;
+    const char *act = p->be->shared;
+    if (p->own_act) {
+        const apr_tensor_desc *x = &p->node->src[1];
+        char *mine = p->be->scratch[ith] + p->act_off;
+        qmm_quant_rows(p, 0, x->ne[1] * x->ne[2] * x->ne[3], (float *)p->be->scratch[ith], mine);
+        act = mine;
+    }
+    long long u0, u1;
+    if (!p->claimed) tpool_split(p->n_units, ith, nth, &u0, &u1);
+    else if (!tpool_claim_next(&p->claim, &u0, &u1)) return;
+    do {
+        for (long long u = u0; u < u1; u++) qmm_unit(p, u, act, dense);
+    } while (p->claimed && tpool_claim_next(&p->claim, &u0, &u1));
 }
 
 static void qmm_zero_worker(void *ctx, int ith, int nth) {
@@ -104,6 +126,9 @@ static void qmm_zero_worker(void *ctx, int ith, int nth) {
         for (int64_t n = 0; n < d->ne[0]; n++) memcpy(row + n * d->nb[0], &z, 4);
     }
 }
+
+/* Chunks of weight rows per worker that decode hands out by claim. */
+#define QMM_CLAIMS 8
 
 static int64_t qmm_ceil(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -133,15 +158,24 @@ apr_status qmatmul_run(cpu_backend *be, const apr_node_desc *n, char *err, size_
     if (!p.dot || p.abytes <= 0)
         return msg_set(err, err_size, APR_ERR_UNSUPPORTED, "matmul: no kernel for weight dtype %u", w->dtype);
     const int64_t rows = M * batches;
-    if (cpu_backend_reserve_shared(be, (size_t)(rows * p.abytes)) != 0 || cpu_backend_reserve(be, (size_t)(K + 16) * 4) != 0)
-        return msg_set(err, err_size, APR_ERR_NOMEM, "matmul: cannot allocate %lld activation rows", (long long)rows);
     const int nth = be->n_threads;
-    cpu_backend_run(be, qmm_quant_worker, &p, rows * K);
+    /* Decode: every worker rounds the few activation rows itself (a few microseconds) instead of
+     * waiting at a second dispatch, then claims chunks of weight rows, so the worker whose
+     * stream runs faster takes more (two streams seldom share memory evenly). */
+    p.own_act = rows <= QDOT_MAX_NA && nth > 1;
+    p.act_off = ((K + 16) * 4 + 63) / 64 * 64;
+    const size_t scratch = p.own_act ? (size_t)(p.act_off + rows * p.abytes) : (size_t)(K + 16) * 4;
+    if ((!p.own_act && cpu_backend_reserve_shared(be, (size_t)(rows * p.abytes)) != 0) ||
+        cpu_backend_reserve(be, scratch) != 0)
+        return msg_set(err, err_size, APR_ERR_NOMEM, "matmul: cannot allocate %lld activation rows", (long long)rows);
+    if (!p.own_act) cpu_backend_run(be, qmm_quant_worker, &p, rows * K);
     /* weight rows: split so every worker has a share when there are fewer batches than workers */
-    const int64_t want_n = batches >= nth ? 1 : qmm_ceil(nth, batches);
+    const int64_t want_n = p.own_act ? QMM_CLAIMS * nth : batches >= nth ? 1 : qmm_ceil(nth, batches);
     p.n_chunk = qmm_ceil(qmm_ceil(N, want_n), QDOT_MAX_NW) * QDOT_MAX_NW;
     p.n_units_n = qmm_ceil(N, p.n_chunk);
     p.n_units = batches * p.n_units_n;
+    p.claimed = p.own_act;
+    tpool_claim_init(&p.claim, p.n_units, 1);
     /* a chunk of weight rows that half of L2 holds, reused by every tile of activation rows */
     const int64_t wrow = w->nb[1] > 0 ? w->nb[1] : 1;
     p.l2_rows = (be->l2_bytes / 2 / wrow) / QDOT_MAX_NW * QDOT_MAX_NW;
