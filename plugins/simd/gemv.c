@@ -19,14 +19,23 @@ static inline __attribute__((always_inline)) vec_t gemv_wloadn(const char *row, 
     return vec_loadn_bf16((const uint16_t *)row + k, n);
 }
 
+/* One vector of X row elements at k: f32, or the f16 copy (xh is a literal at every call). */
+static inline __attribute__((always_inline)) vec_t gemv_xload(const float *x, const uint16_t *xh16, int64_t k, int xh) {
+    return xh ? vec_load_f16(xh16 + k) : vec_load(x + k);
+}
+
 /* nw W rows (1 or GEMV_NW) against nm X rows. Every W row's sum is formed the same way whatever
  * nw is (k ascending, the same chains), so results do not depend on the tiling or thread count. */
 static inline __attribute__((always_inline)) void gemv_tile(const mm_slice *s, int64_t n, int nw, int nm,
-                                                            uint32_t wtype) {
+                                                            uint32_t wtype, int xh) {
     const char *w[GEMV_NW];
     const float *x[GEMV_MAX_M];
     for (int i = 0; i < nw; i++) w[i] = s->w + (n + i) * s->wnb1;
-    for (int j = 0; j < nm; j++) x[j] = (const float *)(s->x + (s->m0 + j) * s->xnb1);
+    const uint16_t *x16[GEMV_MAX_M];
+    for (int j = 0; j < nm; j++) {
+        x[j] = (const float *)(s->x + (s->m0 + j) * s->xnb1);
+        x16[j] = xh ? s->x16 + j * s->K : NULL;
+    }
     vec_t acc0[GEMV_NW][GEMV_MAX_M], acc1[GEMV_NW][GEMV_MAX_M];
     for (int i = 0; i < nw; i++)
         for (int j = 0; j < nm; j++) acc0[i][j] = acc1[i][j] = vec_zero();
@@ -34,7 +43,10 @@ static inline __attribute__((always_inline)) void gemv_tile(const mm_slice *s, i
     int64_t k = 0;
     for (; k + 2 * VEC_W <= K; k += 2 * VEC_W) {
         vec_t xa[GEMV_MAX_M], xb[GEMV_MAX_M];
-        for (int j = 0; j < nm; j++) { xa[j] = vec_load(x[j] + k); xb[j] = vec_load(x[j] + k + VEC_W); }
+        for (int j = 0; j < nm; j++) {
+            xa[j] = gemv_xload(x[j], x16[j], k, xh);
+            xb[j] = gemv_xload(x[j], x16[j], k + VEC_W, xh);
+        }
         for (int i = 0; i < nw; i++) {
             vec_t wa = gemv_wload(w[i], k, wtype), wb = gemv_wload(w[i], k + VEC_W, wtype);
             for (int j = 0; j < nm; j++) {
@@ -51,7 +63,9 @@ static inline __attribute__((always_inline)) void gemv_tile(const mm_slice *s, i
         for (int i = 0; i < nw; i++) {
             vec_t wa = r == VEC_W ? gemv_wload(w[i], k, wtype) : gemv_wloadn(w[i], k, r, wtype);
             for (int j = 0; j < nm; j++) {
-                vec_t xa = r == VEC_W ? vec_load(x[j] + k) : vec_loadn(x[j] + k, r);
+                vec_t xa = r == VEC_W ? gemv_xload(x[j], x16[j], k, xh)
+                           : xh       ? vec_loadn_f16(x16[j] + k, r)
+                                      : vec_loadn(x[j] + k, r);
                 acc0[i][j] = vec_fma(wa, xa, acc0[i][j]);
             }
         }
@@ -63,27 +77,56 @@ static inline __attribute__((always_inline)) void gemv_tile(const mm_slice *s, i
         }
 }
 
-static inline __attribute__((always_inline)) void gemv_rows(const mm_slice *s, int nm, uint32_t wtype) {
+static inline __attribute__((always_inline)) void gemv_rows(const mm_slice *s, int nm, uint32_t wtype, int xh) {
     int64_t n = s->n0;
-    for (; n + GEMV_NW <= s->n1; n += GEMV_NW) gemv_tile(s, n, GEMV_NW, nm, wtype);
-    for (; n < s->n1; n++) gemv_tile(s, n, 1, nm, wtype);
+    for (; n + GEMV_NW <= s->n1; n += GEMV_NW) gemv_tile(s, n, GEMV_NW, nm, wtype, xh);
+    for (; n < s->n1; n++) gemv_tile(s, n, 1, nm, wtype, xh);
 }
 
-/* One specialisation per (dtype, row count): the tile's arrays then live in registers. */
-#define GEMV_CASES(T)                                  \
+/* One specialisation per (dtype, X form, row count): the tile's arrays then live in registers. */
+#define GEMV_CASES(T, XH)                              \
     switch (nm) {                                      \
-    case 1: gemv_rows(&t, 1, T); break;                \
-    case 2: gemv_rows(&t, 2, T); break;                \
-    case 3: gemv_rows(&t, 3, T); break;                \
-    default: gemv_rows(&t, 4, T); break;               \
+    case 1: gemv_rows(&t, 1, T, XH); break;            \
+    case 2: gemv_rows(&t, 2, T, XH); break;            \
+    case 3: gemv_rows(&t, 3, T, XH); break;            \
+    default: gemv_rows(&t, 4, T, XH); break;           \
     }
 
 void gemv_slice(const mm_slice *s) {
     mm_slice t = *s;
     for (t.m0 = s->m0; t.m0 < s->m1; t.m0 += GEMV_MAX_M) {
         int nm = s->m1 - t.m0 < GEMV_MAX_M ? (int)(s->m1 - t.m0) : GEMV_MAX_M;
-        if (s->wtype == APR_F32) { GEMV_CASES(APR_F32) }
-        else if (s->wtype == APR_F16) { GEMV_CASES(APR_F16) }
-        else { GEMV_CASES(APR_BF16) }
+        if (s->x16) t.x16 = s->x16 + (t.m0 - s->m0) * s->K;
+        if (s->wtype == APR_F32) { GEMV_CASES(APR_F32, 0) }
+        else if (s->wtype == APR_F16 && s->x16) { GEMV_CASES(APR_F16, 1) }
+        else if (s->wtype == APR_F16) { GEMV_CASES(APR_F16, 0) }
+        else { GEMV_CASES(APR_BF16, 0) }
     }
+}
+
+/* Largest finite f16 (65504) plus half its last step: values below round to finite f16. */
+#define GEMV_F16_LIMIT 65520.0f
+
+int gemv_round_x16(const mm_slice *s, uint16_t *x16) {
+    for (int64_t m = s->m0; m < s->m1; m++) {
+        const float *x = (const float *)(s->x + m * s->xnb1);
+        uint16_t *h = x16 + (m - s->m0) * s->K;
+        vec_t hi = vec_zero(), lo = vec_zero();
+        int64_t k = 0;
+        for (; k + VEC_W <= s->K; k += VEC_W) {
+            const vec_t v = vec_load(x + k);
+            hi = vec_max(hi, v);
+            lo = vec_min(lo, v);
+            vec_store_f16(h + k, v);
+        }
+        if (k < s->K) {
+            const vec_t v = vec_loadn(x + k, (int)(s->K - k));
+            hi = vec_max(hi, v);
+            lo = vec_min(lo, v);
+            vec_storen_f16(h + k, v, (int)(s->K - k));
+        }
+        /* NaN and inf already round to themselves; only finite values past the range would not */
+        if (vec_hmax(hi) >= GEMV_F16_LIMIT || vec_hmax(vec_sub(vec_zero(), lo)) >= GEMV_F16_LIMIT) return 0;
+    }
+    return 1;
 }

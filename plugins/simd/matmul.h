@@ -17,6 +17,7 @@ typedef struct mm_slice {
     char *d;               /* dst element [n, m] (f32) at d + m * dnb1 + n * dnb0 */
     int64_t dnb0, dnb1;
     int64_t K;             /* reduction length */
+    const uint16_t *x16;   /* gemv with f16 W: X rows m0.. rounded to f16, row j at x16 + j * K; or NULL */
     int64_t n0, n1, m0, m1;
 } mm_slice;
 
@@ -28,5 +29,8 @@ void gemm_slice(const mm_slice *s, float *scratch);
 /* Streams W once for up to GEMV_MAX_M rows of X; W and X rows contiguous along k. */
 #define GEMV_MAX_M 4
 void gemv_slice(const mm_slice *s);
+/* For f16 W: rounds X rows [m0, m1) of the slice to f16 into x16 (row j at x16 + j * K) and
+ * returns 1, or returns 0 when some |x| is past f16's range (the slice then keeps f32 X). */
+int gemv_round_x16(const mm_slice *s, uint16_t *x16);
 
 #endif
