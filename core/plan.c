@@ -337,42 +337,91 @@ static apr_status plan_resolve_access(apr_plan *p, apr_error *err) {
     return APR_OK;
 }
 
-/* Liveness: per backend arena, walk the steps allocating what starts and releasing what ends. */
+/* Events of plan_memory grouped by slot: event i (what[i], a tagged store index) happens in slot
+ * at[i]; out[off[k] .. off[k + 1]) are the events of slot k in the order they were added. Slots
+ * outside [0, n_slots) never come up in the walk and are dropped, as the walk would skip them. */
+typedef struct plan_events {
+    int n;          /* events added */
+    int *at, *what; /* [2 * n_stores] */
+    int *out;       /* [2 * n_stores] */
+    int *off;       /* [n_slots + 1] */
+} plan_events;
+
+static void plan_events_add(plan_events *e, int slot, int what) {
+    e->at[e->n] = slot;
+    e->what[e->n++] = what;
+}
+
+/* Counting sort by slot, stable. */
+static void plan_events_sort(plan_events *e, int n_slots) {
+    memset(e->off, 0, (size_t)(n_slots + 1) * sizeof *e->off);
+    for (int i = 0; i < e->n; i++)
+        if (e->at[i] >= 0 && e->at[i] < n_slots) e->off[e->at[i] + 1]++;
+    for (int k = 0; k < n_slots; k++) e->off[k + 1] += e->off[k];
+    for (int i = 0; i < e->n; i++)
+        if (e->at[i] >= 0 && e->at[i] < n_slots) e->out[e->off[e->at[i]]++] = e->what[i];
+    /* the fill left off[k] at the start of slot k + 1: shift back */
+    for (int k = n_slots; k > 0; k--) e->off[k] = e->off[k - 1];
+    e->off[0] = 0;
+}
+
+/* Liveness: per backend arena, walk the steps allocating what starts and releasing what ends.
+ * At each step: first the mirrors that start there (filled before the split's first node runs),
+ * then the results produced there, then the releases, each group in store order. Events are
+ * sorted by step once, so the walk is linear in steps + stores (decode plans every token). */
 static apr_status plan_memory(apr_plan *p, apr_error *err) {
+    const int n = p->n_stores, ns = p->n_steps + 1;
+    /* allocations in slots 2 s (mirrors of step s) and 2 s + 1 (results); releases in slot s.
+     * Tags: 2 i for store i's mirror, 2 i + 1 for its home result. */
+    int *mem = malloc(sizeof(int) * (size_t)(2 * 6 * (n > 0 ? n : 1) + 2 * ns + 1 + ns + 1));
+    if (!mem) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
+    plan_events al, rl;
+    int *m = mem;
+    al.at = m, m += 2 * n;
+    al.what = m, m += 2 * n;
+    al.out = m, m += 2 * n;
+    rl.at = m, m += 2 * n;
+    rl.what = m, m += 2 * n;
+    rl.out = m, m += 2 * n;
+    al.off = m, m += 2 * ns + 1;
+    rl.off = m;
+    apr_status status = APR_OK;
     for (int b = 0; b < p->n_backends; b++) {
         apr_memplan *mp = apr_memplan_new((int64_t)p->backends[b]->api->buffer_alignment);
-        if (!mp) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
+        if (!mp) {
+            status = apr_error_set(err, APR_ERR_NOMEM, "out of memory");
+            break;
+        }
         int64_t align = p->backends[b]->api->buffer_alignment ? (int64_t)p->backends[b]->api->buffer_alignment : 64;
-        for (int s = 0; s <= p->n_steps; s++) {
-            /* mirrors first: they are filled before the split's first node runs */
-            for (int i = 0; i < p->n_stores; i++) {
-                plan_store *st = &p->stores[i];
-                plan_loc *l = &st->loc[b];
-                if (l->kind == PLAN_LOC_MIRROR && l->first == s) {
-                    l->arena_offset = apr_memplan_alloc(mp, st->bytes);
-                    p->unshared_bytes += (st->bytes + align - 1) / align * align;
-                }
+        al.n = rl.n = 0;
+        for (int i = 0; i < n; i++) {
+            const plan_store *st = &p->stores[i];
+            const plan_loc *l = &st->loc[b];
+            if (l->kind == PLAN_LOC_MIRROR && l->first >= 0) plan_events_add(&al, 2 * l->first, 2 * i);
+            if (st->home == b && st->first >= 0) plan_events_add(&al, 2 * st->first + 1, 2 * i + 1);
+            if (st->home == b) plan_events_add(&rl, st->last, 2 * i + 1);
+            if (l->kind == PLAN_LOC_MIRROR) plan_events_add(&rl, l->last, 2 * i);
+        }
+        plan_events_sort(&al, 2 * ns);
+        plan_events_sort(&rl, ns);
+        for (int s = 0; s < ns; s++) {
+            for (int j = al.off[2 * s]; j < al.off[2 * s + 2]; j++) {
+                plan_store *st = &p->stores[al.out[j] / 2];
+                int64_t off = apr_memplan_alloc(mp, st->bytes);
+                if (al.out[j] % 2) st->home_offset = off;
+                st->loc[b].arena_offset = off;
+                p->unshared_bytes += (st->bytes + align - 1) / align * align;
             }
-            for (int i = 0; i < p->n_stores; i++) {
-                plan_store *st = &p->stores[i];
-                if (st->home == b && st->first == s) {
-                    st->home_offset = apr_memplan_alloc(mp, st->bytes);
-                    st->loc[b].arena_offset = st->home_offset;
-                    p->unshared_bytes += (st->bytes + align - 1) / align * align;
-                }
-            }
-            for (int i = 0; i < p->n_stores; i++) {
-                plan_store *st = &p->stores[i];
-                plan_loc *l = &st->loc[b];
-                if (st->home == b && st->last == s) apr_memplan_release(mp, st->home_offset, st->bytes);
-                if (l->kind == PLAN_LOC_MIRROR && l->last == s)
-                    apr_memplan_release(mp, l->arena_offset, st->bytes);
+            for (int j = rl.off[s]; j < rl.off[s + 1]; j++) {
+                plan_store *st = &p->stores[rl.out[j] / 2];
+                apr_memplan_release(mp, rl.out[j] % 2 ? st->home_offset : st->loc[b].arena_offset, st->bytes);
             }
         }
         p->arena_bytes[b] = apr_memplan_peak(mp);
         apr_memplan_free(mp);
     }
-    return APR_OK;
+    free(mem);
+    return status;
 }
 
 static apr_status plan_allocate(apr_plan *p, apr_error *err) {
