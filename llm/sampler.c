@@ -85,6 +85,28 @@ static int sampler_by_p_desc(const void *a, const void *b) {
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
+/* Moves the k first candidates in sampler_by_p_desc order to c[0 .. k), in some order
+ * (quickselect; the order is total, so they are the same k a full sort would put first). */
+static void sampler_select(sampler_cand *c, int n, int k) {
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        const sampler_cand pivot = c[lo + (hi - lo) / 2];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (sampler_by_p_desc(&c[i], &pivot) < 0) i++;
+            while (sampler_by_p_desc(&c[j], &pivot) > 0) j--;
+            if (i <= j) {
+                const sampler_cand t = c[i];
+                c[i++] = c[j];
+                c[j--] = t;
+            }
+        }
+        if (k - 1 <= j) hi = j;
+        else if (k - 1 >= i) lo = i;
+        else break;
+    }
+}
+
 int32_t sampler_sample(sampler *s, float *logits) {
     const sampler_params *p = &s->p;
     sampler_penalize(s, logits);
@@ -95,9 +117,17 @@ int32_t sampler_sample(sampler *s, float *logits) {
         return best;
     }
     int n = s->n_vocab;
-    for (int i = 0; i < n; i++) s->cand[i] = (sampler_cand){i, logits[i] / p->temperature};
+    for (int i = 0; i < n; i++) {
+        float v = logits[i] / p->temperature;
+        s->cand[i] = (sampler_cand){i, v == v ? v : -INFINITY}; /* NaN ranks last: the order stays total */
+    }
+    /* With top-k only the best k need sorting: select them first (a 152k vocabulary took longer
+     * to sort than the token took to compute) */
+    if (p->top_k > 0 && p->top_k < n) {
+        sampler_select(s->cand, n, p->top_k);
+        n = p->top_k;
+    }
     qsort(s->cand, (size_t)n, sizeof *s->cand, sampler_by_p_desc);
-    if (p->top_k > 0 && p->top_k < n) n = p->top_k;
     double mx = s->cand[0].p, sum = 0;
     for (int i = 0; i < n; i++) sum += (s->cand[i].p = (float)exp(s->cand[i].p - mx));
     for (int i = 0; i < n; i++) s->cand[i].p = (float)(s->cand[i].p / sum);
