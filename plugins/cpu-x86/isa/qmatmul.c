@@ -5,14 +5,15 @@
 #include "qmatmul.h"
 
 /*
- * Two dispatches per node. First every row of X (all batches) is rounded into an activation row
- * in be->shared (rows split over the workers). Then the units (batch, chunk of weight rows) are
- * split over the workers; a unit walks its weight rows in L2-sized chunks, and within a chunk
- * takes the activation rows QDOT_MAX_NA at a time against QDOT_MAX_NW weight rows at a time, so
- * a tile of activation rows stays in L1 while the chunk's weights stream from L2 (prefill);
- * decode (M <= QDOT_MAX_NA) streams each weight row once, one row per call. The kernels form each
- * (weight row, activation row) pair the same way whatever the tile, so results do not depend on
- * the thread count.
+ * Prefill: two dispatches per node. First every row of X (all batches) is rounded into an
+ * activation row in be->shared (rows split over the workers). Then the units (batch, chunk of
+ * weight rows) are split over the workers; a unit walks its weight rows in L2-sized chunks, and
+ * within a chunk takes the activation rows QDOT_MAX_NA at a time against QDOT_MAX_NW weight rows
+ * at a time, so a tile of activation rows stays in L1 while the chunk's weights stream from L2.
+ * Decode (at most QDOT_MAX_NA rows of X in all, several workers): one dispatch; every worker
+ * rounds the rows into its own scratch, then claims chunks of weight rows and streams each row
+ * once. The kernels form each (weight row, activation row) pair the same way whatever the tile
+ * or the worker, so results do not depend on the thread count.
  */
 
 typedef void qact_fn(uint32_t wtype, const float *x, int64_t K, void *dst);
