@@ -2,6 +2,7 @@
 #include "matmul.h"
 
 #include "apr/apr_abi.h"
+#include "rows.h"
 
 #define GEMV_NW 1 /* W rows per tile: one row at a time reads W as a single sequential stream, which the
                      * prefetchers follow best (measured on x86: 0.8-0.95 of read bandwidth against 0.6-0.7
@@ -110,23 +111,19 @@ void gemv_slice(const mm_slice *s) {
 int gemv_round_x16(const mm_slice *s, uint16_t *x16) {
     for (int64_t m = s->m0; m < s->m1; m++) {
         const float *x = (const float *)(s->x + m * s->xnb1);
-        uint16_t *h = x16 + (m - s->m0) * s->K;
         vec_t hi = vec_zero(), lo = vec_zero();
         int64_t k = 0;
         for (; k + VEC_W <= s->K; k += VEC_W) {
-            const vec_t v = vec_load(x + k);
-            hi = vec_max(hi, v);
-            lo = vec_min(lo, v);
-            vec_store_f16(h + k, v);
+            hi = vec_max(hi, vec_load(x + k));
+            lo = vec_min(lo, vec_load(x + k));
         }
         if (k < s->K) {
-            const vec_t v = vec_loadn(x + k, (int)(s->K - k));
-            hi = vec_max(hi, v);
-            lo = vec_min(lo, v);
-            vec_storen_f16(h + k, v, (int)(s->K - k));
+            hi = vec_max(hi, vec_loadn(x + k, (int)(s->K - k)));
+            lo = vec_min(lo, vec_loadn(x + k, (int)(s->K - k)));
         }
         /* NaN and inf already round to themselves; only finite values past the range would not */
         if (vec_hmax(hi) >= GEMV_F16_LIMIT || vec_hmax(vec_sub(vec_zero(), lo)) >= GEMV_F16_LIMIT) return 0;
+        rows_store_f32((char *)(x16 + (m - s->m0) * s->K), x, s->K, 2, APR_F16);
     }
     return 1;
 }
