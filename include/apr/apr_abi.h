@@ -49,7 +49,8 @@
 extern "C" {
 #endif
 
-#define APR_ABI_VERSION 2             /* the ABI this header describes (2 added the quantized block dtypes) */
+#define APR_ABI_VERSION 3             /* the ABI this header describes (2 added the quantized block dtypes,
+                                       * 3 the weight_pack slot and APR_BUFFER_PACKED) */
 #define APR_ABI_MIN_VERSION 1         /* the oldest plugin ABI this core still accepts */
 #define APR_PLUGIN_ENTRY_SYMBOL "apr_plugin_entry"
 #define APR_MAX_DIMS 4
@@ -203,6 +204,8 @@ typedef struct apr_backend_config {
  * buffer_free. */
 #define APR_BUFFER_HOST_VISIBLE 1u /* host_ptr is a CPU address of the whole buffer */
 #define APR_BUFFER_IMPORTED 2u     /* memory belongs to the caller; buffer_free only forgets it */
+#define APR_BUFFER_PACKED 4u       /* (ABI 3) a weight in the plugin's own layout, made by weight_pack:
+                                    * the core never reads, writes or copies it */
 typedef struct apr_buffer {
     uint32_t struct_size;   /* set by the core */
     uint32_t flags;         /* APR_BUFFER_* */
@@ -278,6 +281,18 @@ typedef struct apr_plugin {
                               uint64_t size, char *err, size_t err_size);
     /* Runs every node of the subgraph, synchronously. */
     apr_status (*compute)(void *backend, const apr_subgraph *graph, char *err, size_t err_size);
+
+    /* ---- ABI 3 */
+    /* Optional (NULL = weights are always read in their own layout). Copies the weight w (a
+     * MATMUL src[0]: data host-readable, ne[2] = ne[3] = 1, contiguous) into a new buffer in a
+     * layout of the plugin's own that its MATMUL kernels read faster (rows interleaved, say),
+     * and fills out, flags including APR_BUFFER_PACKED. APR_ERR_UNSUPPORTED with a reason when
+     * the plugin has no such layout for this dtype or shape; any other failure is an error. The
+     * core frees out with buffer_free. Afterwards a MATMUL node of this backend may carry the
+     * packed buffer as its src[0]: offset 0, data = out->host_ptr, and the dtype, ne and nb that
+     * w had. supports() never sees packed buffers: a packed MATMUL must run wherever the same
+     * node with the weight in its own layout would. */
+    apr_status (*weight_pack)(void *backend, const apr_tensor_desc *w, apr_buffer *out, char *err, size_t err_size);
 } apr_plugin;
 
 /* The one exported symbol. core_abi_version is the newest ABI the core speaks; the plugin sets
