@@ -214,6 +214,7 @@ static void tally_append(const char *backend, long passed, long failed, long uns
 typedef struct conf_run {
     uint32_t op;
     bool self_check;        /* the backend under test is the reference */
+    bool packed;            /* block-weight matmul cases on weights packed by the backend under test */
     tu_backend ref, test;
     uint64_t seed;
     uint64_t n_cases;       /* cases built (also the per-case seed index) */
@@ -383,7 +384,11 @@ static void conf_check(conf_run *r, tu_node *n, const tolerance *t) {
     cr_assert(want && got, "out of memory");
 
     watch_case(r->ref.name, text);
+    /* the oracle reads the weight as it is; only the backend under test packs it */
+    const bool pack = n->pack_src0;
+    n->pack_src0 = false;
     tu_outcome o = tu_node_run(&r->ref, n, APR_OK, want, msg, sizeof msg);
+    n->pack_src0 = pack;
     if (r->self_check) {
         tu_tensor host;
         tu_tensor_init_like(&host, &n->dst);
@@ -554,13 +559,17 @@ static void cases_matmul_block(conf_run *r) {
         for (size_t s = 0; s < sizeof cs / sizeof cs[0]; s++) {
             uint32_t dt = block_dtypes[di];
             int64_t K = cs[s].Kb * block_of(dt);
+            /* packed weights are 2-D and dense (apr_abi.h, weight_pack) */
+            if (r->packed && (cs[s].Bw2 != 1 || cs[s].Bw3 != 1 || cs[s].wl != C)) continue;
             tu_rng rng = conf_next(r);
             tu_node n;
             node_init(&n, APR_OP_MATMUL, 2);
+            n.pack_src0 = r->packed;
             tu_fill_quant(add_src(&n, 0, dt, K, cs[s].N, cs[s].Bw2, cs[s].Bw3, lays[cs[s].wl]), &rng, -1, 1, true);
             tu_fill_uniform(add_src(&n, 1, APR_F32, K, cs[s].M, cs[s].B2, cs[s].B3, lays[cs[s].xl]), &rng, -1, 1);
             set_dst(&n, APR_F32, cs[s].N, cs[s].M, cs[s].B2, cs[s].B3, lays[cs[s].dl]);
-            node_name(&n, "%s K=%lld N=%lld M=%lld", tu_dtype_name(dt), (long long)K, (long long)cs[s].N, (long long)cs[s].M);
+            node_name(&n, "%s%s K=%lld N=%lld M=%lld", r->packed ? "packed " : "", tu_dtype_name(dt), (long long)K,
+                      (long long)cs[s].N, (long long)cs[s].M);
             conf_check(r, &n, tol(APR_OP_MATMUL, tu_dtype_name(dt)));
         }
 }
@@ -921,17 +930,23 @@ static void conf_close(apr_registry *reg, conf_run *r) {
     apr_registry_close(reg);
 }
 
-static void conf_test(const conf_param *p, uint32_t op) {
+static void conf_test(const conf_param *p, uint32_t op, bool packed) {
     conf_run r;
     memset(&r, 0, sizeof r);
     r.op = op;
+    r.packed = packed;
+    if (packed && !p->backend[0])
+        cr_skip_test("no backend other than the reference is usable on this machine (%s), and the reference packs nothing", p->note);
+    if (packed && !strcmp(p->backend, REFERENCE))
+        cr_skip_test("the reference keeps every weight in its own layout (no weight_pack): nothing to compare");
     apr_registry *reg = conf_open(p, &r);
-    conf_cases(&r);
+    if (packed) cases_matmul_block(&r);
+    else conf_cases(&r);
     const char *name = r.test.name;
     char worst[800] = "";
     if (r.worst_case[0]) snprintf(worst, sizeof worst, "; worst case used %.2g of its nmse limit: %s", r.worst_ratio, r.worst_case);
-    fprintf(stderr, "%s %s: %ld passed, %ld failed, %ld unsupported%s%s\n", name, op_name(op), r.passed, r.failed,
-            r.unsupported, r.self_check ? " (self-check)" : "", worst);
+    fprintf(stderr, "%s %s%s: %ld passed, %ld failed, %ld unsupported%s%s\n", name, op_name(op), packed ? " (packed weights)" : "",
+            r.passed, r.failed, r.unsupported, r.self_check ? " (self-check)" : "", worst);
     tally_append(name, r.passed, r.failed, r.unsupported);
     char backend[64];
     snprintf(backend, sizeof backend, "%s", name);
@@ -952,7 +967,7 @@ static void conf_test(const conf_param *p, uint32_t op) {
 
 #define CONF_OP_TEST(name, op)                                                                 \
     ParameterizedTestParameters(conformance, name) { return conf_params(); }                  \
-    ParameterizedTest(conf_param *p, conformance, name, .timeout = CONF_TIMEOUT) { conf_test(p, op); }
+    ParameterizedTest(conf_param *p, conformance, name, .timeout = CONF_TIMEOUT) { conf_test(p, op, false); }
 
 CONF_OP_TEST(get_rows, APR_OP_GET_ROWS)
 
@@ -961,7 +976,19 @@ CONF_OP_TEST(get_rows, APR_OP_GET_ROWS)
 ParameterizedTestParameters(conformance, matmul_no_vnni) { return conf_params(); }
 ParameterizedTest(conf_param *p, conformance, matmul_no_vnni, .timeout = CONF_TIMEOUT) {
     setenv("APR_X86_NO_VNNI", "1", 1);
-    conf_test(p, APR_OP_MATMUL);
+    conf_test(p, APR_OP_MATMUL, false);
+    unsetenv("APR_X86_NO_VNNI");
+}
+
+/* The block-weight matmul cases again on weights the backend packed into its own layout
+ * (weight_pack, ABI 3), with and without VNNI; block types it keeps as they are count as
+ * unsupported, and a backend that packs none of them is skipped with that said. */
+ParameterizedTestParameters(conformance, matmul_packed) { return conf_params(); }
+ParameterizedTest(conf_param *p, conformance, matmul_packed, .timeout = CONF_TIMEOUT) { conf_test(p, APR_OP_MATMUL, true); }
+ParameterizedTestParameters(conformance, matmul_packed_no_vnni) { return conf_params(); }
+ParameterizedTest(conf_param *p, conformance, matmul_packed_no_vnni, .timeout = CONF_TIMEOUT) {
+    setenv("APR_X86_NO_VNNI", "1", 1);
+    conf_test(p, APR_OP_MATMUL, true);
     unsetenv("APR_X86_NO_VNNI");
 }
 CONF_OP_TEST(matmul, APR_OP_MATMUL)

@@ -1,6 +1,8 @@
 /* test_loader.c — plugin discovery with real files: bad files are rejected with the right reason,
  * nothing crashes, good plugins still load, and APR_PLUGIN_PATH is searched first. */
 #include <criterion/criterion.h>
+#include <dlfcn.h>
+#include <stddef.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,7 +112,9 @@ Test(loader, bad_files_are_rejected_with_reasons_and_good_plugins_load) {
     loader_expect_rejected(reg, "wrongarch.so", "wrong architecture: built for " LOADER_OTHER_NAME);
     loader_expect_rejected(reg, "object.so", "not a shared object");
     loader_expect_rejected(reg, "noentry.so", "no entry symbol apr_plugin_entry");
-    loader_expect_rejected(reg, "newerabi.so", "ABI version 3 is newer than this core's ABI version 2");
+    char newer[128];
+    snprintf(newer, sizeof newer, "ABI version %d is newer than this core's ABI version %d", APR_ABI_VERSION + 1, APR_ABI_VERSION);
+    loader_expect_rejected(reg, "newerabi.so", newer);
     loader_expect_rejected(reg, "score0.so", "probe score 0: needs a flux capacitor");
     loader_expect_rejected(reg, "missingdep.so", "libaprmissing.so");
     /* the build tree's own plugins are still there and usable */
@@ -224,4 +228,37 @@ Test(loader, host_topology_is_reported) {
     cr_expect_gt(strlen(h.cpu_model), 0);
     cr_expect_eq(h.struct_size, sizeof h);
     cr_expect_eq(h.core_abi_version, APR_ABI_VERSION);
+}
+
+/* A CPU plugin serves a core of ABI 2 with a table stamped 2 (which such a core reads only up to
+ * compute) and a core of the current ABI with weight_pack; a core older than 2 is refused. */
+Test(loader, cpu_plugins_serve_older_cores_with_the_table_of_their_abi) {
+#if defined(__aarch64__)
+    const char *names[] = {"cpu-neon.so"};
+#else
+    const char *names[] = {"cpu-avx2.so", "cpu-avx512.so"};
+#endif
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char path[PATH_MAX + 64];
+        snprintf(path, sizeof path, "%s/lib/apr/plugins/%s", loader_build, names[i]);
+        void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        cr_assert(h, "%s: %s", path, dlerror());
+        apr_plugin_entry_fn entry;
+        *(void **)&entry = dlsym(h, APR_PLUGIN_ENTRY_SYMBOL);
+        cr_assert(entry, "%s has no entry", names[i]);
+        const apr_plugin *t = NULL;
+        char err[256] = "";
+        cr_assert_eq(entry(APR_ABI_VERSION, &t, err, sizeof err), APR_OK, "%s", err);
+        cr_expect_eq(t->abi_version, APR_ABI_VERSION);
+        cr_expect(t->struct_size >= offsetof(apr_plugin, weight_pack) + sizeof t->weight_pack && t->weight_pack,
+                  "%s: no weight_pack slot", names[i]);
+        cr_assert_eq(entry(2, &t, err, sizeof err), APR_OK, "%s", err);
+        cr_expect_eq(t->abi_version, 2u, "%s stamps %u for a core of ABI 2", names[i], t->abi_version);
+        cr_expect(t->compute != NULL);
+        t = (const apr_plugin *)1;
+        cr_expect_eq(entry(1, &t, err, sizeof err), APR_ERR_ABI);
+        cr_expect_null(t);
+        cr_expect(strstr(err, "ABI"), "%s", err);
+        dlclose(h);
+    }
 }

@@ -87,6 +87,25 @@ static int cpu_backend_host_visible(const apr_node_desc *n) {
     return 1;
 }
 
+/* 1 when a packed buffer (weight_pack) is read by anything but a MATMUL as its weight: only the
+ * matmul kernels know the packed layouts. */
+static int cpu_backend_packed_misused(const apr_node_desc *n) {
+    if (n->dst.buffer && (n->dst.buffer->flags & APR_BUFFER_PACKED)) return 1;
+    for (uint32_t i = 0; i < n->n_src && i < APR_MAX_SRC; i++)
+        if (cpu_supports_has_src(n, (int)i) && n->src[i].buffer && (n->src[i].buffer->flags & APR_BUFFER_PACKED) &&
+            !(n->op == APR_OP_MATMUL && i == 0))
+            return 1;
+    return 0;
+}
+
+apr_status cpu_backend_weight_pack(void *backend, const apr_tensor_desc *w, apr_buffer *out, char *err, size_t err_size) {
+    cpu_backend *be = backend;
+    if (!be || !w || !out) return msg_set(err, err_size, APR_ERR_INVALID, "weight_pack: NULL argument");
+    if (w->struct_size < sizeof(apr_tensor_desc) || out->struct_size < sizeof(apr_buffer))
+        return msg_set(err, err_size, APR_ERR_ABI, "weight_pack: struct too small");
+    return cpu_isa_weight_pack(be, w, out, err, err_size);
+}
+
 static apr_status cpu_backend_node(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
     switch (n->op) {
     case APR_OP_MATMUL: return matmul_run(be, n, err, err_size);
@@ -123,6 +142,8 @@ apr_status cpu_backend_compute(void *backend, const apr_subgraph *g, char *err, 
         if (st == APR_OK) st = opcheck_bounds(n, why, sizeof why);
         if (st == APR_OK) st = cpu_supports_node(be, n, why, sizeof why);
         if (st != APR_OK) return msg_set(err, err_size, st, "node %u (%s): %s", i, name, why);
+        if (cpu_backend_packed_misused(n))
+            return msg_set(err, err_size, APR_ERR_INVALID, "node %u (%s): a packed weight is read by something other than a matmul", i, name);
         if (!cpu_backend_host_visible(n)) return msg_set(err, err_size, APR_ERR_INVALID, "node %u (%s): tensor not in host memory", i, name);
         st = cpu_backend_node(be, n, why, sizeof why);
         if (st != APR_OK) return msg_set(err, err_size, st, "node %u (%s): %s", i, name, why);

@@ -27,6 +27,11 @@ apr_status cpu_backend_create(const apr_backend_config *cfg, void **backend, cha
 void cpu_backend_destroy(void *backend);
 apr_status cpu_backend_compute(void *backend, const apr_subgraph *g, char *err, size_t err_size);
 
+/* The weight_pack slot (ABI 3). Checks what every plugin would, then asks the plugin's own
+ * cpu_isa_weight_pack, which keeps the layouts its kernels read (cpu-x86: isa/qpack.h) or declines. */
+apr_status cpu_backend_weight_pack(void *backend, const apr_tensor_desc *w, apr_buffer *out, char *err, size_t err_size);
+apr_status cpu_isa_weight_pack(cpu_backend *be, const apr_tensor_desc *w, apr_buffer *out, char *err, size_t err_size);
+
 /* Makes every worker's scratch at least bytes long (called by the dispatching thread before
  * tpool_run; contents are not kept). 0 on success, -1 when memory ran out. */
 int cpu_backend_reserve(cpu_backend *be, size_t bytes);

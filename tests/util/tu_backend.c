@@ -2,6 +2,7 @@
 #include "tu_backend.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -125,6 +126,8 @@ tu_outcome tu_node_run(const tu_backend *b, const tu_node *n, apr_status expect,
     for (int i = 0; i < APR_MAX_SRC; i++) tens[i] = i < (int)n->n_src && n->src[i].present ? &n->src[i] : NULL;
     tens[APR_MAX_SRC] = &n->dst;
     tu_outcome result = TU_BROKEN;
+    apr_buffer packed = {.struct_size = sizeof packed};
+    bool have_packed = false;
     unsigned char *readback = NULL, *mask = NULL;
     char err[512] = "";
 
@@ -152,6 +155,34 @@ tu_outcome tu_node_run(const tu_backend *b, const tu_node *n, apr_status expect,
         }
         if (i == APR_MAX_SRC) tu_desc(&nd.dst, t, &s->buf, TU_GUARD + t->offset);
         else tu_desc(&nd.src[i], t, &s->buf, TU_GUARD + t->offset);
+    }
+
+    if (n->pack_src0) {
+        if (api->struct_size < offsetof(apr_plugin, weight_pack) + sizeof api->weight_pack || api->abi_version < 3 ||
+            !api->weight_pack) {
+            snprintf(msg, msg_size, "the plugin has no weight_pack slot");
+            result = TU_DECLINED;
+            goto done;
+        }
+        packed.struct_size = sizeof packed;
+        st = api->weight_pack(b->inst, &nd.src[0], &packed, err, sizeof err);
+        if (st == APR_ERR_UNSUPPORTED) {
+            snprintf(msg, msg_size, "weight_pack declined: %s", err);
+            result = TU_DECLINED;
+            goto done;
+        }
+        if (st != APR_OK) {
+            snprintf(msg, msg_size, "weight_pack failed: %s: %s", apr_status_name(st), err);
+            goto done;
+        }
+        have_packed = true;
+        if (!(packed.flags & APR_BUFFER_PACKED)) {
+            snprintf(msg, msg_size, "weight_pack returned a buffer without APR_BUFFER_PACKED");
+            goto done;
+        }
+        nd.src[0].buffer = &packed;
+        nd.src[0].offset = 0;
+        nd.src[0].data = packed.flags & APR_BUFFER_HOST_VISIBLE ? packed.host_ptr : NULL;
     }
 
     apr_subgraph g = {.struct_size = sizeof g, .node_stride = sizeof nd, .n_nodes = 1, .nodes = &nd};
@@ -204,6 +235,7 @@ tu_outcome tu_node_run(const tu_backend *b, const tu_node *n, apr_status expect,
     result = TU_RAN;
 
 done:
+    if (have_packed) api->buffer_free(b->inst, &packed);
     for (int i = 0; i <= APR_MAX_SRC; i++) {
         if (slots[i].allocated) api->buffer_free(b->inst, &slots[i].buf);
         free(slots[i].image);

@@ -34,6 +34,7 @@ typedef struct tu_node {
     tu_tensor src[APR_MAX_SRC];         /* src[i].present false = absent optional source */
     tu_tensor dst;                      /* its storage is only the layout; contents are ignored */
     char name[256];                     /* the case, for messages */
+    bool pack_src0;                     /* hand src[0] to the plugin's weight_pack (ABI 3) and run on the packed copy */
 } tu_node;
 
 void tu_node_free(tu_node *n);
@@ -50,7 +51,9 @@ typedef enum tu_outcome {
  * writes them with buffer_write, asks supports(), runs compute() on a one-node subgraph and
  * reads everything back with buffer_read. Sources must come back byte-identical and dst may
  * differ only at its own elements. out (n->dst.size bytes) receives dst's storage. compute must
- * return `expect` (APR_OK for ordinary cases). */
+ * return `expect` (APR_OK for ordinary cases). With n->pack_src0, src[0] is written as usual and
+ * then given to weight_pack; compute reads the packed copy (the original must still come back
+ * unchanged), and a plugin without the slot or one that declines makes the case TU_DECLINED. */
 tu_outcome tu_node_run(const tu_backend *b, const tu_node *n, apr_status expect, unsigned char *out, char *msg,
                        size_t msg_size);
 

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "qmatmul.h"
+#include "qpack.h"
 
 /*
  * The 32-element formats share one activation layout: a row of K values is cut into groups of
@@ -109,6 +110,26 @@ void QDOT_NAME(qact_quantize_row)(uint32_t wtype, const float *x, int64_t K, voi
     for (int64_t b = 0; b < nb; b += 4, g += gb) {
         const int nbv = nb - b < 4 ? (int)(nb - b) : 4;
         qact_group(wtype, x + b * APR_QK, nbv, g);
+    }
+}
+
+/* The activation row of the packed kernels (qpack.h): q in natural order, then the block scales,
+ * then -off times each block's sum of q; rounded exactly as qact_quantize_row rounds. */
+int64_t QDOT_NAME(qact_packed_row_bytes)(int64_t K) {
+    const int64_t nb = K / APR_QK;
+    return (K + 63) / 64 * 64 + 2 * ((nb * 4 + 63) / 64 * 64);
+}
+
+void QDOT_NAME(qact_quantize_row_packed)(uint32_t wtype, const float *x, int64_t K, void *dst) {
+    const int64_t nb = K / APR_QK, qbytes = (K + 63) / 64 * 64, dbytes = (nb * 4 + 63) / 64 * 64;
+    int8_t *q = dst;
+    float *d = (float *)((char *)dst + qbytes);
+    int32_t *c = (int32_t *)((char *)dst + qbytes + dbytes);
+    const int32_t off = wtype == APR_Q8_0 ? 128 : 8;
+    for (int64_t b = 0; b < nb; b++) {
+        int32_t sum[4];
+        d[b] = qact_block(x + b * APR_QK, q + 32 * b, q + 32 * b + 16, sum);
+        c[b] = -off * (sum[0] + sum[1] + sum[2] + sum[3]);
     }
 }
 

@@ -3,6 +3,7 @@
 
 #include "../../common/msg.h"
 #include "qmatmul.h"
+#include "qpack.h"
 
 /*
  * Prefill: two dispatches per node. First every row of X (all batches) is rounded into an
@@ -135,6 +136,7 @@ static int64_t qmm_ceil(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 apr_status qmatmul_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
     const apr_tensor_desc *w = &n->src[0], *d = &n->dst;
+    if (qpack_of(w->buffer)) return qpack_matmul_run(be, n, err, err_size);
     const int64_t K = w->ne[0], N = d->ne[0], M = d->ne[1], batches = d->ne[2] * d->ne[3];
     if (N == 0 || M == 0 || batches == 0) return APR_OK;
     qmm_plan p = {.node = n, .be = be};

@@ -1,0 +1,145 @@
+/* qdot_pack.c — dot products of packed (16 rows interleaved) Q4_0 / Q8_0 weights with 8-bit activation rows; qpack.h gives the layouts. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "qpack.h"
+
+#if APR_X86_LEVEL >= 3
+
+#define QP_INLINE static inline __attribute__((always_inline))
+#define QP_UNROLL _Pragma("GCC unroll 8")
+
+/* The packed stream is one sequence; each block position's lines are fetched this far ahead (the
+ * hardware prefetcher alone leaves a single stream latency-bound; 256 measured best of 0-1024). */
+#ifndef QPACK_PF_AHEAD
+#define QPACK_PF_AHEAD 256
+#endif
+
+/* int32 lanes: acc + sum over the 4 byte pairs of w (unsigned) times a (signed). The VNNI copy
+ * is one vpdpbusd; the other pairs vpmaddubsw (no saturation: |w| <= 15 for the nibbles it gets)
+ * with vpmaddwd. */
+QP_INLINE __m512i qp_dot(__m512i acc, __m512i w, __m512i a) {
+#if defined(QDOT_VNNI) && QDOT_VNNI
+    return _mm512_dpbusd_epi32(acc, w, a);
+#else
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(w, a), _mm512_set1_epi16(1)));
+#endif
+}
+
+QP_INLINE __m512i qp_bcast(const int8_t *q) {
+    int32_t v;
+    memcpy(&v, q, 4);
+    return _mm512_set1_epi32(v);
+}
+
+/* One block position of 16 rows against NA activation rows. f: 0 Q4_0, 1 Q8_0. */
+QP_INLINE void qp_block(int f, int NA, const char *p, const int8_t *const *aq, const float *const *ad,
+                        const int32_t *const *ac, int64_t b, __m512 *acc) {
+    const int T = f == 0 ? 4 : 8;
+    __m512i w[8];
+    if (f == 0) {
+        const __m512i m4 = _mm512_set1_epi8(0x0F);
+        QP_UNROLL
+        for (int t = 0; t < 4; t++) {
+            const __m512i v = _mm512_loadu_si512(p + 32 + 64 * t);
+            w[t] = _mm512_and_si512(v, m4);                          /* elements 4 t .. 4 t + 3 */
+            w[4 + t] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4); /* elements 16 + 4 t .. */
+        }
+    } else {
+        QP_UNROLL
+        for (int t = 0; t < 8; t++) w[t] = _mm512_loadu_si512(p + 32 + 64 * t);
+    }
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+    QP_UNROLL
+    for (int j = 0; j < NA; j++) {
+        const int8_t *q = aq[j] + 32 * b;
+        /* two chains, so the adds of one overlap the other's latency */
+        __m512i s0 = _mm512_set1_epi32(ac[j][b]), s1 = _mm512_setzero_si512();
+        if (f == 0) {
+            QP_UNROLL
+            for (int t = 0; t < 4; t++) {
+                s0 = qp_dot(s0, w[t], qp_bcast(q + 4 * t));
+                s1 = qp_dot(s1, w[4 + t], qp_bcast(q + 16 + 4 * t));
+            }
+        } else {
+            QP_UNROLL
+            for (int t = 0; t < 8; t += 2) {
+                s0 = qp_dot(s0, w[t], qp_bcast(q + 4 * t));
+                s1 = qp_dot(s1, w[t + 1], qp_bcast(q + 4 * t + 4));
+            }
+        }
+        (void)T;
+        const __m512 s = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
+        acc[j] = _mm512_fmadd_ps(s, _mm512_mul_ps(dw, _mm512_set1_ps(ad[j][b])), acc[j]);
+    }
+}
+
+QP_INLINE void qp_groups(int f, int NA, int64_t K, const char *w, int64_t ng, int nr, const char *a, int64_t as,
+                         float *out, int64_t os) {
+    const int64_t nb = K / APR_QK, bb = qpack_block_bytes(f == 0 ? APR_Q4_0 : APR_Q8_0);
+    const int64_t qbytes = (K + 63) / 64 * 64, dbytes = (nb * 4 + 63) / 64 * 64;
+    const int8_t *aq[4];
+    const float *ad[4];
+    const int32_t *ac[4];
+    QP_UNROLL
+    for (int j = 0; j < NA; j++) {
+        aq[j] = (const int8_t *)(a + j * as);
+        ad[j] = (const float *)(a + j * as + qbytes);
+        ac[j] = (const int32_t *)(a + j * as + qbytes + dbytes);
+    }
+    const __mmask16 keep = (__mmask16)((1u << nr) - 1u);
+    for (int64_t g = 0; g < ng; g++) {
+        __m512 acc[4];
+        QP_UNROLL
+        for (int j = 0; j < NA; j++) acc[j] = _mm512_setzero_ps();
+        const char *p = w + g * nb * bb;
+        for (int64_t b = 0; b < nb; b++, p += bb) {
+            for (int64_t o = 0; o < bb; o += 64) _mm_prefetch(p + QPACK_PF_AHEAD + o, _MM_HINT_T0);
+            qp_block(f, NA, p, aq, ad, ac, b, acc);
+        }
+        /* only the last group of a weight has fewer than 16 rows */
+        const __mmask16 m = g + 1 == ng ? keep : (__mmask16)0xFFFF;
+        QP_UNROLL
+        for (int j = 0; j < NA; j++) _mm512_mask_storeu_ps(out + j * os + 16 * g, m, acc[j]);
+    }
+}
+
+#define QP_FN(F, NA) \
+    static void qp_##F##_##NA(int64_t K, const char *w, int64_t ng, int nr, const char *a, int64_t as, float *out, \
+                              int64_t os) { \
+        qp_groups(F, NA, K, w, ng, nr, a, as, out, os); \
+    }
+#define QP_FNS(F, name) \
+    QP_FN(F, 1) QP_FN(F, 2) QP_FN(F, 3) QP_FN(F, 4) \
+    static void name(int64_t K, const char *w, int64_t ng, int nr, const char *a, int64_t as, int na, float *out, \
+                     int64_t os) { \
+        typedef void tile_fn(int64_t, const char *, int64_t, int, const char *, int64_t, float *, int64_t); \
+        static tile_fn *const tab[4] = {qp_##F##_1, qp_##F##_2, qp_##F##_3, qp_##F##_4}; \
+        for (int j = 0; j < na; j += 4) \
+            tab[(na - j < 4 ? na - j : 4) - 1](K, w, ng, nr, a + j * as, as, out + j * os, os); \
+    }
+
+QP_FNS(0, qp_q4_0)
+#if defined(QDOT_VNNI) && QDOT_VNNI
+QP_FNS(1, qp_q8_0)
+#endif
+
+qpack_dot_fn *QDOT_NAME(qpack_dot_lookup)(uint32_t wtype) {
+    switch (wtype) {
+    case APR_Q4_0: return qp_q4_0;
+#if defined(QDOT_VNNI) && QDOT_VNNI
+    /* Q8_0's biased bytes reach 255: vpmaddubsw would saturate its int16 pair sums */
+    case APR_Q8_0: return qp_q8_0;
+#endif
+    default: return NULL;
+    }
+}
+
+#else
+
+qpack_dot_fn *QDOT_NAME(qpack_dot_lookup)(uint32_t wtype) {
+    (void)wtype;
+    return NULL;
+}
+
+#endif

@@ -1,0 +1,233 @@
+/* qpack.c — weight_pack for cpu-x86 (Q4_0 / Q8_0 weights rewritten 16 rows interleaved) and the MATMUL over packed weights. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../common/hostmem.h"
+#include "../../common/msg.h"
+#include "qpack.h"
+
+/*
+ * Packing runs once per weight, split over the workers by groups. The matmul mirrors qmatmul.c:
+ * decode (at most 4 activation rows, several workers) is one dispatch in which every worker
+ * rounds the activation rows itself and then claims chunks of groups; prefill rounds all rows
+ * into the shared scratch first, then splits (batch, chunk of groups) units, each walking its
+ * groups in L2-sized pieces against tiles of 4 activation rows.
+ */
+
+/* The variant's activation rounding and kernel, for the backend's qpath. */
+typedef struct qpack_variant {
+    int64_t (*row_bytes)(int64_t K);
+    void (*quant)(uint32_t wtype, const float *x, int64_t K, void *dst);
+    qpack_dot_fn *dot;
+} qpack_variant;
+
+static qpack_variant qpack_variant_for(const cpu_backend *be, uint32_t dtype) {
+    qpack_variant v = {qact_packed_row_bytes, qact_quantize_row_packed, qpack_dot_lookup(dtype)};
+#if APR_X86_LEVEL >= 3
+    if (be->qpath == X86_QDOT_VNNI) {
+        v.row_bytes = qact_packed_row_bytes_vnni;
+        v.quant = qact_quantize_row_packed_vnni;
+        v.dot = qpack_dot_lookup_vnni(dtype);
+    }
+#else
+    (void)be;
+#endif
+    return v;
+}
+
+const qpack_head *qpack_of(const apr_buffer *buf) {
+    if (!buf || !(buf->flags & APR_BUFFER_PACKED) || !buf->handle) return NULL;
+    const qpack_head *h = buf->handle;
+    return h->magic == QPACK_MAGIC ? h : NULL;
+}
+
+/* ---------------------------------------------------------------- packing */
+
+typedef struct qpack_job {
+    const char *src;    /* the weight as ggml lays it out: N rows of K / 32 blocks */
+    int64_t row_bytes;  /* bytes of one source row */
+    char *dst;          /* the groups */
+    const qpack_head *h;
+} qpack_job;
+
+static void qpack_group(const qpack_job *j, int64_t g) {
+    const qpack_head *h = j->h;
+    const int64_t nb = h->K / APR_QK, bb = qpack_block_bytes(h->dtype);
+    const int bs = h->dtype == APR_Q8_0 ? 34 : 18, T = h->dtype == APR_Q8_0 ? 8 : 4;
+    const uint32_t flip = h->dtype == APR_Q8_0 ? 0x80808080u : 0;
+    char *p = j->dst + g * h->group_bytes;
+    memset(p, 0, (size_t)h->group_bytes); /* rows past N: zero scales and quants */
+    for (int i = 0; i < QPACK_ROWS && QPACK_ROWS * g + i < h->N; i++) {
+        const char *row = j->src + (QPACK_ROWS * g + i) * j->row_bytes;
+        for (int64_t b = 0; b < nb; b++) {
+            const char *blk = row + b * bs;
+            char *o = p + b * bb;
+            memcpy(o + 2 * i, blk, 2);
+            for (int t = 0; t < T; t++) {
+                uint32_t v;
+                memcpy(&v, blk + 2 + 4 * t, 4);
+                v ^= flip;
+                memcpy(o + 32 + 64 * t + 4 * i, &v, 4);
+            }
+        }
+    }
+}
+
+static void qpack_worker(void *ctx, int ith, int nth) {
+    const qpack_job *j = ctx;
+    long long g0, g1;
+    tpool_split(j->h->groups, ith, nth, &g0, &g1);
+    for (long long g = g0; g < g1; g++) qpack_group(j, g);
+}
+
+apr_status cpu_isa_weight_pack(cpu_backend *be, const apr_tensor_desc *w, apr_buffer *out, char *err, size_t err_size) {
+    const char *name = w->dtype == APR_Q4_0 ? "q4_0" : w->dtype == APR_Q8_0 ? "q8_0" : NULL;
+    if (!name) return msg_set(err, err_size, APR_ERR_UNSUPPORTED, "no packed layout for dtype %u (q4_0 and q8_0 have one)", w->dtype);
+    if (!qpack_variant_for(be, w->dtype).dot)
+        return msg_set(err, err_size, APR_ERR_UNSUPPORTED, "no packed %s kernel on this CPU (it needs AVX-512%s)", name,
+                       w->dtype == APR_Q8_0 ? " VNNI" : "");
+    const int64_t K = w->ne[0], N = w->ne[1];
+    const int64_t bs = w->dtype == APR_Q8_0 ? 34 : 18;
+    if (K <= 0 || N <= 0 || K % APR_QK || w->ne[2] != 1 || w->ne[3] != 1 || w->nb[0] != bs ||
+        w->nb[1] != K / APR_QK * bs || !w->data)
+        return msg_set(err, err_size, APR_ERR_UNSUPPORTED, "packing takes a dense 2-D %s weight with rows of whole blocks", name);
+    const int64_t groups = (N + QPACK_ROWS - 1) / QPACK_ROWS, group_bytes = K / APR_QK * qpack_block_bytes(w->dtype);
+    if (groups > (INT64_MAX - QPACK_HEAD_BYTES) / group_bytes)
+        return msg_set(err, err_size, APR_ERR_INVALID, "a %lld x %lld weight is too large to pack", (long long)K, (long long)N);
+    const uint64_t bytes = (uint64_t)(QPACK_HEAD_BYTES + groups * group_bytes);
+    apr_buffer buf = *out;
+    apr_status s = hostmem_alloc(be, bytes, &buf, err, err_size);
+    if (s != APR_OK) return s;
+    qpack_head *h = buf.handle;
+    *h = (qpack_head){.magic = QPACK_MAGIC, .dtype = w->dtype, .K = K, .N = N, .groups = groups, .group_bytes = group_bytes};
+    qpack_job j = {.src = w->data, .row_bytes = w->nb[1], .dst = (char *)buf.handle + QPACK_HEAD_BYTES, .h = h};
+    cpu_backend_run(be, qpack_worker, &j, (int64_t)bytes);
+    out->flags = APR_BUFFER_PACKED | APR_BUFFER_HOST_VISIBLE;
+    out->size = bytes - QPACK_HEAD_BYTES;
+    out->host_ptr = j.dst;
+    out->handle = buf.handle; /* hostmem_free frees the allocation through handle */
+    return APR_OK;
+}
+
+/* ---------------------------------------------------------------- matmul */
+
+typedef struct qpack_plan {
+    const apr_node_desc *node;
+    cpu_backend *be;
+    const qpack_head *h;
+    qpack_variant v;
+    int64_t abytes;      /* bytes of one activation row */
+    int64_t chunk;       /* groups per unit */
+    int64_t units_n;     /* ceil(groups / chunk) */
+    int64_t units;       /* batches * units_n */
+    int64_t l2_groups;   /* groups per L2-sized piece */
+    int own_act;         /* decode: every worker rounds the activation rows into its scratch */
+    int64_t act_off;     /* where in a worker's scratch those rows start */
+    tpool_claim claim;   /* over the units, when own_act */
+} qpack_plan;
+
+/* Rounds activation rows [r0, r1) (flattened over m and the batches) into dst; tmp holds K floats. */
+static void qpack_quant_rows(const qpack_plan *p, long long r0, long long r1, float *tmp, char *dst) {
+    const apr_tensor_desc *x = &p->node->src[1];
+    const int64_t K = x->ne[0], M = x->ne[1], B2 = x->ne[2];
+    for (long long r = r0; r < r1; r++) {
+        const char *xr = (const char *)x->data + (r % M) * x->nb[1] + ((r / M) % B2) * x->nb[2] + (r / (M * B2)) * x->nb[3];
+        const float *xf = (const float *)xr;
+        if (x->nb[0] != 4 || (uintptr_t)xr % 4) {
+            for (int64_t k = 0; k < K; k++) memcpy(&tmp[k], xr + k * x->nb[0], 4);
+            xf = tmp;
+        }
+        p->v.quant(p->h->dtype, xf, K, dst + r * p->abytes);
+    }
+}
+
+static void qpack_quant_worker(void *ctx, int ith, int nth) {
+    const qpack_plan *p = ctx;
+    const apr_tensor_desc *x = &p->node->src[1];
+    long long r0, r1;
+    tpool_split(x->ne[1] * x->ne[2] * x->ne[3], ith, nth, &r0, &r1);
+    qpack_quant_rows(p, r0, r1, (float *)p->be->scratch[ith], p->be->shared);
+}
+
+/* Unit u: batch u / units_n, groups of chunk u % units_n, every activation row of the batch. */
+static void qpack_unit(const qpack_plan *p, long long u, const char *act) {
+    const apr_tensor_desc *d = &p->node->dst;
+    const int64_t K = p->h->K, N = p->h->N, M = d->ne[1], B2 = d->ne[2];
+    const int64_t b = u / p->units_n, g0 = (u % p->units_n) * p->chunk;
+    const int64_t g1 = g0 + p->chunk < p->h->groups ? g0 + p->chunk : p->h->groups;
+    const char *wg = (const char *)p->node->src[0].data;
+    const char *ab = act + b * M * p->abytes;
+    char *db = (char *)d->data + (b % B2) * d->nb[2] + (b / B2) * d->nb[3];
+    const int dense = d->nb[0] == 4 && d->nb[1] % 4 == 0 && (uintptr_t)db % 4 == 0;
+    for (int64_t gc = g0; gc < g1; gc += p->l2_groups) {
+        const int64_t gc1 = gc + p->l2_groups < g1 ? gc + p->l2_groups : g1;
+        const int nr = gc1 * QPACK_ROWS > N ? (int)(N - (gc1 - 1) * QPACK_ROWS) : QPACK_ROWS;
+        for (int64_t m = 0; m < M; m += 4) {
+            const int na = M - m < 4 ? (int)(M - m) : 4;
+            if (dense) {
+                p->v.dot(K, wg + gc * p->h->group_bytes, gc1 - gc, nr, ab + m * p->abytes, p->abytes, na,
+                         (float *)(db + m * d->nb[1]) + gc * QPACK_ROWS, d->nb[1] / 4);
+                continue;
+            }
+            for (int64_t g = gc; g < gc1; g++) {
+                float tile[4 * QPACK_ROWS];
+                const int rows = g + 1 == gc1 ? nr : QPACK_ROWS;
+                p->v.dot(K, wg + g * p->h->group_bytes, 1, rows, ab + m * p->abytes, p->abytes, na, tile, QPACK_ROWS);
+                for (int j = 0; j < na; j++)
+                    for (int i = 0; i < rows; i++)
+                        memcpy(db + (m + j) * d->nb[1] + (g * QPACK_ROWS + i) * d->nb[0], &tile[j * QPACK_ROWS + i], 4);
+            }
+        }
+    }
+}
+
+static void qpack_dot_worker(void *ctx, int ith, int nth) {
+    qpack_plan *p = ctx;
+    const char *act = p->be->shared;
+    long long u0, u1;
+    if (p->own_act) {
+        const apr_tensor_desc *x = &p->node->src[1];
+        char *mine = p->be->scratch[ith] + p->act_off;
+        qpack_quant_rows(p, 0, x->ne[1] * x->ne[2] * x->ne[3], (float *)p->be->scratch[ith], mine);
+        act = mine;
+        while (tpool_claim_next(&p->claim, &u0, &u1))
+            for (long long u = u0; u < u1; u++) qpack_unit(p, u, act);
+        return;
+    }
+    tpool_split(p->units, ith, nth, &u0, &u1);
+    for (long long u = u0; u < u1; u++) qpack_unit(p, u, act);
+}
+
+/* Chunks of groups per worker that decode hands out by claim (as QMM_CLAIMS in qmatmul.c). */
+#define QPACK_CLAIMS 8
+
+apr_status qpack_matmul_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
+    const apr_tensor_desc *w = &n->src[0], *d = &n->dst;
+    const qpack_head *h = qpack_of(w->buffer);
+    if (!h || h->dtype != w->dtype || h->K != w->ne[0] || h->N != w->ne[1] || w->ne[2] != 1 || w->ne[3] != 1 ||
+        w->data != (const char *)h + QPACK_HEAD_BYTES)
+        return msg_set(err, err_size, APR_ERR_INVALID, "matmul: src0 is a packed buffer that does not hold this %lld x %lld weight",
+                       (long long)w->ne[0], (long long)w->ne[1]);
+    const int64_t K = h->K, M = d->ne[1], batches = d->ne[2] * d->ne[3];
+    if (M == 0 || batches == 0) return APR_OK;
+    qpack_plan p = {.node = n, .be = be, .h = h, .v = qpack_variant_for(be, h->dtype)};
+    if (!p.v.dot) return msg_set(err, err_size, APR_ERR_INTERNAL, "matmul: packed weight without a kernel on this CPU");
+    p.abytes = p.v.row_bytes(K);
+    const int64_t rows = M * batches;
+    const int nth = be->n_threads;
+    p.own_act = rows <= 4 && nth > 1;
+    p.act_off = (K * 4 + 63) / 64 * 64;
+    const size_t scratch = p.own_act ? (size_t)(p.act_off + rows * p.abytes) : (size_t)K * 4;
+    if ((!p.own_act && cpu_backend_reserve_shared(be, (size_t)(rows * p.abytes)) != 0) || cpu_backend_reserve(be, scratch) != 0)
+        return msg_set(err, err_size, APR_ERR_NOMEM, "matmul: cannot allocate %lld activation rows", (long long)rows);
+    if (!p.own_act) cpu_backend_run(be, qpack_quant_worker, &p, rows * K);
+    const int64_t want = p.own_act ? (int64_t)QPACK_CLAIMS * nth : batches >= nth ? 1 : (nth + batches - 1) / batches;
+    p.chunk = (h->groups + want - 1) / want;
+    p.units_n = (h->groups + p.chunk - 1) / p.chunk;
+    p.units = batches * p.units_n;
+    tpool_claim_init(&p.claim, p.units, 1);
+    p.l2_groups = be->l2_bytes / 2 / h->group_bytes;
+    if (p.l2_groups < 1) p.l2_groups = 1;
+    cpu_backend_run(be, qpack_dot_worker, &p, h->N * rows * (K / 8 + 1));
+    return APR_OK;
+}

@@ -1,0 +1,84 @@
+/* qpack.h — packed weights on cpu-x86: 16 rows of Q4_0 / Q8_0 blocks interleaved into one stream, and the MATMUL that reads them. */
+#ifndef APR_X86_QPACK_H
+#define APR_X86_QPACK_H
+
+/*
+ * Why: a decode matmul reads each weight row once. Row by row, every 18-byte Q4_0 block costs
+ * its own unpacking and a fresh read of the 32 activation values, and one core then streams
+ * ~17.5 GB/s where a plain read streams ~25 (Zen 4). Sixteen rows side by side as sixteen streams
+ * are worse still. So weight_pack rewrites a weight once, at load, as one stream in which each
+ * block position of 16 consecutive rows lies together ("x16"):
+ *
+ *   group g (rows 16 g .. 16 g + 15), block b (elements 32 b .. 32 b + 31), QPACK_BLOCK_BYTES(t):
+ *     d[16]     f16: the block scale of row 16 g + i
+ *     qs[T][16] uint32: word t of lane i = bytes 4 t .. 4 t + 3 of row i's block quants
+ *               (Q4_0: T = 4, nibbles as stored; Q8_0: T = 8, each byte xor 0x80 so it is unsigned)
+ *
+ * so one 64-byte load gives the same 4 quant bytes of 16 rows, and vpdpbusd against the matching
+ * 4 activation bytes broadcast forms 16 rows' partial dots at once: the activation is read once
+ * per 16 rows and nothing is shuffled. Rows past N in the last group are zero (scales and quants)
+ * and never stored. Groups follow each other; a weight of K elements has K / 32 blocks per group.
+ *
+ * The packed buffer (APR_BUFFER_PACKED) is one aligned allocation: a qpack_head, then the groups at
+ * host_ptr = the allocation + QPACK_HEAD_BYTES; handle points at the head, so hostmem_free frees it.
+ *
+ * Activation rows (qact_quantize_row_packed) are Q8_0-rounded exactly as for the row kernels:
+ *   q[K]        int8, natural order
+ *   d[K / 32]   f32 block scales
+ *   c[K / 32]   int32 -off * (sum of the block's q): off = 8 (Q4_0's nibble offset) or 128 (Q8_0's bias)
+ * each part starting on a 64-byte boundary.
+ *
+ * Each (weight row, activation row) dot is sum over blocks b, in order, of
+ *     float(c_b + sum_t dot(qs_t, a_t)) * (d_w[b] * d_a[b])
+ * accumulated in one f32 lane, whatever the tile or thread count.
+ */
+
+#include <stdint.h>
+
+#include "apr/apr_abi.h"
+#include "apr/apr_quant.h"
+#include "../../common/cpu_backend.h"
+#include "qmatmul.h"
+
+#define QPACK_ROWS 16
+#define QPACK_MAGIC 0x4b435051u /* "QPCK" */
+#define QPACK_HEAD_BYTES 64
+
+typedef struct qpack_head {
+    uint32_t magic;       /* QPACK_MAGIC */
+    uint32_t dtype;       /* APR_Q4_0 or APR_Q8_0 */
+    int64_t K;            /* elements per row */
+    int64_t N;            /* rows */
+    int64_t groups;       /* ceil(N / 16) */
+    int64_t group_bytes;  /* bytes of one group: K / 32 blocks of QPACK_BLOCK_BYTES */
+} qpack_head;
+
+/* Bytes of one packed block position of 16 rows. */
+static inline int64_t qpack_block_bytes(uint32_t dtype) { return dtype == APR_Q8_0 ? 32 + 8 * 64 : 32 + 4 * 64; }
+
+/* ---- qact.c: activation rows for the packed kernels */
+int64_t QDOT_NAME(qact_packed_row_bytes)(int64_t K);
+void QDOT_NAME(qact_quantize_row_packed)(uint32_t wtype, const float *x, int64_t K, void *dst);
+
+/* ---- qdot_pack.c: the kernels (AVX-512 only; NULL elsewhere) */
+
+/* out[j * os + 16 r + i] = the dot of row i of group r (r < ng consecutive groups from w) with
+ * activation row j < na (a + j * as); the last group stores only its rows i < nr (1..16). K a
+ * multiple of 32; as in bytes, os in floats. */
+typedef void qpack_dot_fn(int64_t K, const char *w, int64_t ng, int nr, const char *a, int64_t as, int na,
+                          float *out, int64_t os);
+qpack_dot_fn *QDOT_NAME(qpack_dot_lookup)(uint32_t wtype);
+#if APR_X86_LEVEL >= 3 && !(defined(QDOT_VNNI) && QDOT_VNNI)
+int64_t qact_packed_row_bytes_vnni(int64_t K);
+void qact_quantize_row_packed_vnni(uint32_t wtype, const float *x, int64_t K, void *dst);
+qpack_dot_fn *qpack_dot_lookup_vnni(uint32_t wtype);
+#endif
+
+/* ---- qpack.c */
+
+/* The head of a packed buffer, or NULL when buf is not one of ours. */
+const qpack_head *qpack_of(const apr_buffer *buf);
+/* Runs a MATMUL whose src[0] is a packed buffer (called by qmatmul_run). */
+apr_status qpack_matmul_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);
+
+#endif
