@@ -94,7 +94,7 @@ QP_INLINE void qp_groups(int f, int NA, int64_t K, const char *w, int64_t ng, in
         for (int j = 0; j < NA; j++) acc[j] = _mm512_setzero_ps();
         const char *p = w + g * nb * bb;
         for (int64_t b = 0; b < nb; b++, p += bb) {
-            for (int64_t o = 0; o < bb; o += 64) _mm_prefetch(p + QPACK_PF_AHEAD + o, _MM_HINT_T0);
+            for (int64_t o = 0; o < bb; o += 64) _mm_prefetch(p + (f ? 1088 : QPACK_PF_AHEAD) + o, _MM_HINT_T0);
             qp_block(f, NA, p, aq, ad, ac, b, acc);
         }
         /* only the last group of a weight has fewer than 16 rows */
@@ -131,6 +131,8 @@ qpack_dot_fn *QDOT_NAME(qpack_dot_lookup)(uint32_t wtype) {
     /* Q8_0's biased bytes reach 255: vpmaddubsw would saturate its int16 pair sums */
     case APR_Q8_0: return qp_q8_0;
 #endif
+    case APR_Q4_K: return QDOT_NAME(qpack_dot_q4_K);
+    case APR_Q6_K: return QDOT_NAME(qpack_dot_q6_K);
     default: return NULL;
     }
 }

@@ -14,19 +14,27 @@
  * groups in L2-sized pieces against tiles of 4 activation rows.
  */
 
-/* The variant's activation rounding and kernel, for the backend's qpath. */
+/* The variant's activation rounding and kernel, for the backend's qpath: the 32-element formats
+ * read qact_quantize_row_packed rows, the K-quants the q8_K rows of the row kernels. */
 typedef struct qpack_variant {
-    int64_t (*row_bytes)(int64_t K);
+    int64_t (*row_bytes)(uint32_t wtype, int64_t K);
     void (*quant)(uint32_t wtype, const float *x, int64_t K, void *dst);
     qpack_dot_fn *dot;
 } qpack_variant;
 
+static int64_t qpack_row_bytes(uint32_t wtype, int64_t K) { (void)wtype; return qact_packed_row_bytes(K); }
+#if APR_X86_LEVEL >= 3
+static int64_t qpack_row_bytes_vnni(uint32_t wtype, int64_t K) { (void)wtype; return qact_packed_row_bytes_vnni(K); }
+#endif
+
 static qpack_variant qpack_variant_for(const cpu_backend *be, uint32_t dtype) {
-    qpack_variant v = {qact_packed_row_bytes, qact_quantize_row_packed, qpack_dot_lookup(dtype)};
+    const int kq = dtype == APR_Q4_K || dtype == APR_Q6_K;
+    qpack_variant v = {kq ? qact_row_bytes : qpack_row_bytes, kq ? qact_quantize_row : qact_quantize_row_packed,
+                       qpack_dot_lookup(dtype)};
 #if APR_X86_LEVEL >= 3
     if (be->qpath == X86_QDOT_VNNI) {
-        v.row_bytes = qact_packed_row_bytes_vnni;
-        v.quant = qact_quantize_row_packed_vnni;
+        v.row_bytes = kq ? qact_row_bytes_vnni : qpack_row_bytes_vnni;
+        v.quant = kq ? qact_quantize_row_vnni : qact_quantize_row_packed_vnni;
         v.dot = qpack_dot_lookup_vnni(dtype);
     }
 #else
@@ -43,6 +51,27 @@ const qpack_head *qpack_of(const apr_buffer *buf) {
 
 /* ---------------------------------------------------------------- packing */
 
+static const char *qpack_name(uint32_t dtype) {
+    switch (dtype) {
+    case APR_Q4_0: return "q4_0";
+    case APR_Q8_0: return "q8_0";
+    case APR_Q4_K: return "q4_K";
+    case APR_Q6_K: return "q6_K";
+    default: return NULL;
+    }
+}
+
+/* Bytes of one ggml block of the formats packed here. */
+static int64_t qpack_ggml_block_bytes(uint32_t dtype) {
+    switch (dtype) {
+    case APR_Q4_0: return sizeof(apr_block_q4_0);
+    case APR_Q8_0: return sizeof(apr_block_q8_0);
+    case APR_Q4_K: return sizeof(apr_block_q4_K);
+    case APR_Q6_K: return sizeof(apr_block_q6_K);
+    default: return 0;
+    }
+}
+
 typedef struct qpack_job {
     const char *src;    /* the weight as ggml lays it out: N rows of K / 32 blocks */
     int64_t row_bytes;  /* bytes of one source row */
@@ -50,26 +79,83 @@ typedef struct qpack_job {
     const qpack_head *h;
 } qpack_job;
 
+static void qpack_put_word(char *o, uint32_t v) { memcpy(o, &v, 4); }
+
+/* Row i's block blk into the block position o of its group, per format (qpack.h). */
+static void qpack_put_q4_0(char *o, int i, const char *blk) {
+    memcpy(o + 2 * i, blk, 2);
+    for (int t = 0; t < 4; t++) memcpy(o + 32 + 64 * t + 4 * i, blk + 2 + 4 * t, 4);
+}
+
+static void qpack_put_q8_0(char *o, int i, const char *blk) {
+    memcpy(o + 2 * i, blk, 2);
+    for (int t = 0; t < 8; t++) {
+        uint32_t v;
+        memcpy(&v, blk + 2 + 4 * t, 4);
+        qpack_put_word(o + 32 + 64 * t + 4 * i, v ^ 0x80808080u); /* unsigned for vpdpbusd */
+    }
+}
+
+static void qpack_put_q4_K(char *o, int i, const char *blk) {
+    const apr_block_q4_K *b = (const apr_block_q4_K *)blk;
+    memcpy(o + 2 * i, &b->d, 2);
+    memcpy(o + 32 + 2 * i, &b->dmin, 2);
+    const uint8_t *q = b->scales;
+    for (int j = 0; j < 8; j++) {
+        /* ggml's 6-bit scale/min packing (apr_quant.h, apr_block_q4_K) */
+        const uint8_t sc = j < 4 ? q[j] & 63 : (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        const uint8_t m = j < 4 ? q[j + 4] & 63 : (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+        o[QPACK_Q4K_SC + 16 * j + i] = (char)sc;
+        o[QPACK_Q4K_M + 16 * j + i] = (char)m;
+    }
+    for (int p = 0; p < 4; p++)
+        for (int t = 0; t < 8; t++) memcpy(o + QPACK_Q4K_QS + 512 * p + 64 * t + 4 * i, b->qs + 32 * p + 4 * t, 4);
+}
+
+static void qpack_put_q6_K(char *o, int i, const char *blk) {
+    const apr_block_q6_K *b = (const apr_block_q6_K *)blk;
+    memcpy(o + 2 * i, &b->d, 2);
+    for (int s = 0; s < 16; s++) o[QPACK_Q6K_SC + 16 * s + i] = (char)b->scales[s];
+    uint8_t q[APR_QK_K]; /* the 6-bit values, as ggml's dequantize_row_q6_K reads them */
+    for (int h = 0; h < 2; h++)
+        for (int l = 0; l < 32; l++)
+            for (int k = 0; k < 4; k++)
+                q[128 * h + l + 32 * k] = (uint8_t)(((b->ql[64 * h + l + 32 * (k & 1)] >> (4 * (k >> 1))) & 0xF) |
+                                                    (((b->qh[32 * h + l] >> (2 * k)) & 3) << 4));
+    for (int G = 0; G < 4; G++) {
+        char *g = o + QPACK_Q6K_Q + QPACK_Q6K_GROUP * G;
+        const uint8_t *e = q + 64 * G;
+        for (int t = 0; t < 8; t++)
+            for (int c = 0; c < 4; c++) g[64 * t + 4 * i + c] = (char)((e[4 * t + c] & 15) | (e[32 + 4 * t + c] & 15) << 4);
+        for (int u = 0; u < 4; u++)
+            for (int c = 0; c < 4; c++)
+                g[512 + 64 * u + 4 * i + c] = (char)((e[8 * u + c] >> 4) | (e[32 + 8 * u + c] >> 4) << 2 |
+                                                     (e[8 * u + 4 + c] >> 4) << 4 | (e[36 + 8 * u + c] >> 4) << 6);
+    }
+}
+
+typedef void qpack_put_fn(char *o, int i, const char *blk);
+
+static qpack_put_fn *qpack_put_for(uint32_t dtype) {
+    switch (dtype) {
+    case APR_Q4_0: return qpack_put_q4_0;
+    case APR_Q8_0: return qpack_put_q8_0;
+    case APR_Q4_K: return qpack_put_q4_K;
+    case APR_Q6_K: return qpack_put_q6_K;
+    default: return NULL;
+    }
+}
+
 static void qpack_group(const qpack_job *j, int64_t g) {
     const qpack_head *h = j->h;
-    const int64_t nb = h->K / APR_QK, bb = qpack_block_bytes(h->dtype);
-    const int bs = h->dtype == APR_Q8_0 ? 34 : 18, T = h->dtype == APR_Q8_0 ? 8 : 4;
-    const uint32_t flip = h->dtype == APR_Q8_0 ? 0x80808080u : 0;
+    const int64_t nb = h->K / qpack_block_elems(h->dtype), bb = qpack_block_bytes(h->dtype);
+    const int64_t bs = (int64_t)qpack_ggml_block_bytes(h->dtype);
+    qpack_put_fn *put = qpack_put_for(h->dtype);
     char *p = j->dst + g * h->group_bytes;
     memset(p, 0, (size_t)h->group_bytes); /* rows past N: zero scales and quants */
     for (int i = 0; i < QPACK_ROWS && QPACK_ROWS * g + i < h->N; i++) {
         const char *row = j->src + (QPACK_ROWS * g + i) * j->row_bytes;
-        for (int64_t b = 0; b < nb; b++) {
-            const char *blk = row + b * bs;
-            char *o = p + b * bb;
-            memcpy(o + 2 * i, blk, 2);
-            for (int t = 0; t < T; t++) {
-                uint32_t v;
-                memcpy(&v, blk + 2 + 4 * t, 4);
-                v ^= flip;
-                memcpy(o + 32 + 64 * t + 4 * i, &v, 4);
-            }
-        }
+        for (int64_t b = 0; b < nb; b++) put(p + b * bb, i, row + b * bs);
     }
 }
 
@@ -81,23 +167,27 @@ static void qpack_worker(void *ctx, int ith, int nth) {
 }
 
 apr_status cpu_isa_weight_pack(cpu_backend *be, const apr_tensor_desc *w, apr_buffer *out, char *err, size_t err_size) {
-    const char *name = w->dtype == APR_Q4_0 ? "q4_0" : w->dtype == APR_Q8_0 ? "q8_0" : NULL;
-    if (!name) return msg_set(err, err_size, APR_ERR_UNSUPPORTED, "no packed layout for dtype %u (q4_0 and q8_0 have one)", w->dtype);
+    const char *name = qpack_name(w->dtype);
+    if (!name)
+        return msg_set(err, err_size, APR_ERR_UNSUPPORTED, "no packed layout for dtype %u (q4_0, q8_0, q4_K and q6_K have one)", w->dtype);
     if (!qpack_variant_for(be, w->dtype).dot)
         return msg_set(err, err_size, APR_ERR_UNSUPPORTED, "no packed %s kernel on this CPU (it needs AVX-512%s)", name,
                        w->dtype == APR_Q8_0 ? " VNNI" : "");
-    const int64_t K = w->ne[0], N = w->ne[1];
-    const int64_t bs = w->dtype == APR_Q8_0 ? 34 : 18;
-    if (K <= 0 || N <= 0 || K % APR_QK || w->ne[2] != 1 || w->ne[3] != 1 || w->nb[0] != bs ||
-        w->nb[1] != K / APR_QK * bs || !w->data)
+    const int64_t K = w->ne[0], N = w->ne[1], be_elems = qpack_block_elems(w->dtype);
+    const int64_t bs = qpack_ggml_block_bytes(w->dtype);
+    if (K <= 0 || N <= 0 || K % be_elems || w->ne[2] != 1 || w->ne[3] != 1 || w->nb[0] != bs ||
+        w->nb[1] != K / be_elems * bs || !w->data)
         return msg_set(err, err_size, APR_ERR_UNSUPPORTED, "packing takes a dense 2-D %s weight with rows of whole blocks", name);
-    const int64_t groups = (N + QPACK_ROWS - 1) / QPACK_ROWS, group_bytes = K / APR_QK * qpack_block_bytes(w->dtype);
+    const int64_t groups = (N + QPACK_ROWS - 1) / QPACK_ROWS, group_bytes = K / be_elems * qpack_block_bytes(w->dtype);
     if (groups > (INT64_MAX - QPACK_HEAD_BYTES) / group_bytes)
         return msg_set(err, err_size, APR_ERR_INVALID, "a %lld x %lld weight is too large to pack", (long long)K, (long long)N);
     const uint64_t bytes = (uint64_t)(QPACK_HEAD_BYTES + groups * group_bytes);
-    apr_buffer buf = *out;
-    apr_status s = hostmem_alloc(be, bytes, &buf, err, err_size);
-    if (s != APR_OK) return s;
+    /* Every byte is written below, so the memory is not cleared first (first touch of fresh
+     * pages is most of the cost of packing: ~1 s per GiB on a VM). hostmem_free frees it.
+     * (Transparent huge pages measured no faster to stream and 3x slower to fault in.) */
+    void *mem = aligned_alloc(HOSTMEM_ALIGNMENT, (bytes + HOSTMEM_ALIGNMENT - 1) / HOSTMEM_ALIGNMENT * HOSTMEM_ALIGNMENT);
+    if (!mem) return msg_set(err, err_size, APR_ERR_NOMEM, "cannot allocate %llu bytes for a packed %s weight", (unsigned long long)bytes, name);
+    apr_buffer buf = {.handle = mem};
     qpack_head *h = buf.handle;
     *h = (qpack_head){.magic = QPACK_MAGIC, .dtype = w->dtype, .K = K, .N = N, .groups = groups, .group_bytes = group_bytes};
     qpack_job j = {.src = w->data, .row_bytes = w->nb[1], .dst = (char *)buf.handle + QPACK_HEAD_BYTES, .h = h};
@@ -212,7 +302,7 @@ apr_status qpack_matmul_run(cpu_backend *be, const apr_node_desc *n, char *err, 
     if (M == 0 || batches == 0) return APR_OK;
     qpack_plan p = {.node = n, .be = be, .h = h, .v = qpack_variant_for(be, h->dtype)};
     if (!p.v.dot) return msg_set(err, err_size, APR_ERR_INTERNAL, "matmul: packed weight without a kernel on this CPU");
-    p.abytes = p.v.row_bytes(K);
+    p.abytes = p.v.row_bytes(h->dtype, K);
     const int64_t rows = M * batches;
     const int nth = be->n_threads;
     p.own_act = rows <= 4 && nth > 1;

@@ -19,6 +19,19 @@
  * per 16 rows and nothing is shuffled. Rows past N in the last group are zero (scales and quants)
  * and never stored. Groups follow each other; a weight of K elements has K / 32 blocks per group.
  *
+ * The K-quants keep their arithmetic and size but not their bit layout (super-blocks of 256):
+ *
+ *   Q4_K (16 x 148 B): d[16] f16, dmin[16] f16, sc[8][16] u8, m[8][16] u8 (the 6-bit scales and
+ *     mins of sub-block j, unpacked), then per pair p of sub-blocks qs[p][8][16] uint32: word t of
+ *     lane i = bytes 32 p + 4 t .. + 3 of row i's qs (low nibbles: sub-block 2 p, elements 4 t..;
+ *     high nibbles: sub-block 2 p + 1);
+ *   Q6_K (16 x 210 B): d[16] f16, sc[16][16] int8, then per group G of 64 elements
+ *     lo[8][16] uint32 (byte b of word t: q[64 G + 4 t + b] & 15 | (q[64 G + 32 + 4 t + b] & 15) << 4)
+ *     and hi[4][16] uint32 (byte b of word u: the top 2 bits of q at 64 G + 8 u + b, 64 G + 32 + 8 u + b,
+ *     64 G + 8 u + 4 + b, 64 G + 36 + 8 u + b, from bit 0 up), q the 6-bit value 0..63.
+ *   Activation rows are arrays of apr_block_q8_K, as for the row kernels; a sub-block's dot starts
+ *   from -32 (Q6_K) times its bsums, and Q4_K subtracts dmin * sum_j m_j * (the sub-block sums).
+ *
  * The packed buffer (APR_BUFFER_PACKED) is one aligned allocation: a qpack_head, then the groups at
  * host_ptr = the allocation + QPACK_HEAD_BYTES; handle points at the head, so hostmem_free frees it.
  *
@@ -46,15 +59,31 @@
 
 typedef struct qpack_head {
     uint32_t magic;       /* QPACK_MAGIC */
-    uint32_t dtype;       /* APR_Q4_0 or APR_Q8_0 */
+    uint32_t dtype;       /* APR_Q4_0, APR_Q8_0, APR_Q4_K or APR_Q6_K */
     int64_t K;            /* elements per row */
     int64_t N;            /* rows */
     int64_t groups;       /* ceil(N / 16) */
-    int64_t group_bytes;  /* bytes of one group: K / 32 blocks of QPACK_BLOCK_BYTES */
+    int64_t group_bytes;  /* bytes of one group: K / block elements blocks of qpack_block_bytes */
 } qpack_head;
 
-/* Bytes of one packed block position of 16 rows. */
-static inline int64_t qpack_block_bytes(uint32_t dtype) { return dtype == APR_Q8_0 ? 32 + 8 * 64 : 32 + 4 * 64; }
+/* Elements and bytes of one packed block position of 16 rows (0 for a format without a layout). */
+static inline int64_t qpack_block_elems(uint32_t dtype) { return dtype == APR_Q4_K || dtype == APR_Q6_K ? APR_QK_K : APR_QK; }
+static inline int64_t qpack_block_bytes(uint32_t dtype) {
+    switch (dtype) {
+    case APR_Q4_0: return 16 * 18;
+    case APR_Q8_0: return 16 * 34;
+    case APR_Q4_K: return 16 * 148;
+    case APR_Q6_K: return 16 * 210;
+    default: return 0;
+    }
+}
+/* Offsets inside a Q4_K / Q6_K block position. */
+#define QPACK_Q4K_SC 64
+#define QPACK_Q4K_M 192
+#define QPACK_Q4K_QS 320
+#define QPACK_Q6K_SC 32
+#define QPACK_Q6K_Q 288
+#define QPACK_Q6K_GROUP 768 /* lo[8][16] + hi[4][16] words */
 
 /* ---- qact.c: activation rows for the packed kernels */
 int64_t QDOT_NAME(qact_packed_row_bytes)(int64_t K);
@@ -68,6 +97,9 @@ void QDOT_NAME(qact_quantize_row_packed)(uint32_t wtype, const float *x, int64_t
 typedef void qpack_dot_fn(int64_t K, const char *w, int64_t ng, int nr, const char *a, int64_t as, int na,
                           float *out, int64_t os);
 qpack_dot_fn *QDOT_NAME(qpack_dot_lookup)(uint32_t wtype);
+#if APR_X86_LEVEL >= 3
+qpack_dot_fn QDOT_NAME(qpack_dot_q4_K), QDOT_NAME(qpack_dot_q6_K); /* qdot_packk.c */
+#endif
 #if APR_X86_LEVEL >= 3 && !(defined(QDOT_VNNI) && QDOT_VNNI)
 int64_t qact_packed_row_bytes_vnni(int64_t K);
 void qact_quantize_row_packed_vnni(uint32_t wtype, const float *x, int64_t K, void *dst);
