@@ -635,7 +635,9 @@ APR_API void apr_plan_dump(const apr_plan *p, void *file) {
                 p->steps[sp->first_step]->name, p->steps[sp->first_step + sp->n_steps - 1]->name);
         int n_packed = 0;
         for (int s = sp->first_step; s < sp->first_step + sp->n_steps; s++)
-            if (p->descs[s].op == APR_OP_MATMUL && (p->descs[s].src[0].buffer->flags & APR_BUFFER_PACKED)) n_packed++;
+            if (p->descs[s].op == APR_OP_MATMUL && p->descs[s].src[0].buffer &&
+                (p->descs[s].src[0].buffer->flags & APR_BUFFER_PACKED))
+                n_packed++;
         if (n_packed) fprintf(f, "; %d matmuls read packed weights", n_packed);
         for (int i = 0; i < sp->n_fills; i++)
             fprintf(f, "%s%s", i ? ", " : "; copies in: ", p->stores[sp->fills[i]].t->name);

@@ -132,7 +132,7 @@ int apr_backend_threads(const apr_backend *be);
 /* Offers be a weight, exactly as it will later be given to apr_weight (same dtype, shape and
  * data pointer), to keep in a layout of its own that its matmul kernels read faster. Plans built
  * afterwards read that copy wherever the weight itself (not a view of it) is the W (src0) of a
- * MATMUL placed on be; every other use reads data as usual.
+ * MATMUL placed on be; every other use reads data as usual. name (may be NULL) is for messages.
  *   APR_OK: packed. Packing the same data again only counts another reference (the dtype and
  *     shape must then be the same: APR_ERR_INVALID otherwise).
  *   APR_ERR_UNSUPPORTED (err says why): be keeps no packed layout for it (a backend without
