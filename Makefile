@@ -175,7 +175,7 @@ $(B)/lib/pkgconfig/apr.pc: Makefile
 	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\nplugindir=$${libdir}/apr/plugins\n\nName: apr\nDescription: plugin-based tensor-op runtime for LLM work\nVersion: 0.1.0\nRequires.private: hwloc\nCflags: -I$${includedir}\nLibs: -L$${libdir} -lapr\n' '$(PREFIX)' > $@
 
 # ---------------------------------------------------------------- tests
-$(B)/tests/plugins/%.so: tests/plugins/%.c $(COMMON_SRCS) $(PLUGIN_HDRS) $(B)/tests/plugins/deps/libaprmissing.so
+$(B)/tests/plugins/%.so: tests/plugins/%.c $(COMMON_SRCS) $(PLUGIN_HDRS) $(wildcard tests/plugins/*.h) $(B)/tests/plugins/deps/libaprmissing.so
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) -fvisibility=hidden -shared -o $@ $< $(COMMON_SRCS) $(LDFLAGS_ALL) -lm \
 	  $(if $(findstring missingdep,$*),-L$(B)/tests/plugins/deps -laprmissing,)
@@ -186,7 +186,7 @@ $(B)/tests/plugins/deps/libaprmissing.so: tests/plugins/deps/aprmissing.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) -shared -o $@ $<
 
-$(B)/tests/%: tests/%.c $(TEST_UTIL) $(LIBAPR) $(LIBLLM) $(wildcard tests/util/*.h llm/*.h)
+$(B)/tests/%: tests/%.c $(TEST_UTIL) $(LIBAPR) $(LIBLLM) $(wildcard tests/util/*.h tests/plugins/*.h llm/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) $(PKG_CFLAGS) $(CRIT_CFLAGS) -Itests -Icore -Illm -o $@ $< $(TEST_UTIL) -L$(B)/lib $(LLM_LINK) -lapr $(RPATH) $(LDFLAGS_ALL) $(CRIT_LIBS) $(PKG_LIBS) -ldl -lm
 

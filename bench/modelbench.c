@@ -37,23 +37,33 @@ static double modelbench_bytes_per_token(const gguf_file *f, const llama_model *
 
 typedef struct modelbench_result {
     double prefill_tps, decode_tps;   /* medians, tokens/s */
+    int64_t packed_bytes;             /* weights the backend held packed while measuring */
 } modelbench_result;
 
 /* One backend at one thread count: repeat samples of prefill (n tokens into an empty cache) and
- * of decode (single tokens after a one-token prompt). */
+ * of decode (single tokens after a one-token prompt). Weights are packed once, before any sample,
+ * unless --no-pack: the sessions then only take references, and no timing includes packing. */
 static int modelbench_measure(const opts *o, const llama_model *m, apr_backend *be, modelbench_result *out) {
     int n_ctx = (o->prefill > o->decode ? o->prefill : o->decode) + 2;
     int32_t *ids = malloc(sizeof *ids * (size_t)n_ctx);
     float *logits = malloc(sizeof *logits * (size_t)m->hp.n_vocab);
     double *pre = calloc((size_t)o->repeat + 1, sizeof *pre), *dec = calloc((size_t)o->repeat + 1, sizeof *dec);
     int rc = -1;
+    llama_pack *pack = NULL;
+    llama_session_params sp = llama_session_defaults(n_ctx);
+    sp.pack_weights = !o->no_pack;
+    apr_error e;
     if (!ids || !logits || !pre || !dec) { fprintf(stderr, "error: out of memory\n"); goto out; }
     for (int i = 0; i < n_ctx; i++) ids[i] = (int32_t)((1 + 7919 * (int64_t)i) % m->hp.n_vocab);
-    apr_error e;
+    if (!o->no_pack && llama_pack_new(m, be, &pack, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto out; }
+    out->packed_bytes = apr_backend_packed_bytes(be);
+    if (out->packed_bytes > 0)
+        fprintf(stderr, "apr-bench:   %.1f MiB of weights packed for %s\n", (double)out->packed_bytes / (1 << 20),
+                apr_backend_name(be));
     /* sample 0 is a warm-up (page cache, thread start-up) and is not counted */
     for (int s = 0; s <= o->repeat; s++) {
         llama_session *ses;
-        if (llama_session_new(m, n_ctx, &be, 1, &ses, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto out; }
+        if (llama_session_new_ex(m, &sp, &be, 1, &ses, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto out; }
         double t0 = modelbench_now();
         apr_status st = llama_session_eval(ses, ids, o->prefill, false, logits, &e);
         double t1 = modelbench_now();
@@ -61,7 +71,7 @@ static int modelbench_measure(const opts *o, const llama_model *m, apr_backend *
         if (st != APR_OK) { fprintf(stderr, "error: prefill: %s\n", e.msg); goto out; }
         if (s) pre[s - 1] = o->prefill / (t1 - t0);
 
-        if (llama_session_new(m, n_ctx, &be, 1, &ses, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto out; }
+        if (llama_session_new_ex(m, &sp, &be, 1, &ses, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto out; }
         st = llama_session_eval(ses, ids, 1, false, logits, &e);
         t0 = modelbench_now();
         for (int k = 1; st == APR_OK && k <= o->decode; k++) st = llama_session_eval(ses, &ids[k], 1, false, logits, &e);
@@ -76,6 +86,7 @@ static int modelbench_measure(const opts *o, const llama_model *m, apr_backend *
     out->decode_tps = modelbench_median(dec, o->repeat);
     rc = 0;
 out:
+    llama_pack_free(pack);
     free(ids);
     free(logits);
     free(pre);
@@ -117,7 +128,7 @@ int modelbench_run(const opts *o, apr_registry *reg, const char *const *backends
                 break;
             }
             fprintf(stderr, "apr-bench: %s on %s, %d threads\n", o->model, backends[b], o->threads[t]);
-            modelbench_result r;
+            modelbench_result r = {0};
             rc = modelbench_measure(o, m, be, &r);
             apr_backend_close(be);
             if (rc) break;
@@ -135,6 +146,7 @@ int modelbench_run(const opts *o, apr_registry *reg, const char *const *backends
                 cJSON_AddNumberToObject(row, "read_gbps", c ? c->read_gbps : 0);
                 cJSON_AddNumberToObject(row, "floor_tok_s", floor_tps);
                 cJSON_AddNumberToObject(row, "decode_of_floor", frac);
+                cJSON_AddNumberToObject(row, "packed_mib", (double)r.packed_bytes / (1 << 20));
                 cJSON_AddItemToArray(rows, row);
             } else {
                 printf("%-12s %4d %12.1f %12.2f %12.2f %10.2f\n", backends[b], o->threads[t], r.prefill_tps, r.decode_tps,

@@ -34,6 +34,8 @@ void opts_help(FILE *f) {
         "                   bytes of weights read per token, measured in the same run\n"
         "  --prefill N      tokens per prefill sample with --model (default 128)\n"
         "  --decode N       tokens per decode sample with --model (default 32)\n"
+        "  --no-pack        with --model: keep weights in the file's block layout (no repacking for\n"
+        "                   faster kernels)\n"
         "  --timeout S      a benchmark running longer than S seconds (a hung backend) ends the run\n"
         "                   with exit status 1 (default 300; 0 = no limit)\n"
         "  --bw-mib N       array size for the bandwidth ceiling (default max(1024, 8 x L3))\n"
@@ -116,6 +118,7 @@ int opts_parse(int argc, char **argv, opts *o) {
         if (!strcmp(a, "--quick")) o->quick = true;
         else if (!strcmp(a, "--list")) o->list = true;
         else if (!strcmp(a, "--no-peer")) o->no_peer = true;
+        else if (!strcmp(a, "--no-pack")) o->no_pack = true;
         else if ((v = cli_option_value(argc, argv, &i, "--threads"))) {
             if (opts_threads(v, o)) return 2;
         } else if ((v = cli_option_value(argc, argv, &i, "--repeat"))) {

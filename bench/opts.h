@@ -23,6 +23,7 @@ typedef struct opts {
     const char *model;                 /* --model FILE: decode/prefill speed of a model instead of ops */
     int prefill;                       /* --prefill N tokens per prefill sample (default 128) */
     int decode;                        /* --decode N tokens per decode sample (default 32) */
+    bool no_pack;                      /* --no-pack: with --model, weights stay in the file's layout */
 } opts;
 
 /* Parses argv. Returns 0, or 2 (usage error, message printed on stderr). Free with opts_free. */

@@ -57,6 +57,7 @@ APR_API apr_status apr_backend_open(apr_registry *reg, const char *name, int n_t
 
 APR_API void apr_backend_close(apr_backend *be) {
     if (!be) return;
+    apr_wpack_release_all(be); /* the plugin frees its packed copies while the instance still exists */
     be->api->destroy(be->inst);
     free(be);
 }

@@ -65,17 +65,32 @@ struct apr_registry {
     char *search_path;               /* dirs scanned, colon-separated */
 };
 
+typedef struct apr_wpack_entry apr_wpack_entry; /* one packed weight (wpack.c) */
+
 struct apr_backend {
     apr_registry *reg;
     const apr_plugin_slot *slot;
     const apr_plugin *api;
     void *inst;                      /* the plugin's instance */
     int n_threads;
+    apr_wpack_entry **packs;         /* [n_pack_buckets] hash chains of packed weights keyed by data
+                                      * pointer (wpack.c); NULL until the first pack */
+    size_t n_pack_buckets;           /* a power of two, or 0 */
+    size_t n_packs;                  /* entries in the chains */
+    int64_t packed_bytes;            /* sum of their packed buffers' sizes */
 };
 
 /* True when the plugin's table is long enough to hold the slot at byte offset off. */
 #define APR_PLUGIN_HAS(api, field) \
     ((api)->struct_size >= offsetof(apr_plugin, field) + sizeof((api)->field) && (api)->field != NULL)
+
+/* ---------------------------------------------------------------- packed weights (wpack.c) */
+
+/* The packed copy of weight w held by be, or NULL: w must be a weight leaf (not a view) whose data
+ * pointer, dtype and shape match what was packed. Constant time, for the planner. */
+const apr_buffer *apr_wpack_lookup(const apr_backend *be, const struct apr_tensor *w);
+/* Frees every packed copy be still holds, whatever its references (apr_backend_close). */
+void apr_wpack_release_all(apr_backend *be);
 
 /* ---------------------------------------------------------------- memory planning */
 

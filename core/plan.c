@@ -472,6 +472,14 @@ static apr_status plan_build_descs(apr_plan *p, apr_error *err) {
             if (t->src[i]) n->src[i] = plan_desc(p, t->src[i], b);
             else memset(&n->src[i], 0, sizeof n->src[i]);
         }
+        /* a weight this backend keeps packed: its matmul reads the plugin's copy (same dtype, ne and
+         * nb as the weight); every other use, and other backends, read the weight's own store */
+        const apr_buffer *packed = t->op == APR_OP_MATMUL ? apr_wpack_lookup(p->backends[b], t->src[0]) : NULL;
+        if (packed) {
+            n->src[0].buffer = packed;
+            n->src[0].offset = 0;
+            n->src[0].data = packed->host_ptr;
+        }
     }
     for (int k = 0; k < p->n_splits; k++) {
         plan_split *sp = &p->splits[k];
@@ -625,6 +633,12 @@ APR_API void apr_plan_dump(const apr_plan *p, void *file) {
         const plan_split *sp = &p->splits[k];
         fprintf(f, "  split %d on %s: %d nodes (%s .. %s)", k, apr_backend_name(p->backends[sp->backend]), sp->n_steps,
                 p->steps[sp->first_step]->name, p->steps[sp->first_step + sp->n_steps - 1]->name);
+        int n_packed = 0;
+        for (int s = sp->first_step; s < sp->first_step + sp->n_steps; s++)
+            if (p->descs[s].op == APR_OP_MATMUL && p->descs[s].src[0].buffer &&
+                (p->descs[s].src[0].buffer->flags & APR_BUFFER_PACKED))
+                n_packed++;
+        if (n_packed) fprintf(f, "; %d matmuls read packed weights", n_packed);
         for (int i = 0; i < sp->n_fills; i++)
             fprintf(f, "%s%s", i ? ", " : "; copies in: ", p->stores[sp->fills[i]].t->name);
         fputc('\n', f);

@@ -63,15 +63,32 @@ LLM_API void llama_model_free(llama_model *m);
 
 typedef struct llama_session llama_session;
 
+/* A backend may keep a weight matrix in a layout of its own that its matmul kernels read faster
+ * (apr_backend_pack_weight). llama_pack_new offers it every matmul weight of a model (q, k, v,
+ * output projections, gate, up, down of each layer, and the output matrix), skipping those it
+ * keeps no packed layout for, and llama_pack_free gives them back. On an error nothing stays
+ * packed. A session packs on its own (llama_session_params.pack_weights); a llama_pack held
+ * across sessions makes their packing only count references, so a tool that makes many
+ * sessions packs once. The model and be must outlive the pack. */
+typedef struct llama_pack llama_pack;
+LLM_API apr_status llama_pack_new(const llama_model *m, apr_backend *be, llama_pack **out, apr_error *err);
+LLM_API void llama_pack_free(llama_pack *p);
+/* Weights packed (0 for NULL). */
+LLM_API int llama_pack_count(const llama_pack *p);
+
 typedef struct llama_session_params {
     int n_ctx;            /* positions the KV cache holds */
     apr_dtype kv_dtype;   /* APR_F16 (default) or APR_F32 */
+    bool pack_weights;    /* pack the model's matmul weights on backends[0] for the session's life
+                           * (llama_pack_new); false reads them in the file's layout */
 } llama_session_params;
 
-/* n_ctx positions, f16 KV cache */
+/* n_ctx positions, f16 KV cache, packed weights */
 LLM_API llama_session_params llama_session_defaults(int n_ctx);
 
-/* backends: in order of preference, as for apr_plan_new. */
+/* backends: in order of preference, as for apr_plan_new. With p->pack_weights the model's matmul
+ * weights are packed on backends[0] (those it declines stay as they are) until llama_session_free;
+ * a packing error fails the call with nothing left packed. */
 LLM_API apr_status llama_session_new_ex(const llama_model *m, const llama_session_params *p, apr_backend *const *backends,
                                         int n_backends, llama_session **out, apr_error *err);
 /* llama_session_new_ex with llama_session_defaults(n_ctx). */

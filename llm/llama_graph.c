@@ -19,9 +19,12 @@ struct llama_session {
     size_t kv_elem;                     /* its bytes per element */
     unsigned char **k_cache;            /* [n_layer] of kv_dtype [head_dim, n_head_kv, n_ctx] */
     unsigned char **v_cache;            /* [n_layer] of kv_dtype [head_dim, n_head_kv, n_ctx] */
+    llama_pack *pack;                   /* the weights packed on backends[0], or NULL */
 };
 
-llama_session_params llama_session_defaults(int n_ctx) { return (llama_session_params){n_ctx, APR_F16}; }
+llama_session_params llama_session_defaults(int n_ctx) {
+    return (llama_session_params){.n_ctx = n_ctx, .kv_dtype = APR_F16, .pack_weights = true};
+}
 
 apr_status llama_session_new(const llama_model *m, int n_ctx, apr_backend *const *backends, int n_backends,
                              llama_session **out, apr_error *err) {
@@ -62,12 +65,20 @@ apr_status llama_session_new_ex(const llama_model *m, const llama_session_params
         return apr_error_set(err, APR_ERR_NOMEM, "cannot allocate the KV cache (%zu MiB for %d positions)",
                           2 * per_layer * s->kv_elem * (size_t)hp->n_layer >> 20, n_ctx);
     }
+    if (p->pack_weights) {
+        apr_status st = llama_pack_new(m, backends[0], &s->pack, err);
+        if (st != APR_OK) {
+            llama_session_free(s);
+            return st;
+        }
+    }
     *out = s;
     return APR_OK;
 }
 
 void llama_session_free(llama_session *s) {
     if (!s) return;
+    llama_pack_free(s->pack);
     for (int l = 0; l < s->m->hp.n_layer; l++) {
         if (s->k_cache) free(s->k_cache[l]);
         if (s->v_cache) free(s->v_cache[l]);
@@ -79,6 +90,7 @@ void llama_session_free(llama_session *s) {
 
 int llama_session_pos(const llama_session *s) { return s->pos; }
 
+/* The dtype, shape and data llama_pack_new packs, so that plans find the packed copies. */
 static apr_tensor *graph_weight(apr_graph *g, const gguf_tensor *t) {
     return apr_weight(g, (apr_dtype)t->dtype, t->n_dims, t->ne, t->data, t->name);
 }

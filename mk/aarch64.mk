@@ -2,9 +2,9 @@
 #
 #   make aarch64              (or make ARCH=aarch64) libapr, libaprllm, reference.so, cpu-neon.so,
 #                             the tools and the test programs, with Debian's gcc-aarch64-linux-gnu
-#   make check-aarch64        the conformance, tokenizer, model (llama, arch), loader, executor, gguf,
-#                             chat, import and quant tests under qemu-aarch64, once per CPU model in
-#                             AA_QEMU_CPUS (AA_QEMU_CPUS="max cortex-a72" for two)
+#   make check-aarch64        the conformance, tokenizer, model (llama, arch), loader, executor, weight
+#                             packing, gguf, chat, import, quant and sampler tests under qemu-aarch64,
+#                             once per CPU model in AA_QEMU_CPUS (AA_QEMU_CPUS="max cortex-a72" for two)
 #   make clean-aarch64
 #
 # The arm64 builds of hwloc, cJSON and PCRE2 come from Debian's arm64 packages, unpacked (never
@@ -64,8 +64,8 @@ AA_TESTPLUGS := $(TESTPLUG_SRCS:tests/plugins/%.c=$(AA_B)/tests/plugins/%.so)
 # test_import's one test that executes apr-import
 # (an aarch64 program cannot exec another without binfmt_misc; test_run and test_quantize, which
 # exec apr-run / apr-quantize / apr-perplexity throughout, are left out for the same reason).
-AA_CHECK_TESTS := test_conformance test_tokenizer test_llama test_arch test_loader test_executor test_gguf test_chat \
-                  test_import test_quant test_sampler
+AA_CHECK_TESTS := test_conformance test_tokenizer test_llama test_arch test_loader test_executor test_wpack test_gguf \
+                  test_chat test_import test_quant test_sampler
 AA_EXCLUDE := --exclude 'import/apr_import_tool_exit_codes_and_summary'
 
 ifeq ($(ARCH),aarch64)
@@ -125,7 +125,7 @@ $(AA_B)/bin/%: tools/%.c $(TOOL_COMMON) $(AA_LIBAPR) $(AA_LIBLLM) $(wildcard too
 	@mkdir -p $(dir $@)
 	$(AA_CC) $(AA_CFLAGS) $(AA_PKG_CFLAGS) -Itools -Illm -o $@ $< $(TOOL_COMMON) -L$(AA_B)/lib $(if $(LLM_SRCS),-laprllm,) -lapr $(RPATH) $(AA_LDFLAGS) $(AA_PKG_LIBS) -ldl -lm
 
-$(AA_B)/tests/plugins/%.so: tests/plugins/%.c $(COMMON_SRCS) $(AA_PLUGIN_HDRS) $(AA_B)/tests/plugins/deps/libaprmissing.so
+$(AA_B)/tests/plugins/%.so: tests/plugins/%.c $(COMMON_SRCS) $(AA_PLUGIN_HDRS) $(wildcard tests/plugins/*.h) $(AA_B)/tests/plugins/deps/libaprmissing.so
 	@mkdir -p $(dir $@)
 	$(AA_CC) $(AA_CFLAGS) -fvisibility=hidden -shared -o $@ $< $(COMMON_SRCS) $(AA_LDFLAGS) -lm \
 	  $(if $(findstring missingdep,$*),-L$(AA_B)/tests/plugins/deps -laprmissing,)
@@ -135,7 +135,7 @@ $(AA_B)/tests/plugins/deps/libaprmissing.so: tests/plugins/deps/aprmissing.c
 	$(AA_CC) $(AA_CFLAGS) -shared -o $@ $<
 
 # The same test sources as build/tests, against the shim's criterion.h (-Itests/shim first).
-$(AA_B)/tests/%: tests/%.c $(TEST_UTIL) $(AA_SHIM) $(AA_LIBAPR) $(AA_LIBLLM) $(wildcard tests/util/*.h tests/shim/criterion/*.h llm/*.h) | $(AA_STAMP)
+$(AA_B)/tests/%: tests/%.c $(TEST_UTIL) $(AA_SHIM) $(AA_LIBAPR) $(AA_LIBLLM) $(wildcard tests/util/*.h tests/plugins/*.h tests/shim/criterion/*.h llm/*.h) | $(AA_STAMP)
 	@mkdir -p $(dir $@)
 	$(AA_CC) $(AA_CFLAGS) $(AA_TEST_CFLAGS) -Itests/shim $(AA_PKG_CFLAGS) -Itests -Icore -Illm -o $@ $< $(TEST_UTIL) $(AA_SHIM) -L$(AA_B)/lib $(if $(LLM_SRCS),-laprllm,) -lapr $(RPATH) $(AA_LDFLAGS) $(AA_PKG_LIBS) -ldl -lm
 

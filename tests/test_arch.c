@@ -1,5 +1,6 @@
 /* test_arch.c — llama, qwen2 and qwen3 graphs against a naive double-precision forward on tiny random models. */
 #include <criterion/criterion.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include "apr/apr.h"
 #include "gguf.h"
 #include "llama.h"
+#include "plugins/packtest.h"
 
 /* ---------------------------------------------------------------- a tiny model, kept in memory for the oracle */
 
@@ -365,4 +367,136 @@ Test(arch, mistral_sliding_window_matches_the_oracle) {
     /* a window of 3 positions, shorter than the prefill batch, so both the batch mask and decode
      * steps drop old keys */
     arch_check(&(arch_spec){"llama", 32, 4, 2, 8, 48, 64, 2, false, false, false, false, false, 0, 10000, 1e-5f, 3});
+}
+
+/* ---------------------------------------------------------------- packed weights */
+
+/* A registry that also holds the test plugins of <build>/tests/plugins (packtest). */
+static apr_registry *arch_test_registry(void) {
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    cr_assert(n > 0);
+    exe[n] = 0;
+    *strrchr(exe, '/') = 0;
+    char dir[PATH_MAX + 16];
+    snprintf(dir, sizeof dir, "%s/plugins", exe);
+    apr_registry_options o = {.plugin_path = dir};
+    apr_registry *reg;
+    apr_error e;
+    cr_assert_eq(apr_registry_open(&o, &reg, &e), APR_OK, "%s", e.msg);
+    return reg;
+}
+
+/* Writes m to a fresh temporary file and loads it; *path must be freed and unlinked by the caller. */
+static void arch_load(const arch_model *m, char *path, gguf_file **f, llama_model **lm) {
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    close(fd);
+    arch_write(m, path);
+    apr_error e;
+    cr_assert_eq(gguf_open(path, f, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(llama_model_load(*f, lm, &e), APR_OK, "%s", e.msg);
+}
+
+Test(arch, packed_weights_serve_the_matmuls_and_go_with_the_session) {
+    /* tied (the embedding is both a matmul W and a get_rows table), and a feed-forward width of
+     * 50 rows that packtest declines (it groups rows by 4): gate and up stay in the file's layout */
+    enum { L = 2, E = 32, Q = 32, KV = 16, F = 50, V = 64, PACKED = 5 * L + 1 };
+    const arch_spec sp = {"llama", E, 4, 2, 8, F, V, L, false, false, false, true, false, 0, 10000, 1e-5f, 0};
+    arch_model m;
+    arch_build(&m, &sp);
+    char path[] = "/tmp/apr_test_arch_XXXXXX";
+    gguf_file *f;
+    llama_model *lm;
+    arch_load(&m, path, &f, &lm);
+    int32_t ids[ARCH_N];
+    for (int i = 0; i < ARCH_N; i++) ids[i] = (int32_t)((i * 37 + 11) % V);
+    double *want = malloc(sizeof(double) * ARCH_N * V);
+    float *got = malloc(sizeof(float) * ARCH_N * V);
+    arch_forward(&m, ids, ARCH_N, want);
+
+    apr_registry *reg = arch_test_registry();
+    apr_backend *bes[2];
+    apr_error e;
+    cr_assert_eq(apr_backend_open(reg, "packtest", 1, &bes[0], &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_backend_open(reg, "reference", 1, &bes[1], &e), APR_OK, "%s", e.msg);
+    packtest_counters *c = apr_backend_instance(bes[0]), before = *c;
+    cr_assert_eq(c->magic, PACKTEST_MAGIC);
+    llama_session_params p = llama_session_defaults(16);
+    cr_expect(p.pack_weights, "packing is the default");
+    p.kv_dtype = APR_F32;
+    llama_session *s;
+    cr_assert_eq(llama_session_new_ex(lm, &p, bes, 2, &s, &e), APR_OK, "%s", e.msg);
+    cr_expect_eq(c->pack_calls - before.pack_calls, 7 * L + 1, "every matmul weight is offered");
+    cr_expect_eq(c->packs - before.packs, PACKED);
+    const int64_t bytes = 4 * (L * ((int64_t)E * Q + 2 * E * KV + Q * E + F * E) + E * V);
+    cr_expect_eq(apr_backend_packed_bytes(bes[0]), bytes);
+    cr_assert_eq(llama_session_eval(s, ids, ARCH_BATCH, true, got, &e), APR_OK, "%s", e.msg);
+    for (int t = ARCH_BATCH; t < ARCH_N; t++)
+        cr_assert_eq(llama_session_eval(s, &ids[t], 1, false, got + (size_t)t * V, &e), APR_OK, "%s", e.msg);
+    double scale = 0, diff = 0;
+    for (int i = 0; i < ARCH_N * V; i++) {
+        scale = fmax(scale, fabs(want[i]));
+        diff = fmax(diff, fabs(want[i] - got[i]));
+    }
+    cr_expect_lt(diff / scale, 1e-5, "packed matmuls: max diff %.3g of the logit scale", diff / scale);
+    const int evals = 1 + ARCH_N - ARCH_BATCH;
+    cr_expect_eq(c->packed_matmuls - before.packed_matmuls, evals * PACKED);
+    cr_expect_eq(c->plain_matmuls - before.plain_matmuls, evals * 2 * L, "gate and up read the file's layout");
+    cr_expect_eq(c->get_rows - before.get_rows, evals, "the tied embedding's lookups ran on packtest");
+    llama_session_free(s);
+    cr_expect_eq(c->packed_frees - before.packed_frees, PACKED);
+    cr_expect_eq(apr_backend_packed_bytes(bes[0]), 0);
+
+    /* a pack held across sessions: theirs only count references, and the copies outlive them */
+    llama_pack *hold;
+    cr_assert_eq(llama_pack_new(lm, bes[0], &hold, &e), APR_OK, "%s", e.msg);
+    cr_expect_eq(llama_pack_count(hold), PACKED);
+    int packs = c->packs, frees = c->packed_frees;
+    cr_assert_eq(llama_session_new_ex(lm, &p, bes, 2, &s, &e), APR_OK, "%s", e.msg);
+    llama_session_free(s);
+    cr_expect_eq(c->packs, packs, "a session repacked weights a holder keeps packed");
+    cr_expect_eq(c->packed_frees, frees);
+    cr_expect_eq(apr_backend_packed_bytes(bes[0]), bytes);
+    llama_pack_free(hold);
+    cr_expect_eq(c->packed_frees, frees + PACKED);
+
+    /* pack_weights false: nothing offered, every matmul reads the file's layout */
+    p.pack_weights = false;
+    int calls = c->pack_calls, packed_mm = c->packed_matmuls;
+    cr_assert_eq(llama_session_new_ex(lm, &p, bes, 2, &s, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(llama_session_eval(s, ids, 1, false, got, &e), APR_OK, "%s", e.msg);
+    llama_session_free(s);
+    cr_expect_eq(c->pack_calls, calls);
+    cr_expect_eq(c->packed_matmuls, packed_mm);
+    llama_model_free(lm);
+    gguf_close(f);
+    unlink(path);
+
+    /* a weight the backend fails to pack (not a decline) fails the session, with nothing left packed */
+    const uint32_t fail = PACKTEST_FAIL_BITS;
+    memcpy(&m.l[L - 1].wd[0], &fail, sizeof fail);
+    char path2[] = "/tmp/apr_test_arch_XXXXXX";
+    arch_load(&m, path2, &f, &lm);
+    p.pack_weights = true;
+    packs = c->packs, frees = c->packed_frees;
+    s = NULL;
+    cr_expect_eq(llama_session_new_ex(lm, &p, bes, 2, &s, &e), APR_ERR_DEVICE);
+    cr_expect_null(s);
+    cr_expect(strstr(e.msg, "blk.1.ffn_down.weight") && strstr(e.msg, "asks to fail"), "%s", e.msg);
+    cr_expect_gt(c->packs, packs, "the weights before it were packed");
+    cr_expect_eq(c->packed_frees - frees, c->packs - packs, "and given back");
+    cr_expect_eq(apr_backend_packed_bytes(bes[0]), 0);
+    cr_expect_eq(llama_pack_new(lm, bes[0], &hold, &e), APR_ERR_DEVICE);
+    cr_expect_null(hold);
+
+    apr_backend_close(bes[1]);
+    apr_backend_close(bes[0]);
+    apr_registry_close(reg);
+    llama_model_free(lm);
+    gguf_close(f);
+    unlink(path2);
+    free(want);
+    free(got);
+    arch_free(&m);
 }

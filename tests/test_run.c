@@ -87,6 +87,24 @@ Test(run, greedy_text_equals_the_published_generation, .timeout = 120) {
     free(want);
 }
 
+/* --no-pack: every matmul reads the weights in the file's layout, with the same greedy text. */
+Test(run, no_pack_reads_the_file_layout_and_keeps_the_published_text, .timeout = 120) {
+    RUN_NEED_MODEL();
+    char *want = run_expected_text();
+    run_result r = run_tool(NULL, (const char *[]){"--model", run_model, "-n", "256", "--temp", "0", "--no-pack", NULL});
+    cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
+    size_t n = strlen(r.out);
+    cr_assert(n > 0 && r.out[n - 1] == '\n', "output does not end in a newline");
+    r.out[n - 1] = 0;
+    cr_expect_str_eq(r.out, want);
+    cr_expect(!strstr(r.err, "packed"), "--no-pack still packed: %s", r.err);
+    run_result h = run_tool(NULL, (const char *[]){"--help", NULL});
+    cr_expect(strstr(h.out, "--no-pack") && strstr(h.out, "no repacking for faster kernels"), "%s", h.out);
+    run_free(&h);
+    run_free(&r);
+    free(want);
+}
+
 Test(run, batch_jsonl_answers_every_line_and_reports_a_bad_one, .timeout = 120) {
     RUN_NEED_MODEL();
     const char *in = "{\"prompt\": \"Once upon a time\", \"n_predict\": 12, \"temperature\": 0}\n"

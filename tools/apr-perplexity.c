@@ -39,6 +39,7 @@ static const char *ppl_usage =
     "  --ctx N            tokens per chunk (default 128; at least 4)\n"
     "  --chunks N         score at most N chunks (default: all)\n"
     "  --kl-base BASE     a GGUF file or Hugging Face folder to compare against\n"
+    "  --no-pack          keep weights in the file's block layout (no repacking for faster kernels)\n"
     "%s"
     "\n"
     "exit status: 0 ok, 1 a model, the text or a backend failed, 2 usage error\n";
@@ -47,6 +48,7 @@ typedef struct ppl_opts {
     cli_common c;
     const char *model, *file, *base;
     long n_ctx, max_chunks;
+    bool no_pack;          /* --no-pack */
 } ppl_opts;
 
 static int ppl_parse(int argc, char **argv, ppl_opts *o) {
@@ -60,6 +62,7 @@ static int ppl_parse(int argc, char **argv, ppl_opts *o) {
         if ((v = cli_option_value(argc, argv, &i, "--model"))) o->model = v;
         else if ((v = cli_option_value(argc, argv, &i, "--file"))) o->file = v;
         else if ((v = cli_option_value(argc, argv, &i, "--kl-base"))) o->base = v;
+        else if (!strcmp(argv[i], "--no-pack")) o->no_pack = true;
         else if ((v = cli_option_value(argc, argv, &i, "--ctx"))) {
             if (!cli_parse_int(v, 4, 1 << 20, &n)) { fprintf(stderr, "error: --ctx wants a count from 4 to %d, got '%s'\n", 1 << 20, v); return CLI_EXIT_USAGE; }
             o->n_ctx = n;
@@ -84,6 +87,7 @@ typedef struct ppl_model {
     const char *path;
     gguf_file *f;
     llama_model *m;
+    llama_pack *pack;      /* its weights packed once for every chunk's session; NULL with --no-pack */
 } ppl_model;
 
 static bool ppl_load(ppl_model *pm, const char *path) {
@@ -96,6 +100,14 @@ static bool ppl_load(ppl_model *pm, const char *path) {
     return true;
 }
 
+/* Packs the model's weights on be for the whole run, so each chunk's session only takes references. */
+static bool ppl_pack(ppl_model *pm, apr_backend *be) {
+    apr_error e;
+    if (llama_pack_new(pm->m, be, &pm->pack, &e) == APR_OK) return true;
+    fprintf(stderr, "error: %s: %s\n", pm->path, e.msg);
+    return false;
+}
+
 static void ppl_unload(ppl_model *pm) {
     llama_model_free(pm->m);
     gguf_close(pm->f);
@@ -106,6 +118,7 @@ static bool ppl_eval(const ppl_model *pm, apr_backend *be, const int32_t *ids, i
     apr_error e;
     llama_session *s = NULL;
     llama_session_params p = llama_session_defaults(n);
+    p.pack_weights = pm->pack != NULL;
     bool ok = llama_session_new_ex(pm->m, &p, &be, 1, &s, &e) == APR_OK &&
               llama_session_eval(s, ids, n, true, logits, &e) == APR_OK;
     if (!ok) fprintf(stderr, "\nerror: %s: %s\n", pm->path, e.msg);
@@ -190,6 +203,7 @@ int main(int argc, char **argv) {
     if (tok_load_gguf(pm.f, &vocab, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
     if ((rc = cli_open_backend(&o.c, &reg, &be)) != CLI_EXIT_OK) goto done;
     rc = CLI_EXIT_FAIL;
+    if (!o.no_pack && (!ppl_pack(&pm, be) || (o.base && !ppl_pack(&pb, be)))) goto done;
 
     /* tokenize: BOS in front of the text (llama.cpp: common_tokenize(..., add_special = true)) */
     bool add_bos = tok_add_bos(vocab) && tok_bos(vocab) >= 0;
@@ -222,8 +236,11 @@ int main(int argc, char **argv) {
         kls = malloc((size_t)(n_chunks * per_chunk) * sizeof *kls);
     }
     if (!chunk || !logits || (o.base && (!base_logits || !kls))) { fprintf(stderr, "error: out of memory for the logits\n"); goto done; }
-    fprintf(stderr, "%s: %lld tokens, %lld chunks of %d, scoring %d tokens per chunk, backend %s (%d threads)\n", o.file,
-            (long long)n_tok, (long long)n_chunks, n_ctx, per_chunk, apr_backend_name(be), apr_backend_threads(be));
+    char packed[64] = "";
+    if (apr_backend_packed_bytes(be) > 0)
+        snprintf(packed, sizeof packed, ", %.1f MiB of weights packed", (double)apr_backend_packed_bytes(be) / (1 << 20));
+    fprintf(stderr, "%s: %lld tokens, %lld chunks of %d, scoring %d tokens per chunk, backend %s (%d threads)%s\n", o.file,
+            (long long)n_tok, (long long)n_chunks, n_ctx, per_chunk, apr_backend_name(be), apr_backend_threads(be), packed);
 
     double nll = 0, nll2 = 0, bnll = 0, bnll2 = 0, kl_sum = 0, kl_sum2 = 0;
     int64_t n_scored = 0, n_same = 0;
@@ -338,6 +355,8 @@ done:
     free(ids);
     free(text);
     tok_free(vocab);
+    llama_pack_free(pb.pack); /* while the backend they are packed on is open */
+    llama_pack_free(pm.pack);
     apr_backend_close(be);
     apr_registry_close(reg);
     ppl_unload(&pb);

@@ -36,6 +36,7 @@ static const char *run_usage =
     "  -n N                  tokens to generate (default 128; per answer with --chat; generation also stops at EOS)\n"
     "  --ctx N               context positions held in the KV cache (default: the model's, at most 4096)\n"
     "  --kv-type f16|f32     element type of the KV cache (default f16)\n"
+    "  --no-pack             keep weights in the file's block layout (no repacking for faster kernels)\n"
     "  --temp T              temperature; 0 = greedy (default 0.8)\n"
     "  --top-k K, --top-p P, --min-p P    the sampler chain (defaults 40, 0.95, 0.05)\n"
     "  --repeat-penalty R    (default 1 = off), over the last 64 tokens\n"
@@ -110,6 +111,7 @@ typedef struct run_opts {
     bool no_bos, chat;
     long n_predict, n_ctx;
     bool kv_f32;             /* --kv-type f32 */
+    bool no_pack;            /* --no-pack: matmuls read the weights in the file's layout */
     sampler_params sp;
 } run_opts;
 
@@ -159,6 +161,7 @@ static int run_parse(int argc, char **argv, run_opts *o) {
             o->batch = v;
         } else if (!strcmp(argv[i], "--chat")) o->chat = true;
         else if (!strcmp(argv[i], "--no-bos")) o->no_bos = true;
+        else if (!strcmp(argv[i], "--no-pack")) o->no_pack = true;
         else if ((v = cli_option_value(argc, argv, &i, "-n")) || (v = cli_option_value(argc, argv, &i, "--n-predict"))) {
             if (!cli_parse_int(v, 0, 1 << 24, &n)) { fprintf(stderr, "error: -n wants a count, got '%s'\n", v); return CLI_EXIT_USAGE; }
             o->n_predict = n;
@@ -235,12 +238,14 @@ typedef struct run_model {
     llama_model *m;
     apr_registry *reg;
     apr_backend *be;
+    llama_pack *pack;      /* the weights packed once at load, so that every session finds them packed; NULL with --no-pack */
     tok_vocab *vocab;      /* NULL when the file has none: ids only */
     int n_ctx, n_vocab;
     uint32_t bos, eos;
     int32_t eog[RUN_MAX_EOG]; /* every id that ends generation: EOS, EOT/EOM and the end markers of chat families */
     int n_eog;
-    double t_load;
+    double t_load;         /* seconds, packing included */
+    char load_note[64];    /* ", N MiB of weights packed" for the statistics line, or "" */
 } run_model;
 
 /* The ids that end generation in every mode, as llama.cpp collects them: EOS, the file's EOT and
@@ -264,6 +269,7 @@ static void run_collect_eog(run_model *rm) {
 static apr_status run_session(const run_model *rm, llama_session **s, apr_error *e) {
     llama_session_params p = llama_session_defaults(rm->n_ctx);
     p.kv_dtype = rm->o->kv_f32 ? APR_F32 : APR_F16;
+    p.pack_weights = !rm->o->no_pack;
     return llama_session_new_ex(rm->m, &p, &rm->be, 1, s, e);
 }
 
@@ -421,8 +427,8 @@ static int run_single(const run_model *rm) {
                  .to_stdout = !json_ids, .text = json_ids ? &text : NULL, .ids = json_ids};
     if (!run_generate(rm, &g, &e)) { fprintf(stderr, "\nerror: %s\n", e.msg); goto done; }
     if (!json_ids) printf("\n");
-    fprintf(stderr, "%s: load %.3f s, prefill %d tokens at %.1f tok/s, decode %d tokens at %.1f tok/s, backend %s (%d threads)%s\n",
-            o->model, rm->t_load, n_prompt, run_rate(n_prompt, t_prefill), g.n_decoded, run_rate(g.n_decoded, g.t_decode),
+    fprintf(stderr, "%s: load %.3f s%s, prefill %d tokens at %.1f tok/s, decode %d tokens at %.1f tok/s, backend %s (%d threads)%s\n",
+            o->model, rm->t_load, rm->load_note, n_prompt, run_rate(n_prompt, t_prefill), g.n_decoded, run_rate(g.n_decoded, g.t_decode),
             apr_backend_name(rm->be), apr_backend_threads(rm->be), run_stop ? " (stopped by Ctrl-C)" : "");
     if (json_ids) {
         cJSON *root = cJSON_CreateObject();
@@ -431,6 +437,7 @@ static int run_single(const run_model *rm) {
         json_ids = NULL;
         cJSON_AddNumberToObject(root, "n_prompt", n_prompt);
         cJSON_AddNumberToObject(root, "load_s", rm->t_load);
+        cJSON_AddNumberToObject(root, "packed_mib", (double)apr_backend_packed_bytes(rm->be) / (1 << 20));
         cJSON_AddNumberToObject(root, "prefill_tok_s", run_rate(n_prompt, t_prefill));
         cJSON_AddNumberToObject(root, "decode_tok_s", run_rate(g.n_decoded, g.t_decode));
         cJSON_AddStringToObject(root, "backend", apr_backend_name(rm->be));
@@ -583,8 +590,8 @@ static int run_batch(const run_model *rm) {
     free(line);
     if (in != stdin) fclose(in);
     if (bad) { fprintf(stderr, "error: reading %s: %s\n", path, strerror(errno)); return CLI_EXIT_FAIL; }
-    fprintf(stderr, "%s: load %.3f s, %ld requests answered, %ld errors in %.3f s, backend %s (%d threads)%s\n",
-            rm->o->model, rm->t_load, n_ok, n_err, cli_now() - t0, apr_backend_name(rm->be), apr_backend_threads(rm->be),
+    fprintf(stderr, "%s: load %.3f s%s, %ld requests answered, %ld errors in %.3f s, backend %s (%d threads)%s\n",
+            rm->o->model, rm->t_load, rm->load_note, n_ok, n_err, cli_now() - t0, apr_backend_name(rm->be), apr_backend_threads(rm->be),
             run_stop ? " (stopped by Ctrl-C)" : "");
     return CLI_EXIT_OK;
 }
@@ -723,8 +730,8 @@ static int run_chat(const run_model *rm) {
         }
         if (run_stop) { fprintf(stderr, "(answer stopped by Ctrl-C)\n"); run_stop = 0; }
     }
-    fprintf(stderr, "%s: load %.3f s, %d turns, prefill %d tokens at %.1f tok/s, decode %d tokens at %.1f tok/s, backend %s (%d threads)\n",
-            o->model, rm->t_load, turns, n_prefill, run_rate(n_prefill, t_prefill), n_decoded, run_rate(n_decoded, t_decode),
+    fprintf(stderr, "%s: load %.3f s%s, %d turns, prefill %d tokens at %.1f tok/s, decode %d tokens at %.1f tok/s, backend %s (%d threads)\n",
+            o->model, rm->t_load, rm->load_note, turns, n_prefill, run_rate(n_prefill, t_prefill), n_decoded, run_rate(n_decoded, t_decode),
             apr_backend_name(rm->be), apr_backend_threads(rm->be));
     rc = CLI_EXIT_OK;
 done:
@@ -779,10 +786,15 @@ int main(int argc, char **argv) {
         fprintf(stderr, "warning: %s; printing token ids\n", e.msg);
     }
     run_collect_eog(&rm);
+    /* packed here, once: the sessions of --chat and --batch-jsonl then only take references */
+    if (!o.no_pack && llama_pack_new(m, rm.be, &rm.pack, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
+    int64_t packed = apr_backend_packed_bytes(rm.be);
+    if (packed > 0) snprintf(rm.load_note, sizeof rm.load_note, ", %.1f MiB of weights packed", (double)packed / (1 << 20));
     rm.t_load = cli_now() - t0;
     rc = o.chat ? run_chat(&rm) : o.batch ? run_batch(&rm) : run_single(&rm);
 done:
     tok_free(rm.vocab);
+    llama_pack_free(rm.pack);
     apr_backend_close(rm.be);
     apr_registry_close(rm.reg);
     llama_model_free(m);

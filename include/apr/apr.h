@@ -13,6 +13,9 @@
  *      <prefix>/lib/apr/plugins next to libapr), probes every plugin against this machine and
  *      records why each file was accepted or rejected.
  *   2. apr_backend_open() creates an instance of a backend by name (NULL = the highest score).
+ *      apr_backend_pack_weight() offers it a weight matrix to keep a copy of in a layout of its
+ *      own (rows of blocks interleaved, say) that its matmul kernels read faster; plans built
+ *      afterwards read that copy for the matmuls of that weight placed on that backend.
  *   3. A graph is built with apr_graph_new() and the op constructors below. Leaves are inputs
  *      (data supplied per run) or weights (host memory the caller keeps alive). Shape errors
  *      do not abort: the constructor returns NULL, later constructors pass NULL on, and
@@ -122,9 +125,31 @@ typedef struct apr_backend apr_backend;
  * APR_ERR_NOT_FOUND with a message listing the usable backends. n_threads 0 = physical cores. */
 apr_status apr_backend_open(apr_registry *reg, const char *name, int n_threads, apr_backend **out,
                             apr_error *err);
+/* Frees the packed copies still held (see apr_backend_pack_weight), then the instance. */
 void apr_backend_close(apr_backend *be);
 const char *apr_backend_name(const apr_backend *be);
 int apr_backend_threads(const apr_backend *be);
+/* Offers be a weight, exactly as it will later be given to apr_weight (same dtype, shape and
+ * data pointer), to keep in a layout of its own that its matmul kernels read faster. Plans built
+ * afterwards read that copy wherever the weight itself (not a view of it) is the W (src0) of a
+ * MATMUL placed on be; every other use reads data as usual. name (may be NULL) is for messages.
+ *   APR_OK: packed. Packing the same data again only counts another reference (the dtype and
+ *     shape must then be the same: APR_ERR_INVALID otherwise).
+ *   APR_ERR_UNSUPPORTED (err says why): be keeps no packed layout for it (a backend without
+ *     packing, a dtype or shape it does not pack, a weight of more than 2 dimensions that are
+ *     not 1); nothing to undo.
+ *   Anything else is an error: APR_ERR_INVALID for bad arguments, APR_ERR_NOMEM, or the
+ *     backend's own failure.
+ * data must stay valid and unchanged until the last matching apr_backend_unpack_weight or
+ * apr_backend_close, and no plan that reads the copy may outlive that. The same threading rule
+ * as for every call on be: one thread at a time, never while a plan on be runs. */
+apr_status apr_backend_pack_weight(apr_backend *be, apr_dtype t, int n_dims, const int64_t *ne, const void *data,
+                                   const char *name, apr_error *err);
+/* Drops one reference taken by apr_backend_pack_weight; the copy is freed with the last.
+ * Unknown data is ignored. */
+void apr_backend_unpack_weight(apr_backend *be, const void *data);
+/* Bytes the backend holds in packed copies (for reports). */
+int64_t apr_backend_packed_bytes(const apr_backend *be);
 /* The plugin's function table, for tests and benchmarks that drive a backend directly. */
 const apr_plugin *apr_backend_plugin(const apr_backend *be);
 void *apr_backend_instance(const apr_backend *be);

@@ -1,0 +1,66 @@
+/* llama_pack.c — a model's matmul weights packed on one backend (apr_backend_pack_weight) for as long as a holder keeps them. */
+#include <stdlib.h>
+
+#include "llama.h"
+
+struct llama_pack {
+    apr_backend *be;
+    const void **data;   /* [n] the weights packed, one reference each, in packing order */
+    int n;
+};
+
+/* Every W of a MATMUL in the forward graph (graph_build): attention and feed-forward projections
+ * of each layer, and the output matrix (the embedding when tied: its GET_ROWS still reads the
+ * original). Returns how many it wrote; out holds 7 n_layer + 1. */
+static int llama_pack_list(const llama_model *m, const gguf_tensor **out) {
+    int n = 0;
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        const llama_layer *L = &m->layers[l];
+        const gguf_tensor *w[] = {L->wq, L->wk, L->wv, L->wo, L->w_gate, L->w_up, L->w_down};
+        for (size_t i = 0; i < sizeof w / sizeof *w; i++) out[n++] = w[i];
+    }
+    out[n++] = m->output;
+    return n;
+}
+
+apr_status llama_pack_new(const llama_model *m, apr_backend *be, llama_pack **out, apr_error *err) {
+    *out = NULL;
+    const int cap = 7 * m->hp.n_layer + 1;
+    llama_pack *p = calloc(1, sizeof *p);
+    const gguf_tensor **list = calloc((size_t)cap, sizeof *list);
+    if (p) p->data = calloc((size_t)cap, sizeof *p->data);
+    if (!p || !list || !p->data) {
+        if (p) free(p->data);
+        free(p);
+        free(list);
+        return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
+    }
+    p->be = be;
+    int n = llama_pack_list(m, list);
+    apr_status st = APR_OK;
+    for (int i = 0; i < n && st == APR_OK; i++) {
+        const gguf_tensor *t = list[i];
+        /* exactly what graph_weight hands apr_weight, so plans find the copy */
+        apr_error e;
+        apr_status s = apr_backend_pack_weight(be, (apr_dtype)t->dtype, t->n_dims, t->ne, t->data, t->name, &e);
+        if (s == APR_OK) p->data[p->n++] = t->data;
+        else if (s != APR_ERR_UNSUPPORTED) /* the backend keeps this one in the file's layout */
+            st = apr_error_set(err, s, "packing the weights for %s: %s", apr_backend_name(be), e.msg);
+    }
+    free(list);
+    if (st != APR_OK) {
+        llama_pack_free(p);
+        return st;
+    }
+    *out = p;
+    return APR_OK;
+}
+
+void llama_pack_free(llama_pack *p) {
+    if (!p) return;
+    for (int i = 0; i < p->n; i++) apr_backend_unpack_weight(p->be, p->data[i]);
+    free(p->data);
+    free(p);
+}
+
+int llama_pack_count(const llama_pack *p) { return p ? p->n : 0; }
