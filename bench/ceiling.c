@@ -4,9 +4,11 @@
  * the start barrier and again after the end barrier, so a pass takes as long as its slowest thread. */
 #include "ceiling.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "hostbuf.h"
@@ -97,41 +99,66 @@ static int ceiling_run(ceiling_shared *sh, int n, char *err, size_t err_size) {
     return started == n ? 0 : -1;
 }
 
-int ceiling_measure(const int *threads, int n, size_t array_bytes, int passes, double pass_seconds,
-                    ceiling *out, char *err, size_t err_size) {
-    int max_threads = 1;
-    for (int i = 0; i < n; i++)
-        if (threads[i] > max_threads) max_threads = threads[i];
-    size_t n_floats = array_bytes / sizeof(float) / 64 / (size_t)max_threads * 64 * (size_t)max_threads;
-    float *array = hostbuf_alloc(n_floats * sizeof(float));
-    if (!array) {
-        snprintf(err, err_size, "cannot allocate %zu MiB for the bandwidth array", array_bytes >> 20);
+struct ceiling_reader {
+    float *array;        /* n_floats floats, first touched by max_threads threads */
+    size_t n_floats;     /* a multiple of 64 * max_threads */
+    int max_threads;
+};
+
+int ceiling_reader_new(size_t array_bytes, int max_threads, ceiling_reader **out, char *err, size_t err_size) {
+    *out = NULL;
+    ceiling_reader *r = calloc(1, sizeof *r);
+    if (!r) {
+        snprintf(err, err_size, "out of memory");
         return -1;
     }
-    ceiling_shared sh = {.job = CEILING_TOUCH, .array = array, .per_thread = n_floats / (size_t)max_threads, .passes = 1};
-    if (ceiling_run(&sh, max_threads, err, err_size)) goto fail;
+    r->max_threads = max_threads < 1 ? 1 : max_threads;
+    r->n_floats = array_bytes / sizeof(float) / 64 / (size_t)r->max_threads * 64 * (size_t)r->max_threads;
+    r->array = hostbuf_alloc(r->n_floats * sizeof(float));
+    if (!r->array) {
+        snprintf(err, err_size, "cannot allocate %zu MiB for the bandwidth array", array_bytes >> 20);
+        free(r);
+        return -1;
+    }
+    ceiling_shared sh = {.job = CEILING_TOUCH, .array = r->array, .per_thread = r->n_floats / (size_t)r->max_threads, .passes = 1};
+    if (ceiling_run(&sh, r->max_threads, err, err_size)) {
+        ceiling_reader_free(r);
+        return -1;
+    }
+    *out = r;
+    return 0;
+}
 
+double ceiling_reader_gbps(ceiling_reader *r, int threads, int passes, char *err, size_t err_size) {
+    assert(threads >= 1 && threads <= r->max_threads && passes >= 1);
+    ceiling_shared sh = {.job = CEILING_READ, .array = r->array, .per_thread = r->n_floats / (size_t)threads / 64 * 64,
+                         .passes = passes};
+    if (ceiling_run(&sh, threads, err, err_size)) return -1;
+    return (double)(sh.per_thread * (size_t)threads * sizeof(float)) / sh.best_seconds * 1e-9;
+}
+
+void ceiling_reader_free(ceiling_reader *r) {
+    if (!r) return;
+    hostbuf_free(r->array, r->n_floats * sizeof(float));
+    free(r);
+}
+
+int ceiling_measure(ceiling_reader *reader, const int *threads, int n, int passes, double pass_seconds, ceiling *out,
+                    char *err, size_t err_size) {
     /* FMA rounds for about pass_seconds, from a short single-thread calibration. */
-    sh = (ceiling_shared){.job = CEILING_FMA, .fma_iters = 1u << 18, .passes = 2};
-    if (ceiling_run(&sh, 1, err, err_size)) goto fail;
+    ceiling_shared sh = {.job = CEILING_FMA, .fma_iters = 1u << 18, .passes = 2};
+    if (ceiling_run(&sh, 1, err, err_size)) return -1;
     double rounds_per_s = (double)sh.fma_iters / (sh.best_seconds > 1e-6 ? sh.best_seconds : 1e-6);
     uint64_t fma_iters = (uint64_t)(rounds_per_s * pass_seconds) + 1;
 
     for (int i = 0; i < n; i++) {
         int t = threads[i];
         out[i].threads = t;
-        sh = (ceiling_shared){.job = CEILING_READ, .array = array, .per_thread = n_floats / (size_t)t / 64 * 64,
-                              .passes = passes};
-        if (ceiling_run(&sh, t, err, err_size)) goto fail;
-        out[i].read_gbps = (double)(sh.per_thread * (size_t)t * sizeof(float)) / sh.best_seconds * 1e-9;
-
+        out[i].read_gbps = ceiling_reader_gbps(reader, t, passes, err, err_size);
+        if (out[i].read_gbps < 0) return -1;
         sh = (ceiling_shared){.job = CEILING_FMA, .fma_iters = fma_iters, .passes = passes < 3 ? passes : 3};
-        if (ceiling_run(&sh, t, err, err_size)) goto fail;
+        if (ceiling_run(&sh, t, err, err_size)) return -1;
         out[i].fma_gflops = sh.fma_flops * t / sh.best_seconds * 1e-9;
     }
-    hostbuf_free(array, n_floats * sizeof(float));
     return 0;
-fail:
-    hostbuf_free(array, n_floats * sizeof(float));
-    return -1;
 }

@@ -107,6 +107,7 @@ int main(int argc, char **argv) {
     int rc = CLI_EXIT_FAIL;
     apr_registry *reg = NULL;
     peer *pe = NULL;
+    ceiling_reader *reader = NULL;
     apr_error e;
     if (apr_registry_open(NULL, &reg, &e) != APR_OK) {
         fprintf(stderr, "error: %s\n", e.msg);
@@ -144,20 +145,28 @@ int main(int argc, char **argv) {
     for (int i = 0; i < n_ceil; i++) fprintf(stderr, " %d", ceil_threads[i]);
     fprintf(stderr, " thread(s), %s kernels\n", simd_isa());
     char err[256];
-    if (ceiling_measure(ceil_threads, n_ceil, bw_bytes, o.quick ? 3 : 5, o.quick ? 0.03 : 0.08, ceilings, err,
+    int max_ceil_threads = 1;
+    for (int i = 0; i < n_ceil; i++)
+        if (ceil_threads[i] > max_ceil_threads) max_ceil_threads = ceil_threads[i];
+    if (ceiling_reader_new(bw_bytes, max_ceil_threads, &reader, err, sizeof err) ||
+        ceiling_measure(reader, ceil_threads, n_ceil, o.quick ? 3 : 5, o.quick ? 0.03 : 0.08, ceilings, err,
                         sizeof err)) {
         fprintf(stderr, "error: %s\n", err);
         goto out;
     }
 
     if (o.model) {
-        printf("apr-bench %s: %s, %d physical cores; ceilings measured in this run:\n", APR_VERSION_STRING, host->cpu_model, cores);
+        if (!o.json)
+            printf("apr-bench %s: %s, %d physical cores; ceilings measured in this run:\n", APR_VERSION_STRING, host->cpu_model, cores);
         for (int i = 0; i < n_ceil && !o.json; i++)
             printf("  %d thread(s): read %.1f GB/s, f32 FMA %.1f GFLOP/s\n", ceilings[i].threads, ceilings[i].read_gbps,
                    ceilings[i].fma_gflops);
-        rc = modelbench_run(&o, reg, backends, n_backends, ceilings, n_ceil) ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+        rc = modelbench_run(&o, reg, backends, n_backends, reader) ? CLI_EXIT_FAIL : CLI_EXIT_OK;
         goto out;
     }
+
+    ceiling_reader_free(reader); /* only the model benchmark measures again */
+    reader = NULL;
 
     /* the peer */
     peer_info pinfo = {.why_not = o.no_peer ? "--no-peer" : "no selected case has an OpenBLAS equivalent"};
@@ -183,6 +192,7 @@ int main(int argc, char **argv) {
         rc = CLI_EXIT_FAIL;
     }
 out:
+    ceiling_reader_free(reader);
     peer_close(pe);
     if (reg) apr_registry_close(reg);
     opts_free(&o);

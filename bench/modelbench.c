@@ -37,23 +37,28 @@ static double modelbench_bytes_per_token(const gguf_file *f, const llama_model *
 
 typedef struct modelbench_result {
     double prefill_tps, decode_tps;   /* medians, tokens/s */
+    double read_gbps;                 /* median of the bandwidths measured before the decode samples, 1e9 bytes/s */
+    double of_floor;                  /* median over the decode samples of tok/s / (its bandwidth / bytes per token) */
     int64_t packed_bytes;             /* weights the backend held packed while measuring */
 } modelbench_result;
 
 /* One backend at one thread count: repeat samples of prefill (n tokens into an empty cache) and
  * of decode (single tokens after a one-token prompt). Weights are packed once, before any sample,
  * unless --no-pack: the sessions then only take references, and no timing includes packing. */
-static int modelbench_measure(const opts *o, const llama_model *m, apr_backend *be, modelbench_result *out) {
+static int modelbench_measure(const opts *o, const llama_model *m, apr_backend *be, ceiling_reader *reader, int threads,
+                              double bytes, modelbench_result *out) {
     int n_ctx = (o->prefill > o->decode ? o->prefill : o->decode) + 2;
     int32_t *ids = malloc(sizeof *ids * (size_t)n_ctx);
     float *logits = malloc(sizeof *logits * (size_t)m->hp.n_vocab);
     double *pre = calloc((size_t)o->repeat + 1, sizeof *pre), *dec = calloc((size_t)o->repeat + 1, sizeof *dec);
+    double *bw = calloc((size_t)o->repeat + 1, sizeof *bw), *frac = calloc((size_t)o->repeat + 1, sizeof *frac);
     int rc = -1;
     llama_pack *pack = NULL;
     llama_session_params sp = llama_session_defaults(n_ctx);
     sp.pack_weights = !o->no_pack;
     apr_error e;
-    if (!ids || !logits || !pre || !dec) { fprintf(stderr, "error: out of memory\n"); goto out; }
+    char err[256];
+    if (!ids || !logits || !pre || !dec || !bw || !frac) { fprintf(stderr, "error: out of memory\n"); goto out; }
     for (int i = 0; i < n_ctx; i++) ids[i] = (int32_t)((1 + 7919 * (int64_t)i) % m->hp.n_vocab);
     if (!o->no_pack && llama_pack_new(m, be, &pack, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto out; }
     out->packed_bytes = apr_backend_packed_bytes(be);
@@ -71,6 +76,9 @@ static int modelbench_measure(const opts *o, const llama_model *m, apr_backend *
         if (st != APR_OK) { fprintf(stderr, "error: prefill: %s\n", e.msg); goto out; }
         if (s) pre[s - 1] = o->prefill / (t1 - t0);
 
+        /* three passes over the array: ~0.1 s at 30 GB/s, next to the sample it is compared with */
+        double gbps = ceiling_reader_gbps(reader, threads, 3, err, sizeof err);
+        if (gbps <= 0) { fprintf(stderr, "error: read bandwidth: %s\n", err); goto out; }
         if (llama_session_new_ex(m, &sp, &be, 1, &ses, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto out; }
         st = llama_session_eval(ses, ids, 1, false, logits, &e);
         t0 = modelbench_now();
@@ -78,12 +86,19 @@ static int modelbench_measure(const opts *o, const llama_model *m, apr_backend *
         t1 = modelbench_now();
         llama_session_free(ses);
         if (st != APR_OK) { fprintf(stderr, "error: decode: %s\n", e.msg); goto out; }
-        if (s) dec[s - 1] = o->decode / (t1 - t0);
-        fprintf(stderr, "apr-bench:   sample %d/%d: decode %.2f tok/s%s\n", s, o->repeat, o->decode / (t1 - t0),
+        if (s) {
+            dec[s - 1] = o->decode / (t1 - t0);
+            bw[s - 1] = gbps;
+            frac[s - 1] = dec[s - 1] / (gbps * 1e9 / bytes);
+        }
+        fprintf(stderr, "apr-bench:   sample %d/%d: decode %.2f tok/s, read %.1f GB/s just before: %.2f of its floor%s\n", s,
+                o->repeat, o->decode / (t1 - t0), gbps, o->decode / (t1 - t0) / (gbps * 1e9 / bytes),
                 s ? "" : " (warm-up, not counted)");
     }
     out->prefill_tps = modelbench_median(pre, o->repeat);
     out->decode_tps = modelbench_median(dec, o->repeat);
+    out->read_gbps = modelbench_median(bw, o->repeat);
+    out->of_floor = modelbench_median(frac, o->repeat);
     rc = 0;
 out:
     llama_pack_free(pack);
@@ -91,11 +106,13 @@ out:
     free(logits);
     free(pre);
     free(dec);
+    free(bw);
+    free(frac);
     return rc;
 }
 
 int modelbench_run(const opts *o, apr_registry *reg, const char *const *backends, int n_backends,
-                   const ceiling *ceilings, int n_ceilings) {
+                   ceiling_reader *reader) {
     apr_error e;
     gguf_file *f = NULL;
     llama_model *m = NULL;
@@ -111,16 +128,15 @@ int modelbench_run(const opts *o, apr_registry *reg, const char *const *backends
                m->hp.arch, m->hp.n_layer, m->hp.n_embd, m->hp.n_vocab, bytes * 1e-9);
         printf("medians of %d samples after a warm-up; prefill = %d tokens into an empty cache, decode = %d single tokens\n",
                o->repeat, o->prefill, o->decode);
-        printf("floor = read bandwidth at the same thread count (measured above) / bytes per token\n\n");
-        printf("%-12s %4s %12s %12s %12s %10s\n", "backend", "thr", "prefill t/s", "decode t/s", "floor t/s", "of floor");
+        printf("floor = read bandwidth at the same thread count, measured right before each decode sample / bytes per token;\n"
+               "'of floor' = median over the samples of decode t/s / that sample's floor\n\n");
+        printf("%-12s %4s %12s %12s %9s %12s %10s\n", "backend", "thr", "prefill t/s", "decode t/s", "read GB/s", "floor t/s",
+               "of floor");
     }
     int rc = 0;
     for (int b = 0; b < n_backends && !rc; b++) {
         if (!strcmp(backends[b], "reference") && !o->backend) continue; /* naive: minutes per token on real shapes */
         for (int t = 0; t < o->n_threads && !rc; t++) {
-            const ceiling *c = NULL;
-            for (int i = 0; i < n_ceilings; i++)
-                if (ceilings[i].threads == o->threads[t]) c = &ceilings[i];
             apr_backend *be;
             if (apr_backend_open(reg, backends[b], o->threads[t], &be, &e) != APR_OK) {
                 fprintf(stderr, "error: %s\n", e.msg);
@@ -129,11 +145,10 @@ int modelbench_run(const opts *o, apr_registry *reg, const char *const *backends
             }
             fprintf(stderr, "apr-bench: %s on %s, %d threads\n", o->model, backends[b], o->threads[t]);
             modelbench_result r = {0};
-            rc = modelbench_measure(o, m, be, &r);
+            rc = modelbench_measure(o, m, be, reader, o->threads[t], bytes, &r);
             apr_backend_close(be);
             if (rc) break;
-            double floor_tps = c ? c->read_gbps * 1e9 / bytes : 0;
-            double frac = floor_tps > 0 ? r.decode_tps / floor_tps : 0;
+            double floor_tps = r.read_gbps * 1e9 / bytes, frac = r.of_floor;
             if (rows) {
                 cJSON *row = cJSON_CreateObject();
                 cJSON_AddStringToObject(row, "model", o->model);
@@ -143,14 +158,14 @@ int modelbench_run(const opts *o, apr_registry *reg, const char *const *backends
                 cJSON_AddNumberToObject(row, "prefill_tok_s", r.prefill_tps);
                 cJSON_AddNumberToObject(row, "decode_tok_s", r.decode_tps);
                 cJSON_AddNumberToObject(row, "bytes_per_token", bytes);
-                cJSON_AddNumberToObject(row, "read_gbps", c ? c->read_gbps : 0);
+                cJSON_AddNumberToObject(row, "read_gbps", r.read_gbps);
                 cJSON_AddNumberToObject(row, "floor_tok_s", floor_tps);
                 cJSON_AddNumberToObject(row, "decode_of_floor", frac);
                 cJSON_AddNumberToObject(row, "packed_mib", (double)r.packed_bytes / (1 << 20));
                 cJSON_AddItemToArray(rows, row);
             } else {
-                printf("%-12s %4d %12.1f %12.2f %12.2f %10.2f\n", backends[b], o->threads[t], r.prefill_tps, r.decode_tps,
-                       floor_tps, frac);
+                printf("%-12s %4d %12.1f %12.2f %9.1f %12.2f %10.2f\n", backends[b], o->threads[t], r.prefill_tps,
+                       r.decode_tps, r.read_gbps, floor_tps, frac);
                 fflush(stdout);
             }
         }
@@ -158,14 +173,6 @@ int modelbench_run(const opts *o, apr_registry *reg, const char *const *backends
     if (rows) {
         cJSON *root = cJSON_CreateObject();
         cJSON_AddItemToObject(root, "model_runs", rows);
-        cJSON *cs = cJSON_AddArrayToObject(root, "ceilings");
-        for (int i = 0; i < n_ceilings; i++) {
-            cJSON *ci = cJSON_CreateObject();
-            cJSON_AddNumberToObject(ci, "threads", ceilings[i].threads);
-            cJSON_AddNumberToObject(ci, "read_gbps", ceilings[i].read_gbps);
-            cJSON_AddNumberToObject(ci, "fma_gflops", ceilings[i].fma_gflops);
-            cJSON_AddItemToArray(cs, ci);
-        }
         char *text = cJSON_Print(root);
         if (text) puts(text);
         free(text);

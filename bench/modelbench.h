@@ -7,8 +7,10 @@
 #include "opts.h"
 
 /* Runs o->model on every backend x thread count; prints a table (or JSON) to stdout. Returns 0,
- * or -1 after printing an error. ceilings[] must hold every thread count in o->threads. */
+ * or -1 after printing an error. The read bandwidth is measured on reader, at the sample's
+ * thread count, right before every decode sample; each sample's ratio to the floor uses its own
+ * measurement, and the table gives medians. reader must allow every count in o->threads. */
 int modelbench_run(const opts *o, apr_registry *reg, const char *const *backends, int n_backends,
-                   const ceiling *ceilings, int n_ceilings);
+                   ceiling_reader *reader);
 
 #endif
