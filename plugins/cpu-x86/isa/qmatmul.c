@@ -12,8 +12,8 @@
  * within a chunk takes the activation rows QDOT_MAX_NA at a time against QDOT_MAX_NW weight rows
  * at a time, so a tile of activation rows stays in L1 while the chunk's weights stream from L2.
  * Decode (at most QDOT_MAX_NA rows of X in all, several workers): one dispatch; every worker
- * rounds the rows into its own scratch, then claims chunks of weight rows and streams each row
- * once. The kernels form each (weight row, activation row) pair the same way whatever the tile
+ * rounds the rows into its own scratch, then walks its own share of the chunks of weight rows
+ * (stealing from the others' once done: tpool_steal) and streams each row once. The kernels form each (weight row, activation row) pair the same way whatever the tile
  * or the worker, so results do not depend on the thread count.
  */
 
@@ -33,8 +33,8 @@ typedef struct qmm_plan {
     int nw;             /* weight rows per kernel call: 1 when one tile of activation rows covers M */
     int own_act;        /* decode: each worker rounds the few activation rows into its own scratch */
     int64_t act_off;    /* where in a worker's scratch its activation rows start (own_act) */
-    int claimed;        /* units handed out by claim rather than split statically */
-    tpool_claim claim;  /* over the units (claimed) */
+    int stolen;         /* units walked as owned shares with stealing rather than split statically */
+    tpool_steal steal;  /* over the units (stolen) */
 } qmm_plan;
 
 /* Rounds activation rows [r0, r1) into dst (row r at dst + r * abytes); tmp holds K + 16 floats. */
@@ -109,11 +109,12 @@ static void qmm_dot_worker(void *ctx, int ith, int nth) {
         act = mine;
     }
     long long u0, u1;
-    if (!p->claimed) tpool_split(p->n_units, ith, nth, &u0, &u1);
-    else if (!tpool_claim_next(&p->claim, &u0, &u1)) return;
-    do {
-        for (long long u = u0; u < u1; u++) qmm_unit(p, u, act, dense);
-    } while (p->claimed && tpool_claim_next(&p->claim, &u0, &u1));
+    if (p->stolen) {
+        while (tpool_steal_next(&p->steal, ith, &u0)) qmm_unit(p, u0, act, dense);
+        return;
+    }
+    tpool_split(p->n_units, ith, nth, &u0, &u1);
+    for (long long u = u0; u < u1; u++) qmm_unit(p, u, act, dense);
 }
 
 static void qmm_zero_worker(void *ctx, int ith, int nth) {
@@ -129,7 +130,7 @@ static void qmm_zero_worker(void *ctx, int ith, int nth) {
     }
 }
 
-/* Chunks of weight rows per worker that decode hands out by claim. */
+/* Chunks of weight rows per worker in decode, the grain of stealing. */
 #define QMM_CLAIMS 8
 
 static int64_t qmm_ceil(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -163,8 +164,9 @@ apr_status qmatmul_run(cpu_backend *be, const apr_node_desc *n, char *err, size_
     const int64_t rows = M * batches;
     const int nth = be->n_threads;
     /* Decode: every worker rounds the few activation rows itself (a few microseconds) instead of
-     * waiting at a second dispatch, then claims chunks of weight rows, so the worker whose
-     * stream runs faster takes more (two streams seldom share memory evenly). */
+     * waiting at a second dispatch, then walks its own share of the chunks of weight rows and
+     * steals from the others' once done, so the worker whose stream runs faster takes more (two
+     * streams seldom share memory evenly) while each reads one stream (tpool_steal). */
     p.own_act = rows <= QDOT_MAX_NA && nth > 1;
     p.act_off = ((K + 16) * 4 + 63) / 64 * 64;
     const size_t scratch = p.own_act ? (size_t)(p.act_off + rows * p.abytes) : (size_t)(K + 16) * 4;
@@ -177,8 +179,8 @@ apr_status qmatmul_run(cpu_backend *be, const apr_node_desc *n, char *err, size_
     p.n_chunk = qmm_ceil(qmm_ceil(N, want_n), QDOT_MAX_NW) * QDOT_MAX_NW;
     p.n_units_n = qmm_ceil(N, p.n_chunk);
     p.n_units = batches * p.n_units_n;
-    p.claimed = p.own_act;
-    tpool_claim_init(&p.claim, p.n_units, 1);
+    p.stolen = p.own_act;
+    if (p.stolen) tpool_steal_init(&p.steal, p.n_units, nth);
     /* a chunk of weight rows that half of L2 holds, reused by every tile of activation rows */
     const int64_t wrow = w->nb[1] > 0 ? w->nb[1] : 1;
     p.l2_rows = (be->l2_bytes / 2 / wrow) / QDOT_MAX_NW * QDOT_MAX_NW;

@@ -9,7 +9,8 @@
 /*
  * Packing runs once per weight, split over the workers by groups. The matmul mirrors qmatmul.c:
  * decode (at most 4 activation rows, several workers) is one dispatch in which every worker
- * rounds the activation rows itself and then claims chunks of groups; prefill rounds all rows
+ * rounds the activation rows itself and then walks its own share of the units of groups,
+ * stealing from the others' once done (tpool_steal); prefill rounds all rows
  * into the shared scratch first, then splits (batch, chunk of groups) units, each walking its
  * groups in L2-sized pieces against tiles of 4 activation rows.
  */
@@ -213,7 +214,7 @@ typedef struct qpack_plan {
     int64_t l2_groups;   /* groups per L2-sized piece */
     int own_act;         /* decode: every worker rounds the activation rows into its scratch */
     int64_t act_off;     /* where in a worker's scratch those rows start */
-    tpool_claim claim;   /* over the units, when own_act */
+    tpool_steal steal;   /* over the units, when own_act */
 } qpack_plan;
 
 /* Rounds activation rows [r0, r1) (flattened over m and the batches) into dst; tmp holds K floats. */
@@ -280,15 +281,15 @@ static void qpack_dot_worker(void *ctx, int ith, int nth) {
         char *mine = p->be->scratch[ith] + p->act_off;
         qpack_quant_rows(p, 0, x->ne[1] * x->ne[2] * x->ne[3], (float *)p->be->scratch[ith], mine);
         act = mine;
-        while (tpool_claim_next(&p->claim, &u0, &u1))
-            for (long long u = u0; u < u1; u++) qpack_unit(p, u, act);
+        long long u;
+        while (tpool_steal_next(&p->steal, ith, &u)) qpack_unit(p, u, act);
         return;
     }
     tpool_split(p->units, ith, nth, &u0, &u1);
     for (long long u = u0; u < u1; u++) qpack_unit(p, u, act);
 }
 
-/* Chunks of groups per worker that decode hands out by claim (as QMM_CLAIMS in qmatmul.c). */
+/* Units of groups per worker in decode, the grain of stealing (as QMM_CLAIMS in qmatmul.c). */
 #define QPACK_CLAIMS 8
 
 apr_status qpack_matmul_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
@@ -315,7 +316,7 @@ apr_status qpack_matmul_run(cpu_backend *be, const apr_node_desc *n, char *err, 
     p.chunk = (h->groups + want - 1) / want;
     p.units_n = (h->groups + p.chunk - 1) / p.chunk;
     p.units = batches * p.units_n;
-    tpool_claim_init(&p.claim, p.units, 1);
+    if (p.own_act) tpool_steal_init(&p.steal, p.units, nth);
     p.l2_groups = be->l2_bytes / 2 / h->group_bytes;
     if (p.l2_groups < 1) p.l2_groups = 1;
     cpu_backend_run(be, qpack_dot_worker, &p, h->N * rows * (K / 8 + 1));
