@@ -13,8 +13,9 @@
  * at a time, so a tile of activation rows stays in L1 while the chunk's weights stream from L2.
  * Decode (at most QDOT_MAX_NA rows of X in all, several workers): one dispatch; every worker
  * rounds the rows into its own scratch, then walks its own share of the chunks of weight rows
- * (stealing from the others' once done: tpool_steal) and streams each row once. The kernels form each (weight row, activation row) pair the same way whatever the tile
- * or the worker, so results do not depend on the thread count.
+ * (stealing from the others' once done: tpool_steal) and streams each row once. The kernels
+ * form each (weight row, activation row) pair the same way whatever the tile or the worker, so
+ * results do not depend on the thread count.
  */
 
 typedef void qact_fn(uint32_t wtype, const float *x, int64_t K, void *dst);
@@ -33,8 +34,7 @@ typedef struct qmm_plan {
     int nw;             /* weight rows per kernel call: 1 when one tile of activation rows covers M */
     int own_act;        /* decode: each worker rounds the few activation rows into its own scratch */
     int64_t act_off;    /* where in a worker's scratch its activation rows start (own_act) */
-    int stolen;         /* units walked as owned shares with stealing rather than split statically */
-    tpool_steal steal;  /* over the units (stolen) */
+    tpool_steal steal;  /* over the units, when own_act: owned shares with stealing, not a static split */
 } qmm_plan;
 
 /* Rounds activation rows [r0, r1) into dst (row r at dst + r * abytes); tmp holds K + 16 floats. */
@@ -109,7 +109,7 @@ static void qmm_dot_worker(void *ctx, int ith, int nth) {
         act = mine;
     }
     long long u0, u1;
-    if (p->stolen) {
+    if (p->own_act) {
         while (tpool_steal_next(&p->steal, ith, &u0)) qmm_unit(p, u0, act, dense);
         return;
     }
@@ -131,7 +131,7 @@ static void qmm_zero_worker(void *ctx, int ith, int nth) {
 }
 
 /* Chunks of weight rows per worker in decode, the grain of stealing. */
-#define QMM_CLAIMS 8
+#define QMM_UNITS 8
 
 static int64_t qmm_ceil(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -175,12 +175,11 @@ apr_status qmatmul_run(cpu_backend *be, const apr_node_desc *n, char *err, size_
         return msg_set(err, err_size, APR_ERR_NOMEM, "matmul: cannot allocate %lld activation rows", (long long)rows);
     if (!p.own_act) cpu_backend_run(be, qmm_quant_worker, &p, rows * K);
     /* weight rows: split so every worker has a share when there are fewer batches than workers */
-    const int64_t want_n = p.own_act ? QMM_CLAIMS * nth : batches >= nth ? 1 : qmm_ceil(nth, batches);
+    const int64_t want_n = p.own_act ? QMM_UNITS * nth : batches >= nth ? 1 : qmm_ceil(nth, batches);
     p.n_chunk = qmm_ceil(qmm_ceil(N, want_n), QDOT_MAX_NW) * QDOT_MAX_NW;
     p.n_units_n = qmm_ceil(N, p.n_chunk);
     p.n_units = batches * p.n_units_n;
-    p.stolen = p.own_act;
-    if (p.stolen) tpool_steal_init(&p.steal, p.n_units, nth);
+    if (p.own_act) tpool_steal_init(&p.steal, p.n_units, nth);
     /* a chunk of weight rows that half of L2 holds, reused by every tile of activation rows */
     const int64_t wrow = w->nb[1] > 0 ? w->nb[1] : 1;
     p.l2_rows = (be->l2_bytes / 2 / wrow) / QDOT_MAX_NW * QDOT_MAX_NW;

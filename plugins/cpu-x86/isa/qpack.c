@@ -289,8 +289,8 @@ static void qpack_dot_worker(void *ctx, int ith, int nth) {
     for (long long u = u0; u < u1; u++) qpack_unit(p, u, act);
 }
 
-/* Units of groups per worker in decode, the grain of stealing (as QMM_CLAIMS in qmatmul.c). */
-#define QPACK_CLAIMS 8
+/* Units of groups per worker in decode, the grain of stealing (as QMM_UNITS in qmatmul.c). */
+#define QPACK_UNITS 8
 
 apr_status qpack_matmul_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
     const apr_tensor_desc *w = &n->src[0], *d = &n->dst;
@@ -312,7 +312,7 @@ apr_status qpack_matmul_run(cpu_backend *be, const apr_node_desc *n, char *err, 
     if ((!p.own_act && cpu_backend_reserve_shared(be, (size_t)(rows * p.abytes)) != 0) || cpu_backend_reserve(be, scratch) != 0)
         return msg_set(err, err_size, APR_ERR_NOMEM, "matmul: cannot allocate %lld activation rows", (long long)rows);
     if (!p.own_act) cpu_backend_run(be, qpack_quant_worker, &p, rows * K);
-    const int64_t want = p.own_act ? (int64_t)QPACK_CLAIMS * nth : batches >= nth ? 1 : (nth + batches - 1) / batches;
+    const int64_t want = p.own_act ? (int64_t)QPACK_UNITS * nth : batches >= nth ? 1 : (nth + batches - 1) / batches;
     p.chunk = (h->groups + want - 1) / want;
     p.units_n = (h->groups + p.chunk - 1) / p.chunk;
     p.units = batches * p.units_n;
