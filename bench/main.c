@@ -161,7 +161,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < n_ceil && !o.json; i++)
             printf("  %d thread(s): read %.1f GB/s, f32 FMA %.1f GFLOP/s\n", ceilings[i].threads, ceilings[i].read_gbps,
                    ceilings[i].fma_gflops);
-        rc = modelbench_run(&o, reg, backends, n_backends, reader) ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+        rc = modelbench_run(&o, reg, backends, n_backends, ceilings, n_ceil, reader) ? CLI_EXIT_FAIL : CLI_EXIT_OK;
         goto out;
     }
 

@@ -86,14 +86,14 @@ static int modelbench_measure(const opts *o, const llama_model *m, apr_backend *
         t1 = modelbench_now();
         llama_session_free(ses);
         if (st != APR_OK) { fprintf(stderr, "error: decode: %s\n", e.msg); goto out; }
+        const double tps = o->decode / (t1 - t0), of_floor = tps / (gbps * 1e9 / bytes);
         if (s) {
-            dec[s - 1] = o->decode / (t1 - t0);
+            dec[s - 1] = tps;
             bw[s - 1] = gbps;
-            frac[s - 1] = dec[s - 1] / (gbps * 1e9 / bytes);
+            frac[s - 1] = of_floor;
         }
         fprintf(stderr, "apr-bench:   sample %d/%d: decode %.2f tok/s, read %.1f GB/s just before: %.2f of its floor%s\n", s,
-                o->repeat, o->decode / (t1 - t0), gbps, o->decode / (t1 - t0) / (gbps * 1e9 / bytes),
-                s ? "" : " (warm-up, not counted)");
+                o->repeat, tps, gbps, of_floor, s ? "" : " (warm-up, not counted)");
     }
     out->prefill_tps = modelbench_median(pre, o->repeat);
     out->decode_tps = modelbench_median(dec, o->repeat);
@@ -112,7 +112,7 @@ out:
 }
 
 int modelbench_run(const opts *o, apr_registry *reg, const char *const *backends, int n_backends,
-                   ceiling_reader *reader) {
+                   const ceiling *ceilings, int n_ceilings, ceiling_reader *reader) {
     apr_error e;
     gguf_file *f = NULL;
     llama_model *m = NULL;
@@ -173,6 +173,14 @@ int modelbench_run(const opts *o, apr_registry *reg, const char *const *backends
     if (rows) {
         cJSON *root = cJSON_CreateObject();
         cJSON_AddItemToObject(root, "model_runs", rows);
+        cJSON *cs = cJSON_AddArrayToObject(root, "ceilings"); /* measured at start-up, as in the text header */
+        for (int i = 0; i < n_ceilings; i++) {
+            cJSON *ci = cJSON_CreateObject();
+            cJSON_AddNumberToObject(ci, "threads", ceilings[i].threads);
+            cJSON_AddNumberToObject(ci, "read_gbps", ceilings[i].read_gbps);
+            cJSON_AddNumberToObject(ci, "fma_gflops", ceilings[i].fma_gflops);
+            cJSON_AddItemToArray(cs, ci);
+        }
         char *text = cJSON_Print(root);
         if (text) puts(text);
         free(text);

@@ -9,8 +9,9 @@
 /* Runs o->model on every backend x thread count; prints a table (or JSON) to stdout. Returns 0,
  * or -1 after printing an error. The read bandwidth is measured on reader, at the sample's
  * thread count, right before every decode sample; each sample's ratio to the floor uses its own
- * measurement, and the table gives medians. reader must allow every count in o->threads. */
+ * measurement, and the table gives medians. reader must allow every count in o->threads.
+ * ceilings[] (measured at start-up) go into the JSON document as they are. */
 int modelbench_run(const opts *o, apr_registry *reg, const char *const *backends, int n_backends,
-                   ceiling_reader *reader);
+                   const ceiling *ceilings, int n_ceilings, ceiling_reader *reader);
 
 #endif

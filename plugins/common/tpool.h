@@ -8,6 +8,7 @@
  * tpool_run returns only after every worker has returned from fn, so no helper touches the
  * caller's data afterwards. One thread at a time may call tpool_run on a pool. */
 
+#include <assert.h>
 #include <stdatomic.h>
 
 typedef struct tpool tpool;
@@ -45,6 +46,7 @@ typedef struct tpool_steal {
 } tpool_steal;
 
 static inline void tpool_steal_init(tpool_steal *s, long long n, int nth) {
+    assert(n >= 0 && n < (1ll << 32));
     s->slots = nth < 1 ? 1 : nth < TPOOL_STEAL_SLOTS ? nth : TPOOL_STEAL_SLOTS;
     for (int i = 0; i < s->slots; i++) {
         long long b, e;
