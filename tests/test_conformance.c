@@ -553,6 +553,9 @@ static void cases_matmul_block(conf_run *r) {
         {22, 11, 3, 1, 1, 1, 1, C, C, C},  {2, 9, 5, 4, 2, 2, 1, C, C, C},    {3, 24, 7, 1, 1, 1, 1, C, P, C},
         {2, 24, 7, 1, 1, 1, 1, C, T, C},   {2, 17, 13, 1, 1, 1, 1, P, C, C},  {5, 19, 4, 1, 1, 1, 1, C, C, P},
         {1, 64, 40, 1, 1, 1, 1, C, C, C},
+        /* decode over enough 16-row groups that packed kernels read them as 2, 4 or 8 streams: a
+         * whole number of rounds ending in a short group, and rounds with groups left over */
+        {2, 251, 1, 1, 1, 1, 1, C, C, C},  {1, 471, 1, 1, 1, 1, 1, C, C, C},  {1, 3101, 1, 1, 1, 1, 1, C, C, C},
     };
     const tu_layout lays[] = {TU_CONTIG, TU_PADDED, TU_TRANSPOSED};
     for (int di = 0; di < N_BLOCK_DTYPES; di++)

@@ -250,8 +250,11 @@ static void qpack_unit(const qpack_plan *p, long long u, const char *act) {
     const char *ab = act + b * M * p->abytes;
     char *db = (char *)d->data + (b % B2) * d->nb[2] + (b / B2) * d->nb[3];
     const int dense = d->nb[0] == 4 && d->nb[1] % 4 == 0 && (uintptr_t)db % 4 == 0;
-    for (int64_t gc = g0; gc < g1; gc += p->l2_groups) {
-        const int64_t gc1 = gc + p->l2_groups < g1 ? gc + p->l2_groups : g1;
+    /* L2-sized pieces let 4-row tiles after the first find the weight in L2; one pass over the
+     * activation rows (decode) reads the unit whole, so its streams are as long as they can be */
+    const int64_t piece = M > 4 ? p->l2_groups : g1 - g0;
+    for (int64_t gc = g0; gc < g1; gc += piece) {
+        const int64_t gc1 = gc + piece < g1 ? gc + piece : g1;
         const int nr = gc1 * QPACK_ROWS > N ? (int)(N - (gc1 - 1) * QPACK_ROWS) : QPACK_ROWS;
         for (int64_t m = 0; m < M; m += 4) {
             const int na = M - m < 4 ? (int)(M - m) : 4;
@@ -290,7 +293,9 @@ static void qpack_dot_worker(void *ctx, int ith, int nth) {
 }
 
 /* Units of groups per worker in decode, the grain of stealing (as QMM_UNITS in qmatmul.c). */
+#ifndef QPACK_UNITS
 #define QPACK_UNITS 8
+#endif
 
 apr_status qpack_matmul_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
     const apr_tensor_desc *w = &n->src[0], *d = &n->dst;
