@@ -14,7 +14,6 @@
 #ifndef QPACK_PF_AHEAD
 #define QPACK_PF_AHEAD 256
 #endif
-#define QPACK_PF_AHEAD_Q8 1088
 
 /* int32 lanes: acc + sum over the 4 byte pairs of w (unsigned) times a (signed). The VNNI copy
  * is one vpdpbusd; the other pairs vpmaddubsw (no saturation: |w| <= 15 for the nibbles it gets)
@@ -95,7 +94,7 @@ QP_INLINE void qp_groups(int f, int NA, int64_t K, const char *w, int64_t ng, in
         for (int j = 0; j < NA; j++) acc[j] = _mm512_setzero_ps();
         const char *p = w + g * nb * bb;
         for (int64_t b = 0; b < nb; b++, p += bb) {
-            for (int64_t o = 0; o < bb; o += 64) _mm_prefetch(p + (f ? QPACK_PF_AHEAD_Q8 : QPACK_PF_AHEAD) + o, _MM_HINT_T0);
+            for (int64_t o = 0; o < bb; o += 64) _mm_prefetch(p + (f ? 1088 : QPACK_PF_AHEAD) + o, _MM_HINT_T0);
             qp_block(f, NA, p, aq, ad, ac, b, acc);
         }
         /* only the last group of a weight has fewer than 16 rows */
@@ -105,95 +104,82 @@ QP_INLINE void qp_groups(int f, int NA, int64_t K, const char *w, int64_t ng, in
     }
 }
 
-#ifndef QPACK_STREAMS
-#define QPACK_STREAMS 8
-#endif
-
-/* One activation row (decode) over ng groups read as S streams: stream s takes the groups from
- * s * (ng / S) on, and the S streams advance one block position at a time together, sharing the
- * activation's broadcasts; the caller runs the groups past S * (ng / S). Why: one core reading one
- * sequence with this much work per line keeps too few lines in flight. On a 2-core Zen 5 VM, one
- * stream decoded TinyLlama Q4_0 at 0.71-0.77 of the read-bandwidth floor, eight at 0.86-0.95;
- * software prefetch on top of eight streams measured no better (and worse for Q8_0). */
-QP_INLINE void qp_streams(int f, int S, int64_t K, const char *w, int64_t ng, int nr, const char *a, float *out) {
+/* One round of decode (one activation row): the group g[s] of each of the QPACK_STREAMS streams,
+ * all advancing one block position at a time and sharing the activation's broadcasts. Why: one
+ * core reading one sequence with this much work per line keeps too few lines in flight; on a
+ * 2-core Zen 5 VM one stream decoded TinyLlama Q4_0 at 0.71-0.77 of the read-bandwidth floor,
+ * eight at 0.86-0.95. Software prefetch on top of eight streams measured no better (and worse for
+ * Q8_0). A stream without a group (g[s] < 0) reads stream 0's again and stores nothing. */
+QP_INLINE void qp_round(int f, int64_t K, const char *w, const int64_t *g, int64_t ng, int nr, const char *a, float *out) {
+    enum { S = QPACK_STREAMS };
     const int64_t nb = K / APR_QK, bb = qpack_block_bytes(f == 0 ? APR_Q4_0 : APR_Q8_0), gb = nb * bb;
     const int64_t qbytes = (K + 63) / 64 * 64, dbytes = (nb * 4 + 63) / 64 * 64;
     const int8_t *aq = (const int8_t *)a;
     const float *ad = (const float *)(a + qbytes);
     const int32_t *ac = (const int32_t *)(a + qbytes + dbytes);
-    const int64_t per = ng / S;
-    const __mmask16 keep = (__mmask16)((1u << nr) - 1u);
-    for (int64_t g = 0; g < per; g++) {
-        __m512 acc[8];
-        const char *p[8];
+    __m512 acc[S];
+    const char *p[S];
+    QP_UNROLL
+    for (int s = 0; s < S; s++) {
+        acc[s] = _mm512_setzero_ps();
+        p[s] = w + (g[s] >= 0 ? g[s] : g[0]) * gb;
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        const int8_t *q = aq + 32 * b;
+        __m512i x[8];
+        QP_UNROLL
+        for (int t = 0; t < 8; t++) x[t] = qp_bcast(q + 4 * t);
+        const __m512 da = _mm512_set1_ps(ad[b]);
         QP_UNROLL
         for (int s = 0; s < S; s++) {
-            acc[s] = _mm512_setzero_ps();
-            p[s] = w + (s * per + g) * gb;
-        }
-        for (int64_t b = 0; b < nb; b++) {
-            const int8_t *q = aq + 32 * b;
-            __m512i x[8];
-            QP_UNROLL
-            for (int t = 0; t < 8; t++) x[t] = qp_bcast(q + 4 * t);
-            const __m512 da = _mm512_set1_ps(ad[b]);
-            QP_UNROLL
-            for (int s = 0; s < S; s++) {
-                __m512i s0 = _mm512_set1_epi32(ac[b]), s1 = _mm512_setzero_si512();
-                if (f == 0) {
-                    const __m512i m4 = _mm512_set1_epi8(0x0F);
-                    QP_UNROLL
-                    for (int t = 0; t < 4; t++) {
-                        const __m512i v = _mm512_loadu_si512(p[s] + 32 + 64 * t);
-                        s0 = qp_dot(s0, _mm512_and_si512(v, m4), x[t]);
-                        s1 = qp_dot(s1, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), x[4 + t]);
-                    }
-                } else {
-                    QP_UNROLL
-                    for (int t = 0; t < 8; t += 2) {
-                        s0 = qp_dot(s0, _mm512_loadu_si512(p[s] + 32 + 64 * t), x[t]);
-                        s1 = qp_dot(s1, _mm512_loadu_si512(p[s] + 96 + 64 * t), x[t + 1]);
-                    }
+            /* the same sums in the same order as qp_block, so a row's result does not depend on the path */
+            __m512i s0 = _mm512_set1_epi32(ac[b]), s1 = _mm512_setzero_si512();
+            if (f == 0) {
+                const __m512i m4 = _mm512_set1_epi8(0x0F);
+                QP_UNROLL
+                for (int t = 0; t < 4; t++) {
+                    const __m512i v = _mm512_loadu_si512(p[s] + 32 + 64 * t);
+                    s0 = qp_dot(s0, _mm512_and_si512(v, m4), x[t]);
+                    s1 = qp_dot(s1, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), x[4 + t]);
                 }
-                const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p[s]));
-                acc[s] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), _mm512_mul_ps(dw, da), acc[s]);
-                p[s] += bb;
+            } else {
+                QP_UNROLL
+                for (int t = 0; t < 8; t += 2) {
+                    s0 = qp_dot(s0, _mm512_loadu_si512(p[s] + 32 + 64 * t), x[t]);
+                    s1 = qp_dot(s1, _mm512_loadu_si512(p[s] + 96 + 64 * t), x[t + 1]);
+                }
             }
-        }
-        QP_UNROLL
-        for (int s = 0; s < S; s++) {
-            const int64_t gi = s * per + g;
-            _mm512_mask_storeu_ps(out + 16 * gi, gi + 1 == ng ? keep : (__mmask16)0xFFFF, acc[s]);
+            const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p[s]));
+            acc[s] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), _mm512_mul_ps(dw, da), acc[s]);
+            p[s] += bb;
         }
     }
+    const __mmask16 keep = (__mmask16)((1u << nr) - 1u);
+    QP_UNROLL
+    for (int s = 0; s < S; s++)
+        if (g[s] >= 0) _mm512_mask_storeu_ps(out + 16 * g[s], g[s] + 1 == ng ? keep : (__mmask16)0xFFFF, acc[s]);
 }
+
+static void qp_round_q4_0(int64_t K, const char *w, const int64_t *g, int64_t ng, int nr, const char *a, float *out) {
+    qp_round(0, K, w, g, ng, nr, a, out);
+}
+#if defined(QDOT_VNNI) && QDOT_VNNI
+static void qp_round_q8_0(int64_t K, const char *w, const int64_t *g, int64_t ng, int nr, const char *a, float *out) {
+    qp_round(1, K, w, g, ng, nr, a, out);
+}
+#endif
 
 #define QP_FN(F, NA) \
     static void qp_##F##_##NA(int64_t K, const char *w, int64_t ng, int nr, const char *a, int64_t as, float *out, \
                               int64_t os) { \
         qp_groups(F, NA, K, w, ng, nr, a, as, out, os); \
     }
-#define QP_FN_S(F, S) \
-    static void qp_##F##_s##S(int64_t K, const char *w, int64_t ng, int nr, const char *a, float *out) { \
-        qp_streams(F, S, K, w, ng, nr, a, out); \
-    }
-/* One activation row: as many streams as QPACK_STREAMS and the groups allow (2, 4 or 8); the
- * groups past the last whole round continue the last stream. */
 #define QP_FNS(F, name) \
-    QP_FN(F, 1) QP_FN(F, 2) QP_FN(F, 3) QP_FN(F, 4) QP_FN_S(F, 2) QP_FN_S(F, 4) QP_FN_S(F, 8) \
+    QP_FN(F, 1) QP_FN(F, 2) QP_FN(F, 3) QP_FN(F, 4) \
     static void name(int64_t K, const char *w, int64_t ng, int nr, const char *a, int64_t as, int na, float *out, \
                      int64_t os) { \
         typedef void tile_fn(int64_t, const char *, int64_t, int, const char *, int64_t, float *, int64_t); \
         static tile_fn *const tab[4] = {qp_##F##_1, qp_##F##_2, qp_##F##_3, qp_##F##_4}; \
-        const int S = ng >= 8 && QPACK_STREAMS >= 8 ? 8 : ng >= 4 && QPACK_STREAMS >= 4 ? 4 : ng >= 2 && QPACK_STREAMS >= 2 ? 2 : 1; \
-        if (na == 1 && S > 1) { \
-            const int64_t done = ng / S * S; \
-            (S == 8 ? qp_##F##_s8 : S == 4 ? qp_##F##_s4 : qp_##F##_s2)(K, w, ng, nr, a, out); \
-            if (done < ng) \
-                qp_##F##_1(K, w + done * (K / APR_QK) * qpack_block_bytes(F == 0 ? APR_Q4_0 : APR_Q8_0), ng - done, nr, a, \
-                           as, out + 16 * done, os); \
-            return; \
-        } \
         for (int j = 0; j < na; j += 4) \
             tab[(na - j < 4 ? na - j : 4) - 1](K, w, ng, nr, a + j * as, as, out + j * os, os); \
     }
@@ -202,6 +188,16 @@ QP_FNS(0, qp_q4_0)
 #if defined(QDOT_VNNI) && QDOT_VNNI
 QP_FNS(1, qp_q8_0)
 #endif
+
+qpack_round_fn *QDOT_NAME(qpack_round_lookup)(uint32_t wtype) {
+    switch (wtype) {
+    case APR_Q4_0: return qp_round_q4_0;
+#if defined(QDOT_VNNI) && QDOT_VNNI
+    case APR_Q8_0: return qp_round_q8_0;
+#endif
+    default: return NULL;
+    }
+}
 
 qpack_dot_fn *QDOT_NAME(qpack_dot_lookup)(uint32_t wtype) {
     switch (wtype) {
@@ -217,6 +213,11 @@ qpack_dot_fn *QDOT_NAME(qpack_dot_lookup)(uint32_t wtype) {
 }
 
 #else
+
+qpack_round_fn *QDOT_NAME(qpack_round_lookup)(uint32_t wtype) {
+    (void)wtype;
+    return NULL;
+}
 
 qpack_dot_fn *QDOT_NAME(qpack_dot_lookup)(uint32_t wtype) {
     (void)wtype;

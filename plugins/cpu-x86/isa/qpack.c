@@ -21,6 +21,7 @@ typedef struct qpack_variant {
     int64_t (*row_bytes)(uint32_t wtype, int64_t K);
     void (*quant)(uint32_t wtype, const float *x, int64_t K, void *dst);
     qpack_dot_fn *dot;
+    qpack_round_fn *round; /* NULL for the K-quants */
 } qpack_variant;
 
 static int64_t qpack_row_bytes(uint32_t wtype, int64_t K) { (void)wtype; return qact_packed_row_bytes(K); }
@@ -31,12 +32,13 @@ static int64_t qpack_row_bytes_vnni(uint32_t wtype, int64_t K) { (void)wtype; re
 static qpack_variant qpack_variant_for(const cpu_backend *be, uint32_t dtype) {
     const int kq = dtype == APR_Q4_K || dtype == APR_Q6_K;
     qpack_variant v = {kq ? qact_row_bytes : qpack_row_bytes, kq ? qact_quantize_row : qact_quantize_row_packed,
-                       qpack_dot_lookup(dtype)};
+                       qpack_dot_lookup(dtype), qpack_round_lookup(dtype)};
 #if APR_X86_LEVEL >= 3
     if (be->qpath == X86_QDOT_VNNI) {
         v.row_bytes = kq ? qact_row_bytes_vnni : qpack_row_bytes_vnni;
         v.quant = kq ? qact_quantize_row_vnni : qact_quantize_row_packed_vnni;
         v.dot = qpack_dot_lookup_vnni(dtype);
+        v.round = qpack_round_lookup_vnni(dtype);
     }
 #else
     (void)be;
@@ -214,7 +216,8 @@ typedef struct qpack_plan {
     int64_t l2_groups;   /* groups per L2-sized piece */
     int own_act;         /* decode: every worker rounds the activation rows into its scratch */
     int64_t act_off;     /* where in a worker's scratch those rows start */
-    tpool_steal steal;   /* over the units, when own_act */
+    int64_t rounds;      /* one activation row and v.round: rounds of streams per worker's share; else 0 */
+    tpool_steal steal;   /* over the units, or the rounds when rounds > 0, when own_act */
 } qpack_plan;
 
 /* Rounds activation rows [r0, r1) (flattened over m and the batches) into dst; tmp holds K floats. */
@@ -275,6 +278,20 @@ static void qpack_unit(const qpack_plan *p, long long u, const char *act) {
     }
 }
 
+/* Round item of the steal: the share of worker item / rounds (tpool_split of the groups) read as
+ * QPACK_STREAMS streams of p->rounds groups each, round item % rounds of them. The owner takes its
+ * rounds from the front, so each of its streams runs in order; a thief takes them from the back. */
+static void qpack_round(const qpack_plan *p, long long item, int nth, const char *act) {
+    const int64_t ng = p->h->groups, k = item % p->rounds;
+    long long a, b;
+    tpool_split(ng, (int)(item / p->rounds), nth, &a, &b);
+    int64_t g[QPACK_STREAMS];
+    for (int s = 0; s < QPACK_STREAMS; s++) g[s] = a + s * p->rounds + k < b ? a + s * p->rounds + k : -1;
+    if (g[0] < 0) return;
+    const int nr = (int)(p->h->N - (ng - 1) * QPACK_ROWS);
+    p->v.round(p->h->K, (const char *)p->node->src[0].data, g, ng, nr, act, (float *)p->node->dst.data);
+}
+
 static void qpack_dot_worker(void *ctx, int ith, int nth) {
     qpack_plan *p = ctx;
     const char *act = p->be->shared;
@@ -285,7 +302,10 @@ static void qpack_dot_worker(void *ctx, int ith, int nth) {
         qpack_quant_rows(p, 0, x->ne[1] * x->ne[2] * x->ne[3], (float *)p->be->scratch[ith], mine);
         act = mine;
         long long u;
-        while (tpool_steal_next(&p->steal, ith, &u)) qpack_unit(p, u, act);
+        if (p->rounds)
+            while (tpool_steal_next(&p->steal, ith, &u)) qpack_round(p, u, p->be->n_threads, act);
+        else
+            while (tpool_steal_next(&p->steal, ith, &u)) qpack_unit(p, u, act);
         return;
     }
     tpool_split(p->units, ith, nth, &u0, &u1);
@@ -311,7 +331,10 @@ apr_status qpack_matmul_run(cpu_backend *be, const apr_node_desc *n, char *err, 
     p.abytes = p.v.row_bytes(h->dtype, K);
     const int64_t rows = M * batches;
     const int nth = be->n_threads;
-    p.own_act = rows <= 4 && nth > 1;
+    /* one row into a dense dst: rounds of streams; p.rounds streams of groups cover a worker's share */
+    const int dense = d->nb[0] == 4 && d->nb[1] % 4 == 0 && (uintptr_t)d->data % 4 == 0;
+    if (rows == 1 && p.v.round && dense) p.rounds = (h->groups + (int64_t)nth * QPACK_STREAMS - 1) / ((int64_t)nth * QPACK_STREAMS);
+    p.own_act = (rows <= 4 && nth > 1) || p.rounds;
     p.act_off = (K * 4 + 63) / 64 * 64;
     const size_t scratch = p.own_act ? (size_t)(p.act_off + rows * p.abytes) : (size_t)K * 4;
     if ((!p.own_act && cpu_backend_reserve_shared(be, (size_t)(rows * p.abytes)) != 0) || cpu_backend_reserve(be, scratch) != 0)
@@ -321,7 +344,7 @@ apr_status qpack_matmul_run(cpu_backend *be, const apr_node_desc *n, char *err, 
     p.chunk = (h->groups + want - 1) / want;
     p.units_n = (h->groups + p.chunk - 1) / p.chunk;
     p.units = batches * p.units_n;
-    if (p.own_act) tpool_steal_init(&p.steal, p.units, nth);
+    if (p.own_act) tpool_steal_init(&p.steal, p.rounds ? nth * p.rounds : p.units, nth);
     p.l2_groups = be->l2_bytes / 2 / h->group_bytes;
     if (p.l2_groups < 1) p.l2_groups = 1;
     cpu_backend_run(be, qpack_dot_worker, &p, h->N * rows * (K / 8 + 1));

@@ -97,6 +97,15 @@ void QDOT_NAME(qact_quantize_row_packed)(uint32_t wtype, const float *x, int64_t
 typedef void qpack_dot_fn(int64_t K, const char *w, int64_t ng, int nr, const char *a, int64_t as, int na,
                           float *out, int64_t os);
 qpack_dot_fn *QDOT_NAME(qpack_dot_lookup)(uint32_t wtype);
+
+/* Decode with one activation row, Q4_0 / Q8_0: one round computes, for each stream s <
+ * QPACK_STREAMS with g[s] >= 0, out[16 g[s] + i] = the dot of row i of group g[s] of the weight w
+ * (ng groups; only rows i < nr of group ng - 1) with the activation row a, the streams advancing
+ * through their groups together. g[0] >= 0. Each row's sum is the one qpack_dot_fn forms. NULL
+ * for the formats without one. */
+#define QPACK_STREAMS 8
+typedef void qpack_round_fn(int64_t K, const char *w, const int64_t *g, int64_t ng, int nr, const char *a, float *out);
+qpack_round_fn *QDOT_NAME(qpack_round_lookup)(uint32_t wtype);
 #if APR_X86_LEVEL >= 3
 qpack_dot_fn QDOT_NAME(qpack_dot_q4_K), QDOT_NAME(qpack_dot_q6_K); /* qdot_packk.c */
 #endif
@@ -104,6 +113,7 @@ qpack_dot_fn QDOT_NAME(qpack_dot_q4_K), QDOT_NAME(qpack_dot_q6_K); /* qdot_packk
 int64_t qact_packed_row_bytes_vnni(int64_t K);
 void qact_quantize_row_packed_vnni(uint32_t wtype, const float *x, int64_t K, void *dst);
 qpack_dot_fn *qpack_dot_lookup_vnni(uint32_t wtype);
+qpack_round_fn *qpack_round_lookup_vnni(uint32_t wtype);
 #endif
 
 /* ---- qpack.c */
