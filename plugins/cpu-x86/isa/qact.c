@@ -125,7 +125,7 @@ void QDOT_NAME(qact_quantize_row_packed)(uint32_t wtype, const float *x, int64_t
     int8_t *q = dst;
     float *d = (float *)((char *)dst + qbytes);
     int32_t *c = (int32_t *)((char *)dst + qbytes + dbytes);
-    const int32_t off = wtype == APR_Q8_0 ? 128 : 8;
+    const int32_t off = wtype == APR_Q8_0 ? 128 : wtype == APR_Q5_0 ? 16 : 8;
     for (int64_t b = 0; b < nb; b++) {
         int32_t sum[4];
         d[b] = qact_block(x + b * APR_QK, q + 32 * b, q + 32 * b + 16, sum);

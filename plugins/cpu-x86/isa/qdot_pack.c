@@ -1,4 +1,4 @@
-/* qdot_pack.c — dot products of packed (16 rows interleaved) Q4_0 / Q8_0 weights with 8-bit activation rows; qpack.h gives the layouts. */
+/* qdot_pack.c — dot products of packed (16 rows interleaved) Q4_0 / Q5_0 / Q8_0 weights with 8-bit activation rows; qpack.h gives the layouts. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -32,19 +32,42 @@ QP_INLINE __m512i qp_bcast(const int8_t *q) {
     return _mm512_set1_epi32(v);
 }
 
-/* One block position of 16 rows against NA activation rows. f: 0 Q4_0, 1 Q8_0. */
-QP_INLINE void qp_block(int f, int NA, const char *p, const int8_t *const *aq, const float *const *ad,
-                        const int32_t *const *ac, int64_t b, __m512 *acc) {
-    const int T = f == 0 ? 4 : 8;
-    __m512i w[8];
-    if (f == 0) {
-        const __m512i m4 = _mm512_set1_epi8(0x0F);
+/* The weight dtype of kernel format f. */
+#define QP_DTYPE(f) ((f) == 0 ? APR_Q4_0 : (f) == 1 ? APR_Q8_0 : APR_Q5_0)
+
+/* The words of a Q4_0 (f 0) or Q5_0 (f 2) block position as unsigned bytes: w[t] holds elements
+ * 4 t .. 4 t + 3 of each row, w[4 + t] elements 16 + 4 t ... Q5_0's fifth bit of element e is bit
+ * e % 8 of byte e / 8 of its row's qh word: spread to every byte of the word by vpshufb and tested
+ * against that byte's bit, it adds 16. */
+QP_INLINE void qp_nibbles(int f, const char *p, __m512i *w) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const char *qs = p + (f == 2 ? 96 : 32);
+    QP_UNROLL
+    for (int t = 0; t < 4; t++) {
+        const __m512i v = _mm512_loadu_si512(qs + 64 * t);
+        w[t] = _mm512_and_si512(v, m4);
+        w[4 + t] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    }
+    if (f == 2) {
+        const __m512i qh = _mm512_loadu_si512(p + 32), sixteen = _mm512_set1_epi8(16);
+        const __m512i base = _mm512_set4_epi32(0x0C0C0C0C, 0x08080808, 0x04040404, 0); /* byte 0 of each word */
+        const __m512i sel[2] = {_mm512_set1_epi32(0x08040201), _mm512_set1_epi32((int)0x80402010u)};
         QP_UNROLL
         for (int t = 0; t < 4; t++) {
-            const __m512i v = _mm512_loadu_si512(p + 32 + 64 * t);
-            w[t] = _mm512_and_si512(v, m4);                          /* elements 4 t .. 4 t + 3 */
-            w[4 + t] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4); /* elements 16 + 4 t .. */
+            const __mmask64 lo = _mm512_test_epi8_mask(_mm512_shuffle_epi8(qh, _mm512_add_epi8(base, _mm512_set1_epi8((char)(t >> 1)))), sel[t & 1]);
+            const __mmask64 hi = _mm512_test_epi8_mask(_mm512_shuffle_epi8(qh, _mm512_add_epi8(base, _mm512_set1_epi8((char)(2 + (t >> 1))))), sel[t & 1]);
+            w[t] = _mm512_mask_add_epi8(w[t], lo, w[t], sixteen);
+            w[4 + t] = _mm512_mask_add_epi8(w[4 + t], hi, w[4 + t], sixteen);
         }
+    }
+}
+
+/* One block position of 16 rows against NA activation rows. f: 0 Q4_0, 1 Q8_0, 2 Q5_0. */
+QP_INLINE void qp_block(int f, int NA, const char *p, const int8_t *const *aq, const float *const *ad,
+                        const int32_t *const *ac, int64_t b, __m512 *acc) {
+    __m512i w[8];
+    if (f != 1) {
+        qp_nibbles(f, p, w);
     } else {
         QP_UNROLL
         for (int t = 0; t < 8; t++) w[t] = _mm512_loadu_si512(p + 32 + 64 * t);
@@ -55,7 +78,7 @@ QP_INLINE void qp_block(int f, int NA, const char *p, const int8_t *const *aq, c
         const int8_t *q = aq[j] + 32 * b;
         /* two chains, so the adds of one overlap the other's latency */
         __m512i s0 = _mm512_set1_epi32(ac[j][b]), s1 = _mm512_setzero_si512();
-        if (f == 0) {
+        if (f != 1) {
             QP_UNROLL
             for (int t = 0; t < 4; t++) {
                 s0 = qp_dot(s0, w[t], qp_bcast(q + 4 * t));
@@ -68,7 +91,6 @@ QP_INLINE void qp_block(int f, int NA, const char *p, const int8_t *const *aq, c
                 s1 = qp_dot(s1, w[t + 1], qp_bcast(q + 4 * t + 4));
             }
         }
-        (void)T;
         const __m512 s = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
         acc[j] = _mm512_fmadd_ps(s, _mm512_mul_ps(dw, _mm512_set1_ps(ad[j][b])), acc[j]);
     }
@@ -76,7 +98,7 @@ QP_INLINE void qp_block(int f, int NA, const char *p, const int8_t *const *aq, c
 
 QP_INLINE void qp_groups(int f, int NA, int64_t K, const char *w, int64_t ng, int nr, const char *a, int64_t as,
                          float *out, int64_t os) {
-    const int64_t nb = K / APR_QK, bb = qpack_block_bytes(f == 0 ? APR_Q4_0 : APR_Q8_0);
+    const int64_t nb = K / APR_QK, bb = qpack_block_bytes(QP_DTYPE(f));
     const int64_t qbytes = (K + 63) / 64 * 64, dbytes = (nb * 4 + 63) / 64 * 64;
     const int8_t *aq[4];
     const float *ad[4];
@@ -94,7 +116,7 @@ QP_INLINE void qp_groups(int f, int NA, int64_t K, const char *w, int64_t ng, in
         for (int j = 0; j < NA; j++) acc[j] = _mm512_setzero_ps();
         const char *p = w + g * nb * bb;
         for (int64_t b = 0; b < nb; b++, p += bb) {
-            for (int64_t o = 0; o < bb; o += 64) _mm_prefetch(p + (f ? 1088 : QPACK_PF_AHEAD) + o, _MM_HINT_T0);
+            for (int64_t o = 0; o < bb; o += 64) _mm_prefetch(p + (f == 1 ? 1088 : QPACK_PF_AHEAD) + o, _MM_HINT_T0);
             qp_block(f, NA, p, aq, ad, ac, b, acc);
         }
         /* only the last group of a weight has fewer than 16 rows */
@@ -112,7 +134,7 @@ QP_INLINE void qp_groups(int f, int NA, int64_t K, const char *w, int64_t ng, in
  * Q8_0). A stream without a group (g[s] < 0) reads stream 0's again and stores nothing. */
 QP_INLINE void qp_round(int f, int64_t K, const char *w, const int64_t *g, int64_t ng, int nr, const char *a, float *out) {
     enum { S = QPACK_STREAMS };
-    const int64_t nb = K / APR_QK, bb = qpack_block_bytes(f == 0 ? APR_Q4_0 : APR_Q8_0), gb = nb * bb;
+    const int64_t nb = K / APR_QK, bb = qpack_block_bytes(QP_DTYPE(f)), gb = nb * bb;
     const int64_t qbytes = (K + 63) / 64 * 64, dbytes = (nb * 4 + 63) / 64 * 64;
     const int8_t *aq = (const int8_t *)a;
     const float *ad = (const float *)(a + qbytes);
@@ -134,13 +156,13 @@ QP_INLINE void qp_round(int f, int64_t K, const char *w, const int64_t *g, int64
         for (int s = 0; s < S; s++) {
             /* the same sums in the same order as qp_block, so a row's result does not depend on the path */
             __m512i s0 = _mm512_set1_epi32(ac[b]), s1 = _mm512_setzero_si512();
-            if (f == 0) {
-                const __m512i m4 = _mm512_set1_epi8(0x0F);
+            if (f != 1) {
+                __m512i w[8];
+                qp_nibbles(f, p[s], w);
                 QP_UNROLL
                 for (int t = 0; t < 4; t++) {
-                    const __m512i v = _mm512_loadu_si512(p[s] + 32 + 64 * t);
-                    s0 = qp_dot(s0, _mm512_and_si512(v, m4), x[t]);
-                    s1 = qp_dot(s1, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), x[4 + t]);
+                    s0 = qp_dot(s0, w[t], x[t]);
+                    s1 = qp_dot(s1, w[4 + t], x[4 + t]);
                 }
             } else {
                 QP_UNROLL
@@ -162,6 +184,9 @@ QP_INLINE void qp_round(int f, int64_t K, const char *w, const int64_t *g, int64
 
 static void qp_round_q4_0(int64_t K, const char *w, const int64_t *g, int64_t ng, int nr, const char *a, float *out) {
     qp_round(0, K, w, g, ng, nr, a, out);
+}
+static void qp_round_q5_0(int64_t K, const char *w, const int64_t *g, int64_t ng, int nr, const char *a, float *out) {
+    qp_round(2, K, w, g, ng, nr, a, out);
 }
 #if defined(QDOT_VNNI) && QDOT_VNNI
 static void qp_round_q8_0(int64_t K, const char *w, const int64_t *g, int64_t ng, int nr, const char *a, float *out) {
@@ -185,6 +210,7 @@ static void qp_round_q8_0(int64_t K, const char *w, const int64_t *g, int64_t ng
     }
 
 QP_FNS(0, qp_q4_0)
+QP_FNS(2, qp_q5_0)
 #if defined(QDOT_VNNI) && QDOT_VNNI
 QP_FNS(1, qp_q8_0)
 #endif
@@ -192,6 +218,7 @@ QP_FNS(1, qp_q8_0)
 qpack_round_fn *QDOT_NAME(qpack_round_lookup)(uint32_t wtype) {
     switch (wtype) {
     case APR_Q4_0: return qp_round_q4_0;
+    case APR_Q5_0: return qp_round_q5_0;
 #if defined(QDOT_VNNI) && QDOT_VNNI
     case APR_Q8_0: return qp_round_q8_0;
 #endif
@@ -202,6 +229,7 @@ qpack_round_fn *QDOT_NAME(qpack_round_lookup)(uint32_t wtype) {
 qpack_dot_fn *QDOT_NAME(qpack_dot_lookup)(uint32_t wtype) {
     switch (wtype) {
     case APR_Q4_0: return qp_q4_0;
+    case APR_Q5_0: return qp_q5_0;
 #if defined(QDOT_VNNI) && QDOT_VNNI
     /* Q8_0's biased bytes reach 255: vpmaddubsw would saturate its int16 pair sums */
     case APR_Q8_0: return qp_q8_0;

@@ -1,4 +1,4 @@
-/* qpack.c — weight_pack for cpu-x86 (Q4_0 / Q8_0 weights rewritten 16 rows interleaved) and the MATMUL over packed weights. */
+/* qpack.c — weight_pack for cpu-x86 (Q4_0 / Q5_0 / Q8_0 / Q4_K / Q6_K weights rewritten 16 rows interleaved) and the MATMUL over packed weights. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,6 +59,7 @@ static const char *qpack_name(uint32_t dtype) {
     switch (dtype) {
     case APR_Q4_0: return "q4_0";
     case APR_Q8_0: return "q8_0";
+    case APR_Q5_0: return "q5_0";
     case APR_Q4_K: return "q4_K";
     case APR_Q6_K: return "q6_K";
     default: return NULL;
@@ -70,6 +71,7 @@ static int64_t qpack_ggml_block_bytes(uint32_t dtype) {
     switch (dtype) {
     case APR_Q4_0: return sizeof(apr_block_q4_0);
     case APR_Q8_0: return sizeof(apr_block_q8_0);
+    case APR_Q5_0: return sizeof(apr_block_q5_0);
     case APR_Q4_K: return sizeof(apr_block_q4_K);
     case APR_Q6_K: return sizeof(apr_block_q6_K);
     default: return 0;
@@ -89,6 +91,13 @@ static void qpack_put_word(char *o, uint32_t v) { memcpy(o, &v, 4); }
 static void qpack_put_q4_0(char *o, int i, const char *blk) {
     memcpy(o + 2 * i, blk, 2);
     for (int t = 0; t < 4; t++) memcpy(o + 32 + 64 * t + 4 * i, blk + 2 + 4 * t, 4);
+}
+
+static void qpack_put_q5_0(char *o, int i, const char *blk) {
+    const apr_block_q5_0 *b = (const apr_block_q5_0 *)blk;
+    memcpy(o + 2 * i, &b->d, 2);
+    memcpy(o + 32 + 4 * i, b->qh, 4);
+    for (int t = 0; t < 4; t++) memcpy(o + 96 + 64 * t + 4 * i, b->qs + 4 * t, 4);
 }
 
 static void qpack_put_q8_0(char *o, int i, const char *blk) {
@@ -144,6 +153,7 @@ static qpack_put_fn *qpack_put_for(uint32_t dtype) {
     switch (dtype) {
     case APR_Q4_0: return qpack_put_q4_0;
     case APR_Q8_0: return qpack_put_q8_0;
+    case APR_Q5_0: return qpack_put_q5_0;
     case APR_Q4_K: return qpack_put_q4_K;
     case APR_Q6_K: return qpack_put_q6_K;
     default: return NULL;

@@ -1,4 +1,4 @@
-/* qpack.h — packed weights on cpu-x86: 16 rows of Q4_0 / Q8_0 blocks interleaved into one stream, and the MATMUL that reads them. */
+/* qpack.h — packed weights on cpu-x86: 16 rows of Q4_0 / Q5_0 / Q8_0 / Q4_K / Q6_K blocks interleaved into one stream, and the MATMUL that reads them. */
 #ifndef APR_X86_QPACK_H
 #define APR_X86_QPACK_H
 
@@ -13,6 +13,9 @@
  *     d[16]     f16: the block scale of row 16 g + i
  *     qs[T][16] uint32: word t of lane i = bytes 4 t .. 4 t + 3 of row i's block quants
  *               (Q4_0: T = 4, nibbles as stored; Q8_0: T = 8, each byte xor 0x80 so it is unsigned)
+ *
+ * Q5_0 (16 x 22 B) is Q4_0's layout with qh[16] uint32 (lane i: row i's fifth bits, element e at
+ * bit e) between d and qs, the nibbles at 96; the kernels add 16 to the nibbles whose bit is set.
  *
  * so one 64-byte load gives the same 4 quant bytes of 16 rows, and vpdpbusd against the matching
  * 4 activation bytes broadcast forms 16 rows' partial dots at once: the activation is read once
@@ -38,7 +41,7 @@
  * Activation rows (qact_quantize_row_packed) are Q8_0-rounded exactly as for the row kernels:
  *   q[K]        int8, natural order
  *   d[K / 32]   f32 block scales
- *   c[K / 32]   int32 -off * (sum of the block's q): off = 8 (Q4_0's nibble offset) or 128 (Q8_0's bias)
+ *   c[K / 32]   int32 -off * (sum of the block's q): off = 8 (Q4_0's nibble offset), 16 (Q5_0's) or 128 (Q8_0's bias)
  * each part starting on a 64-byte boundary.
  *
  * Each (weight row, activation row) dot is sum over blocks b, in order, of
@@ -59,7 +62,7 @@
 
 typedef struct qpack_head {
     uint32_t magic;       /* QPACK_MAGIC */
-    uint32_t dtype;       /* APR_Q4_0, APR_Q8_0, APR_Q4_K or APR_Q6_K */
+    uint32_t dtype;       /* APR_Q4_0, APR_Q5_0, APR_Q8_0, APR_Q4_K or APR_Q6_K */
     int64_t K;            /* elements per row */
     int64_t N;            /* rows */
     int64_t groups;       /* ceil(N / 16) */
@@ -72,6 +75,7 @@ static inline int64_t qpack_block_bytes(uint32_t dtype) {
     switch (dtype) {
     case APR_Q4_0: return 16 * 18;
     case APR_Q8_0: return 16 * 34;
+    case APR_Q5_0: return 16 * 22;
     case APR_Q4_K: return 16 * 148;
     case APR_Q6_K: return 16 * 210;
     default: return 0;
@@ -98,7 +102,7 @@ typedef void qpack_dot_fn(int64_t K, const char *w, int64_t ng, int nr, const ch
                           float *out, int64_t os);
 qpack_dot_fn *QDOT_NAME(qpack_dot_lookup)(uint32_t wtype);
 
-/* Decode with one activation row, Q4_0 / Q8_0: one round computes, for each stream s <
+/* Decode with one activation row, Q4_0 / Q5_0 / Q8_0: one round computes, for each stream s <
  * QPACK_STREAMS with g[s] >= 0, out[16 g[s] + i] = the dot of row i of group g[s] of the weight w
  * (ng groups; only rows i < nr of group ng - 1) with the activation row a, the streams advancing
  * through their groups together. g[0] >= 0. Each row's sum is the one qpack_dot_fn forms. NULL
