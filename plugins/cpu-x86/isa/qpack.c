@@ -10,7 +10,7 @@
  * Packing runs once per weight, split over the workers by groups. The matmul mirrors qmatmul.c:
  * decode (at most 4 activation rows, several workers; or one row and a round kernel) is one
  * dispatch in which every worker rounds the activation rows itself and then walks its own share
- * of the units of groups, or with one row of Q4_0 / Q8_0 its rounds of QPACK_STREAMS streams,
+ * of the units of groups, or with one row of Q4_0 / Q5_0 / Q8_0 its rounds of QPACK_STREAMS streams,
  * stealing from the others' once done (tpool_steal); prefill rounds all rows
  * into the shared scratch first, then splits (batch, chunk of groups) units, each walking its
  * groups in L2-sized pieces against tiles of 4 activation rows.
