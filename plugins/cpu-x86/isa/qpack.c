@@ -264,8 +264,8 @@ static void qpack_unit(const qpack_plan *p, long long u, const char *act) {
     const char *ab = act + b * M * p->abytes;
     char *db = (char *)d->data + (b % B2) * d->nb[2] + (b / B2) * d->nb[3];
     const int dense = d->nb[0] == 4 && d->nb[1] % 4 == 0 && (uintptr_t)db % 4 == 0;
-    /* L2-sized pieces let 4-row tiles after the first find the weight in L2; one pass over the
-     * activation rows (decode) reads the unit whole, so its streams are as long as they can be */
+    /* L2-sized pieces let 4-row tiles after the first find the weight in L2; with one pass over
+     * the activation rows (decode) there is nothing to find again, and the unit is read whole */
     const int64_t piece = M > 4 ? p->l2_groups : g1 - g0;
     for (int64_t gc = g0; gc < g1; gc += piece) {
         const int64_t gc1 = gc + piece < g1 ? gc + piece : g1;
