@@ -62,36 +62,45 @@ QP_INLINE void qp_nibbles(int f, const char *p, __m512i *w) {
     }
 }
 
+/* The 8 weight words of a block position, w[t] against activation bytes 4 t .. 4 t + 3. */
+QP_INLINE void qp_words(int f, const char *p, __m512i *w) {
+    if (f != 1) {
+        qp_nibbles(f, p, w);
+        return;
+    }
+    QP_UNROLL
+    for (int t = 0; t < 8; t++) w[t] = _mm512_loadu_si512(p + 32 + 64 * t);
+}
+
+/* One block position's integer dots of 16 rows with one activation block: c plus the sum over t of
+ * dot(w[t], x[t]), x[t] the broadcast activation bytes 4 t .. 4 t + 3. Every path forms each row's
+ * sum here, in this order, so a row's result does not depend on the path. */
+QP_INLINE __m512i qp_sum(int f, const __m512i *w, const __m512i *x, int32_t c) {
+    /* two chains, so the adds of one overlap the other's latency */
+    __m512i s0 = _mm512_set1_epi32(c), s1 = _mm512_setzero_si512();
+    QP_UNROLL
+    for (int t = 0; t < 4; t++) {
+        /* Q4_0 / Q5_0: words t and 4 + t (an element's low and high nibble halves); Q8_0: 2 t, 2 t + 1 */
+        const int a = f != 1 ? t : 2 * t, b = f != 1 ? 4 + t : 2 * t + 1;
+        s0 = qp_dot(s0, w[a], x[a]);
+        s1 = qp_dot(s1, w[b], x[b]);
+    }
+    return _mm512_add_epi32(s0, s1);
+}
+
 /* One block position of 16 rows against NA activation rows. f: 0 Q4_0, 1 Q8_0, 2 Q5_0. */
 QP_INLINE void qp_block(int f, int NA, const char *p, const int8_t *const *aq, const float *const *ad,
                         const int32_t *const *ac, int64_t b, __m512 *acc) {
     __m512i w[8];
-    if (f != 1) {
-        qp_nibbles(f, p, w);
-    } else {
-        QP_UNROLL
-        for (int t = 0; t < 8; t++) w[t] = _mm512_loadu_si512(p + 32 + 64 * t);
-    }
+    qp_words(f, p, w);
     const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
     QP_UNROLL
     for (int j = 0; j < NA; j++) {
         const int8_t *q = aq[j] + 32 * b;
-        /* two chains, so the adds of one overlap the other's latency */
-        __m512i s0 = _mm512_set1_epi32(ac[j][b]), s1 = _mm512_setzero_si512();
-        if (f != 1) {
-            QP_UNROLL
-            for (int t = 0; t < 4; t++) {
-                s0 = qp_dot(s0, w[t], qp_bcast(q + 4 * t));
-                s1 = qp_dot(s1, w[4 + t], qp_bcast(q + 16 + 4 * t));
-            }
-        } else {
-            QP_UNROLL
-            for (int t = 0; t < 8; t += 2) {
-                s0 = qp_dot(s0, w[t], qp_bcast(q + 4 * t));
-                s1 = qp_dot(s1, w[t + 1], qp_bcast(q + 4 * t + 4));
-            }
-        }
-        const __m512 s = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
+        __m512i x[8];
+        QP_UNROLL
+        for (int t = 0; t < 8; t++) x[t] = qp_bcast(q + 4 * t);
+        const __m512 s = _mm512_cvtepi32_ps(qp_sum(f, w, x, ac[j][b]));
         acc[j] = _mm512_fmadd_ps(s, _mm512_mul_ps(dw, _mm512_set1_ps(ad[j][b])), acc[j]);
     }
 }
@@ -130,7 +139,7 @@ QP_INLINE void qp_groups(int f, int NA, int64_t K, const char *w, int64_t ng, in
  * all advancing one block position at a time and sharing the activation's broadcasts. Why: one
  * core reading one sequence with this much work per line keeps too few lines in flight; on a
  * 2-core Zen 5 VM one stream decoded TinyLlama Q4_0 at 0.71-0.77 of the read-bandwidth floor,
- * eight at 0.86-0.95. Software prefetch on top of eight streams measured no better (and worse for
+ * eight at 0.80-0.95. Software prefetch on top of eight streams measured no better (and worse for
  * Q8_0). A stream without a group (g[s] < 0) reads stream 0's again and stores nothing. */
 QP_INLINE void qp_round(int f, int64_t K, const char *w, const int64_t *g, int64_t ng, int nr, const char *a, float *out) {
     enum { S = QPACK_STREAMS };
@@ -154,25 +163,10 @@ QP_INLINE void qp_round(int f, int64_t K, const char *w, const int64_t *g, int64
         const __m512 da = _mm512_set1_ps(ad[b]);
         QP_UNROLL
         for (int s = 0; s < S; s++) {
-            /* the same sums in the same order as qp_block, so a row's result does not depend on the path */
-            __m512i s0 = _mm512_set1_epi32(ac[b]), s1 = _mm512_setzero_si512();
-            if (f != 1) {
-                __m512i w[8];
-                qp_nibbles(f, p[s], w);
-                QP_UNROLL
-                for (int t = 0; t < 4; t++) {
-                    s0 = qp_dot(s0, w[t], x[t]);
-                    s1 = qp_dot(s1, w[4 + t], x[4 + t]);
-                }
-            } else {
-                QP_UNROLL
-                for (int t = 0; t < 8; t += 2) {
-                    s0 = qp_dot(s0, _mm512_loadu_si512(p[s] + 32 + 64 * t), x[t]);
-                    s1 = qp_dot(s1, _mm512_loadu_si512(p[s] + 96 + 64 * t), x[t + 1]);
-                }
-            }
+            __m512i w[8];
+            qp_words(f, p[s], w);
             const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p[s]));
-            acc[s] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), _mm512_mul_ps(dw, da), acc[s]);
+            acc[s] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(qp_sum(f, w, x, ac[b])), _mm512_mul_ps(dw, da), acc[s]);
             p[s] += bb;
         }
     }
