@@ -43,10 +43,12 @@ APR_API apr_status apr_backend_open(apr_registry *reg, const char *name, int n_t
     be->slot = slot;
     be->api = slot->api;
     be->n_threads = n_threads ? n_threads : reg->host.n_physical_cores;
+    pthread_mutex_init(&be->arena_lock, NULL);
     apr_backend_config cfg = {.struct_size = sizeof cfg, .n_threads = be->n_threads, .host = &reg->host};
     char msg[256] = "";
     apr_status st = be->api->create(&cfg, &be->inst, msg, sizeof msg);
     if (st != APR_OK) {
+        pthread_mutex_destroy(&be->arena_lock);
         free(be);
         return apr_error_set(err, st, "backend '%s' (%s) failed to start: %s", name, slot->path,
                            msg[0] ? msg : apr_status_name(st));
@@ -58,6 +60,8 @@ APR_API apr_status apr_backend_open(apr_registry *reg, const char *name, int n_t
 APR_API void apr_backend_close(apr_backend *be) {
     if (!be) return;
     apr_wpack_release_all(be); /* the plugin frees its packed copies while the instance still exists */
+    apr_arena_release(be);
+    pthread_mutex_destroy(&be->arena_lock);
     be->api->destroy(be->inst);
     free(be);
 }

@@ -86,6 +86,13 @@ APR_API apr_tensor *apr_weight(apr_graph *g, apr_dtype t, int n_dims, const int6
     return w;
 }
 
+APR_API apr_tensor *apr_state(apr_graph *g, apr_dtype t, int n_dims, const int64_t *ne, const void *data,
+                              const char *name) {
+    struct apr_tensor *w = apr_weight(g, t, n_dims, ne, data, name);
+    if (w) w->is_state = true;
+    return w;
+}
+
 APR_API void apr_graph_output(apr_graph *g, apr_tensor *t) {
     if (!t) { graph_fail(g, "output of a failed node"); return; }
     t->is_output = true;

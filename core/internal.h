@@ -2,6 +2,9 @@
 #ifndef APR_CORE_INTERNAL_H
 #define APR_CORE_INTERNAL_H
 
+#include <pthread.h>
+#include <stdbool.h>
+
 #include "apr/apr.h"
 
 #define APR_API __attribute__((visibility("default")))
@@ -31,6 +34,7 @@ struct apr_tensor {
     struct apr_tensor *base;         /* storage owner (never a view); self for non-views */
     int64_t view_offset;             /* bytes from the start of base's storage */
     const void *data;                /* weight data (APR_KIND_WEIGHT) */
+    bool is_state;                   /* APR_KIND_WEIGHT made by apr_state: data may change between runs */
     bool is_output;
     char name[APR_NAME_MAX];
 };
@@ -78,11 +82,24 @@ struct apr_backend {
     size_t n_pack_buckets;           /* a power of two, or 0 */
     size_t n_packs;                  /* entries in the chains */
     int64_t packed_bytes;            /* sum of their packed buffers' sizes */
+    pthread_mutex_t arena_lock;      /* guards the two fields below (plans may run on several threads) */
+    apr_buffer arena;                /* the last intermediates buffer a plan gave back (arena.c) */
+    bool arena_kept;                 /* arena holds a buffer */
 };
 
 /* True when the plugin's table is long enough to hold the slot at byte offset off. */
 #define APR_PLUGIN_HAS(api, field) \
     ((api)->struct_size >= offsetof(apr_plugin, field) + sizeof((api)->field) && (api)->field != NULL)
+
+/* ---------------------------------------------------------------- kept arenas (arena.c) */
+/* A buffer of at least bytes for a plan's intermediates: the kept one when it is large enough,
+ * else a new one with some headroom. Its contents are undefined. */
+apr_status apr_arena_take(apr_backend *be, int64_t bytes, apr_buffer *out, char *msg, size_t msg_size);
+/* Hands a plan's arena back: kept if there is none or it is larger than the kept one, else freed.
+ * Clears *buf. */
+void apr_arena_give(apr_backend *be, apr_buffer *buf);
+/* Frees the kept arena (backend close). */
+void apr_arena_release(apr_backend *be);
 
 /* ---------------------------------------------------------------- packed weights (wpack.c) */
 

@@ -127,7 +127,7 @@ APR_API void apr_plan_free(apr_plan *p) {
     }
     for (int i = 0; i < p->cap_owned; i++) free(p->owned_bufs ? p->owned_bufs[i] : NULL);
     for (int b = 0; b < p->n_backends; b++)
-        if (p->arena_bytes[b]) p->backends[b]->api->buffer_free(p->backends[b]->inst, &p->arena[b]);
+        if (p->arena_bytes[b]) apr_arena_give(p->backends[b], &p->arena[b]);
     for (int i = 0; i < p->n_stores; i++)
         if (p->stores[i].t->kind == APR_KIND_INPUT) free(p->stores[i].host);
     for (int i = 0; i < p->n_splits; i++) free(p->splits[i].fills);
@@ -282,7 +282,7 @@ static apr_status plan_split_graph(apr_plan *p, apr_error *err) {
 static bool plan_can_import(const apr_backend *be) { return APR_PLUGIN_HAS(be->api, buffer_import); }
 
 /* Decides, for every storage a backend reads but does not produce, whether it reads it in place
- * or through a copy; weights that must be copied are uploaded now, once. */
+ * or through a copy; weights that must be copied are uploaded now, once, and state before every run. */
 static apr_status plan_resolve_access(apr_plan *p, apr_error *err) {
     for (int i = 0; i < p->n_stores; i++) {
         plan_store *st = &p->stores[i];
@@ -305,7 +305,8 @@ static apr_status plan_resolve_access(apr_plan *p, apr_error *err) {
                 }
                 /* an import the backend refuses (alignment, say) falls back to a copy */
             }
-            if (source_on_host && st->t->kind == APR_KIND_WEIGHT) {
+            /* state changes between runs: it takes the refreshed copy below */
+            if (source_on_host && st->t->kind == APR_KIND_WEIGHT && !st->t->is_state) {
                 apr_buffer *buf = plan_own_buffer(p, b);
                 if (!buf) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
                 char msg[256] = "";
@@ -429,8 +430,7 @@ static apr_status plan_allocate(apr_plan *p, apr_error *err) {
         if (!p->arena_bytes[b]) continue;
         apr_backend *be = p->backends[b];
         char msg[256] = "";
-        p->arena[b].struct_size = sizeof p->arena[b];
-        apr_status s = be->api->buffer_alloc(be->inst, (uint64_t)p->arena_bytes[b], &p->arena[b], msg, sizeof msg);
+        apr_status s = apr_arena_take(be, p->arena_bytes[b], &p->arena[b], msg, sizeof msg);
         if (s != APR_OK) {
             p->arena_bytes[b] = 0;
             return apr_error_set(err, s, "%s: cannot allocate %lld bytes for intermediates: %s", apr_backend_name(be),

@@ -240,3 +240,36 @@ Test(executor, views_feed_ops_and_io_sizes_are_checked) {
     free(w);
     free(xt);
 }
+
+/* A state leaf (a KV cache, say) changes between runs: a backend reading host memory in place and
+ * one that can only copy (partial: no import) must both see the data as it is at each run, where
+ * a weight is uploaded once. */
+Test(executor, state_is_read_as_it_is_at_every_run) {
+    apr_backend *order[2][2] = {{exec_ref, NULL}, {exec_partial, exec_ref}};
+    for (int c = 0; c < 2; c++) {
+        float st[8], wt[8], xin[8], got[8];
+        for (int i = 0; i < 8; i++) st[i] = (float)i, wt[i] = 100.0f + (float)i, xin[i] = 0.5f;
+        apr_graph *g = apr_graph_new();
+        apr_tensor *s = apr_state(g, APR_F32, 1, (int64_t[]){8}, st, "state");
+        apr_tensor *w = apr_weight(g, APR_F32, 1, (int64_t[]){8}, wt, "weight");
+        apr_tensor *x = apr_input(g, APR_F32, 1, (int64_t[]){8}, "x");
+        apr_tensor *y = apr_add(g, apr_add(g, s, x), w);
+        apr_graph_output(g, y);
+        cr_assert_null(apr_graph_error(g));
+        apr_plan *p;
+        apr_error e;
+        cr_assert_eq(apr_plan_new(g, order[c], c + 1, &p, &e), APR_OK, "%s", e.msg);
+        cr_assert_str_eq(apr_backend_name(apr_plan_placement(p, y)), apr_backend_name(order[c][0]));
+        for (int run = 0; run < 3; run++) {
+            for (int i = 0; i < 8; i++) st[i] = (float)(run * 10 + i);
+            cr_assert_eq(apr_plan_set_input(p, x, xin, sizeof xin, &e), APR_OK, "%s", e.msg);
+            cr_assert_eq(apr_plan_run(p, &e), APR_OK, "%s", e.msg);
+            cr_assert_eq(apr_plan_get_output(p, y, got, sizeof got, &e), APR_OK, "%s", e.msg);
+            for (int i = 0; i < 8; i++)
+                cr_assert_eq(got[i], (float)(run * 10 + i) + 0.5f + 100.0f + (float)i, "%s run %d element %d: %g",
+                             apr_backend_name(order[c][0]), run, i, got[i]);
+        }
+        apr_plan_free(p);
+        apr_graph_free(g);
+    }
+}

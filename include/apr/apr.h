@@ -17,7 +17,8 @@
  *      own (rows of blocks interleaved, say) that its matmul kernels read faster; plans built
  *      afterwards read that copy for the matmuls of that weight placed on that backend.
  *   3. A graph is built with apr_graph_new() and the op constructors below. Leaves are inputs
- *      (data supplied per run) or weights (host memory the caller keeps alive). Shape errors
+ *      (data supplied per run), weights (host memory the caller keeps alive and unchanged) or
+ *      state (host memory that may change between runs, such as a KV cache). Shape errors
  *      do not abort: the constructor returns NULL, later constructors pass NULL on, and
  *      apr_graph_error() says what went wrong first.
  *   4. apr_plan_new() orders the graph, places every node on the first backend in the given
@@ -170,6 +171,12 @@ const char *apr_graph_error(const apr_graph *g);
 apr_tensor *apr_input(apr_graph *g, apr_dtype t, int n_dims, const int64_t *ne, const char *name);
 apr_tensor *apr_weight(apr_graph *g, apr_dtype t, int n_dims, const int64_t *ne, const void *data,
                        const char *name);
+/* A weight whose data may change between runs of a plan (a KV cache that grows as tokens are
+ * decoded): backends that read host memory in place see the data as it is at each run; others
+ * copy it before every run instead of once when the plan is made. data must stay valid while
+ * any plan of the graph exists, and must not change while a run is in progress. */
+apr_tensor *apr_state(apr_graph *g, apr_dtype t, int n_dims, const int64_t *ne, const void *data,
+                      const char *name);
 /* Marks t as a result: it is kept alive to the end of a run and readable afterwards. */
 void apr_graph_output(apr_graph *g, apr_tensor *t);
 
