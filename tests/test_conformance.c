@@ -767,6 +767,20 @@ static void cases_softmax(conf_run *r) {
             }
 }
 
+/* A key every query masks with -inf is not read (the ABI's rule, so that unfilled cache slots
+ * never matter): its k and v rows are set to NaN, which reach the output if a kernel reads them. */
+static void poison_masked_keys(tu_node *n) {
+    const tu_tensor *m = &n->src[3];
+    for (int64_t j = 0; j < m->ne[0]; j++) {
+        bool all = true;
+        for (int64_t t = 0; t < m->ne[1] && all; t++) all = tu_getf(m, j, t, 0, 0) == -INFINITY;
+        if (!all) continue;
+        for (int kv = 1; kv <= 2; kv++)
+            for (int64_t h = 0; h < n->src[kv].ne[2]; h++)
+                for (int64_t d = 0; d < n->src[kv].ne[0]; d++) tu_setf(&n->src[kv], d, j, h, 0, NAN);
+    }
+}
+
 static void cases_attention(conf_run *r) {
     /* q layouts: contiguous [D, T, H], or the usual permute of a [D, H, T] projection output. */
     static const struct { int64_t D, Dv, T, S, H, Hkv; int causal, mask, qperm, kvslice; } cs[] = {
@@ -793,6 +807,7 @@ static void cases_attention(conf_run *r) {
                 /* mask [S, T]: column t is query t; fill_mask's fully masked row 1 is query 1 */
                 fill_mask(add_src(&n, 3, APR_F32, cs[s].S, cs[s].T, 1, 1, TU_CONTIG), &rng);
                 if (cs[s].T == 1) tu_setf(&n.src[3], 0, 0, 0, 0, 0.0f); /* decode: keep one key always visible */
+                poison_masked_keys(&n);
             }
             set_dst(&n, APR_F32, cs[s].Dv, cs[s].H, cs[s].T, 1, TU_CONTIG);
             n.fparams[0] = (float)(1.0 / sqrt((double)cs[s].D));

@@ -152,8 +152,9 @@ typedef enum apr_op {
      *           iparams[0] = causal (0/1): query t sees keys s <= t + (S - T).
      *           dst [Dv, H, T] F32 (heads of one token adjacent, so it reshapes to [Dv*H, T]):
      *           dst[:, h, t] = sum_s p[s] v[:, s, hk] with p = softmax_s(scale * q[:,t,h].k[:,s,hk] + mask[s,t]).
-     *           The score matrix is never materialised (online softmax). A query that sees no key
-     *           gives zeros. */
+     *           The score matrix is never materialised (online softmax). A key whose mask is -inf
+     *           is not read (its score is -inf whatever k and v hold: unfilled cache slots). A
+     *           query that sees no key gives zeros. */
     APR_OP_ATTENTION = 12,
     /* CPY       src0 [ne] any dtype; dst [ne] (same shape) of any dtype: element-wise conversion
      *           (f32/f16/bf16 among themselves, i32 to i32 only). Makes strided views contiguous. */

@@ -26,11 +26,15 @@ static void attend_one(const apr_node_desc *n, int64_t t, int64_t h, double *sco
 
     double max = -INFINITY;
     for (int64_t s = 0; s < visible; s++) {
+        const double mv = mask ? reftensor_getf(mask, s, t, 0, 0) : 0.0;
+        if (mv == -INFINITY) { /* a masked key is not read: -inf whatever k holds */
+            score[s] = -INFINITY;
+            continue;
+        }
         double dot = 0.0;
         for (int64_t d = 0; d < D; d++)
             dot += (double)reftensor_getf(q, d, t, h, 0) * (double)reftensor_getf(k, d, s, hk, 0);
-        double z = scale * dot;
-        if (mask) z += reftensor_getf(mask, s, t, 0, 0);
+        double z = scale * dot + mv;
         score[s] = z;
         /* A NaN becomes the max so that it poisons the output instead of vanishing. */
         if (z > max || isnan(z)) max = z;
@@ -43,6 +47,7 @@ static void attend_one(const apr_node_desc *n, int64_t t, int64_t h, double *sco
     double sum = 0.0;
     for (int64_t d = 0; d < Dv; d++) acc[d] = 0.0;
     for (int64_t s = 0; s < visible; s++) {
+        if (score[s] == -INFINITY) continue; /* masked: its v is not read either */
         double p = exp(score[s] - max);
         sum += p;
         for (int64_t d = 0; d < Dv; d++) acc[d] += p * (double)reftensor_getf(v, d, s, hk, 0);

@@ -88,14 +88,18 @@ static void attention_group(const apr_node_desc *n, float *scratch, int64_t t, i
         const int nb = L - s0 < ATTENTION_BLOCK ? (int)(L - s0) : ATTENTION_BLOCK;
         for (int g = 0; g < ng; g++) bmax[g] = -INFINITY;
         for (int b = 0; b < nb; b++) {
+            float mv = 0.0f;
+            if (has_mask) memcpy(&mv, (const char *)mk->data + t * mk->nb[1] + (s0 + b) * mk->nb[0], 4);
+            if (mv == -INFINITY) { /* a masked key is not read at all (decode masks the unfilled cache slots) */
+                for (int g = 0; g < ng; g++) sc[g * ATTENTION_BLOCK + b] = -INFINITY;
+                continue;
+            }
             const char *kr = rows_at(k, s0 + b, hk, 0);
             if (k->nb[0] != esz) {
                 for (int64_t i = 0; i < D; i++) memcpy(kb + i * esz, kr + i * k->nb[0], (size_t)esz);
                 kr = kb;
             }
             attention_dots(qr, ng, kr, D, kt, dots);
-            float mv = 0.0f;
-            if (has_mask) memcpy(&mv, (const char *)mk->data + t * mk->nb[1] + (s0 + b) * mk->nb[0], 4);
             for (int g = 0; g < ng; g++) {
                 float sv = dots[g] * scale + mv;
                 sc[g * ATTENTION_BLOCK + b] = sv;
