@@ -96,7 +96,10 @@ static void qpack_put_q4_0(char *o, int i, const char *blk) {
 static void qpack_put_q5_0(char *o, int i, const char *blk) {
     const apr_block_q5_0 *b = (const apr_block_q5_0 *)blk;
     memcpy(o + 2 * i, &b->d, 2);
-    memcpy(o + 32 + 4 * i, b->qh, 4);
+    uint32_t qh;
+    memcpy(&qh, b->qh, 4);
+    /* fifth bits of elements 4 t .. 4 t + 3 to bits 4 i .. 4 i + 3 of mask t (the group is zeroed first) */
+    for (int t = 0; t < 8; t++) o[32 + 8 * t + i / 2] |= (char)(((qh >> (4 * t)) & 0xFu) << (4 * (i & 1)));
     for (int t = 0; t < 4; t++) memcpy(o + 96 + 64 * t + 4 * i, b->qs + 4 * t, 4);
 }
 

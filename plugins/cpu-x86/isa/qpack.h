@@ -14,8 +14,10 @@
  *     qs[T][16] uint32: word t of lane i = bytes 4 t .. 4 t + 3 of row i's block quants
  *               (Q4_0: T = 4, nibbles as stored; Q8_0: T = 8, each byte xor 0x80 so it is unsigned)
  *
- * Q5_0 (16 x 22 B) is Q4_0's layout with qh[16] uint32 (lane i: row i's fifth bits, element e at
- * bit e) between d and qs, the nibbles at 96; the kernels add 16 to the nibbles whose bit is set.
+ * Q5_0 (16 x 22 B) is Q4_0's layout with the fifth bits between d and qs, the nibbles at 96: eight
+ * uint64 masks, bit 4 i + j of mask t the fifth bit of row i's element 4 t + j, so that mask t
+ * marks exactly the bytes of nibble word t (t < 4: the low nibbles of qs word t, t >= 4: the high
+ * nibbles of word t - 4) to which the kernels add 16, with one masked add.
  *
  * so one 64-byte load gives the same 4 quant bytes of 16 rows, and vpdpbusd against the matching
  * 4 activation bytes broadcast forms 16 rows' partial dots at once: the activation is read once
