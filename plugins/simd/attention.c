@@ -129,6 +129,30 @@ static void attention_group(const apr_node_desc *n, float *scratch, int64_t t, i
             for (int b = 0; b < nb; b++) lsum[g] += sg[b];
         }
         if (!live) continue;
+        if (v->nb[0] == esz) {
+            /* head by head, each chunk of its output stays in a register over the block's keys (key
+             * by key, the chunk went through memory once per key: a store-to-load chain); every
+             * element still adds its keys in key order, so the sums are the same */
+            const char *vrow[ATTENTION_BLOCK];
+            for (int b = 0; b < nb; b++) vrow[b] = rows_at(v, s0 + b, hk, 0);
+            for (int g = 0; g < ng; g++) {
+                const float *pg = sc + g * ATTENTION_BLOCK;
+                float *a = acc + g * Dvp;
+                for (int64_t i = 0; i < Dv; i += VEC_W) {
+                    const int r = Dv - i < VEC_W ? (int)(Dv - i) : VEC_W;
+                    vec_t x = vec_load(a + i);
+                    for (int b = 0; b < nb; b++) {
+                        if (pg[b] == 0.0f) continue;
+                        vec_t vv;
+                        if (r == VEC_W) vv = kt == APR_F16 ? vec_load_f16((const uint16_t *)vrow[b] + i) : vec_load((const float *)vrow[b] + i);
+                        else vv = kt == APR_F16 ? vec_loadn_f16((const uint16_t *)vrow[b] + i, r) : vec_loadn((const float *)vrow[b] + i, r);
+                        x = vec_fma(vec_set1(pg[b]), vv, x);
+                    }
+                    vec_store(a + i, x);
+                }
+            }
+            continue;
+        }
         for (int b = 0; b < nb; b++) {
             int any = 0;
             for (int g = 0; g < ng; g++) any |= (p[g] = sc[g * ATTENTION_BLOCK + b]) != 0.0f;
