@@ -41,6 +41,7 @@ typedef struct plan_split {
     int first_step, n_steps; /* nodes [first_step, first_step + n_steps) */
     int n_fills;             /* mirrors filled before it */
     int *fills;              /* store indices */
+    bool ran;                /* its backend computed it successfully once: later runs say APR_SUBGRAPH_CHECKED */
 } plan_split;
 
 struct apr_plan {
@@ -579,9 +580,11 @@ APR_API apr_status apr_plan_run(apr_plan *p, apr_error *err) {
         }
         apr_backend *be = p->backends[sp->backend];
         apr_subgraph sg = {.struct_size = sizeof sg, .node_stride = sizeof(apr_node_desc),
-                           .n_nodes = (uint32_t)sp->n_steps, .nodes = &p->descs[sp->first_step]};
+                           .n_nodes = (uint32_t)sp->n_steps, .flags = sp->ran ? APR_SUBGRAPH_CHECKED : 0,
+                           .nodes = &p->descs[sp->first_step]};
         char msg[256] = "";
         apr_status s = be->api->compute(be->inst, &sg, msg, sizeof msg);
+        if (s == APR_OK) sp->ran = true;
         if (s != APR_OK)
             return apr_error_set(err, s, "%s failed running nodes %s..%s: %s", apr_backend_name(be),
                                p->steps[sp->first_step]->name, p->steps[sp->first_step + sp->n_steps - 1]->name,

@@ -248,9 +248,14 @@ typedef struct apr_subgraph {
     uint32_t struct_size;           /* sizeof(apr_subgraph) as the core was built */
     uint32_t node_stride;           /* bytes between consecutive nodes (the core's sizeof(apr_node_desc)) */
     uint32_t n_nodes;
-    uint32_t reserved0;
+    uint32_t flags;                 /* APR_SUBGRAPH_* (0 from cores that predate them) */
     const apr_node_desc *nodes;     /* node i is at (const char *)nodes + i * node_stride */
 } apr_subgraph;
+
+/* The core ran exactly these nodes (same descs, same buffers) on this backend instance before and
+ * compute returned APR_OK: checks of the nodes themselves may be skipped. Decode reruns one plan
+ * per token, and checking ~600 nodes every run cost ~0.4 us a node. */
+#define APR_SUBGRAPH_CHECKED 1u
 
 /* The function table a plugin returns. Optional slots may be NULL (the core says what it does
  * then). Slots are only ever appended. */
