@@ -98,7 +98,9 @@ LLM_API void llama_session_free(llama_session *s);
 LLM_API int llama_session_pos(const llama_session *s);
 
 /* Runs n tokens at the current position and advances it. logits receives n_vocab floats for the
- * last token, or n * n_vocab (position-major) when all_logits. Running past n_ctx is an error. */
+ * last token, or n * n_vocab (position-major) when all_logits. Running past n_ctx is an error.
+ * Single tokens after the first rerun a graph and plan the session keeps (one per 64 positions,
+ * the unfilled cache slots masked) instead of building and planning one per token. */
 LLM_API apr_status llama_session_eval(llama_session *s, const int32_t *ids, int n, bool all_logits, float *logits,
                               apr_error *err);
 
