@@ -41,18 +41,24 @@ static int llama_expected(int32_t *ids, int cap) {
     return n;
 }
 
+/* stories260K.gguf of the fixtures, opened and loaded (the test fails if it cannot be). */
+static void llama_open_stories(gguf_file **f, llama_model **m) {
+    char path[PATH_MAX + 256];
+    snprintf(path, sizeof path, "%s/stories260K/stories260K.gguf", llama_fixtures);
+    apr_error e;
+    cr_assert_eq(gguf_open(path, f, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(llama_model_load(*f, m, &e), APR_OK, "%s", e.msg);
+}
+
 Test(llama, stories260K_greedy_generation_matches_the_reference_on_every_backend, .timeout = 300) {
     if (!llama_find_fixtures()) cr_skip_test("fixtures not found at %s", llama_fixtures);
     int32_t want[512];
     int n_want = llama_expected(want, 512);
     cr_assert_geq(n_want, 200, "expected ids missing");
-    char path[PATH_MAX + 256];
-    snprintf(path, sizeof path, "%s/stories260K/stories260K.gguf", llama_fixtures);
     apr_error e;
     gguf_file *f;
     llama_model *m;
-    cr_assert_eq(gguf_open(path, &f, &e), APR_OK, "%s", e.msg);
-    cr_assert_eq(llama_model_load(f, &m, &e), APR_OK, "%s", e.msg);
+    llama_open_stories(&f, &m);
     cr_expect_eq(m->hp.n_layer, 5);
     cr_expect_eq(m->hp.n_head_kv, 4);
     apr_registry *reg;
@@ -94,13 +100,10 @@ Test(llama, stories260K_greedy_generation_matches_the_reference_on_every_backend
 
 Test(llama, context_overflow_and_bad_ids_are_errors) {
     if (!llama_find_fixtures()) cr_skip_test("fixtures not found at %s", llama_fixtures);
-    char path[PATH_MAX + 256];
-    snprintf(path, sizeof path, "%s/stories260K/stories260K.gguf", llama_fixtures);
     apr_error e;
     gguf_file *f;
     llama_model *m;
-    cr_assert_eq(gguf_open(path, &f, &e), APR_OK, "%s", e.msg);
-    cr_assert_eq(llama_model_load(f, &m, &e), APR_OK, "%s", e.msg);
+    llama_open_stories(&f, &m);
     apr_registry *reg;
     apr_backend *be;
     cr_assert_eq(apr_registry_open(NULL, &reg, &e), APR_OK, "%s", e.msg);
@@ -137,13 +140,10 @@ Test(llama, context_overflow_and_bad_ids_are_errors) {
  * to a context that is not a whole number of steps, must give the logits of one batch of all. */
 Test(llama, kept_decode_graphs_give_the_logits_of_one_batch, .timeout = 120) {
     if (!llama_find_fixtures()) cr_skip_test("fixtures not found at %s", llama_fixtures);
-    char path[PATH_MAX + 256];
-    snprintf(path, sizeof path, "%s/stories260K/stories260K.gguf", llama_fixtures);
     apr_error e;
     gguf_file *f;
     llama_model *m;
-    cr_assert_eq(gguf_open(path, &f, &e), APR_OK, "%s", e.msg);
-    cr_assert_eq(llama_model_load(f, &m, &e), APR_OK, "%s", e.msg);
+    llama_open_stories(&f, &m);
     apr_registry *reg;
     cr_assert_eq(apr_registry_open(NULL, &reg, &e), APR_OK, "%s", e.msg);
     enum { N = 150, V = 512 };
