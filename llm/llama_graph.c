@@ -128,9 +128,8 @@ static apr_tensor *graph_norm_weight(apr_graph *g, const gguf_tensor *t) {
     return t->dtype == APR_F32 ? w : apr_cast(g, w, APR_F32);
 }
 
-/* W x, plus the bias broadcast over tokens when the model has one (qwen2). */
-static apr_tensor *graph_proj(apr_graph *g, const gguf_tensor *w, const gguf_tensor *b, apr_tensor *x) {
-    apr_tensor *y = apr_matmul(g, graph_weight(g, w), x);
+/* y plus the bias broadcast over tokens when the model has one (qwen2). */
+static apr_tensor *graph_bias(apr_graph *g, apr_tensor *y, const gguf_tensor *b) {
     return b ? apr_add(g, y, graph_norm_weight(g, b)) : y;
 }
 
@@ -175,9 +174,14 @@ static void graph_build(const llama_session *s, apr_graph *g, int n, int past, b
     for (int l = 0; l < hp->n_layer; l++) {
         const llama_layer *L = &m->layers[l];
         apr_tensor *h = apr_mul(g, apr_rms_norm(g, x, hp->rms_eps), graph_norm_weight(g, L->attn_norm));
-        apr_tensor *q = graph_heads(g, graph_proj(g, L->wq, L->bq, h), hd, H, n, L->q_norm, hp->rms_eps);
-        apr_tensor *k = graph_heads(g, graph_proj(g, L->wk, L->bk, h), hd, Hkv, n, L->k_norm, hp->rms_eps);
-        apr_tensor *v = graph_heads(g, graph_proj(g, L->wv, L->bv, h), hd, Hkv, n, NULL, 0);
+        /* the matmuls that read h come one after another (nodes run in creation order), so that a
+         * backend can run them as one (cpu: matmul_run_group) */
+        apr_tensor *q = apr_matmul(g, graph_weight(g, L->wq), h);
+        apr_tensor *k = apr_matmul(g, graph_weight(g, L->wk), h);
+        apr_tensor *v = apr_matmul(g, graph_weight(g, L->wv), h);
+        q = graph_heads(g, graph_bias(g, q, L->bq), hd, H, n, L->q_norm, hp->rms_eps);
+        k = graph_heads(g, graph_bias(g, k, L->bk), hd, Hkv, n, L->k_norm, hp->rms_eps);
+        v = graph_heads(g, graph_bias(g, v, L->bv), hd, Hkv, n, NULL, 0);
         q = apr_rope(g, q, o->pos, ff, &rope);
         k = apr_rope(g, k, o->pos, ff, &rope);
         o->k_new[l] = apr_cast(g, k, s->kv_dtype);
@@ -198,7 +202,9 @@ static void graph_build(const llama_session *s, apr_graph *g, int n, int past, b
         att = apr_reshape(g, att, 2, (int64_t[]){H * hd, n});
         x = apr_add(g, x, apr_matmul(g, graph_weight(g, L->wo), att));
         h = apr_mul(g, apr_rms_norm(g, x, hp->rms_eps), graph_norm_weight(g, L->ffn_norm));
-        apr_tensor *act = apr_swiglu(g, apr_matmul(g, graph_weight(g, L->w_gate), h), apr_matmul(g, graph_weight(g, L->w_up), h));
+        apr_tensor *gate = apr_matmul(g, graph_weight(g, L->w_gate), h);
+        apr_tensor *up = apr_matmul(g, graph_weight(g, L->w_up), h);
+        apr_tensor *act = apr_swiglu(g, gate, up);
         x = apr_add(g, x, apr_matmul(g, graph_weight(g, L->w_down), act));
     }
     x = apr_mul(g, apr_rms_norm(g, x, hp->rms_eps), graph_norm_weight(g, m->out_norm));

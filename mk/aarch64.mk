@@ -64,7 +64,7 @@ AA_TESTPLUGS := $(TESTPLUG_SRCS:tests/plugins/%.c=$(AA_B)/tests/plugins/%.so)
 # test_import's one test that executes apr-import
 # (an aarch64 program cannot exec another without binfmt_misc; test_run and test_quantize, which
 # exec apr-run / apr-quantize / apr-perplexity throughout, are left out for the same reason).
-AA_CHECK_TESTS := test_conformance test_tokenizer test_llama test_arch test_loader test_executor test_wpack test_gguf \
+AA_CHECK_TESTS := test_conformance test_tokenizer test_llama test_arch test_loader test_executor test_wpack test_fused test_gguf \
                   test_chat test_import test_quant test_sampler test_tpool
 AA_EXCLUDE := --exclude 'import/apr_import_tool_exit_codes_and_summary'
 

@@ -127,36 +127,72 @@ static apr_status cpu_backend_node(cpu_backend *be, const apr_node_desc *n, char
     }
 }
 
+static const apr_node_desc *cpu_backend_at(const apr_subgraph *g, uint32_t i) {
+    return (const apr_node_desc *)((const char *)g->nodes + (size_t)i * g->node_stride);
+}
+
+static int cpu_backend_same_tensor(const apr_tensor_desc *a, const apr_tensor_desc *b) {
+    if (a->data != b->data || a->dtype != b->dtype) return 0;
+    for (int i = 0; i < 4; i++)
+        if (a->ne[i] != b->ne[i] || a->nb[i] != b->nb[i]) return 0;
+    return 1;
+}
+
+/* How many nodes from i on are MATMULs that read node i's very X (a layer's q, k and v, or its
+ * gate and up), at most CPU_MATMUL_GROUP; 1 for any other node. Such a run goes to
+ * matmul_run_group, which can read the weights as one sequence in one dispatch. */
+#define CPU_MATMUL_GROUP 4
+static uint32_t cpu_backend_run_len(const apr_subgraph *g, uint32_t i) {
+    const apr_node_desc *a = cpu_backend_at(g, i);
+    uint32_t r = 1;
+    if (a->op != APR_OP_MATMUL) return r;
+    while (i + r < g->n_nodes && r < CPU_MATMUL_GROUP) {
+        const apr_node_desc *b = cpu_backend_at(g, i + r);
+        if (b->op != APR_OP_MATMUL || !cpu_backend_same_tensor(&a->src[1], &b->src[1])) break;
+        r++;
+    }
+    return r;
+}
+
+/* The checks a node passes before it first runs: a node we do not implement fails loudly, never runs wrong. */
+static apr_status cpu_backend_check(cpu_backend *be, const apr_node_desc *n, char *why, size_t why_size) {
+    apr_status st = opcheck_node(n, why, why_size);
+    if (st == APR_OK) st = opcheck_bounds(n, why, why_size);
+    if (st == APR_OK) st = cpu_supports_node(be, n, why, why_size);
+    if (st != APR_OK) return st;
+    if (cpu_backend_packed_misused(n))
+        return msg_set(why, why_size, APR_ERR_INVALID, "a packed weight is read by something other than a matmul");
+    if (!cpu_backend_host_visible(n)) return msg_set(why, why_size, APR_ERR_INVALID, "tensor not in host memory");
+    return APR_OK;
+}
+
 apr_status cpu_backend_compute(void *backend, const apr_subgraph *g, char *err, size_t err_size) {
     cpu_backend *be = backend;
     if (!be || !g) return msg_set(err, err_size, APR_ERR_INVALID, "compute: NULL argument");
     if (g->struct_size < sizeof(apr_subgraph)) return msg_set(err, err_size, APR_ERR_ABI, "compute: subgraph struct too small");
     if (g->n_nodes && (!g->nodes || g->node_stride < sizeof(apr_node_desc)))
         return msg_set(err, err_size, APR_ERR_ABI, "compute: node stride %u below %zu", g->node_stride, sizeof(apr_node_desc));
-    if (g->flags & APR_SUBGRAPH_CHECKED) {
-        /* these nodes passed every check below in an earlier call (a decode plan rerun per token) */
-        for (uint32_t i = 0; i < g->n_nodes; i++) {
-            const apr_node_desc *n = (const apr_node_desc *)((const char *)g->nodes + (size_t)i * g->node_stride);
-            char why[200];
-            apr_status st = cpu_backend_node(be, n, why, sizeof why);
-            if (st != APR_OK) return msg_set(err, err_size, st, "node %u (%s): %s", i, n->name ? n->name : "?", why);
-        }
-        return APR_OK;
-    }
-    for (uint32_t i = 0; i < g->n_nodes; i++) {
-        const apr_node_desc *n = (const apr_node_desc *)((const char *)g->nodes + (size_t)i * g->node_stride);
+    for (uint32_t i = 0; i < g->n_nodes;) {
+        const uint32_t r = cpu_backend_run_len(g, i);
         char why[200];
-        const char *name = n->name ? n->name : "?";
-        /* cheap integer checks: a node we do not implement fails loudly, never runs wrong */
-        apr_status st = opcheck_node(n, why, sizeof why);
-        if (st == APR_OK) st = opcheck_bounds(n, why, sizeof why);
-        if (st == APR_OK) st = cpu_supports_node(be, n, why, sizeof why);
-        if (st != APR_OK) return msg_set(err, err_size, st, "node %u (%s): %s", i, name, why);
-        if (cpu_backend_packed_misused(n))
-            return msg_set(err, err_size, APR_ERR_INVALID, "node %u (%s): a packed weight is read by something other than a matmul", i, name);
-        if (!cpu_backend_host_visible(n)) return msg_set(err, err_size, APR_ERR_INVALID, "node %u (%s): tensor not in host memory", i, name);
-        st = cpu_backend_node(be, n, why, sizeof why);
-        if (st != APR_OK) return msg_set(err, err_size, st, "node %u (%s): %s", i, name, why);
+        /* APR_SUBGRAPH_CHECKED: these nodes passed every check in an earlier call (a decode plan rerun per token) */
+        for (uint32_t j = i; j < i + r && !(g->flags & APR_SUBGRAPH_CHECKED); j++) {
+            const apr_node_desc *n = cpu_backend_at(g, j);
+            apr_status st = cpu_backend_check(be, n, why, sizeof why);
+            if (st != APR_OK) return msg_set(err, err_size, st, "node %u (%s): %s", j, n->name ? n->name : "?", why);
+        }
+        const apr_node_desc *n = cpu_backend_at(g, i);
+        apr_status st;
+        if (r > 1) {
+            const apr_node_desc *run[CPU_MATMUL_GROUP];
+            for (uint32_t j = 0; j < r; j++) run[j] = cpu_backend_at(g, i + j);
+            st = matmul_run_group(be, run, (int)r, why, sizeof why);
+        } else {
+            st = cpu_backend_node(be, n, why, sizeof why);
+        }
+        if (st != APR_OK)
+            return msg_set(err, err_size, st, "node %u (%s)%s: %s", i, n->name ? n->name : "?", r > 1 ? " and the matmuls after it" : "", why);
+        i += r;
     }
     return APR_OK;
 }

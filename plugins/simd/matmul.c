@@ -93,3 +93,19 @@ apr_status matmul_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t
     tpool_run(be->pool, matmul_worker, &p);
     return APR_OK;
 }
+
+apr_status matmul_run_group(cpu_backend *be, const apr_node_desc *const *nodes, int n, char *err, size_t err_size) {
+#ifdef QMATMUL_HAS_GROUP
+    int blocks = n > 1;
+    for (int i = 0; i < n && blocks; i++) {
+        const uint32_t t = nodes[i]->src[0].dtype;
+        blocks = t != APR_F32 && t != APR_F16 && t != APR_BF16;
+    }
+    if (blocks) return qmatmul_run_group(be, nodes, n, err, err_size);
+#endif
+    for (int i = 0; i < n; i++) {
+        apr_status st = matmul_run(be, nodes[i], err, err_size);
+        if (st != APR_OK) return st;
+    }
+    return APR_OK;
+}

@@ -10,6 +10,9 @@
  * APR_OK or a status with a one-line message (bad ids, out of memory). They are compiled with
  * the variant's ISA flags: call them only once the probe has passed. */
 apr_status matmul_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);
+/* n consecutive MATMUL nodes that read the same X (cpu_backend_compute finds them): where the ISA
+ * can, decode matmuls over packed weights run as one pass; otherwise each runs as matmul_run. */
+apr_status matmul_run_group(cpu_backend *be, const apr_node_desc *const *nodes, int n, char *err, size_t err_size);
 apr_status eltwise_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);     /* ADD MUL SCALE SILU GELU SWIGLU */
 apr_status rmsnorm_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);
 apr_status rope_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);

@@ -132,15 +132,15 @@ QP_INLINE void qp_groups(int f, int NA, int64_t K, const char *w, int64_t ng, in
     }
 }
 
-/* One round of decode (one activation row): the group g[s] of each of the QPACK_STREAMS streams,
- * all advancing one block position at a time and sharing the activation's broadcasts. Why: one
+/* One round of decode (one activation row): one group of each of the QPACK_STREAMS streams, all
+ * advancing one block position at a time and sharing the activation's broadcasts. Why: one
  * core reading one sequence with this much work per line keeps too few lines in flight; on a
  * 2-core Zen 5 VM one stream decoded TinyLlama Q4_0 at 0.71-0.77 of the read-bandwidth floor,
  * eight at 0.80-0.95. Software prefetch on top of eight streams measured no better (and worse for
- * Q8_0). A stream without a group (g[s] < 0) reads stream 0's again and stores nothing. */
-QP_INLINE void qp_round(int f, int64_t K, const char *w, const int64_t *g, int64_t ng, int nr, const char *a, float *out) {
+ * Q8_0). A stream without a group (w[s] NULL) reads stream 0's again and stores nothing. */
+QP_INLINE void qp_round(int f, int64_t K, const char *const *w, float *const *out, const uint16_t *keep, const char *a) {
     enum { S = QPACK_STREAMS };
-    const int64_t nb = K / APR_QK, bb = qpack_block_bytes(QP_DTYPE(f)), gb = nb * bb;
+    const int64_t nb = K / APR_QK, bb = qpack_block_bytes(QP_DTYPE(f));
     const int64_t qbytes = (K + 63) / 64 * 64, dbytes = (nb * 4 + 63) / 64 * 64;
     const int8_t *aq = (const int8_t *)a;
     const float *ad = (const float *)(a + qbytes);
@@ -150,7 +150,7 @@ QP_INLINE void qp_round(int f, int64_t K, const char *w, const int64_t *g, int64
     QP_UNROLL
     for (int s = 0; s < S; s++) {
         acc[s] = _mm512_setzero_ps();
-        p[s] = w + (g[s] >= 0 ? g[s] : g[0]) * gb;
+        p[s] = w[s] ? w[s] : w[0];
     }
     for (int64_t b = 0; b < nb; b++) {
         const int8_t *q = aq + 32 * b;
@@ -160,28 +160,27 @@ QP_INLINE void qp_round(int f, int64_t K, const char *w, const int64_t *g, int64
         const __m512 da = _mm512_set1_ps(ad[b]);
         QP_UNROLL
         for (int s = 0; s < S; s++) {
-            __m512i w[8];
-            qp_words(f, p[s], w);
+            __m512i wq[8];
+            qp_words(f, p[s], wq);
             const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p[s]));
-            acc[s] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(qp_sum(f, w, x, ac[b])), _mm512_mul_ps(dw, da), acc[s]);
+            acc[s] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(qp_sum(f, wq, x, ac[b])), _mm512_mul_ps(dw, da), acc[s]);
             p[s] += bb;
         }
     }
-    const __mmask16 keep = (__mmask16)((1u << nr) - 1u);
     QP_UNROLL
     for (int s = 0; s < S; s++)
-        if (g[s] >= 0) _mm512_mask_storeu_ps(out + 16 * g[s], g[s] + 1 == ng ? keep : (__mmask16)0xFFFF, acc[s]);
+        if (w[s]) _mm512_mask_storeu_ps(out[s], (__mmask16)keep[s], acc[s]);
 }
 
-static void qp_round_q4_0(int64_t K, const char *w, const int64_t *g, int64_t ng, int nr, const char *a, float *out) {
-    qp_round(0, K, w, g, ng, nr, a, out);
+static void qp_round_q4_0(int64_t K, const char *const *w, float *const *out, const uint16_t *keep, const char *a) {
+    qp_round(0, K, w, out, keep, a);
 }
-static void qp_round_q5_0(int64_t K, const char *w, const int64_t *g, int64_t ng, int nr, const char *a, float *out) {
-    qp_round(2, K, w, g, ng, nr, a, out);
+static void qp_round_q5_0(int64_t K, const char *const *w, float *const *out, const uint16_t *keep, const char *a) {
+    qp_round(2, K, w, out, keep, a);
 }
 #if defined(QDOT_VNNI) && QDOT_VNNI
-static void qp_round_q8_0(int64_t K, const char *w, const int64_t *g, int64_t ng, int nr, const char *a, float *out) {
-    qp_round(1, K, w, g, ng, nr, a, out);
+static void qp_round_q8_0(int64_t K, const char *const *w, float *const *out, const uint16_t *keep, const char *a) {
+    qp_round(1, K, w, out, keep, a);
 }
 #endif
 

@@ -192,3 +192,13 @@ apr_status qmatmul_run(cpu_backend *be, const apr_node_desc *n, char *err, size_
     cpu_backend_run(be, qmm_dot_worker, &p, N * M * batches * (K / 8 + 1));
     return APR_OK;
 }
+
+apr_status qmatmul_run_group(cpu_backend *be, const apr_node_desc *const *nodes, int n, char *err, size_t err_size) {
+    for (int i = 0; i < n;) {
+        const int r = qpack_group_len(be, nodes + i, n - i);
+        apr_status st = r > 1 ? qpack_matmul_run_group(be, nodes + i, r, err, err_size) : qmatmul_run(be, nodes[i], err, err_size);
+        if (st != APR_OK) return st;
+        i += r > 1 ? r : 1;
+    }
+    return APR_OK;
+}

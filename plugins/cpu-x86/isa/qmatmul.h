@@ -86,6 +86,11 @@ qdot_rows_fn *qdot_rows_lookup_vnni(uint32_t wtype);
 
 /* Runs a MATMUL node whose W is a block type (called by matmul_run). */
 apr_status qmatmul_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);
+/* Runs consecutive MATMUL nodes that read the same X, each W a block type (called by
+ * matmul_run_group): decode matmuls over packed weights of one format run fused (qpack.h), the
+ * others one by one. */
+#define QMATMUL_HAS_GROUP 1
+apr_status qmatmul_run_group(cpu_backend *be, const apr_node_desc *const *nodes, int n, char *err, size_t err_size);
 
 /* GET_ROWS of a block table (../../simd/convert.c): y[0..K) = the reference's dequantized row;
  * needs no scratch past the f32 row. */

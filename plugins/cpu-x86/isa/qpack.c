@@ -218,10 +218,24 @@ apr_status cpu_isa_weight_pack(cpu_backend *be, const apr_tensor_desc *w, apr_bu
 
 /* ---------------------------------------------------------------- matmul */
 
+/* ---------------------------------------------------------------- matmul */
+
+/* One weight of a round pass. A fused decode reads the weights of several matmuls that share one
+ * activation row (and one format and K) as one sequence of groups, split over the workers and
+ * their streams as if it were one weight: one dispatch, one rounding of the row, and no short
+ * matrix left to run on its own (Qwen2.5-0.5B's k and v are 8 groups each). */
+typedef struct qpack_part {
+    const char *w;    /* its packed groups */
+    float *out;       /* its dst row (dense) */
+    int64_t g0;       /* index of its first group in the sequence */
+    int64_t groups;   /* its groups */
+    uint16_t last;    /* rows of its last group, as a mask */
+} qpack_part;
+
 typedef struct qpack_plan {
-    const apr_node_desc *node;
+    const apr_node_desc *node;  /* the (first) node: its X is every part's */
     cpu_backend *be;
-    const qpack_head *h;
+    const qpack_head *h;        /* the (first) weight's head: dtype, K and group_bytes are every part's */
     qpack_variant v;
     int64_t abytes;      /* bytes of one activation row */
     int64_t chunk;       /* groups per unit */
@@ -232,6 +246,9 @@ typedef struct qpack_plan {
     int64_t act_off;     /* where in a worker's scratch those rows start */
     int64_t rounds;      /* one activation row and v.round: rounds of streams per worker's share; else 0 */
     tpool_steal steal;   /* over the units, or the rounds when rounds > 0, when own_act */
+    qpack_part parts[QPACK_MAX_PARTS]; /* rounds: the weights in sequence order */
+    int n_parts;
+    int64_t seq_groups;  /* rounds: groups of all parts */
 } qpack_plan;
 
 /* Rounds activation rows [r0, r1) (flattened over m and the batches) into dst; tmp holds K floats. */
@@ -292,18 +309,32 @@ static void qpack_unit(const qpack_plan *p, long long u, const char *act) {
     }
 }
 
-/* Round item of the steal: the share of worker item / rounds (tpool_split of the groups) read as
- * QPACK_STREAMS streams of p->rounds groups each, round item % rounds of them. The owner takes its
- * rounds from the front, so each of its streams runs in order; a thief takes them from the back. */
+/* Round item of the steal: the share of worker item / rounds (tpool_split of the sequence of
+ * groups) read as QPACK_STREAMS streams of p->rounds groups each, round item % rounds of them.
+ * The owner takes its rounds from the front, so each of its streams runs in order; a thief takes
+ * them from the back. */
 static void qpack_round(const qpack_plan *p, long long item, int nth, const char *act) {
-    const int64_t ng = p->h->groups, k = item % p->rounds;
+    const int64_t k = item % p->rounds;
     long long a, b;
-    tpool_split(ng, (int)(item / p->rounds), nth, &a, &b);
-    int64_t g[QPACK_STREAMS];
-    for (int s = 0; s < QPACK_STREAMS; s++) g[s] = a + s * p->rounds + k < b ? a + s * p->rounds + k : -1;
-    if (g[0] < 0) return;
-    const int nr = (int)(p->h->N - (ng - 1) * QPACK_ROWS);
-    p->v.round(p->h->K, (const char *)p->node->src[0].data, g, ng, nr, act, (float *)p->node->dst.data);
+    tpool_split(p->seq_groups, (int)(item / p->rounds), nth, &a, &b);
+    const char *w[QPACK_STREAMS];
+    float *out[QPACK_STREAMS];
+    uint16_t keep[QPACK_STREAMS];
+    int j = 0;
+    for (int s = 0; s < QPACK_STREAMS; s++) {
+        const int64_t v = a + s * p->rounds + k; /* grows with s, so the part index only moves on */
+        w[s] = NULL;
+        out[s] = NULL;
+        keep[s] = 0;
+        if (v >= b) continue;
+        while (v >= p->parts[j].g0 + p->parts[j].groups) j++;
+        const qpack_part *pt = &p->parts[j];
+        const int64_t lg = v - pt->g0;
+        w[s] = pt->w + lg * p->h->group_bytes;
+        out[s] = pt->out + QPACK_ROWS * lg;
+        keep[s] = lg + 1 == pt->groups ? pt->last : 0xFFFF;
+    }
+    if (w[0]) p->v.round(p->h->K, w, out, keep, act);
 }
 
 static void qpack_dot_worker(void *ctx, int ith, int nth) {
@@ -331,24 +362,93 @@ static void qpack_dot_worker(void *ctx, int ith, int nth) {
 #define QPACK_UNITS 8
 #endif
 
-apr_status qpack_matmul_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
-    const apr_tensor_desc *w = &n->src[0], *d = &n->dst;
+/* The head of the packed weight node n multiplies, or NULL when its buffer does not hold it. */
+static const qpack_head *qpack_head_for(const apr_node_desc *n) {
+    const apr_tensor_desc *w = &n->src[0];
     const qpack_head *h = qpack_of(w->buffer);
     if (!h || h->dtype != w->dtype || h->K != w->ne[0] || h->N != w->ne[1] || w->ne[2] != 1 || w->ne[3] != 1 ||
         w->data != (const char *)h + QPACK_HEAD_BYTES)
+        return NULL;
+    return h;
+}
+
+/* Whether node n is a decode matmul a round pass runs: one activation row, a packed weight with a
+ * round kernel on this CPU, a dense dst. */
+static const qpack_head *qpack_roundable(const cpu_backend *be, const apr_node_desc *n) {
+    const apr_tensor_desc *d = &n->dst;
+    const qpack_head *h = qpack_head_for(n);
+    if (!h || d->ne[1] * d->ne[2] * d->ne[3] != 1 || d->nb[0] != 4 || (uintptr_t)d->data % 4 ||
+        !qpack_variant_for(be, h->dtype).round)
+        return NULL;
+    return h;
+}
+
+static int qpack_same_x(const apr_tensor_desc *a, const apr_tensor_desc *b) {
+    if (a->data != b->data || a->dtype != b->dtype) return 0;
+    for (int i = 0; i < 4; i++)
+        if (a->ne[i] != b->ne[i] || a->nb[i] != b->nb[i]) return 0;
+    return 1;
+}
+
+int qpack_group_len(const cpu_backend *be, const apr_node_desc *const *nodes, int n) {
+    const qpack_head *h0 = qpack_roundable(be, nodes[0]);
+    if (!h0) return 0;
+    int r = 1;
+    while (r < n && r < QPACK_MAX_PARTS) {
+        const qpack_head *h = qpack_roundable(be, nodes[r]);
+        if (!h || h->dtype != h0->dtype || h->K != h0->K || !qpack_same_x(&nodes[r]->src[1], &nodes[0]->src[1])) break;
+        r++;
+    }
+    return r;
+}
+
+/* Rounds of streams over the weights of nodes[0..n), every one roundable with the first's format,
+ * K and X (qpack_group_len). */
+static apr_status qpack_run_rounds(cpu_backend *be, const apr_node_desc *const *nodes, int n, char *err, size_t err_size) {
+    qpack_plan p = {.node = nodes[0], .be = be, .h = qpack_head_for(nodes[0])};
+    p.v = qpack_variant_for(be, p.h->dtype);
+    p.abytes = p.v.row_bytes(p.h->dtype, p.h->K);
+    for (int i = 0; i < n; i++) {
+        const qpack_head *h = qpack_head_for(nodes[i]);
+        const int nr = (int)(h->N - (h->groups - 1) * QPACK_ROWS);
+        p.parts[i] = (qpack_part){.w = (const char *)h + QPACK_HEAD_BYTES, .out = nodes[i]->dst.data, .g0 = p.seq_groups,
+                                  .groups = h->groups, .last = (uint16_t)((1u << nr) - 1u)};
+        p.seq_groups += h->groups;
+    }
+    p.n_parts = n;
+    const int nth = be->n_threads;
+    p.rounds = (p.seq_groups + (int64_t)nth * QPACK_STREAMS - 1) / ((int64_t)nth * QPACK_STREAMS);
+    p.own_act = 1;
+    p.act_off = (p.h->K * 4 + 63) / 64 * 64;
+    if (cpu_backend_reserve(be, (size_t)(p.act_off + p.abytes)) != 0)
+        return msg_set(err, err_size, APR_ERR_NOMEM, "matmul: cannot allocate an activation row");
+    tpool_steal_init(&p.steal, nth * p.rounds, nth);
+    cpu_backend_run(be, qpack_dot_worker, &p, p.seq_groups * QPACK_ROWS * (p.h->K / 8 + 1));
+    return APR_OK;
+}
+
+apr_status qpack_matmul_run_group(cpu_backend *be, const apr_node_desc *const *nodes, int n, char *err, size_t err_size) {
+    if (n < 1 || n > QPACK_MAX_PARTS || qpack_group_len(be, nodes, n) != n)
+        return msg_set(err, err_size, APR_ERR_INTERNAL, "matmul: %d nodes are not one group of packed decode matmuls", n);
+    return qpack_run_rounds(be, nodes, n, err, err_size);
+}
+
+apr_status qpack_matmul_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
+    const apr_tensor_desc *w = &n->src[0], *d = &n->dst;
+    const qpack_head *h = qpack_head_for(n);
+    if (!h)
         return msg_set(err, err_size, APR_ERR_INVALID, "matmul: src0 is a packed buffer that does not hold this %lld x %lld weight",
                        (long long)w->ne[0], (long long)w->ne[1]);
     const int64_t K = h->K, M = d->ne[1], batches = d->ne[2] * d->ne[3];
     if (M == 0 || batches == 0) return APR_OK;
+    /* one row into a dense dst: rounds of streams, p.rounds streams of groups covering a worker's share */
+    if (qpack_roundable(be, n)) return qpack_run_rounds(be, &n, 1, err, err_size);
     qpack_plan p = {.node = n, .be = be, .h = h, .v = qpack_variant_for(be, h->dtype)};
     if (!p.v.dot) return msg_set(err, err_size, APR_ERR_INTERNAL, "matmul: packed weight without a kernel on this CPU");
     p.abytes = p.v.row_bytes(h->dtype, K);
     const int64_t rows = M * batches;
     const int nth = be->n_threads;
-    /* one row into a dense dst: rounds of streams; p.rounds streams of groups cover a worker's share */
-    const int dense = d->nb[0] == 4 && d->nb[1] % 4 == 0 && (uintptr_t)d->data % 4 == 0;
-    if (rows == 1 && p.v.round && dense) p.rounds = (h->groups + (int64_t)nth * QPACK_STREAMS - 1) / ((int64_t)nth * QPACK_STREAMS);
-    p.own_act = (rows <= 4 && nth > 1) || p.rounds;
+    p.own_act = rows <= 4 && nth > 1;
     p.act_off = (K * 4 + 63) / 64 * 64;
     const size_t scratch = p.own_act ? (size_t)(p.act_off + rows * p.abytes) : (size_t)K * 4;
     if ((!p.own_act && cpu_backend_reserve_shared(be, (size_t)(rows * p.abytes)) != 0) || cpu_backend_reserve(be, scratch) != 0)
@@ -358,7 +458,7 @@ apr_status qpack_matmul_run(cpu_backend *be, const apr_node_desc *n, char *err, 
     p.chunk = (h->groups + want - 1) / want;
     p.units_n = (h->groups + p.chunk - 1) / p.chunk;
     p.units = batches * p.units_n;
-    if (p.own_act) tpool_steal_init(&p.steal, p.rounds ? nth * p.rounds : p.units, nth);
+    if (p.own_act) tpool_steal_init(&p.steal, p.units, nth);
     p.l2_groups = be->l2_bytes / 2 / h->group_bytes;
     if (p.l2_groups < 1) p.l2_groups = 1;
     cpu_backend_run(be, qpack_dot_worker, &p, h->N * rows * (K / 8 + 1));

@@ -105,12 +105,13 @@ typedef void qpack_dot_fn(int64_t K, const char *w, int64_t ng, int nr, const ch
 qpack_dot_fn *QDOT_NAME(qpack_dot_lookup)(uint32_t wtype);
 
 /* Decode with one activation row, Q4_0 / Q5_0 / Q8_0: one round computes, for each stream s <
- * QPACK_STREAMS with g[s] >= 0, out[16 g[s] + i] = the dot of row i of group g[s] of the weight w
- * (ng groups; only rows i < nr of group ng - 1) with the activation row a, the streams advancing
- * through their groups together. g[0] >= 0. Each row's sum is the one qpack_dot_fn forms. NULL
- * for the formats without one. */
+ * QPACK_STREAMS with w[s] != NULL, out[s][i] = the dot of row i of the group at w[s] with the
+ * activation row a for the rows i whose bit is set in keep[s], the streams advancing through their
+ * groups together. The groups may belong to different weights of one K (a fused decode of several
+ * matmuls that read the same activation row). w[0] != NULL. Each row's sum is the one qpack_dot_fn
+ * forms. NULL for the formats without one. */
 #define QPACK_STREAMS 8
-typedef void qpack_round_fn(int64_t K, const char *w, const int64_t *g, int64_t ng, int nr, const char *a, float *out);
+typedef void qpack_round_fn(int64_t K, const char *const *w, float *const *out, const uint16_t *keep, const char *a);
 qpack_round_fn *QDOT_NAME(qpack_round_lookup)(uint32_t wtype);
 #if APR_X86_LEVEL >= 3
 qpack_dot_fn QDOT_NAME(qpack_dot_q4_K), QDOT_NAME(qpack_dot_q6_K); /* qdot_packk.c */
@@ -128,5 +129,13 @@ qpack_round_fn *qpack_round_lookup_vnni(uint32_t wtype);
 const qpack_head *qpack_of(const apr_buffer *buf);
 /* Runs a MATMUL whose src[0] is a packed buffer (called by qmatmul_run). */
 apr_status qpack_matmul_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);
+
+/* Decode matmuls that read one activation row run fused, up to QPACK_MAX_PARTS at a time (see
+ * qpack_part in qpack.c). qpack_group_len: how many of nodes[0..n) from the first one pass can
+ * run: each with a packed weight of the first's format and K that has a round kernel, the same X
+ * (one row) and a dense dst; 0 when not even the first. qpack_matmul_run_group runs such a group. */
+#define QPACK_MAX_PARTS 4
+int qpack_group_len(const cpu_backend *be, const apr_node_desc *const *nodes, int n);
+apr_status qpack_matmul_run_group(cpu_backend *be, const apr_node_desc *const *nodes, int n, char *err, size_t err_size);
 
 #endif
