@@ -1,4 +1,4 @@
-/* test_tpool.c — the CPU plugins' worker pool: every worker runs, and tpool_steal hands out every item exactly once, owned shares first. */
+/* test_tpool.c — the CPU plugins' worker pool: every worker runs, tpool_steal hands out every item exactly once, owned shares first, and a helper that leaves a job early does not hold up the caller. */
 #include <criterion/criterion.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -91,4 +91,65 @@ Test(tpool, a_slow_worker_has_the_back_of_its_share_stolen) {
     }
     free(j);
     tpool_destroy(pool);
+}
+
+/* A job whose helpers leave as soon as they start and then wait, inside fn, for the next job. Kept
+ * in static storage: after tpool_leave a helper may touch only what outlives the caller's frame. */
+typedef struct tp_leave_job {
+    tpool *pool;
+    _Atomic int ran[4];    /* times each worker entered fn */
+    _Atomic int waiting;   /* helpers that left and wait for the next job */
+    _Atomic int released;  /* helpers that saw the next job come and returned */
+} tp_leave_job;
+
+static tp_leave_job tp_leave;
+
+static void tp_leave_worker(void *ctx, int ith, int nth) {
+    tp_leave_job *j = ctx;
+    cr_assert(ith >= 0 && ith < nth && nth <= 4);
+    atomic_fetch_add(&j->ran[ith], 1);
+    if (ith == 0) return;
+    const unsigned ticket = tpool_leave(j->pool);
+    atomic_fetch_add(&j->waiting, 1);
+    while (!tpool_superseded(j->pool, ticket)) tpool_pause();
+    atomic_fetch_add(&j->released, 1);
+}
+
+static void tp_count_worker(void *ctx, int ith, int nth) {
+    tp_leave_job *j = ctx;
+    cr_assert(ith >= 0 && ith < nth && nth <= 4);
+    atomic_fetch_add(&j->ran[ith], 1);
+}
+
+/* Spins until *v reaches want or a second has passed; returns the last value read. */
+static int tp_wait_for(_Atomic int *v, int want) {
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int x;
+    do {
+        x = atomic_load(v);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    } while (x < want && (t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 1000000000L);
+    return x;
+}
+
+Test(tpool, a_helper_that_leaves_early_lets_the_caller_go_on, .timeout = 30) {
+    tp_leave_job *j = &tp_leave;
+    j->pool = tpool_create(3);
+    cr_assert_not_null(j->pool);
+    for (int round = 1; round <= 3; round++) {
+        /* tpool_run returns while both helpers are still inside fn, waiting for what comes next */
+        tpool_run(j->pool, tp_leave_worker, j);
+        cr_assert_eq(tp_wait_for(&j->waiting, 2 * round), 2 * round, "round %d: the helpers did not both leave", round);
+        cr_assert_eq(atomic_load(&j->released), 2 * (round - 1), "round %d: a helper returned before the next job came", round);
+        /* the next job releases them, and still runs once on every worker */
+        tpool_run(j->pool, tp_count_worker, j);
+        cr_assert_eq(atomic_load(&j->released), 2 * round, "round %d: the next job ran before a helper had returned", round);
+        for (int w = 0; w < 3; w++) cr_assert_eq(atomic_load(&j->ran[w]), 2 * round, "round %d: worker %d ran %d times", round, w, atomic_load(&j->ran[w]));
+    }
+    /* destroy releases helpers that left and still wait */
+    tpool_run(j->pool, tp_leave_worker, j);
+    cr_assert_eq(tp_wait_for(&j->waiting, 8), 8);
+    tpool_destroy(j->pool);
+    cr_assert_eq(atomic_load(&j->released), 8);
 }

@@ -1,4 +1,4 @@
-/* cpu_backend.c — CPU plugin instances: create/destroy (thread pool, scratch, int8 path), compute (node dispatch); baseline code. */
+/* cpu_backend.c — CPU plugin instances: create/destroy (thread pool, scratch, int8 path), compute (node dispatch, matmul runs, prefetch ahead); baseline code. */
 #include "cpu_backend.h"
 
 #include <stdlib.h>
@@ -33,6 +33,40 @@ int cpu_backend_reserve_shared(cpu_backend *be, size_t bytes) {
     return 0;
 }
 
+typedef struct cpu_job {
+    cpu_backend *be;
+    tpool_fn fn;
+    void *ctx;
+} cpu_job;
+
+/* A helper that has done its share leaves the job and, until the next job comes, prefetches the
+ * first weights of its share of the next matmul into its L2: the caller meanwhile runs the small
+ * ops in between alone (norms, rope, attention's tail), so this reading costs no one any time. */
+static void cpu_backend_job(void *ctx, int ith, int nth) {
+    const cpu_job *j = ctx;
+    j->fn(j->ctx, ith, nth);
+    if (ith == 0 || !j->be->ahead || j->be->ahead[ith].n == 0) return;
+    const cpu_prefetch pf = j->be->ahead[ith]; /* copied before leaving: the caller rewrites it */
+    tpool *pool = j->be->pool;
+    const unsigned ticket = tpool_leave(pool);
+    for (int64_t off = 0;; off += CPU_PF_CHUNK) {
+        int more = 0;
+        for (int r = 0; r < pf.n; r++) {
+            if (off >= pf.bytes[r]) continue;
+            more = 1;
+            if (tpool_superseded(pool, ticket)) return;
+            const int64_t end = off + CPU_PF_CHUNK < pf.bytes[r] ? off + CPU_PF_CHUNK : pf.bytes[r];
+            for (int64_t o = off; o < end; o += 64) __builtin_prefetch(pf.p[r] + o, 0, 2);
+        }
+        if (!more) return;
+    }
+}
+
+void cpu_backend_dispatch(cpu_backend *be, tpool_fn fn, void *ctx) {
+    cpu_job j = {be, fn, ctx};
+    tpool_run(be->pool, cpu_backend_job, &j);
+}
+
 void cpu_backend_destroy(void *backend) {
     cpu_backend *be = backend;
     if (!be) return;
@@ -41,6 +75,7 @@ void cpu_backend_destroy(void *backend) {
         for (int i = 0; i < be->n_threads; i++) free(be->scratch[i]);
     free(be->scratch);
     free(be->shared);
+    free(be->ahead);
     free(be);
 }
 
@@ -70,7 +105,8 @@ apr_status cpu_backend_create(const apr_backend_config *cfg, void **backend, cha
         if (host->l2_bytes > 0) be->l2_bytes = host->l2_bytes;
     }
     be->scratch = calloc((size_t)n, sizeof(char *));
-    be->pool = be->scratch ? tpool_create(n) : NULL;
+    be->ahead = calloc((size_t)n, sizeof(cpu_prefetch));
+    be->pool = be->scratch && be->ahead ? tpool_create(n) : NULL;
     if (!be->pool) {
         cpu_backend_destroy(be);
         return msg_set(err, err_size, APR_ERR_NOMEM, "create: cannot start %d worker threads", n);
@@ -154,6 +190,24 @@ static uint32_t cpu_backend_run_len(const apr_subgraph *g, uint32_t i) {
     return r;
 }
 
+/* Points be->ahead at the matmul run that starts at or after node `from` (next_mm remembers
+ * where the last search ended, so a subgraph is scanned once). */
+static void cpu_backend_look_ahead(cpu_backend *be, const apr_subgraph *g, uint32_t from, uint32_t *next_mm) {
+    if (*next_mm < from) {
+        *next_mm = from;
+        while (*next_mm < g->n_nodes && cpu_backend_at(g, *next_mm)->op != APR_OP_MATMUL) (*next_mm)++;
+    }
+    const void *key = *next_mm < g->n_nodes ? (const void *)cpu_backend_at(g, *next_mm) : NULL;
+    if (key == be->ahead_of) return;
+    be->ahead_of = key;
+    for (int t = 0; t < be->n_threads; t++) be->ahead[t].n = 0;
+    if (!key) return;
+    const uint32_t r = cpu_backend_run_len(g, *next_mm);
+    const apr_node_desc *run[CPU_MATMUL_GROUP];
+    for (uint32_t j = 0; j < r; j++) run[j] = cpu_backend_at(g, *next_mm + j);
+    matmul_prefetch_plan(be, run, (int)r);
+}
+
 /* The checks a node passes before it first runs: a node we do not implement fails loudly, never runs wrong. */
 static apr_status cpu_backend_check(cpu_backend *be, const apr_node_desc *n, char *why, size_t why_size) {
     apr_status st = opcheck_node(n, why, why_size);
@@ -172,8 +226,13 @@ apr_status cpu_backend_compute(void *backend, const apr_subgraph *g, char *err, 
     if (g->struct_size < sizeof(apr_subgraph)) return msg_set(err, err_size, APR_ERR_ABI, "compute: subgraph struct too small");
     if (g->n_nodes && (!g->nodes || g->node_stride < sizeof(apr_node_desc)))
         return msg_set(err, err_size, APR_ERR_ABI, "compute: node stride %u below %zu", g->node_stride, sizeof(apr_node_desc));
+    /* another subgraph may hold other nodes at the addresses of the last one's */
+    be->ahead_of = NULL;
+    for (int t = 0; t < be->n_threads; t++) be->ahead[t].n = 0;
+    uint32_t next_mm = 0; /* the first MATMUL at or after the current run's end, or n_nodes */
     for (uint32_t i = 0; i < g->n_nodes;) {
         const uint32_t r = cpu_backend_run_len(g, i);
+        if (be->n_threads > 1) cpu_backend_look_ahead(be, g, i + r, &next_mm);
         char why[200];
         /* APR_SUBGRAPH_CHECKED: these nodes passed every check in an earlier call (a decode plan rerun per token) */
         for (uint32_t j = i; j < i + r && !(g->flags & APR_SUBGRAPH_CHECKED); j++) {

@@ -8,6 +8,17 @@
 #include "apr/apr_abi.h"
 #include "tpool.h"
 
+/* What one helper prefetches once it has finished its share of an op (tpool_leave), while the
+ * caller runs the small ops up to the next matmul alone: the first weight bytes its share of that
+ * matmul reads, as ranges read round-robin in CPU_PF_CHUNK pieces. */
+#define CPU_PF_RANGES 16
+#define CPU_PF_CHUNK 4096
+typedef struct cpu_prefetch {
+    const char *p[CPU_PF_RANGES]; /* start of each range */
+    int64_t bytes[CPU_PF_RANGES];  /* its length */
+    int n;                         /* ranges; 0 = nothing to prefetch */
+} cpu_prefetch;
+
 typedef struct cpu_backend {
     tpool *pool;            /* n_threads workers, the compute() caller being worker 0 */
     int n_threads;          /* workers */
@@ -18,6 +29,8 @@ typedef struct cpu_backend {
     char *shared;           /* scratch all workers share (x86 qmatmul's quantized activation rows), 64-byte aligned */
     size_t shared_size;     /* bytes of shared */
     int qpath;              /* int8 dot-product kernels qmatmul uses (probe_qpath() at create): X86_QDOT_* / NEON_QDOT_* */
+    cpu_prefetch *ahead;    /* [n_threads] what helper i prefetches after its share of the op now running (entry 0 unused) */
+    const void *ahead_of;   /* the first node of the matmul run ahead describes, or NULL */
 } cpu_backend;
 
 /* The instance slots of the plugin table. create refuses (UNSUPPORTED) where probe_usable() does;
@@ -39,12 +52,15 @@ int cpu_backend_reserve(cpu_backend *be, size_t bytes);
 /* Makes be->shared at least bytes long (contents are not kept). 0 on success, -1 when memory ran out. */
 int cpu_backend_reserve_shared(cpu_backend *be, size_t bytes);
 
+/* Runs fn on every worker (tpool_run); a helper done with its share then prefetches be->ahead[ith]. */
+void cpu_backend_dispatch(cpu_backend *be, tpool_fn fn, void *ctx);
+
 /* Runs fn on every worker, or only on the caller (as worker 0 of 1) when the node is too small
  * for a dispatch to pay off: work is about the number of elements touched. */
 #define CPU_BACKEND_SERIAL_WORK 16384
 static inline void cpu_backend_run(cpu_backend *be, tpool_fn fn, void *ctx, int64_t work) {
     if (be->n_threads == 1 || work < CPU_BACKEND_SERIAL_WORK) fn(ctx, 0, 1);
-    else tpool_run(be->pool, fn, ctx);
+    else cpu_backend_dispatch(be, fn, ctx);
 }
 
 #endif

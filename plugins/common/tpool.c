@@ -25,6 +25,9 @@ struct tpool {
 
 struct tpool_arg { tpool *pool; int ith; };
 
+/* Set by tpool_leave on the helper that called it, for the job it is in. */
+static _Thread_local int tpool_left;
+
 static inline void tpool_pause(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
@@ -57,8 +60,9 @@ static void *tpool_main(void *p) {
         }
         if (atomic_load(&pool->stop)) return NULL;
         seen = g;
+        tpool_left = 0;
         pool->fn(pool->ctx, a.ith, pool->n);
-        atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_release);
+        if (!tpool_left) atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_release);
     }
 }
 
@@ -101,6 +105,17 @@ void tpool_destroy(tpool *pool) {
 }
 
 int tpool_size(const tpool *pool) { return pool->n; }
+
+unsigned tpool_leave(tpool *pool) {
+    assert(!tpool_left);
+    /* read before pending drops: the caller bumps gen for its next job only after that */
+    const unsigned ticket = atomic_load(&pool->gen);
+    tpool_left = 1;
+    atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_release);
+    return ticket;
+}
+
+int tpool_superseded(tpool *pool, unsigned ticket) { return atomic_load_explicit(&pool->gen, memory_order_relaxed) != ticket; }
 
 void tpool_run(tpool *pool, tpool_fn fn, void *ctx) {
     if (pool->n == 1) { fn(ctx, 0, 1); return; }

@@ -5,8 +5,9 @@
 /* The caller of tpool_run is worker 0; the pool owns n_threads - 1 helper threads that live
  * until tpool_destroy. A dispatch publishes (fn, ctx) by bumping a generation counter; helpers
  * spin on it briefly (decode runs hundreds of small ops per token) and then sleep on a condvar.
- * tpool_run returns only after every worker has returned from fn, so no helper touches the
- * caller's data afterwards. One thread at a time may call tpool_run on a pool. */
+ * tpool_run returns only after every worker has returned from fn or left it (tpool_leave: a
+ * helper that then only prefetches), so no helper touches the caller's data afterwards. One
+ * thread at a time may call tpool_run on a pool. */
 
 #include <assert.h>
 #include <stdatomic.h>
@@ -21,8 +22,16 @@ typedef void (*tpool_fn)(void *ctx, int ith, int nth);
 tpool *tpool_create(int n_threads);
 void tpool_destroy(tpool *pool);
 int tpool_size(const tpool *pool);
-/* Runs fn(ctx, ith, nth) on every worker and waits for all of them. */
+/* Runs fn(ctx, ith, nth) on every worker and waits for all of them (or for tpool_leave). */
 void tpool_run(tpool *pool, tpool_fn fn, void *ctx);
+
+/* For a helper (ith > 0) inside fn that is done with the job: tpool_run stops waiting for it and
+ * may return, and the caller may go on to run small ops alone. fn may then only touch memory no
+ * one writes (it prefetches what a later job reads, from addresses it copied before leaving: ctx
+ * and the caller's data may be gone), must stop soon after tpool_superseded(pool, ticket) turns
+ * true (the next job or destroy has come) and return. At most once per fn; never from worker 0. */
+unsigned tpool_leave(tpool *pool);
+int tpool_superseded(tpool *pool, unsigned ticket);
 
 /* The contiguous share [*begin, *end) of n items that worker ith of nth takes (balanced). */
 static inline void tpool_split(long long n, int ith, int nth, long long *begin, long long *end) {

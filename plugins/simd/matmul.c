@@ -90,7 +90,7 @@ apr_status matmul_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t
     p.m_chunk = matmul_ceil(matmul_ceil(M, want_m), GEMM_MR) * GEMM_MR;
     p.n_units_m = matmul_ceil(M, p.m_chunk);
     p.n_units = batches * p.n_units_n * p.n_units_m;
-    tpool_run(be->pool, matmul_worker, &p);
+    cpu_backend_dispatch(be, matmul_worker, &p);
     return APR_OK;
 }
 
@@ -108,4 +108,12 @@ apr_status matmul_run_group(cpu_backend *be, const apr_node_desc *const *nodes, 
         if (st != APR_OK) return st;
     }
     return APR_OK;
+}
+
+void matmul_prefetch_plan(cpu_backend *be, const apr_node_desc *const *nodes, int n) {
+#ifdef QMATMUL_HAS_GROUP
+    qmatmul_prefetch_plan(be, nodes, n);
+#else
+    (void)be, (void)nodes, (void)n;
+#endif
 }

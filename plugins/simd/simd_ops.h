@@ -13,6 +13,9 @@ apr_status matmul_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t
 /* n consecutive MATMUL nodes that read the same X (cpu_backend_compute finds them): where the ISA
  * can, decode matmuls over packed weights run as one pass; otherwise each runs as matmul_run. */
 apr_status matmul_run_group(cpu_backend *be, const apr_node_desc *const *nodes, int n, char *err, size_t err_size);
+/* Fills be->ahead for the matmul run nodes[0..n) that comes next: what each helper's share of it
+ * reads first, where the ISA knows (decode over packed weights); else leaves it empty. */
+void matmul_prefetch_plan(cpu_backend *be, const apr_node_desc *const *nodes, int n);
 apr_status eltwise_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);     /* ADD MUL SCALE SILU GELU SWIGLU */
 apr_status rmsnorm_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);
 apr_status rope_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);

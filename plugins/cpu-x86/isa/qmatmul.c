@@ -202,3 +202,11 @@ apr_status qmatmul_run_group(cpu_backend *be, const apr_node_desc *const *nodes,
     }
     return APR_OK;
 }
+
+void qmatmul_prefetch_plan(cpu_backend *be, const apr_node_desc *const *nodes, int n) {
+    for (int i = 0; i < n; i++) {
+        const uint32_t t = nodes[i]->src[0].dtype;
+        if (t == APR_F32 || t == APR_F16 || t == APR_BF16) return;
+    }
+    qpack_prefetch_plan(be, nodes, n);
+}

@@ -357,11 +357,6 @@ static void qpack_dot_worker(void *ctx, int ith, int nth) {
     for (long long u = u0; u < u1; u++) qpack_unit(p, u, act);
 }
 
-/* Units of groups per worker in decode, the grain of stealing (as QMM_UNITS in qmatmul.c). */
-#ifndef QPACK_UNITS
-#define QPACK_UNITS 8
-#endif
-
 /* The head of the packed weight node n multiplies, or NULL when its buffer does not hold it. */
 static const qpack_head *qpack_head_for(const apr_node_desc *n) {
     const apr_tensor_desc *w = &n->src[0];
@@ -402,22 +397,77 @@ int qpack_group_len(const cpu_backend *be, const apr_node_desc *const *nodes, in
     return r;
 }
 
+/* The parts of a round pass over nodes[0..n) (qpack_group_len of them) in sequence order;
+ * returns the groups of all. */
+static int64_t qpack_fill_parts(const apr_node_desc *const *nodes, int n, qpack_part *parts) {
+    int64_t g0 = 0;
+    for (int i = 0; i < n; i++) {
+        const qpack_head *h = qpack_head_for(nodes[i]);
+        const int nr = (int)(h->N - (h->groups - 1) * QPACK_ROWS);
+        parts[i] = (qpack_part){.w = (const char *)h + QPACK_HEAD_BYTES, .out = nodes[i]->dst.data, .g0 = g0,
+                                .groups = h->groups, .last = (uint16_t)((1u << nr) - 1u)};
+        g0 += h->groups;
+    }
+    return g0;
+}
+
+/* Rounds per worker's share when nth workers read a sequence of groups QPACK_STREAMS streams each. */
+static int64_t qpack_rounds(int64_t groups, int nth) {
+    return (groups + (int64_t)nth * QPACK_STREAMS - 1) / ((int64_t)nth * QPACK_STREAMS);
+}
+
+/* Units of groups per worker in decode, the grain of stealing (as QMM_UNITS in qmatmul.c). */
+#ifndef QPACK_UNITS
+#define QPACK_UNITS 8
+#endif
+
+/* Groups per unit of a decode matmul without a round kernel (the K-quants): QPACK_UNITS per worker. */
+static int64_t qpack_unit_chunk(int64_t groups, int nth) {
+    const int64_t want = (int64_t)QPACK_UNITS * nth;
+    return (groups + want - 1) / want;
+}
+
+void qpack_prefetch_plan(cpu_backend *be, const apr_node_desc *const *nodes, int n) {
+    const int r = qpack_group_len(be, nodes, n);
+    if (r == 0) return;
+    qpack_part parts[QPACK_MAX_PARTS];
+    const int64_t groups = qpack_fill_parts(nodes, r, parts), gb = qpack_head_for(nodes[0])->group_bytes;
+    const int nth = be->n_threads;
+    const int64_t rounds = qpack_rounds(groups, nth);
+    /* the first rounds of every stream, together at most half of L2 */
+    int64_t per_stream = be->l2_bytes / 2 / (QPACK_STREAMS * gb);
+    if (per_stream < 1) per_stream = 1;
+    if (per_stream > rounds) per_stream = rounds;
+    for (int t = 1; t < nth; t++) {
+        cpu_prefetch *pf = &be->ahead[t];
+        pf->n = 0;
+        long long a, b;
+        tpool_split(groups, t, nth, &a, &b);
+        int j = 0;
+        for (int s = 0; s < QPACK_STREAMS; s++) {
+            int64_t v = a + s * rounds, v1 = v + per_stream < b ? v + per_stream : b;
+            while (v < v1 && pf->n < CPU_PF_RANGES) {
+                while (v >= parts[j].g0 + parts[j].groups) j++;
+                const int64_t end = v1 < parts[j].g0 + parts[j].groups ? v1 : parts[j].g0 + parts[j].groups;
+                pf->p[pf->n] = parts[j].w + (v - parts[j].g0) * gb;
+                pf->bytes[pf->n] = (end - v) * gb;
+                pf->n++;
+                v = end;
+            }
+        }
+    }
+}
+
 /* Rounds of streams over the weights of nodes[0..n), every one roundable with the first's format,
  * K and X (qpack_group_len). */
 static apr_status qpack_run_rounds(cpu_backend *be, const apr_node_desc *const *nodes, int n, char *err, size_t err_size) {
     qpack_plan p = {.node = nodes[0], .be = be, .h = qpack_head_for(nodes[0])};
     p.v = qpack_variant_for(be, p.h->dtype);
     p.abytes = p.v.row_bytes(p.h->dtype, p.h->K);
-    for (int i = 0; i < n; i++) {
-        const qpack_head *h = qpack_head_for(nodes[i]);
-        const int nr = (int)(h->N - (h->groups - 1) * QPACK_ROWS);
-        p.parts[i] = (qpack_part){.w = (const char *)h + QPACK_HEAD_BYTES, .out = nodes[i]->dst.data, .g0 = p.seq_groups,
-                                  .groups = h->groups, .last = (uint16_t)((1u << nr) - 1u)};
-        p.seq_groups += h->groups;
-    }
+    p.seq_groups = qpack_fill_parts(nodes, n, p.parts);
     p.n_parts = n;
     const int nth = be->n_threads;
-    p.rounds = (p.seq_groups + (int64_t)nth * QPACK_STREAMS - 1) / ((int64_t)nth * QPACK_STREAMS);
+    p.rounds = qpack_rounds(p.seq_groups, nth);
     p.own_act = 1;
     p.act_off = (p.h->K * 4 + 63) / 64 * 64;
     if (cpu_backend_reserve(be, (size_t)(p.act_off + p.abytes)) != 0)
@@ -454,8 +504,8 @@ apr_status qpack_matmul_run(cpu_backend *be, const apr_node_desc *n, char *err, 
     if ((!p.own_act && cpu_backend_reserve_shared(be, (size_t)(rows * p.abytes)) != 0) || cpu_backend_reserve(be, scratch) != 0)
         return msg_set(err, err_size, APR_ERR_NOMEM, "matmul: cannot allocate %lld activation rows", (long long)rows);
     if (!p.own_act) cpu_backend_run(be, qpack_quant_worker, &p, rows * K);
-    const int64_t want = p.own_act ? (int64_t)QPACK_UNITS * nth : batches >= nth ? 1 : (nth + batches - 1) / batches;
-    p.chunk = (h->groups + want - 1) / want;
+    const int64_t want = batches >= nth ? 1 : (nth + batches - 1) / batches;
+    p.chunk = p.own_act ? qpack_unit_chunk(h->groups, nth) : (h->groups + want - 1) / want;
     p.units_n = (h->groups + p.chunk - 1) / p.chunk;
     p.units = batches * p.units_n;
     if (p.own_act) tpool_steal_init(&p.steal, p.units, nth);

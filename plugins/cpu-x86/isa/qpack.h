@@ -137,5 +137,9 @@ apr_status qpack_matmul_run(cpu_backend *be, const apr_node_desc *n, char *err, 
 #define QPACK_MAX_PARTS 4
 int qpack_group_len(const cpu_backend *be, const apr_node_desc *const *nodes, int n);
 apr_status qpack_matmul_run_group(cpu_backend *be, const apr_node_desc *const *nodes, int n, char *err, size_t err_size);
+/* Fills be->ahead[1..] with what each helper's share of the round pass over nodes[0..n) reads
+ * first (the first rounds of each of its streams, up to half of L2), as qpack_run_rounds will
+ * split it; leaves be->ahead empty when the first node is not roundable. */
+void qpack_prefetch_plan(cpu_backend *be, const apr_node_desc *const *nodes, int n);
 
 #endif
