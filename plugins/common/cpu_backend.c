@@ -167,13 +167,6 @@ static const apr_node_desc *cpu_backend_at(const apr_subgraph *g, uint32_t i) {
     return (const apr_node_desc *)((const char *)g->nodes + (size_t)i * g->node_stride);
 }
 
-static int cpu_backend_same_tensor(const apr_tensor_desc *a, const apr_tensor_desc *b) {
-    if (a->data != b->data || a->dtype != b->dtype) return 0;
-    for (int i = 0; i < 4; i++)
-        if (a->ne[i] != b->ne[i] || a->nb[i] != b->nb[i]) return 0;
-    return 1;
-}
-
 /* How many nodes from i on are MATMULs that read node i's very X (a layer's q, k and v, or its
  * gate and up), at most CPU_MATMUL_GROUP; 1 for any other node. Such a run goes to
  * matmul_run_group, which can read the weights as one sequence in one dispatch. */
@@ -184,7 +177,7 @@ static uint32_t cpu_backend_run_len(const apr_subgraph *g, uint32_t i) {
     if (a->op != APR_OP_MATMUL) return r;
     while (i + r < g->n_nodes && r < CPU_MATMUL_GROUP) {
         const apr_node_desc *b = cpu_backend_at(g, i + r);
-        if (b->op != APR_OP_MATMUL || !cpu_backend_same_tensor(&a->src[1], &b->src[1])) break;
+        if (b->op != APR_OP_MATMUL || !cpu_same_tensor(&a->src[1], &b->src[1])) break;
         r++;
     }
     return r;

@@ -52,6 +52,14 @@ int cpu_backend_reserve(cpu_backend *be, size_t bytes);
 /* Makes be->shared at least bytes long (contents are not kept). 0 on success, -1 when memory ran out. */
 int cpu_backend_reserve_shared(cpu_backend *be, size_t bytes);
 
+/* Whether two descriptors name the very same tensor (data, dtype, shape and strides). */
+static inline int cpu_same_tensor(const apr_tensor_desc *a, const apr_tensor_desc *b) {
+    if (a->data != b->data || a->dtype != b->dtype) return 0;
+    for (int i = 0; i < APR_MAX_DIMS; i++)
+        if (a->ne[i] != b->ne[i] || a->nb[i] != b->nb[i]) return 0;
+    return 1;
+}
+
 /* Runs fn on every worker (tpool_run); a helper done with its share then prefetches be->ahead[ith]. */
 void cpu_backend_dispatch(cpu_backend *be, tpool_fn fn, void *ctx);
 

@@ -378,20 +378,13 @@ static const qpack_head *qpack_roundable(const cpu_backend *be, const apr_node_d
     return h;
 }
 
-static int qpack_same_x(const apr_tensor_desc *a, const apr_tensor_desc *b) {
-    if (a->data != b->data || a->dtype != b->dtype) return 0;
-    for (int i = 0; i < 4; i++)
-        if (a->ne[i] != b->ne[i] || a->nb[i] != b->nb[i]) return 0;
-    return 1;
-}
-
 int qpack_group_len(const cpu_backend *be, const apr_node_desc *const *nodes, int n) {
     const qpack_head *h0 = qpack_roundable(be, nodes[0]);
     if (!h0) return 0;
     int r = 1;
     while (r < n && r < QPACK_MAX_PARTS) {
         const qpack_head *h = qpack_roundable(be, nodes[r]);
-        if (!h || h->dtype != h0->dtype || h->K != h0->K || !qpack_same_x(&nodes[r]->src[1], &nodes[0]->src[1])) break;
+        if (!h || h->dtype != h0->dtype || h->K != h0->K || !cpu_same_tensor(&nodes[r]->src[1], &nodes[0]->src[1])) break;
         r++;
     }
     return r;
@@ -421,11 +414,6 @@ static int64_t qpack_rounds(int64_t groups, int nth) {
 #define QPACK_UNITS 8
 #endif
 
-/* Groups per unit of a decode matmul without a round kernel (the K-quants): QPACK_UNITS per worker. */
-static int64_t qpack_unit_chunk(int64_t groups, int nth) {
-    const int64_t want = (int64_t)QPACK_UNITS * nth;
-    return (groups + want - 1) / want;
-}
 
 void qpack_prefetch_plan(cpu_backend *be, const apr_node_desc *const *nodes, int n) {
     const int r = qpack_group_len(be, nodes, n);
@@ -504,8 +492,8 @@ apr_status qpack_matmul_run(cpu_backend *be, const apr_node_desc *n, char *err, 
     if ((!p.own_act && cpu_backend_reserve_shared(be, (size_t)(rows * p.abytes)) != 0) || cpu_backend_reserve(be, scratch) != 0)
         return msg_set(err, err_size, APR_ERR_NOMEM, "matmul: cannot allocate %lld activation rows", (long long)rows);
     if (!p.own_act) cpu_backend_run(be, qpack_quant_worker, &p, rows * K);
-    const int64_t want = batches >= nth ? 1 : (nth + batches - 1) / batches;
-    p.chunk = p.own_act ? qpack_unit_chunk(h->groups, nth) : (h->groups + want - 1) / want;
+    const int64_t want = p.own_act ? (int64_t)QPACK_UNITS * nth : batches >= nth ? 1 : (nth + batches - 1) / batches;
+    p.chunk = (h->groups + want - 1) / want;
     p.units_n = (h->groups + p.chunk - 1) / p.chunk;
     p.units = batches * p.units_n;
     if (p.own_act) tpool_steal_init(&p.steal, p.units, nth);
