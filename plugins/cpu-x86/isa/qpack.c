@@ -186,7 +186,7 @@ static void qpack_worker(void *ctx, int ith, int nth) {
 apr_status cpu_isa_weight_pack(cpu_backend *be, const apr_tensor_desc *w, apr_buffer *out, char *err, size_t err_size) {
     const char *name = qpack_name(w->dtype);
     if (!name)
-        return msg_set(err, err_size, APR_ERR_UNSUPPORTED, "no packed layout for dtype %u (q4_0, q8_0, q4_K and q6_K have one)", w->dtype);
+        return msg_set(err, err_size, APR_ERR_UNSUPPORTED, "no packed layout for dtype %u (q4_0, q5_0, q8_0, q4_K and q6_K have one)", w->dtype);
     if (!qpack_variant_for(be, w->dtype).dot)
         return msg_set(err, err_size, APR_ERR_UNSUPPORTED, "no packed %s kernel on this CPU (it needs AVX-512%s)", name,
                        w->dtype == APR_Q8_0 ? " VNNI" : "");
