@@ -203,10 +203,5 @@ apr_status qmatmul_run_group(cpu_backend *be, const apr_node_desc *const *nodes,
     return APR_OK;
 }
 
-void qmatmul_prefetch_plan(cpu_backend *be, const apr_node_desc *const *nodes, int n) {
-    for (int i = 0; i < n; i++) {
-        const uint32_t t = nodes[i]->src[0].dtype;
-        if (t == APR_F32 || t == APR_F16 || t == APR_BF16) return;
-    }
-    qpack_prefetch_plan(be, nodes, n);
-}
+/* Only packed weights have a plan, so float weights need no test here (qpack_group_len is 0). */
+void qmatmul_prefetch_plan(cpu_backend *be, const apr_node_desc *const *nodes, int n) { qpack_prefetch_plan(be, nodes, n); }

@@ -91,7 +91,7 @@ apr_status qmatmul_run(cpu_backend *be, const apr_node_desc *n, char *err, size_
  * others one by one. */
 #define QMATMUL_HAS_GROUP 1
 apr_status qmatmul_run_group(cpu_backend *be, const apr_node_desc *const *nodes, int n, char *err, size_t err_size);
-/* matmul_prefetch_plan for block weights: qpack_prefetch_plan. */
+/* matmul_prefetch_plan: qpack_prefetch_plan (a plan for packed decode weights, none for others). */
 void qmatmul_prefetch_plan(cpu_backend *be, const apr_node_desc *const *nodes, int n);
 
 /* GET_ROWS of a block table (../../simd/convert.c): y[0..K) = the reference's dequantized row;
