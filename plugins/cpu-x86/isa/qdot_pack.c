@@ -17,7 +17,7 @@
 
 /* How far ahead each stream of a decode round prefetches (qp_round); 0 = not at all. */
 #ifndef QPACK_RPF
-#define QPACK_RPF 512
+#define QPACK_RPF 1024
 #endif
 
 /* int32 lanes: acc + sum over the 4 byte pairs of w (unsigned) times a (signed). The VNNI copy
@@ -138,15 +138,17 @@ QP_INLINE void qp_groups(int f, int NA, int64_t K, const char *w, int64_t ng, in
 }
 
 /* One round of decode (one activation row): one group of each of the QPACK_STREAMS streams, all
- * advancing one block position at a time and sharing the activation's broadcasts. Why: one
- * core reading one sequence with this much work per line keeps too few lines in flight; on a
- * 2-core Zen 5 VM one stream decoded TinyLlama Q4_0 at 0.71-0.77 of the read-bandwidth floor,
- * eight at 0.80-0.95. Each Q4_0 / Q5_0 stream also prefetches QPACK_RPF bytes ahead: in phases
- * where this VM's memory answers slowly (its decode fell to 0.64-0.70 of the read-bandwidth floor)
- * that measured +0.05 of the floor on every Q4_0 and Q5_0 cell, 1 and 2 threads, alternating
- * with no prefetch (256 and 1024-2048 ahead: no better than 512); for Q8_0 (544-byte positions)
- * it measured no better at 512 or 1088. A stream without a group (w[s] NULL) reads stream 0's
- * again and stores nothing. */
+ * advancing one block position at a time and sharing the activation's broadcasts, each stream
+ * prefetching QPACK_RPF bytes ahead. Why: one core reading one sequence with this much work per
+ * line keeps too few lines in flight (on a 2-core Zen 5 VM one stream decoded TinyLlama Q4_0 at
+ * 0.71-0.77 of the read-bandwidth floor). That VM's memory changes phase every few minutes, and
+ * plain reads there show why four prefetching streams: eight streams without prefetch read up to
+ * 40 % faster than one in some phases and up to 40 % slower in others, while four streams that
+ * prefetch 1024 bytes ahead read at or above one stream in every phase measured (1 and 2
+ * threads). In decode, alternating with eight streams (512 ahead for Q4_0 / Q5_0, none for Q8_0),
+ * four measured +0.01..+0.06 of the floor on Q4_0 and Q8_0 at 2 threads and held Qwen Q8_0 at
+ * 1 thread at 0.90 where eight ranged 0.75-1.05. A stream without a group (w[s] NULL) reads
+ * stream 0's again and stores nothing. */
 QP_INLINE void qp_round(int f, int64_t K, const char *const *w, float *const *out, const uint16_t *keep, const char *a) {
     enum { S = QPACK_STREAMS };
     const int64_t nb = K / APR_QK, bb = qpack_block_bytes(QP_DTYPE(f));
@@ -170,7 +172,7 @@ QP_INLINE void qp_round(int f, int64_t K, const char *const *w, float *const *ou
         QP_UNROLL
         for (int s = 0; s < S; s++) {
             __m512i wq[8];
-            if (f != 1 && QPACK_RPF)
+            if (QPACK_RPF)
                 for (int64_t o = 0; o < bb; o += 64) _mm_prefetch(p[s] + QPACK_RPF + o, _MM_HINT_T0);
             qp_words(f, p[s], wq);
             const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p[s]));

@@ -110,7 +110,9 @@ qpack_dot_fn *QDOT_NAME(qpack_dot_lookup)(uint32_t wtype);
  * groups together. The groups may belong to different weights of one K (a fused decode of several
  * matmuls that read the same activation row). w[0] != NULL. Each row's sum is the one qpack_dot_fn
  * forms. NULL for the formats without one. */
-#define QPACK_STREAMS 8
+#ifndef QPACK_STREAMS
+#define QPACK_STREAMS 4 /* see qp_round in qdot_pack.c */
+#endif
 typedef void qpack_round_fn(int64_t K, const char *const *w, float *const *out, const uint16_t *keep, const char *a);
 qpack_round_fn *QDOT_NAME(qpack_round_lookup)(uint32_t wtype);
 #if APR_X86_LEVEL >= 3
