@@ -791,6 +791,8 @@ static void cases_attention(conf_run *r) {
         {32, 32, 33, 33, 2, 1, 1, 0, 0, 0},   {64, 48, 5, 23, 2, 2, 0, 1, 0, 1},
         {16, 16, 9, 5, 2, 2, 1, 0, 1, 0},     /* S < T, causal: the first queries see no key */
         {24, 24, 6, 11, 8, 2, 0, 0, 1, 1},    {1, 1, 3, 4, 1, 1, 1, 1, 0, 0},
+        /* value rows longer than the 8 vectors a kernel keeps in registers, and one not a whole vector */
+        {256, 256, 1, 40, 4, 2, 0, 1, 1, 0}, {96, 144, 1, 21, 2, 1, 1, 0, 0, 1}, {64, 200, 3, 9, 2, 2, 1, 0, 1, 0},
     };
     const uint32_t kv_dtypes[] = {APR_F32, APR_F16};
     for (int di = 0; di < 2; di++)

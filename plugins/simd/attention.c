@@ -53,6 +53,62 @@ static inline void attention_axpys(float *acc, int64_t Dvp, const float *p, int 
     }
 }
 
+/* A value or key row chunk of r <= VEC_W elements at element i, f32 or f16. */
+static inline __attribute__((always_inline)) vec_t attention_load(const char *row, int64_t i, int r, uint32_t t) {
+    if (r == VEC_W) return t == APR_F16 ? vec_load_f16((const uint16_t *)row + i) : vec_load((const float *)row + i);
+    return t == APR_F16 ? vec_loadn_f16((const uint16_t *)row + i, r) : vec_loadn((const float *)row + i, r);
+}
+
+/* The dot of a query row (f32) with one key row over D, summed as attention_dots sums it. */
+static inline float attention_dot(const float *q, const char *k, int64_t D, uint32_t kt) {
+    vec_t s = vec_zero();
+    int64_t i = 0;
+    for (; i + VEC_W <= D; i += VEC_W) s = vec_fma(vec_load(q + i), attention_load(k, i, VEC_W, kt), s);
+    if (i < D) s = vec_fma(vec_loadn(q + i, (int)(D - i)), attention_load(k, i, (int)(D - i), kt), s);
+    return vec_hsum(s);
+}
+
+/* acc[i0 .. i0 + NV vectors) += sum over the keys b < nb, in key order, of p[b] * (value row b);
+ * the last vector has r elements. NV is a constant where this is called: the NV vectors of acc
+ * stay in registers over all the keys, one FMA chain each. */
+static inline __attribute__((always_inline)) void attention_vtile(int NV, float *acc, const float *p, const char *const *vrow,
+                                                                  int nb, int64_t i0, int r, uint32_t vt) {
+    vec_t x[8];
+    _Pragma("GCC unroll 8")
+    for (int t = 0; t < NV; t++) x[t] = vec_load(acc + i0 + t * VEC_W);
+    for (int b = 0; b < nb; b++) {
+        if (p[b] == 0.0f) continue;
+        const vec_t pb = vec_set1(p[b]);
+        _Pragma("GCC unroll 8")
+        for (int t = 0; t + 1 < NV; t++) x[t] = vec_fma(pb, attention_load(vrow[b], i0 + t * VEC_W, VEC_W, vt), x[t]);
+        x[NV - 1] = vec_fma(pb, attention_load(vrow[b], i0 + (NV - 1) * VEC_W, r, vt), x[NV - 1]);
+    }
+    _Pragma("GCC unroll 8")
+    for (int t = 0; t < NV; t++) vec_store(acc + i0 + t * VEC_W, x[t]);
+}
+
+/* acc[0..Dv) += sum over the block's keys b, in key order, of p[b] * (value row b), for one head,
+ * up to 8 vectors of acc at a time. Why: with acc in memory, or with one vector's chain run over
+ * every key before the next vector's, each FMA waited for the last (decode attention of Qwen 0.5B's
+ * shape took ~1.5x as long). Each element still adds its keys in key order. */
+static void attention_values(float *acc, const float *p, const char *const *vrow, int nb, int64_t Dv, uint32_t vt) {
+    for (int64_t i0 = 0; i0 < Dv; i0 += 8 * VEC_W) {
+        const int64_t left = Dv - i0;
+        const int nv = left >= 8 * VEC_W ? 8 : (int)((left + VEC_W - 1) / VEC_W);
+        const int r = (int)(left - (int64_t)(nv - 1) * VEC_W) < VEC_W ? (int)(left - (int64_t)(nv - 1) * VEC_W) : VEC_W;
+        switch (nv) {
+        case 1: attention_vtile(1, acc, p, vrow, nb, i0, r, vt); break;
+        case 2: attention_vtile(2, acc, p, vrow, nb, i0, r, vt); break;
+        case 3: attention_vtile(3, acc, p, vrow, nb, i0, r, vt); break;
+        case 4: attention_vtile(4, acc, p, vrow, nb, i0, r, vt); break;
+        case 5: attention_vtile(5, acc, p, vrow, nb, i0, r, vt); break;
+        case 6: attention_vtile(6, acc, p, vrow, nb, i0, r, vt); break;
+        case 7: attention_vtile(7, acc, p, vrow, nb, i0, r, vt); break;
+        default: attention_vtile(8, acc, p, vrow, nb, i0, r, vt); break;
+        }
+    }
+}
+
 /* Scratch of one worker, all in floats: q rows, accumulators and scores of up to ATTENTION_GMAX
  * heads, then one gathered k row and one gathered v row. */
 static size_t attention_scratch_floats(int64_t D, int64_t Dv) {
@@ -87,23 +143,43 @@ static void attention_group(const apr_node_desc *n, float *scratch, int64_t t, i
     for (int64_t s0 = 0; s0 < L; s0 += ATTENTION_BLOCK) {
         const int nb = L - s0 < ATTENTION_BLOCK ? (int)(L - s0) : ATTENTION_BLOCK;
         for (int g = 0; g < ng; g++) bmax[g] = -INFINITY;
-        for (int b = 0; b < nb; b++) {
-            float mv = 0.0f;
-            if (has_mask) memcpy(&mv, (const char *)mk->data + t * mk->nb[1] + (s0 + b) * mk->nb[0], 4);
-            if (mv == -INFINITY) { /* a masked key is not read at all (decode masks the unfilled cache slots) */
-                for (int g = 0; g < ng; g++) sc[g * ATTENTION_BLOCK + b] = -INFINITY;
-                continue;
+        if (k->nb[0] == esz) {
+            /* head by head, key by key: one head's dot stays in a register (over the heads at once,
+             * ng partial sums went through memory for every chunk of every key) */
+            const char *krow[ATTENTION_BLOCK];
+            float mvs[ATTENTION_BLOCK];
+            for (int b = 0; b < nb; b++) {
+                mvs[b] = 0.0f;
+                if (has_mask) memcpy(&mvs[b], (const char *)mk->data + t * mk->nb[1] + (s0 + b) * mk->nb[0], 4);
+                /* a masked key is not read at all (decode masks the unfilled cache slots) */
+                krow[b] = mvs[b] == -INFINITY ? NULL : rows_at(k, s0 + b, hk, 0);
             }
-            const char *kr = rows_at(k, s0 + b, hk, 0);
-            if (k->nb[0] != esz) {
-                for (int64_t i = 0; i < D; i++) memcpy(kb + i * esz, kr + i * k->nb[0], (size_t)esz);
-                kr = kb;
-            }
-            attention_dots(qr, ng, kr, D, kt, dots);
             for (int g = 0; g < ng; g++) {
-                float sv = dots[g] * scale + mv;
-                sc[g * ATTENTION_BLOCK + b] = sv;
-                if (sv > bmax[g]) bmax[g] = sv;
+                float *sg = sc + g * ATTENTION_BLOCK, bm = -INFINITY;
+                for (int b = 0; b < nb; b++) {
+                    const float sv = krow[b] ? attention_dot(qr[g], krow[b], D, kt) * scale + mvs[b] : -INFINITY;
+                    sg[b] = sv;
+                    if (sv > bm) bm = sv;
+                }
+                bmax[g] = bm;
+            }
+        } else {
+            for (int b = 0; b < nb; b++) {
+                float mv = 0.0f;
+                if (has_mask) memcpy(&mv, (const char *)mk->data + t * mk->nb[1] + (s0 + b) * mk->nb[0], 4);
+                if (mv == -INFINITY) { /* a masked key is not read at all (decode masks the unfilled cache slots) */
+                    for (int g = 0; g < ng; g++) sc[g * ATTENTION_BLOCK + b] = -INFINITY;
+                    continue;
+                }
+                /* a strided key row is gathered once for all the heads */
+                const char *kr = rows_at(k, s0 + b, hk, 0);
+                for (int64_t i = 0; i < D; i++) memcpy(kb + i * esz, kr + i * k->nb[0], (size_t)esz);
+                attention_dots(qr, ng, kb, D, kt, dots);
+                for (int g = 0; g < ng; g++) {
+                    float sv = dots[g] * scale + mv;
+                    sc[g * ATTENTION_BLOCK + b] = sv;
+                    if (sv > bmax[g]) bmax[g] = sv;
+                }
             }
         }
         int live = 0;
@@ -130,27 +206,9 @@ static void attention_group(const apr_node_desc *n, float *scratch, int64_t t, i
         }
         if (!live) continue;
         if (v->nb[0] == esz) {
-            /* head by head, each chunk of its output stays in a register over the block's keys (key
-             * by key, the chunk went through memory once per key: a store-to-load chain); every
-             * element still adds its keys in key order, so the sums are the same */
             const char *vrow[ATTENTION_BLOCK];
             for (int b = 0; b < nb; b++) vrow[b] = rows_at(v, s0 + b, hk, 0);
-            for (int g = 0; g < ng; g++) {
-                const float *pg = sc + g * ATTENTION_BLOCK;
-                float *a = acc + g * Dvp;
-                for (int64_t i = 0; i < Dv; i += VEC_W) {
-                    const int r = Dv - i < VEC_W ? (int)(Dv - i) : VEC_W;
-                    vec_t x = vec_load(a + i);
-                    for (int b = 0; b < nb; b++) {
-                        if (pg[b] == 0.0f) continue;
-                        vec_t vv;
-                        if (r == VEC_W) vv = kt == APR_F16 ? vec_load_f16((const uint16_t *)vrow[b] + i) : vec_load((const float *)vrow[b] + i);
-                        else vv = kt == APR_F16 ? vec_loadn_f16((const uint16_t *)vrow[b] + i, r) : vec_loadn((const float *)vrow[b] + i, r);
-                        x = vec_fma(vec_set1(pg[b]), vv, x);
-                    }
-                    vec_store(a + i, x);
-                }
-            }
+            for (int g = 0; g < ng; g++) attention_values(acc + g * Dvp, sc + g * ATTENTION_BLOCK, vrow, nb, Dv, kt);
             continue;
         }
         for (int b = 0; b < nb; b++) {
