@@ -17,6 +17,12 @@ typedef struct attention_job {
 
 #define ATTENTION_GMAX 8 /* query heads scored against one loaded key row at a time */
 
+/* A value or key row chunk of r <= VEC_W elements at element i, f32 or f16. */
+static inline __attribute__((always_inline)) vec_t attention_load(const char *row, int64_t i, int r, uint32_t t) {
+    if (r == VEC_W) return t == APR_F16 ? vec_load_f16((const uint16_t *)row + i) : vec_load((const float *)row + i);
+    return t == APR_F16 ? vec_loadn_f16((const uint16_t *)row + i, r) : vec_loadn((const float *)row + i, r);
+}
+
 /* out[g] = q[g] . k over D for one key row (contiguous, f32 or f16) and ng <= ATTENTION_GMAX query rows:
  * the key row is loaded once for all of them. */
 static inline void attention_dots(const float *const *q, int ng, const char *k, int64_t D, uint32_t kt, float *out) {
@@ -24,12 +30,12 @@ static inline void attention_dots(const float *const *q, int ng, const char *k, 
     for (int g = 0; g < ng; g++) s[g] = vec_zero();
     int64_t i = 0;
     for (; i + VEC_W <= D; i += VEC_W) {
-        vec_t kv = kt == APR_F16 ? vec_load_f16((const uint16_t *)k + i) : vec_load((const float *)k + i);
+        vec_t kv = attention_load(k, i, VEC_W, kt);
         for (int g = 0; g < ng; g++) s[g] = vec_fma(vec_load(q[g] + i), kv, s[g]);
     }
     if (i < D) {
         int r = (int)(D - i);
-        vec_t kv = kt == APR_F16 ? vec_loadn_f16((const uint16_t *)k + i, r) : vec_loadn((const float *)k + i, r);
+        vec_t kv = attention_load(k, i, r, kt);
         for (int g = 0; g < ng; g++) s[g] = vec_fma(vec_loadn(q[g] + i, r), kv, s[g]);
     }
     for (int g = 0; g < ng; g++) out[g] = vec_hsum(s[g]);
@@ -42,21 +48,13 @@ static inline void attention_axpys(float *acc, int64_t Dvp, const float *p, int 
                                    uint32_t vt) {
     for (int64_t i = 0; i < Dv; i += VEC_W) {
         int r = Dv - i < VEC_W ? (int)(Dv - i) : VEC_W;
-        vec_t x;
-        if (r == VEC_W) x = vt == APR_F16 ? vec_load_f16((const uint16_t *)v + i) : vec_load((const float *)v + i);
-        else x = vt == APR_F16 ? vec_loadn_f16((const uint16_t *)v + i, r) : vec_loadn((const float *)v + i, r);
+        vec_t x = attention_load(v, i, r, vt);
         for (int g = 0; g < ng; g++) {
             if (p[g] == 0.0f) continue;
             float *a = acc + g * Dvp + i;
             vec_store(a, vec_fma(vec_set1(p[g]), x, vec_load(a)));
         }
     }
-}
-
-/* A value or key row chunk of r <= VEC_W elements at element i, f32 or f16. */
-static inline __attribute__((always_inline)) vec_t attention_load(const char *row, int64_t i, int r, uint32_t t) {
-    if (r == VEC_W) return t == APR_F16 ? vec_load_f16((const uint16_t *)row + i) : vec_load((const float *)row + i);
-    return t == APR_F16 ? vec_loadn_f16((const uint16_t *)row + i, r) : vec_loadn((const float *)row + i, r);
 }
 
 /* The dot of a query row (f32) with one key row over D, summed as attention_dots sums it. */
@@ -90,12 +88,13 @@ static inline __attribute__((always_inline)) void attention_vtile(int NV, float 
 /* acc[0..Dv) += sum over the block's keys b, in key order, of p[b] * (value row b), for one head,
  * up to 8 vectors of acc at a time. Why: with acc in memory, or with one vector's chain run over
  * every key before the next vector's, each FMA waited for the last (decode attention of Qwen 0.5B's
- * shape took ~1.5x as long). Each element still adds its keys in key order. */
+ * shape took ~1.3x as long). Each element still adds its keys in key order. */
 static void attention_values(float *acc, const float *p, const char *const *vrow, int nb, int64_t Dv, uint32_t vt) {
     for (int64_t i0 = 0; i0 < Dv; i0 += 8 * VEC_W) {
         const int64_t left = Dv - i0;
         const int nv = left >= 8 * VEC_W ? 8 : (int)((left + VEC_W - 1) / VEC_W);
-        const int r = (int)(left - (int64_t)(nv - 1) * VEC_W) < VEC_W ? (int)(left - (int64_t)(nv - 1) * VEC_W) : VEC_W;
+        const int64_t last = left - (int64_t)(nv - 1) * VEC_W; /* elements of the tile's last vector */
+        const int r = last < VEC_W ? (int)last : VEC_W;
         switch (nv) {
         case 1: attention_vtile(1, acc, p, vrow, nb, i0, r, vt); break;
         case 2: attention_vtile(2, acc, p, vrow, nb, i0, r, vt); break;
