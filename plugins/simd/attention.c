@@ -15,30 +15,12 @@ typedef struct attention_job {
     cpu_backend *be;
 } attention_job;
 
-#define ATTENTION_GMAX 8 /* query heads scored against one loaded key row at a time */
+#define ATTENTION_GMAX 8 /* query heads of one work unit: each key and value row is read once for them */
 
 /* A value or key row chunk of r <= VEC_W elements at element i, f32 or f16. */
 static inline __attribute__((always_inline)) vec_t attention_load(const char *row, int64_t i, int r, uint32_t t) {
     if (r == VEC_W) return t == APR_F16 ? vec_load_f16((const uint16_t *)row + i) : vec_load((const float *)row + i);
     return t == APR_F16 ? vec_loadn_f16((const uint16_t *)row + i, r) : vec_loadn((const float *)row + i, r);
-}
-
-/* out[g] = q[g] . k over D for one key row (contiguous, f32 or f16) and ng <= ATTENTION_GMAX query rows:
- * the key row is loaded once for all of them. */
-static inline void attention_dots(const float *const *q, int ng, const char *k, int64_t D, uint32_t kt, float *out) {
-    vec_t s[ATTENTION_GMAX];
-    for (int g = 0; g < ng; g++) s[g] = vec_zero();
-    int64_t i = 0;
-    for (; i + VEC_W <= D; i += VEC_W) {
-        vec_t kv = attention_load(k, i, VEC_W, kt);
-        for (int g = 0; g < ng; g++) s[g] = vec_fma(vec_load(q[g] + i), kv, s[g]);
-    }
-    if (i < D) {
-        int r = (int)(D - i);
-        vec_t kv = attention_load(k, i, r, kt);
-        for (int g = 0; g < ng; g++) s[g] = vec_fma(vec_loadn(q[g] + i, r), kv, s[g]);
-    }
-    for (int g = 0; g < ng; g++) out[g] = vec_hsum(s[g]);
 }
 
 /* acc[g][0..Dv) += p[g] * v for one value row (contiguous, f32 or f16), loaded once for every head
@@ -57,7 +39,7 @@ static inline void attention_axpys(float *acc, int64_t Dvp, const float *p, int 
     }
 }
 
-/* The dot of a query row (f32) with one key row over D, summed as attention_dots sums it. */
+/* The dot of a query row (f32) with one contiguous key row over D. */
 static inline float attention_dot(const float *q, const char *k, int64_t D, uint32_t kt) {
     vec_t s = vec_zero();
     int64_t i = 0;
@@ -126,7 +108,7 @@ static void attention_group(const apr_node_desc *n, float *scratch, int64_t t, i
     float *qb = scratch, *acc = qb + ATTENTION_GMAX * Dp, *sc = acc + ATTENTION_GMAX * Dvp;
     char *kb = (char *)(sc + ATTENTION_GMAX * ATTENTION_BLOCK), *vb = kb + Dp * 4;
     const float *qr[ATTENTION_GMAX];
-    float mrun[ATTENTION_GMAX], dots[ATTENTION_GMAX], p[ATTENTION_GMAX], bmax[ATTENTION_GMAX];
+    float mrun[ATTENTION_GMAX], p[ATTENTION_GMAX], bmax[ATTENTION_GMAX];
     double lsum[ATTENTION_GMAX];
     for (int g = 0; g < ng; g++) {
         qr[g] = rows_f32(rows_at(q, t, h0 + g, 0), D, q->nb[0], APR_F32, qb + g * Dp);
@@ -173,9 +155,8 @@ static void attention_group(const apr_node_desc *n, float *scratch, int64_t t, i
                 /* a strided key row is gathered once for all the heads */
                 const char *kr = rows_at(k, s0 + b, hk, 0);
                 for (int64_t i = 0; i < D; i++) memcpy(kb + i * esz, kr + i * k->nb[0], (size_t)esz);
-                attention_dots(qr, ng, kb, D, kt, dots);
                 for (int g = 0; g < ng; g++) {
-                    float sv = dots[g] * scale + mv;
+                    float sv = attention_dot(qr[g], kb, D, kt) * scale + mv;
                     sc[g * ATTENTION_BLOCK + b] = sv;
                     if (sv > bmax[g]) bmax[g] = sv;
                 }

@@ -144,8 +144,8 @@ QP_INLINE void qp_groups(int f, int NA, int64_t K, const char *w, int64_t ng, in
  * 0.71-0.77 of the read-bandwidth floor). That VM's memory changes phase every few minutes, and
  * plain reads there show why four prefetching streams: eight streams without prefetch read up to
  * 40 % faster than one in some phases and up to 40 % slower in others, while four streams that
- * prefetch 1024 bytes ahead read at or above one stream in every phase measured (1 and 2
- * threads). In decode, alternating with eight streams (512 ahead for Q4_0 / Q5_0, none for Q8_0),
+ * prefetch 1024 bytes ahead read within ~2 % of one stream or faster in every phase measured (1 and
+ * 2 threads). In decode, alternating with eight streams (512 ahead for Q4_0 / Q5_0, none for Q8_0),
  * four measured +0.01..+0.06 of the floor on Q4_0 and Q8_0 at 2 threads and held Qwen Q8_0 at
  * 1 thread at 0.90 where eight ranged 0.75-1.05. A stream without a group (w[s] NULL) reads
  * stream 0's again and stores nothing. */
