@@ -25,7 +25,8 @@ APR_API apr_status apr_backend_open(apr_registry *reg, const char *name, int n_t
     }
     const apr_plugin_slot *slot = NULL, *rejected = NULL;
     for (int i = 0; i < reg->n_slots; i++) {
-        if (strcmp(reg->slots[i].name, name) != 0) continue;
+        /* "name" also opens the first usable device of a plugin that lists "name:i" */
+        if (strcmp(reg->slots[i].name, name) != 0 && strcmp(reg->slots[i].plugin_name, name) != 0) continue;
         if (reg->slots[i].api) { slot = &reg->slots[i]; break; }
         if (!rejected) rejected = &reg->slots[i];
     }
@@ -43,8 +44,10 @@ APR_API apr_status apr_backend_open(apr_registry *reg, const char *name, int n_t
     be->slot = slot;
     be->api = slot->api;
     be->n_threads = n_threads ? n_threads : reg->host.n_physical_cores;
+    be->device = slot->rec.device > 0 ? slot->rec.device : 0;
     pthread_mutex_init(&be->arena_lock, NULL);
-    apr_backend_config cfg = {.struct_size = sizeof cfg, .n_threads = be->n_threads, .host = &reg->host};
+    apr_backend_config cfg = {.struct_size = sizeof cfg, .n_threads = be->n_threads, .host = &reg->host,
+                              .device = be->device};
     char msg[256] = "";
     apr_status st = be->api->create(&cfg, &be->inst, msg, sizeof msg);
     if (st != APR_OK) {
@@ -59,7 +62,7 @@ APR_API apr_status apr_backend_open(apr_registry *reg, const char *name, int n_t
 
 APR_API void apr_backend_close(apr_backend *be) {
     if (!be) return;
-    apr_wpack_release_all(be); /* the plugin frees its packed copies while the instance still exists */
+    apr_weight_release_all(be); /* the plugin frees its copies while the instance still exists */
     apr_arena_release(be);
     pthread_mutex_destroy(&be->arena_lock);
     be->api->destroy(be->inst);
@@ -70,3 +73,33 @@ APR_API const char *apr_backend_name(const apr_backend *be) { return be->slot->n
 APR_API int apr_backend_threads(const apr_backend *be) { return be->n_threads; }
 APR_API const apr_plugin *apr_backend_plugin(const apr_backend *be) { return be->api; }
 APR_API void *apr_backend_instance(const apr_backend *be) { return be->inst; }
+
+bool apr_backend_computes_on_host(const apr_backend *be) {
+    const apr_plugin *api = be->api;
+    if (!APR_PLUGIN_HAS(api, buffer_import)) return false;
+    /* before ABI 4 a plugin offering import meant host memory; since, it says so */
+    if (api->abi_version < 4) return true;
+    return api->struct_size >= offsetof(apr_plugin, caps) + sizeof api->caps && (api->caps & APR_CAP_HOST_MEMORY);
+}
+
+apr_status apr_backend_alloc(apr_backend *be, uint64_t size, apr_memory_kind kind, apr_buffer_usage usage,
+                             apr_buffer *out, char *msg, size_t msg_size) {
+    memset(out, 0, sizeof *out);
+    out->struct_size = sizeof *out;
+    if (be->api->abi_version >= 4 && APR_PLUGIN_HAS(be->api, buffer_alloc_ex)) {
+        apr_buffer_request req = {.struct_size = sizeof req, .kind = (uint32_t)kind, .usage = (uint32_t)usage, .size = size};
+        apr_status s = be->api->buffer_alloc_ex(be->inst, &req, out, msg, msg_size);
+        if (s != APR_ERR_UNSUPPORTED || kind == APR_MEM_DEVICE) return s;
+        memset(out, 0, sizeof *out);
+        out->struct_size = sizeof *out;
+    }
+    return be->api->buffer_alloc(be->inst, size, out, msg, msg_size);
+}
+
+APR_API apr_status apr_backend_synchronize(apr_backend *be, apr_error *err) {
+    if (!APR_PLUGIN_ASYNC(be->api)) return APR_OK;
+    char msg[256] = "";
+    apr_status s = be->api->synchronize(be->inst, msg, sizeof msg);
+    if (s != APR_OK) return apr_error_set(err, s, "%s: synchronize failed: %s", be->slot->name, msg[0] ? msg : apr_status_name(s));
+    return APR_OK;
+}

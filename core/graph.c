@@ -93,6 +93,20 @@ APR_API apr_tensor *apr_state(apr_graph *g, apr_dtype t, int n_dims, const int64
     return w;
 }
 
+APR_API apr_tensor *apr_resident(apr_graph *g, apr_dtype t, int n_dims, const int64_t *ne, apr_mem *m, uint64_t offset,
+                                 const char *name) {
+    if (!m && !g->error[0]) return graph_fail(g, "resident %s has no memory", name ? name : "");
+    struct apr_tensor *r = graph_new_tensor(g, APR_KIND_RESIDENT, t, n_dims, ne, name);
+    if (!r) return NULL;
+    uint64_t bytes = (uint64_t)apr_tensor_storage_bytes(r);
+    if (offset > apr_mem_size(m) || bytes > apr_mem_size(m) - offset)
+        return graph_fail(g, "resident %s: %llu bytes at offset %llu lie past the %llu bytes of its memory", r->name,
+                          (unsigned long long)bytes, (unsigned long long)offset, (unsigned long long)apr_mem_size(m));
+    r->mem = m;
+    r->mem_offset = offset;
+    return r;
+}
+
 APR_API void apr_graph_output(apr_graph *g, apr_tensor *t) {
     if (!t) { graph_fail(g, "output of a failed node"); return; }
     t->is_output = true;
@@ -127,6 +141,7 @@ static struct apr_tensor *graph_view(apr_graph *g, struct apr_tensor *a, const c
     if (!v) return NULL;
     memcpy(v->nb, a->nb, sizeof v->nb);
     v->base = a->base;
+    v->view_of = a;
     v->view_offset = a->kind == APR_KIND_VIEW ? a->view_offset : 0;
     snprintf(v->name, sizeof v->name, "%.40s (%s)", a->name, what);
     return v;
@@ -195,6 +210,7 @@ APR_API apr_tensor *apr_slice(apr_graph *g, apr_tensor *a, int dim, int64_t star
 
 static struct apr_tensor *graph_op(apr_graph *g, apr_op op, apr_dtype dtype, const int64_t ne[4], int n_src,
                                    struct apr_tensor *const *src, const char *opname) {
+    if (n_src > APR_SRC_LIMIT) return graph_fail(g, "%s: %d sources (at most %d)", opname, n_src, APR_SRC_LIMIT);
     char name[APR_NAME_MAX];
     snprintf(name, sizeof name, "%s_%d", opname, g->n_tensors);
     struct apr_tensor *t = graph_new_tensor(g, APR_KIND_OP, dtype, 4, ne, name);
@@ -351,4 +367,28 @@ APR_API apr_tensor *apr_argmax(apr_graph *g, apr_tensor *x) {
     GRAPH_NEED(g, x->dtype == APR_F32, "argmax: %s must be f32", x->name);
     return graph_op(g, APR_OP_ARGMAX, APR_I32, (int64_t[]){x->ne[1], x->ne[2], x->ne[3], 1}, 1,
                     (struct apr_tensor *[]){x}, "argmax");
+}
+
+APR_API apr_tensor *apr_set_rows(apr_graph *g, apr_tensor *table, apr_tensor *rows, apr_tensor *ids) {
+    if (!table || !rows || !ids) return NULL;
+    GRAPH_NEED(g, table->kind == APR_KIND_RESIDENT || (table->kind == APR_KIND_WEIGHT && table->is_state),
+               "set_rows: %s must be a resident or state leaf (weights are never written)", table->name);
+    GRAPH_NEED(g, graph_is_float(table->dtype), "set_rows: table %s must be f32, f16 or bf16", table->name);
+    GRAPH_NEED(g, table->ne[2] == 1 && table->ne[3] == 1 && rows->ne[2] == 1 && rows->ne[3] == 1,
+               "set_rows: table %s and rows %s must be 2-D", table->name, rows->name);
+    GRAPH_NEED(g, rows->ne[0] == table->ne[0], "set_rows: rows of %lld into a table of rows of %lld",
+               (long long)rows->ne[0], (long long)table->ne[0]);
+    GRAPH_NEED(g, rows->dtype == APR_F32 || rows->dtype == table->dtype, "set_rows: rows %s must be f32 or %s", rows->name,
+               apr_dtype_name(table->dtype));
+    GRAPH_NEED(g, ids->dtype == APR_I32 && ids->ne[0] == rows->ne[1] && ids->ne[1] == 1 && ids->ne[2] == 1 && ids->ne[3] == 1,
+               "set_rows: ids %s must be i32 [%lld]", ids->name, (long long)rows->ne[1]);
+    GRAPH_NEED(g, rows->ne[1] <= table->ne[1], "set_rows: %lld rows into a table of %lld", (long long)rows->ne[1],
+               (long long)table->ne[1]);
+    struct apr_tensor *t = graph_op(g, APR_OP_SET_ROWS, table->dtype, table->ne, 3,
+                                    (struct apr_tensor *[]){table, rows, ids}, "set_rows");
+    if (!t) return NULL;
+    /* the result is the table itself: its storage, written in place */
+    t->base = table;
+    t->in_place = true;
+    return t;
 }

@@ -18,7 +18,10 @@ typedef enum apr_tensor_kind {
     APR_KIND_WEIGHT,  /* leaf; caller's host memory */
     APR_KIND_OP,      /* result of an op; its own storage */
     APR_KIND_VIEW,    /* shares the storage of base */
+    APR_KIND_RESIDENT, /* leaf; bytes of an apr_mem on a backend */
 } apr_tensor_kind;
+
+#define APR_SRC_LIMIT (APR_MAX_SRC + APR_MAX_SRC_EXT) /* sources a node may have */
 
 struct apr_tensor {
     int id;                          /* index in the graph; creation order is a topological order */
@@ -28,13 +31,18 @@ struct apr_tensor {
     int64_t nb[APR_MAX_DIMS];        /* byte strides */
     apr_op op;                       /* for APR_KIND_OP */
     int n_src;                       /* sources in src[], optional ones may be NULL */
-    struct apr_tensor *src[APR_MAX_SRC];
+    struct apr_tensor *src[APR_SRC_LIMIT];
     int32_t iparams[APR_MAX_PARAMS];
     float fparams[APR_MAX_PARAMS];
-    struct apr_tensor *base;         /* storage owner (never a view); self for non-views */
+    struct apr_tensor *base;         /* storage owner (never a view); self for non-views, and for an
+                                      * in-place op (SET_ROWS) the leaf it writes */
     int64_t view_offset;             /* bytes from the start of base's storage */
+    struct apr_tensor *view_of;      /* APR_KIND_VIEW: the tensor it was made from (it runs first) */
     const void *data;                /* weight data (APR_KIND_WEIGHT) */
     bool is_state;                   /* APR_KIND_WEIGHT made by apr_state: data may change between runs */
+    bool in_place;                   /* APR_KIND_OP writing its base leaf in place (SET_ROWS) */
+    apr_mem *mem;                    /* APR_KIND_RESIDENT: the memory, and the offset of the leaf in it */
+    uint64_t mem_offset;
     bool is_output;
     char name[APR_NAME_MAX];
 };
@@ -53,12 +61,14 @@ int64_t apr_tensor_storage_bytes(const struct apr_tensor *t);
 
 typedef struct apr_plugin_slot {
     apr_plugin_record rec;           /* what callers see; strings point into the fields below */
-    char name[APR_NAME_MAX];
+    char name[APR_NAME_MAX];         /* "name", or "name:i" for device i of a plugin that lists devices */
+    char plugin_name[APR_NAME_MAX];  /* the plugin's own name */
     char *path;
     char reason[512];
     char features[256];
     char description[256];
-    void *dl;                        /* dlopen handle while usable, else NULL */
+    void *dl;                        /* dlopen handle while usable, else NULL; device slots after the
+                                      * first of a plugin share it and leave this NULL */
     const apr_plugin *api;           /* the plugin's table while usable */
 } apr_plugin_slot;
 
@@ -69,7 +79,7 @@ struct apr_registry {
     char *search_path;               /* dirs scanned, colon-separated */
 };
 
-typedef struct apr_wpack_entry apr_wpack_entry; /* one packed weight (wpack.c) */
+typedef struct apr_weight_entry apr_weight_entry; /* one placed or packed weight (backend_weight.c) */
 
 struct apr_backend {
     apr_registry *reg;
@@ -77,11 +87,13 @@ struct apr_backend {
     const apr_plugin *api;
     void *inst;                      /* the plugin's instance */
     int n_threads;
-    apr_wpack_entry **packs;         /* [n_pack_buckets] hash chains of packed weights keyed by data
-                                      * pointer (wpack.c); NULL until the first pack */
+    int device;                      /* the plugin's device index (0 for plugins of one device) */
+    apr_weight_entry **packs;        /* [n_pack_buckets] hash chains of placed and packed weights keyed
+                                      * by data pointer (backend_weight.c); NULL until the first */
     size_t n_pack_buckets;           /* a power of two, or 0 */
     size_t n_packs;                  /* entries in the chains */
     int64_t packed_bytes;            /* sum of their packed buffers' sizes */
+    int64_t uploaded_bytes;          /* sum of their uploaded (not imported) plain copies */
     pthread_mutex_t arena_lock;      /* guards the two fields below (plans may run on several threads) */
     apr_buffer arena;                /* the last intermediates buffer a plan gave back (arena.c) */
     bool arena_kept;                 /* arena holds a buffer */
@@ -90,6 +102,21 @@ struct apr_backend {
 /* True when the plugin's table is long enough to hold the slot at byte offset off. */
 #define APR_PLUGIN_HAS(api, field) \
     ((api)->struct_size >= offsetof(apr_plugin, field) + sizeof((api)->field) && (api)->field != NULL)
+/* True when the plugin runs work asynchronously (ABI 4 synchronize). */
+#define APR_PLUGIN_ASYNC(api) ((api)->abi_version >= 4 && APR_PLUGIN_HAS(api, synchronize))
+
+/* Memory on one backend (apr_mem_new). */
+struct apr_mem {
+    apr_backend *be;
+    apr_buffer buf;                  /* the plugin's buffer */
+    char name[APR_NAME_MAX];
+};
+
+/* Whether host memory imported into be is read at full speed (so weights are imported, not uploaded). */
+bool apr_backend_computes_on_host(const apr_backend *be);
+/* A buffer of kind/usage from the plugin (buffer_alloc_ex, else buffer_alloc). */
+apr_status apr_backend_alloc(apr_backend *be, uint64_t size, apr_memory_kind kind, apr_buffer_usage usage,
+                             apr_buffer *out, char *msg, size_t msg_size);
 
 /* ---------------------------------------------------------------- kept arenas (arena.c) */
 /* A buffer of at least bytes for a plan's intermediates: the kept one when it is large enough,
@@ -101,13 +128,15 @@ void apr_arena_give(apr_backend *be, apr_buffer *buf);
 /* Frees the kept arena (backend close). */
 void apr_arena_release(apr_backend *be);
 
-/* ---------------------------------------------------------------- packed weights (wpack.c) */
+/* ---------------------------------------------------------------- placed and packed weights (backend_weight.c) */
 
 /* The packed copy of weight w held by be, or NULL: w must be a weight leaf (not a view) whose data
  * pointer, dtype and shape match what was packed. Constant time, for the planner. */
-const apr_buffer *apr_wpack_lookup(const apr_backend *be, const struct apr_tensor *w);
-/* Frees every packed copy be still holds, whatever its references (apr_backend_close). */
-void apr_wpack_release_all(apr_backend *be);
+const apr_buffer *apr_weight_packed(const apr_backend *be, const struct apr_tensor *w);
+/* The placed copy of weight w in its own layout (imported or uploaded), or NULL, as above. */
+const apr_buffer *apr_weight_placed(const apr_backend *be, const struct apr_tensor *w);
+/* Frees every copy be still holds, whatever its references (apr_backend_close). */
+void apr_weight_release_all(apr_backend *be);
 
 /* ---------------------------------------------------------------- memory planning */
 

@@ -1,70 +1,11 @@
-/* plan.c — the executor: orders a graph, places nodes on backends, plans memory, copies between
- * backends and runs each backend's subgraph. */
+/* plan.c — the executor's planning: orders a graph, places nodes on backends, decides how each
+ * backend reaches each tensor, plans memory by liveness and builds the node descriptors (running
+ * them is plan_run.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
-
-#define PLAN_MAX_BACKENDS 8
-#define PLAN_HOST (-1)
-
-typedef enum plan_loc_kind {
-    PLAN_LOC_NONE = 0,  /* the backend never touches this storage */
-    PLAN_LOC_HOME,      /* produced here, in this backend's arena */
-    PLAN_LOC_SHARED,    /* read in place: host memory or another backend's host-visible arena, imported */
-    PLAN_LOC_UPLOADED,  /* a weight copied once, at plan time, into a buffer of its own */
-    PLAN_LOC_MIRROR,    /* a copy in this backend's arena, refreshed every run before first use */
-} plan_loc_kind;
-
-typedef struct plan_loc {
-    plan_loc_kind kind;
-    const apr_buffer *buf;   /* where the backend finds the bytes */
-    uint64_t offset;         /* bytes into buf */
-    int64_t arena_offset;    /* HOME and MIRROR: offset in this backend's arena */
-    int first, last;         /* MIRROR: steps of the first and last use here */
-    int fill_split;          /* MIRROR: the split before which it is filled */
-} plan_loc;
-
-typedef struct plan_store {
-    struct apr_tensor *t;    /* the storage-owning tensor */
-    int home;                /* producing backend index, or PLAN_HOST for leaves */
-    int64_t bytes;           /* contiguous size */
-    void *host;              /* leaves: weight data or the plan's input buffer */
-    int64_t home_offset;     /* op results: offset in the home arena */
-    int first, last;         /* op results: step produced, last step read (n_steps = kept to the end) */
-    plan_loc loc[PLAN_MAX_BACKENDS];
-} plan_store;
-
-typedef struct plan_split {
-    int backend;             /* index into backends */
-    int first_step, n_steps; /* nodes [first_step, first_step + n_steps) */
-    int n_fills;             /* mirrors filled before it */
-    int *fills;              /* store indices */
-    bool ran;                /* its backend computed it successfully once: later runs say APR_SUBGRAPH_CHECKED */
-} plan_split;
-
-struct apr_plan {
-    apr_graph *g;
-    apr_backend *backends[PLAN_MAX_BACKENDS];
-    int n_backends;
-    struct apr_tensor **steps;     /* [n_steps] op nodes in execution order */
-    int *step_backend;             /* [n_steps] */
-    int n_steps;
-    plan_store *stores;            /* [n_stores] */
-    int n_stores;
-    int *store_of;                 /* [g->n_tensors] store index of each tensor's base, or -1 */
-    plan_split *splits;
-    int n_splits;
-    apr_buffer arena[PLAN_MAX_BACKENDS];     /* one per backend; size 0 when unused */
-    int64_t arena_bytes[PLAN_MAX_BACKENDS];
-    apr_buffer **owned_bufs;       /* imports and uploads, each freed by its backend */
-    int *owned_backend;
-    int n_owned, cap_owned;
-    apr_node_desc *descs;          /* [n_steps] */
-    int64_t unshared_bytes;
-    int n_copies;
-};
+#include "plan_internal.h"
 
 static const apr_buffer plan_placeholder = {.struct_size = sizeof(apr_buffer)};
 
@@ -89,7 +30,7 @@ static apr_node_desc plan_node_shape(const struct apr_tensor *t) {
     memcpy(n.fparams, t->fparams, sizeof n.fparams);
     n.dst = plan_shape_desc(t);
     for (int i = 0; i < t->n_src; i++)
-        if (t->src[i]) n.src[i] = plan_shape_desc(t->src[i]);
+        if (t->src[i]) *plan_src_slot(&n, i) = plan_shape_desc(t->src[i]);
     n.name = t->name;
     return n;
 }
@@ -122,6 +63,13 @@ static void plan_own_commit(apr_plan *p) { p->n_owned++; }
 
 APR_API void apr_plan_free(apr_plan *p) {
     if (!p) return;
+    for (int k = 0; k < p->n_splits; k++) {
+        apr_backend *be = p->backends[p->splits[k].backend];
+        if (p->splits[k].plugin_plan) be->api->plan_free(be->inst, p->splits[k].plugin_plan);
+    }
+    /* queued work may still read the plan's buffers */
+    for (int b = 0; b < p->n_backends; b++) apr_backend_synchronize(p->backends[b], NULL);
+    free(p->staging);
     for (int i = 0; i < p->n_owned; i++) {
         apr_backend *be = p->backends[p->owned_backend[i]];
         be->api->buffer_free(be->inst, p->owned_bufs[i]);
@@ -162,6 +110,7 @@ static apr_status plan_order(apr_plan *p, apr_error *err) {
         if (!needed[i]) continue;
         struct apr_tensor *t = g->tensors[i];
         needed[t->base->id] = 1;
+        if (t->view_of) needed[t->view_of->id] = 1;
         for (int s = 0; s < t->n_src; s++)
             if (t->src[s]) needed[t->src[s]->id] = 1;
     }
@@ -170,6 +119,26 @@ static apr_status plan_order(apr_plan *p, apr_error *err) {
     free(needed);
     if (!n_out) return apr_error_set(err, APR_ERR_INVALID, "the graph has no outputs (call apr_graph_output)");
     return APR_OK;
+}
+
+/* The index of be in the plan's list, or -1. */
+static int plan_backend_index(const apr_plan *p, const apr_backend *be) {
+    for (int b = 0; b < p->n_backends; b++)
+        if (p->backends[b] == be) return b;
+    return -1;
+}
+
+/* Why backend b may not run node t whatever its supports() says, or NULL: an in-place write runs
+ * where its table lives (resident) or on a backend that reaches host memory in place (state); more
+ * than four sources need a plugin whose node desc has src_ext. */
+static const char *plan_forbids(const apr_plan *p, const struct apr_tensor *t, int b) {
+    const apr_backend *be = p->backends[b];
+    if (t->in_place && t->base->kind == APR_KIND_RESIDENT && t->base->mem->be != be)
+        return "its table lives on another backend";
+    if (t->in_place && t->base->kind != APR_KIND_RESIDENT && !apr_backend_computes_on_host(be))
+        return "it writes host state in place, which this backend cannot reach";
+    if (t->n_src > APR_MAX_SRC && be->api->abi_version < 4) return "more than 4 sources need a plugin of ABI >= 4";
+    return NULL;
 }
 
 static apr_status plan_place(apr_plan *p, apr_error *err) {
@@ -182,8 +151,10 @@ static apr_status plan_place(apr_plan *p, apr_error *err) {
         for (int b = 0; b < p->n_backends && chosen < 0; b++) {
             apr_backend *be = p->backends[b];
             char why[160] = "";
-            if (be->api->supports(be->inst, &n, why, sizeof why) == APR_OK) chosen = b;
-            else if (len < sizeof reasons)
+            const char *no = plan_forbids(p, t, b);
+            if (no) snprintf(why, sizeof why, "%s", no);
+            else if (be->api->supports(be->inst, &n, why, sizeof why) == APR_OK) chosen = b;
+            if (chosen < 0 && len < sizeof reasons)
                 len += (size_t)snprintf(reasons + len, sizeof reasons - len, "%s%s: %s", len ? "; " : "",
                                         apr_backend_name(be), why[0] ? why : "declined");
         }
@@ -191,6 +162,38 @@ static apr_status plan_place(apr_plan *p, apr_error *err) {
             return apr_error_set(err, APR_ERR_UNSUPPORTED, "no backend can run node %s: %s", t->name, reasons);
         p->step_backend[s] = chosen;
     }
+    return APR_OK;
+}
+
+/* Sets up the store of base, a tensor that owns storage, at p->stores[p->n_stores]. */
+static apr_status plan_new_store(apr_plan *p, struct apr_tensor *base, const int *step_of, apr_error *err) {
+    plan_store *st = &p->stores[p->n_stores];
+    st->t = base;
+    st->bytes = apr_tensor_storage_bytes(base);
+    st->home = PLAN_HOST;
+    st->first = 0;
+    if (base->kind == APR_KIND_OP) {
+        st->home = p->step_backend[step_of[base->id]];
+        st->first = step_of[base->id];
+    } else if (base->kind == APR_KIND_RESIDENT) {
+        st->home = plan_backend_index(p, base->mem->be);
+        if (st->home < 0)
+            return apr_error_set(err, APR_ERR_INVALID, "%s lives on backend %s, which is not among this plan's backends",
+                                 base->name, apr_backend_name(base->mem->be));
+        plan_loc *l = &st->loc[st->home];
+        l->kind = PLAN_LOC_RESIDENT;
+        l->buf = &base->mem->buf;
+        l->offset = base->mem_offset;
+    }
+    st->last = base->is_output ? p->n_steps : st->first;
+    if (base->kind == APR_KIND_WEIGHT) st->host = (void *)base->data;
+    if (base->kind == APR_KIND_INPUT) {
+        int64_t rounded = (st->bytes + 63) / 64 * 64;
+        st->host = aligned_alloc(64, (size_t)rounded);
+        if (!st->host) return apr_error_set(err, APR_ERR_NOMEM, "out of memory for input %s", base->name);
+        memset(st->host, 0, (size_t)rounded);
+    }
+    p->store_of[base->id] = p->n_stores++;
     return APR_OK;
 }
 
@@ -204,61 +207,38 @@ static apr_status plan_collect_stores(apr_plan *p, apr_error *err) {
     if (!step_of) return apr_error_set(err, APR_ERR_NOMEM, "out of memory planning the graph");
     for (int s = 0; s < p->n_steps; s++) step_of[p->steps[s]->id] = s;
 
-    /* every storage a step reads or writes, plus leaf outputs */
-    for (int s = 0; s <= p->n_steps; s++) {
-        struct apr_tensor *list[APR_MAX_SRC + 1];
+    /* every storage a step reads or writes, plus outputs that no step touches */
+    apr_status st = APR_OK;
+    for (int s = 0; s <= p->n_steps && st == APR_OK; s++) {
+        struct apr_tensor *list[APR_SRC_LIMIT + 1];
         int n = 0;
         if (s < p->n_steps) {
             list[n++] = p->steps[s];
             for (int i = 0; i < p->steps[s]->n_src; i++)
                 if (p->steps[s]->src[i]) list[n++] = p->steps[s]->src[i];
         }
-        for (int i = 0; i < n; i++) {
-            struct apr_tensor *base = list[i]->base;
-            if (p->store_of[base->id] >= 0) continue;
-            plan_store *st = &p->stores[p->n_stores];
-            st->t = base;
-            st->bytes = apr_tensor_storage_bytes(base);
-            st->home = base->kind == APR_KIND_OP ? p->step_backend[step_of[base->id]] : PLAN_HOST;
-            st->first = base->kind == APR_KIND_OP ? step_of[base->id] : 0;
-            st->last = base->is_output ? p->n_steps : st->first;
-            if (base->kind == APR_KIND_WEIGHT) st->host = (void *)base->data;
-            if (base->kind == APR_KIND_INPUT) {
-                int64_t rounded = (st->bytes + 63) / 64 * 64;
-                st->host = aligned_alloc(64, (size_t)rounded);
-                if (!st->host) { free(step_of); return apr_error_set(err, APR_ERR_NOMEM, "out of memory for input %s", base->name); }
-                memset(st->host, 0, (size_t)rounded);
-            }
-            p->store_of[base->id] = p->n_stores++;
-        }
+        for (int i = 0; i < n && st == APR_OK; i++)
+            if (p->store_of[list[i]->base->id] < 0) st = plan_new_store(p, list[i]->base, step_of, err);
     }
-    /* inputs and weights that are outputs without being read still need a store */
-    for (int i = 0; i < g->n_tensors; i++) {
+    for (int i = 0; i < g->n_tensors && st == APR_OK; i++) {
         struct apr_tensor *t = g->tensors[i];
         if (!t->is_output || p->store_of[t->base->id] >= 0 || t->base->kind == APR_KIND_OP) continue;
-        plan_store *st = &p->stores[p->n_stores];
-        st->t = t->base;
-        st->bytes = apr_tensor_storage_bytes(t->base);
-        st->home = PLAN_HOST;
-        if (t->base->kind == APR_KIND_WEIGHT) st->host = (void *)t->base->data;
-        else {
-            st->host = calloc(1, (size_t)st->bytes);
-            if (!st->host) { free(step_of); return apr_error_set(err, APR_ERR_NOMEM, "out of memory"); }
-        }
-        p->store_of[t->base->id] = p->n_stores++;
+        st = plan_new_store(p, t->base, step_of, err);
     }
     free(step_of);
+    if (st != APR_OK) return st;
     /* lifetimes and which backend reads what */
     for (int s = 0; s < p->n_steps; s++) {
         struct apr_tensor *t = p->steps[s];
         int b = p->step_backend[s];
-        p->stores[p->store_of[t->id]].loc[b].kind = PLAN_LOC_HOME;
+        if (t->in_place) p->stores[p->store_of[t->base->id]].written = true;
+        else p->stores[p->store_of[t->id]].loc[b].kind = PLAN_LOC_HOME;
         for (int i = 0; i < t->n_src; i++) {
             if (!t->src[i]) continue;
-            plan_store *st = &p->stores[p->store_of[t->src[i]->base->id]];
-            if (st->home != PLAN_HOST && st->last < s) st->last = s;
-            plan_loc *l = &st->loc[b];
-            if (st->home == b) continue;
+            plan_store *ps = &p->stores[p->store_of[t->src[i]->base->id]];
+            if (ps->t->kind == APR_KIND_OP && ps->last < s) ps->last = s;
+            plan_loc *l = &ps->loc[b];
+            if (ps->home == b) continue;
             if (l->kind == PLAN_LOC_NONE) { l->kind = PLAN_LOC_MIRROR; l->first = s; }
             l->last = s;
         }
@@ -280,7 +260,6 @@ static apr_status plan_split_graph(apr_plan *p, apr_error *err) {
     return APR_OK;
 }
 
-static bool plan_can_import(const apr_backend *be) { return APR_PLUGIN_HAS(be->api, buffer_import); }
 
 /* Decides, for every storage a backend reads but does not produce, whether it reads it in place
  * or through a copy; weights that must be copied are uploaded now, once, and state before every run. */
@@ -292,7 +271,14 @@ static apr_status plan_resolve_access(apr_plan *p, apr_error *err) {
             if (l->kind != PLAN_LOC_MIRROR) continue;
             apr_backend *be = p->backends[b];
             bool source_on_host = st->home == PLAN_HOST;
-            if (source_on_host && plan_can_import(be)) {
+            const apr_buffer *placed = st->t->kind == APR_KIND_WEIGHT ? apr_weight_placed(be, st->t) : NULL;
+            if (placed) {
+                l->kind = PLAN_LOC_PLACED;
+                l->buf = placed;
+                l->offset = 0;
+                continue;
+            }
+            if (source_on_host && apr_backend_computes_on_host(be)) {
                 apr_buffer *buf = plan_own_buffer(p, b);
                 if (!buf) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
                 char msg[256] = "";
@@ -306,12 +292,15 @@ static apr_status plan_resolve_access(apr_plan *p, apr_error *err) {
                 }
                 /* an import the backend refuses (alignment, say) falls back to a copy */
             }
+            if (st->written)
+                return apr_error_set(err, APR_ERR_UNSUPPORTED, "%s is written in place, and backend %s cannot reach it in place",
+                                     st->t->name, apr_backend_name(be));
             /* state changes between runs: it takes the refreshed copy below */
             if (source_on_host && st->t->kind == APR_KIND_WEIGHT && !st->t->is_state) {
                 apr_buffer *buf = plan_own_buffer(p, b);
                 if (!buf) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
                 char msg[256] = "";
-                apr_status s = be->api->buffer_alloc(be->inst, (uint64_t)st->bytes, buf, msg, sizeof msg);
+                apr_status s = apr_backend_alloc(be, (uint64_t)st->bytes, APR_MEM_DEVICE, APR_USAGE_WEIGHTS, buf, msg, sizeof msg);
                 if (s != APR_OK)
                     return apr_error_set(err, s, "%s: cannot allocate %lld bytes for weight %s: %s", apr_backend_name(be),
                                        (long long)st->bytes, st->t->name, msg);
@@ -322,6 +311,7 @@ static apr_status plan_resolve_access(apr_plan *p, apr_error *err) {
                 l->kind = PLAN_LOC_UPLOADED;
                 l->buf = buf;
                 l->offset = 0;
+                p->n_weight_uploads++;
                 continue;
             }
             /* inputs the backend cannot import, and results of other backends: refreshed by an
@@ -400,8 +390,10 @@ static apr_status plan_memory(apr_plan *p, apr_error *err) {
             const plan_store *st = &p->stores[i];
             const plan_loc *l = &st->loc[b];
             if (l->kind == PLAN_LOC_MIRROR && l->first >= 0) plan_events_add(&al, 2 * l->first, 2 * i);
-            if (st->home == b && st->first >= 0) plan_events_add(&al, 2 * st->first + 1, 2 * i + 1);
-            if (st->home == b) plan_events_add(&rl, st->last, 2 * i + 1);
+            /* only op results live in the arena (leaves, resident ones included, have their own memory) */
+            const bool result = st->home == b && st->t->kind == APR_KIND_OP;
+            if (result && st->first >= 0) plan_events_add(&al, 2 * st->first + 1, 2 * i + 1);
+            if (result) plan_events_add(&rl, st->last, 2 * i + 1);
             if (l->kind == PLAN_LOC_MIRROR) plan_events_add(&rl, l->last, 2 * i);
         }
         plan_events_sort(&al, 2 * ns);
@@ -470,12 +462,12 @@ static apr_status plan_build_descs(apr_plan *p, apr_error *err) {
         *n = plan_node_shape(t);
         n->dst = plan_desc(p, t, b);
         for (int i = 0; i < t->n_src; i++) {
-            if (t->src[i]) n->src[i] = plan_desc(p, t->src[i], b);
-            else memset(&n->src[i], 0, sizeof n->src[i]);
+            if (t->src[i]) *plan_src_slot(n, i) = plan_desc(p, t->src[i], b);
+            else memset(plan_src_slot(n, i), 0, sizeof n->src[0]);
         }
         /* a weight this backend keeps packed: its matmul reads the plugin's copy (same dtype, ne and
          * nb as the weight); every other use, and other backends, read the weight's own store */
-        const apr_buffer *packed = t->op == APR_OP_MATMUL ? apr_wpack_lookup(p->backends[b], t->src[0]) : NULL;
+        const apr_buffer *packed = t->op == APR_OP_MATMUL ? apr_weight_packed(p->backends[b], t->src[0]) : NULL;
         if (packed) {
             n->src[0].buffer = packed;
             n->src[0].offset = 0;
@@ -491,10 +483,52 @@ static apr_status plan_build_descs(apr_plan *p, apr_error *err) {
             if (l->kind == PLAN_LOC_MIRROR && l->fill_split == k) {
                 sp->fills[sp->n_fills++] = i;
                 p->n_copies++;
+                uint64_t off;
+                const apr_buffer *from = plan_home_buffer(&p->stores[i], &off);
+                bool direct = !from || from->host_ptr || p->arena[sp->backend].host_ptr;
+                if (!direct && p->stores[i].bytes > p->staging_bytes) p->staging_bytes = p->stores[i].bytes;
             }
+        }
+        sp->sg = (apr_subgraph){.struct_size = sizeof sp->sg, .node_stride = sizeof(apr_node_desc),
+                                .n_nodes = (uint32_t)sp->n_steps, .nodes = &p->descs[sp->first_step]};
+    }
+    /* copies between two backends the host cannot address go through one buffer made now, not per run */
+    if (p->staging_bytes && !(p->staging = malloc((size_t)p->staging_bytes)))
+        return apr_error_set(err, APR_ERR_NOMEM, "out of memory for %lld bytes of staging", (long long)p->staging_bytes);
+    return APR_OK;
+}
+
+/* Offers every split to its plugin's plan_create (ABI 4): one that declines runs through compute. */
+static apr_status plan_plugin_plans(apr_plan *p, apr_error *err) {
+    for (int k = 0; k < p->n_splits; k++) {
+        plan_split *sp = &p->splits[k];
+        apr_backend *be = p->backends[sp->backend];
+        const apr_plugin *api = be->api;
+        if (api->abi_version < 4 || !APR_PLUGIN_HAS(api, plan_create) || !APR_PLUGIN_HAS(api, plan_compute) ||
+            !APR_PLUGIN_HAS(api, plan_free))
+            continue;
+        char msg[256] = "";
+        apr_status s = api->plan_create(be->inst, &sp->sg, &sp->plugin_plan, msg, sizeof msg);
+        if (s == APR_ERR_UNSUPPORTED) {
+            sp->plugin_plan = NULL;
+            continue;
+        }
+        if (s != APR_OK) {
+            sp->plugin_plan = NULL;
+            return apr_error_set(err, s, "%s failed to plan nodes %s..%s: %s", apr_backend_name(be),
+                                 p->steps[sp->first_step]->name, p->steps[sp->first_step + sp->n_steps - 1]->name,
+                                 msg[0] ? msg : apr_status_name(s));
         }
     }
     return APR_OK;
+}
+
+const apr_buffer *plan_home_buffer(const plan_store *st, uint64_t *offset) {
+    *offset = 0;
+    if (st->home == PLAN_HOST) return NULL;
+    const plan_loc *l = &st->loc[st->home];
+    *offset = l->offset;
+    return l->buf;
 }
 
 APR_API apr_status apr_plan_new(apr_graph *g, apr_backend *const *backends, int n_backends, apr_plan **out,
@@ -516,134 +550,9 @@ APR_API apr_status apr_plan_new(apr_graph *g, apr_backend *const *backends, int 
     if (!s) s = plan_memory(p, err);
     if (!s) s = plan_allocate(p, err);
     if (!s) s = plan_build_descs(p, err);
+    if (!s) s = plan_plugin_plans(p, err);
     if (s) { apr_plan_free(p); return s; }
     *out = p;
     return APR_OK;
 }
 
-/* ---------------------------------------------------------------- running */
-
-static const plan_store *plan_find_store(const apr_plan *p, const apr_tensor *t) {
-    if (!t || t->id >= p->g->n_tensors || p->g->tensors[t->id] != t) return NULL;
-    int i = p->store_of[t->base->id];
-    return i >= 0 ? &p->stores[i] : NULL;
-}
-
-APR_API apr_status apr_plan_set_input(apr_plan *p, const apr_tensor *t, const void *data, size_t bytes,
-                                      apr_error *err) {
-    const plan_store *st = plan_find_store(p, t);
-    if (!st || t->kind != APR_KIND_INPUT)
-        return apr_error_set(err, APR_ERR_INVALID, "%s is not an input this plan reads", t ? t->name : "(null)");
-    if ((int64_t)bytes != st->bytes)
-        return apr_error_set(err, APR_ERR_INVALID, "input %s takes %lld bytes, %zu given", t->name, (long long)st->bytes, bytes);
-    memcpy(st->host, data, bytes);
-    return APR_OK;
-}
-
-/* Fills the mirror of store i on backend b from wherever the store lives. */
-static apr_status plan_fill(apr_plan *p, int i, int b, apr_error *err) {
-    plan_store *st = &p->stores[i];
-    plan_loc *dst = &st->loc[b];
-    apr_backend *to = p->backends[b];
-    char msg[256] = "";
-    const void *src_host = NULL;
-    if (st->home == PLAN_HOST) src_host = st->host;
-    else if (p->arena[st->home].host_ptr) src_host = (const char *)p->arena[st->home].host_ptr + st->home_offset;
-    apr_status s;
-    if (src_host) {
-        s = to->api->buffer_write(to->inst, &p->arena[b], dst->offset, src_host, (uint64_t)st->bytes, msg, sizeof msg);
-    } else {
-        apr_backend *from = p->backends[st->home];
-        if (p->arena[b].host_ptr) {
-            s = from->api->buffer_read(from->inst, &p->arena[st->home], (uint64_t)st->home_offset,
-                                       (char *)p->arena[b].host_ptr + dst->offset, (uint64_t)st->bytes, msg, sizeof msg);
-        } else {
-            void *tmp = malloc((size_t)st->bytes);
-            if (!tmp) return apr_error_set(err, APR_ERR_NOMEM, "out of memory staging %s", st->t->name);
-            s = from->api->buffer_read(from->inst, &p->arena[st->home], (uint64_t)st->home_offset, tmp,
-                                       (uint64_t)st->bytes, msg, sizeof msg);
-            if (s == APR_OK)
-                s = to->api->buffer_write(to->inst, &p->arena[b], dst->offset, tmp, (uint64_t)st->bytes, msg, sizeof msg);
-            free(tmp);
-        }
-    }
-    if (s != APR_OK) return apr_error_set(err, s, "copy of %s to %s failed: %s", st->t->name, apr_backend_name(to), msg);
-    return APR_OK;
-}
-
-APR_API apr_status apr_plan_run(apr_plan *p, apr_error *err) {
-    for (int k = 0; k < p->n_splits; k++) {
-        plan_split *sp = &p->splits[k];
-        for (int f = 0; f < sp->n_fills; f++) {
-            apr_status s = plan_fill(p, sp->fills[f], sp->backend, err);
-            if (s) return s;
-        }
-        apr_backend *be = p->backends[sp->backend];
-        apr_subgraph sg = {.struct_size = sizeof sg, .node_stride = sizeof(apr_node_desc),
-                           .n_nodes = (uint32_t)sp->n_steps, .flags = sp->ran ? APR_SUBGRAPH_CHECKED : 0,
-                           .nodes = &p->descs[sp->first_step]};
-        char msg[256] = "";
-        apr_status s = be->api->compute(be->inst, &sg, msg, sizeof msg);
-        if (s == APR_OK) sp->ran = true;
-        if (s != APR_OK)
-            return apr_error_set(err, s, "%s failed running nodes %s..%s: %s", apr_backend_name(be),
-                               p->steps[sp->first_step]->name, p->steps[sp->first_step + sp->n_steps - 1]->name,
-                               msg[0] ? msg : apr_status_name(s));
-    }
-    return APR_OK;
-}
-
-APR_API apr_status apr_plan_get_output(apr_plan *p, const apr_tensor *t, void *dst, size_t bytes, apr_error *err) {
-    const plan_store *st = plan_find_store(p, t);
-    if (!st || !t->is_output) return apr_error_set(err, APR_ERR_INVALID, "%s is not an output of this plan", t ? t->name : "(null)");
-    if (!apr_tensor_is_contiguous(t))
-        return apr_error_set(err, APR_ERR_INVALID, "output %s is a strided view; make it contiguous with apr_cast", t->name);
-    int64_t size = apr_dtype_row_bytes(t->dtype, t->ne[0]) * t->ne[1] * t->ne[2] * t->ne[3];
-    if ((int64_t)bytes != size)
-        return apr_error_set(err, APR_ERR_INVALID, "output %s has %lld bytes, %zu asked for", t->name, (long long)size, bytes);
-    int64_t off = t->kind == APR_KIND_VIEW ? t->view_offset : 0;
-    if (st->home == PLAN_HOST) { memcpy(dst, (const char *)st->host + off, bytes); return APR_OK; }
-    apr_backend *be = p->backends[st->home];
-    char msg[256] = "";
-    apr_status s = be->api->buffer_read(be->inst, &p->arena[st->home], (uint64_t)(st->home_offset + off), dst, bytes,
-                                        msg, sizeof msg);
-    if (s != APR_OK) return apr_error_set(err, s, "reading output %s from %s: %s", t->name, apr_backend_name(be), msg);
-    return APR_OK;
-}
-
-APR_API void apr_plan_stats_get(const apr_plan *p, apr_plan_stats *out) {
-    memset(out, 0, sizeof *out);
-    out->n_nodes = p->n_steps;
-    out->n_splits = p->n_splits;
-    out->n_copies = p->n_copies;
-    for (int b = 0; b < p->n_backends; b++) out->peak_bytes += p->arena_bytes[b];
-    out->unshared_bytes = p->unshared_bytes;
-}
-
-APR_API const apr_backend *apr_plan_placement(const apr_plan *p, const apr_tensor *t) {
-    for (int s = 0; s < p->n_steps; s++)
-        if (p->steps[s] == t) return p->backends[p->step_backend[s]];
-    return NULL;
-}
-
-APR_API void apr_plan_dump(const apr_plan *p, void *file) {
-    FILE *f = file;
-    apr_plan_stats st;
-    apr_plan_stats_get(p, &st);
-    fprintf(f, "plan: %d nodes in %d splits, %d copies per run, arena %lld bytes (%lld without reuse)\n", st.n_nodes,
-            st.n_splits, st.n_copies, (long long)st.peak_bytes, (long long)st.unshared_bytes);
-    for (int k = 0; k < p->n_splits; k++) {
-        const plan_split *sp = &p->splits[k];
-        fprintf(f, "  split %d on %s: %d nodes (%s .. %s)", k, apr_backend_name(p->backends[sp->backend]), sp->n_steps,
-                p->steps[sp->first_step]->name, p->steps[sp->first_step + sp->n_steps - 1]->name);
-        int n_packed = 0;
-        for (int s = sp->first_step; s < sp->first_step + sp->n_steps; s++)
-            if (p->descs[s].op == APR_OP_MATMUL && p->descs[s].src[0].buffer &&
-                (p->descs[s].src[0].buffer->flags & APR_BUFFER_PACKED))
-                n_packed++;
-        if (n_packed) fprintf(f, "; %d matmuls read packed weights", n_packed);
-        for (int i = 0; i < sp->n_fills; i++)
-            fprintf(f, "%s%s", i ? ", " : "; copies in: ", p->stores[sp->fills[i]].t->name);
-        fputc('\n', f);
-    }
-}

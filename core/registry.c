@@ -105,6 +105,7 @@ static bool registry_load(apr_registry *reg, apr_plugin_slot *s) {
     }
     s->rec.abi_version = api->abi_version;
     if (api->name) snprintf(s->name, sizeof s->name, "%s", api->name);
+    snprintf(s->plugin_name, sizeof s->plugin_name, "%s", s->name);
     if (api->description) snprintf(s->description, sizeof s->description, "%s", api->description);
     if (api->abi_version > APR_ABI_VERSION) {
         snprintf(s->reason, sizeof s->reason, "plugin ABI version %u is newer than this core's ABI version %d; "
@@ -126,7 +127,7 @@ static bool registry_load(apr_registry *reg, apr_plugin_slot *s) {
     }
     for (int i = 0; i < reg->n_slots; i++) {
         apr_plugin_slot *o = &reg->slots[i];
-        if (o != s && o->api && strcmp(o->name, s->name) == 0) {
+        if (o != s && o->api && strcmp(o->plugin_name, s->plugin_name) == 0) {
             snprintf(s->reason, sizeof s->reason, "backend '%s' already loaded from %s (earlier in the search path)",
                      s->name, o->path);
             dlclose(dl);
@@ -155,7 +156,56 @@ static bool registry_load(apr_registry *reg, apr_plugin_slot *s) {
     s->rec.score = pr.score;
     s->dl = dl;
     s->api = api;
+    if (api->abi_version >= 4 && pr.n_devices > 0 && APR_PLUGIN_HAS(api, probe_device))
+        s->rec.device = pr.n_devices; /* a count until registry_devices gives each device its slot */
     return true;
+}
+
+/* Probes device d of the plugin in s (a slot already named after the device) and records the verdict. */
+static void registry_probe_device(apr_registry *reg, apr_plugin_slot *s, int d) {
+    apr_probe_result pr;
+    memset(&pr, 0, sizeof pr);
+    pr.struct_size = sizeof pr;
+    char msg[256] = "";
+    s->rec.device = d;
+    snprintf(s->name, sizeof s->name, "%.40s:%d", s->plugin_name, d);
+    apr_status st = s->api->probe_device(&reg->host, (uint32_t)d, &pr, msg, sizeof msg);
+    pr.reason[sizeof pr.reason - 1] = 0;
+    pr.features[sizeof pr.features - 1] = 0;
+    snprintf(s->features, sizeof s->features, "%s", pr.features);
+    if (st != APR_OK || pr.score <= 0) {
+        if (st != APR_OK) snprintf(s->reason, sizeof s->reason, "device %d: probe failed: %s", d, msg[0] ? msg : apr_status_name(st));
+        else snprintf(s->reason, sizeof s->reason, "device %d: probe score 0: %s", d, pr.reason[0] ? pr.reason : "unusable here");
+        s->api = NULL; /* rejected; the first device's slot keeps the library open for the others */
+        s->rec.score = 0;
+        return;
+    }
+    snprintf(s->reason, sizeof s->reason, "%s", pr.reason);
+    s->rec.score = pr.score;
+}
+
+#define REGISTRY_MAX_DEVICES 64
+
+/* A plugin that reports devices gets one slot per device, "name:0" (the slot it was loaded into,
+ * which keeps the library open) up to "name:N-1", each probed on its own. */
+static apr_status registry_devices(apr_registry *reg, int first, apr_error *err) {
+    int n = reg->slots[first].rec.device;
+    if (n > REGISTRY_MAX_DEVICES) n = REGISTRY_MAX_DEVICES;
+    apr_plugin_slot *slots = realloc(reg->slots, (size_t)(reg->n_slots + n - 1) * sizeof *slots);
+    if (!slots) return apr_error_set(err, APR_ERR_NOMEM, "out of memory listing plugins");
+    reg->slots = slots;
+    const apr_plugin *api = slots[first].api;
+    for (int d = 1; d < n; d++) {
+        apr_plugin_slot *s = &slots[reg->n_slots];
+        *s = slots[first];
+        s->dl = NULL;
+        s->api = api;
+        if (!(s->path = strdup(slots[first].path))) return apr_error_set(err, APR_ERR_NOMEM, "out of memory listing plugins");
+        reg->n_slots++;
+        registry_probe_device(reg, s, d);
+    }
+    registry_probe_device(reg, &slots[first], 0);
+    return APR_OK;
 }
 
 static int registry_cmp(const void *a, const void *b) {
@@ -174,7 +224,10 @@ static apr_status registry_append(apr_registry *reg, const char *path, apr_error
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
     snprintf(s->name, sizeof s->name, "%.*s", (int)(strlen(base) > 3 ? strlen(base) - 3 : strlen(base)), base);
-    registry_load(reg, s);
+    snprintf(s->plugin_name, sizeof s->plugin_name, "%s", s->name);
+    s->rec.device = -1;
+    if (registry_load(reg, s) && s->rec.device > 0) return registry_devices(reg, reg->n_slots - 1, err);
+    if (s->rec.device > 0) s->rec.device = -1;
     return APR_OK;
 }
 

@@ -16,11 +16,16 @@
  *      apr_backend_pack_weight() offers it a weight matrix to keep a copy of in a layout of its
  *      own (rows of blocks interleaved, say) that its matmul kernels read faster; plans built
  *      afterwards read that copy for the matmuls of that weight placed on that backend.
+ *      apr_backend_place_weight() puts a weight on the backend for good (imported where the backend
+ *      computes from host memory, else uploaded once; packed too on request): every plan on that
+ *      backend reads the placed copy, and no plan uploads it again.
+ *      apr_mem_new() allocates memory that lives on a backend (a KV cache, optimizer moments):
+ *      graphs read it through apr_resident() leaves and views and write it in place (apr_set_rows).
  *   3. A graph is built with apr_graph_new() and the op constructors below. Leaves are inputs
- *      (data supplied per run), weights (host memory the caller keeps alive and unchanged) or
- *      state (host memory that may change between runs, such as a KV cache). Shape errors
- *      do not abort: the constructor returns NULL, later constructors pass NULL on, and
- *      apr_graph_error() says what went wrong first.
+ *      (data supplied per run), weights (host memory the caller keeps alive and unchanged),
+ *      state (host memory that may change between runs) or resident (backend memory, apr_mem).
+ *      Shape errors do not abort: the constructor returns NULL, later constructors pass NULL
+ *      on, and apr_graph_error() says what went wrong first.
  *   4. apr_plan_new() orders the graph, places every node on the first backend in the given
  *      list that supports it, splits it into per-backend subgraphs with explicit copies between
  *      them, and plans intermediate memory by liveness. apr_plan_run() runs it.
@@ -96,7 +101,8 @@ typedef enum apr_plugin_state { APR_PLUGIN_OK = 0, APR_PLUGIN_REJECTED = 1 } apr
 
 /* What the registry knows of one plugin file. Strings belong to the registry. */
 typedef struct apr_plugin_record {
-    const char *name;            /* backend name ("cpu-avx2"), or the file's base name if unknown */
+    const char *name;            /* backend name ("cpu-avx2"; "cuda-ptx:1" for device 1 of a plugin that
+                                  * reports devices), or the file's base name if unknown */
     const char *path;            /* the file scanned */
     apr_plugin_state state;
     int score;                   /* probe score; 0 when rejected */
@@ -104,6 +110,7 @@ typedef struct apr_plugin_record {
     const char *features;        /* features the probe reported ("" if none) */
     const char *description;     /* the plugin's one-line description ("" if unknown) */
     uint32_t abi_version;        /* ABI the plugin implements (0 if unknown) */
+    int device;                  /* the device index of a multi-device plugin's record, else -1 */
 } apr_plugin_record;
 
 /* Scans and probes. Fails only when nothing could be scanned at all; individual bad files are
@@ -122,7 +129,8 @@ const char *apr_registry_search_path(const apr_registry *reg);
 
 typedef struct apr_backend apr_backend;
 
-/* Opens a usable backend. name NULL = the default. An unknown or rejected name is
+/* Opens a usable backend. name NULL = the default. A plugin that reports devices is opened by
+ * "name:i" (device i) or "name" (its first usable device). An unknown or rejected name is
  * APR_ERR_NOT_FOUND with a message listing the usable backends. n_threads 0 = physical cores. */
 apr_status apr_backend_open(apr_registry *reg, const char *name, int n_threads, apr_backend **out,
                             apr_error *err);
@@ -151,6 +159,44 @@ apr_status apr_backend_pack_weight(apr_backend *be, apr_dtype t, int n_dims, con
 void apr_backend_unpack_weight(apr_backend *be, const void *data);
 /* Bytes the backend holds in packed copies (for reports). */
 int64_t apr_backend_packed_bytes(const apr_backend *be);
+
+/* Places a weight on be for good, exactly as it will later be given to apr_weight (same dtype,
+ * shape and data pointer): a backend that computes from host memory imports it (no copy; ABI 1-3
+ * plugins with buffer_import too), any other gets it uploaded once into a buffer of usage weights.
+ * With APR_PLACE_PACK the backend may also keep it packed, as apr_backend_pack_weight does (a
+ * backend or shape without a packed layout is not an error here). Every plan on be then reads the
+ * placed copy wherever the weight (not a view of it) is read, and the packed copy for matmuls.
+ * Placing the same data again only counts a reference; release it with apr_backend_release_weight.
+ * data must stay valid and unchanged until the last release or apr_backend_close. */
+#define APR_PLACE_PACK 1u
+apr_status apr_backend_place_weight(apr_backend *be, apr_dtype t, int n_dims, const int64_t *ne, const void *data,
+                                    unsigned flags, const char *name, apr_error *err);
+/* Drops one reference taken by apr_backend_place_weight or apr_backend_pack_weight (the same as
+ * apr_backend_unpack_weight); the copies are freed with the last. */
+void apr_backend_release_weight(apr_backend *be, const void *data);
+/* Bytes of weights uploaded to be (placed copies that are not imports or packs). */
+int64_t apr_backend_uploaded_bytes(const apr_backend *be);
+/* Waits until every piece of work queued on be has finished (a no-op for synchronous plugins). */
+apr_status apr_backend_synchronize(apr_backend *be, apr_error *err);
+
+/* ---------------------------------------------------------------- backend-resident memory */
+
+/* Memory that lives on one backend (device memory on a GPU) and outlives plans: a KV cache,
+ * optimizer moments. Graphs read it through apr_resident leaves and write it in place with
+ * apr_set_rows; the host reaches it only through apr_mem_write / apr_mem_read. New memory is zero.
+ * The backend must outlive it. */
+typedef struct apr_mem apr_mem;
+apr_status apr_mem_new(apr_backend *be, uint64_t bytes, apr_buffer_usage usage, const char *name, apr_mem **out,
+                       apr_error *err);
+void apr_mem_free(apr_mem *m);
+uint64_t apr_mem_size(const apr_mem *m);
+apr_backend *apr_mem_backend(const apr_mem *m);
+/* Copies between the host and m; reading waits for the work queued before it. */
+apr_status apr_mem_write(apr_mem *m, uint64_t offset, const void *src, uint64_t bytes, apr_error *err);
+apr_status apr_mem_read(apr_mem *m, uint64_t offset, void *dst, uint64_t bytes, apr_error *err);
+/* Copies bytes between two regions of memory on one backend (a sequence's cache to another's). */
+apr_status apr_mem_copy(apr_mem *dst, uint64_t dst_offset, apr_mem *src, uint64_t src_offset, uint64_t bytes,
+                        apr_error *err);
 /* The plugin's function table, for tests and benchmarks that drive a backend directly. */
 const apr_plugin *apr_backend_plugin(const apr_backend *be);
 void *apr_backend_instance(const apr_backend *be);
@@ -177,6 +223,11 @@ apr_tensor *apr_weight(apr_graph *g, apr_dtype t, int n_dims, const int64_t *ne,
  * any plan of the graph exists, and must not change while a run is in progress. */
 apr_tensor *apr_state(apr_graph *g, apr_dtype t, int n_dims, const int64_t *ne, const void *data,
                       const char *name);
+/* A leaf whose storage is bytes [offset, offset + size) of m, in the given contiguous shape. Nodes on
+ * m's backend read it in place, and apr_set_rows writes it in place; a node on another backend reads
+ * a copy made in that run. m must outlive every plan of the graph. */
+apr_tensor *apr_resident(apr_graph *g, apr_dtype t, int n_dims, const int64_t *ne, apr_mem *m, uint64_t offset,
+                         const char *name);
 /* Marks t as a result: it is kept alive to the end of a run and readable afterwards. */
 void apr_graph_output(apr_graph *g, apr_tensor *t);
 
@@ -220,6 +271,11 @@ apr_tensor *apr_attention(apr_graph *g, apr_tensor *q, apr_tensor *k, apr_tensor
 apr_tensor *apr_cast(apr_graph *g, apr_tensor *a, apr_dtype to); /* contiguous copy in dtype to */
 apr_tensor *apr_concat(apr_graph *g, apr_tensor *a, apr_tensor *b, int dim);
 apr_tensor *apr_argmax(apr_graph *g, apr_tensor *x);
+/* Writes row n of rows into row ids[n] of table, in place (APR_OP_SET_ROWS), and returns the table
+ * as it is after the write: read it through the result (and views of the result), so that every
+ * reader runs after the write. table is a resident or state leaf [D, R] of f32, f16 or bf16; the
+ * node runs on the backend that holds it. */
+apr_tensor *apr_set_rows(apr_graph *g, apr_tensor *table, apr_tensor *rows, apr_tensor *ids);
 
 /* ---------------------------------------------------------------- plans (the executor) */
 
@@ -231,6 +287,8 @@ typedef struct apr_plan_stats {
     int n_copies;                /* tensors copied between backends per run */
     int64_t peak_bytes;          /* sum over backends of the planned intermediate arena */
     int64_t unshared_bytes;      /* what the intermediates would need without reuse */
+    int n_weight_uploads;        /* weights this plan copied to a backend because they were not placed there */
+    int n_plugin_plans;          /* splits that run as a plugin-side plan (plan_create) */
 } apr_plan_stats;
 
 /* backends: in order of preference; each node goes to the first that supports it. Fails with a

@@ -37,6 +37,20 @@
  * A contiguous tensor has nb[0] = type size, nb[i] = nb[i-1] * ne[i-1] (ne[0] / block size for
  * block types). Views (reshape, permute, transpose, slice) only change ne, nb and offset.
  *
+ * MEMORY (ABI 4). Every tensor lives in an apr_buffer of the backend that runs the node. A buffer
+ * is asked for with a memory kind (the backend's own memory, host-visible, or pinned host memory for
+ * staging copies) and a usage (weights, state, compute), so that a device backend can put each where
+ * it belongs; a plugin without buffer_alloc_ex gets plain buffer_alloc calls. The core keeps three
+ * lifetimes apart:
+ *   - weights: placed on a backend once (uploaded, imported where the backend computes from host
+ *     memory, or packed) and shared by every plan until the model is closed; a plan never uploads;
+ *   - state: buffers a caller owns on a backend (a KV cache, optimizer moments) that graphs read
+ *     through views and write in place with APR_OP_SET_ROWS, never copied per run;
+ *   - compute: the intermediates arena of a plan.
+ * A plugin may keep work for the life of a plan (plan_create / plan_compute / plan_free: a recorded
+ * command buffer, a captured CUDA graph), may run asynchronously (the *_async slots, synchronize and
+ * events), and may serve several devices (probe_device; apr_backend_config.device).
+ *
  * dtype numbers equal the GGML type ids so GGUF tensors map directly. The quantized block types
  * (ABI 2) store ne[0] elements of a row as ne[0] / block_elems blocks whose byte layouts are those
  * of ggml; apr_quant.h defines them, with the reference quantize and dequantize.
@@ -49,12 +63,14 @@
 extern "C" {
 #endif
 
-#define APR_ABI_VERSION 3             /* the ABI this header describes (2 added the quantized block dtypes,
-                                       * 3 the weight_pack slot and APR_BUFFER_PACKED) */
+#define APR_ABI_VERSION 4             /* the ABI this header describes (2 added the quantized block dtypes,
+                                       * 3 the weight_pack slot and APR_BUFFER_PACKED, 4 backend-resident
+                                       * memory: MEMORY below) */
 #define APR_ABI_MIN_VERSION 1         /* the oldest plugin ABI this core still accepts */
 #define APR_PLUGIN_ENTRY_SYMBOL "apr_plugin_entry"
 #define APR_MAX_DIMS 4
-#define APR_MAX_SRC 4
+#define APR_MAX_SRC 4                 /* sources in apr_node_desc.src */
+#define APR_MAX_SRC_EXT 4             /* (ABI 4) sources 4..7, in apr_node_desc.src_ext */
 #define APR_MAX_PARAMS 8
 
 /* ---------------------------------------------------------------- status */
@@ -166,6 +182,15 @@ typedef enum apr_op {
      *           row; ties give the lowest index; NaN elements are ignored (an all-NaN row gives 0). */
     APR_OP_ARGMAX = 15,
     APR_OP_COUNT_V1 = 16, /* ops known to ABI version 1 are below this */
+    /* SET_ROWS  (ABI 4) src0 table [D, R, 1, 1] F; src1 rows [D, N, 1, 1] F32 or src0's dtype; src2 ids
+     *           [N, 1, 1, 1] I32 with 1 <= N <= R. Writes in place: dst is src0 itself (the same buffer,
+     *           offset, shape and strides), and for every n, table[:, ids[n]] = rows[:, n] converted to
+     *           the table's dtype (round to nearest even); every other row keeps its bytes. An id outside
+     *           [0, R) is APR_ERR_INVALID and then no row is written. When ids repeat, one of those rows
+     *           lands there (which one is unspecified). The table is any strided view whose rows do not
+     *           overlap; rows is a strided view. (A KV cache is written where it lives this way.) */
+    APR_OP_SET_ROWS = 16,
+    APR_OP_COUNT_V4 = 17, /* ops known to ABI version 4 are below this */
 } apr_op;
 
 /* ---------------------------------------------------------------- structs */
@@ -191,6 +216,11 @@ typedef struct apr_probe_result {
     int32_t score;          /* 0 = unusable here; larger = better fit (reference = 1) */
     char reason[256];       /* one line: why this score (what was found or missing) */
     char features[256];     /* space-separated features the plugin found and will use */
+    /* ---- ABI 4 */
+    int32_t n_devices;      /* devices the plugin found: 0 = the plugin is one backend and needs no
+                             * index (every CPU plugin); N >= 1 = devices 0..N-1, each described by
+                             * probe_device and listed as its own backend "name:i" */
+    int32_t reserved0;
 } apr_probe_result;
 
 /* How the core wants a backend instance set up. */
@@ -198,6 +228,10 @@ typedef struct apr_backend_config {
     uint32_t struct_size;         /* sizeof(apr_backend_config) as the core was built */
     int32_t n_threads;            /* worker threads; 0 = the plugin's default (physical cores) */
     const apr_host_info *host;    /* valid for the duration of create() only */
+    /* ---- ABI 4 */
+    int32_t device;               /* which device of the plugin (0 .. n_devices - 1 of its probe); 0 from
+                                   * older cores and for plugins of one device */
+    int32_t reserved0;
 } apr_backend_config;
 
 /* A buffer owned by the backend that allocated or imported it. The core allocates this struct
@@ -207,6 +241,31 @@ typedef struct apr_backend_config {
 #define APR_BUFFER_IMPORTED 2u     /* memory belongs to the caller; buffer_free only forgets it */
 #define APR_BUFFER_PACKED 4u       /* (ABI 3) a weight in the plugin's own layout, made by weight_pack:
                                     * the core never reads, writes or copies it */
+
+/* (ABI 4) Where a buffer_alloc_ex buffer should live. */
+typedef enum apr_memory_kind {
+    APR_MEM_DEVICE = 0,       /* the memory the backend's kernels read fastest (a GPU's own memory; host
+                               * memory on a CPU); host_ptr only if the plugin can map it for free */
+    APR_MEM_HOST_VISIBLE = 1, /* memory the host can address: host_ptr set (the kernels may be slower on it) */
+    APR_MEM_HOST_STAGING = 2, /* pinned host memory the device copies to and from quickly; host_ptr set;
+                               * the core stages copies between two backends through it */
+} apr_memory_kind;
+
+/* (ABI 4) What a buffer_alloc_ex buffer holds; a hint for placement and residency. */
+typedef enum apr_buffer_usage {
+    APR_USAGE_COMPUTE = 0,    /* a plan's intermediates: rewritten every run */
+    APR_USAGE_WEIGHTS = 1,    /* read by every plan for the life of a model; written once */
+    APR_USAGE_STATE = 2,      /* read and written in place by graphs (KV cache, optimizer moments) */
+    APR_USAGE_STAGING = 3,    /* copies between host and device */
+} apr_buffer_usage;
+
+typedef struct apr_buffer_request {
+    uint32_t struct_size;     /* sizeof(apr_buffer_request) as the core was built */
+    uint32_t kind;            /* apr_memory_kind */
+    uint32_t usage;           /* apr_buffer_usage */
+    uint32_t reserved0;
+    uint64_t size;            /* bytes */
+} apr_buffer_request;
 typedef struct apr_buffer {
     uint32_t struct_size;   /* set by the core */
     uint32_t flags;         /* APR_BUFFER_* */
@@ -240,6 +299,11 @@ typedef struct apr_node_desc {
     apr_tensor_desc dst;
     apr_tensor_desc src[APR_MAX_SRC];
     const char *name;                    /* for messages; may be NULL */
+    /* ---- ABI 4 */
+    apr_tensor_desc src_ext[APR_MAX_SRC_EXT]; /* sources 4..7: source i >= APR_MAX_SRC is src_ext[i - 4];
+                                               * n_src counts them too (at most APR_MAX_SRC + APR_MAX_SRC_EXT).
+                                               * A node of more than 4 sources only goes to a plugin of
+                                               * ABI >= 4 whose node_stride covers this field. */
 } apr_node_desc;
 
 /* A subgraph handed to one backend: nodes in an order that respects every dependency. The
@@ -253,9 +317,14 @@ typedef struct apr_subgraph {
 } apr_subgraph;
 
 /* The core ran exactly these nodes (same descs, same buffers) on this backend instance before and
- * compute returned APR_OK: checks of the nodes themselves may be skipped. Decode reruns one plan
- * per token, and checking ~600 nodes every run cost ~0.4 us a node. */
+ * compute returned APR_OK: checks of the nodes themselves may be skipped (a plan reruns its nodes per
+ * token). ABI 4 plugins get the same from plan_create. */
 #define APR_SUBGRAPH_CHECKED 1u
+
+/* (ABI 4) Capabilities a plugin states in apr_plugin.caps. */
+#define APR_CAP_HOST_MEMORY 1u     /* the kernels compute from host memory: an import of host memory is as fast
+                                    * as the plugin's own buffers (CPU plugins). Without it the core uploads
+                                    * weights rather than importing them, whatever buffer_import offers. */
 
 /* The function table a plugin returns. Optional slots may be NULL (the core says what it does
  * then). Slots are only ever appended. */
@@ -299,6 +368,54 @@ typedef struct apr_plugin {
      * w had. supports() never sees packed buffers: a packed MATMUL must run wherever the same
      * node with the weight in its own layout would. */
     apr_status (*weight_pack)(void *backend, const apr_tensor_desc *w, apr_buffer *out, char *err, size_t err_size);
+
+    /* ---- ABI 4: backend-resident memory, plugin plans, asynchronous work, devices. Every slot
+     * below is optional (NULL = the core does what the comment says). */
+    uint32_t caps;                  /* APR_CAP_* */
+    uint32_t reserved0;
+    /* Describes device `device` (0 .. n_devices - 1 from probe) as probe describes the plugin: score 0
+     * with a reason when that device is unusable. NULL: the plugin has one device. */
+    apr_status (*probe_device)(const apr_host_info *host, uint32_t device, apr_probe_result *out, char *err,
+                               size_t err_size);
+    /* Allocates a buffer of req->kind for req->usage. NULL: buffer_alloc (of whatever memory the plugin
+     * has). APR_ERR_UNSUPPORTED when the plugin has no memory of that kind (the core then asks for
+     * APR_MEM_DEVICE and copies through its own host memory). The contents of a new buffer are zero. */
+    apr_status (*buffer_alloc_ex)(void *backend, const apr_buffer_request *req, apr_buffer *out, char *err,
+                                  size_t err_size);
+    /* A plugin-side plan of one subgraph: plan_create may check, fuse, record or capture the nodes
+     * once; plan_compute then runs them as compute(graph) would. The node array, every desc and
+     * every buffer it names stay valid and unchanged until plan_free; the bytes in the buffers (inputs,
+     * state) change between runs. NULL: the core calls compute every run (with APR_SUBGRAPH_CHECKED
+     * after the first success). plan_create may decline with APR_ERR_UNSUPPORTED: compute then. */
+    apr_status (*plan_create)(void *backend, const apr_subgraph *graph, void **plan, char *err, size_t err_size);
+    apr_status (*plan_compute)(void *backend, void *plan, char *err, size_t err_size);
+    void (*plan_free)(void *backend, void *plan);
+    /* Asynchronous work. A plugin with synchronize has one queue per instance: compute, plan_compute
+     * and the *_async calls may return before their work is done, and run in the order they were made.
+     * buffer_write and buffer_read (and the core's reading of host-visible memory, which it does only
+     * after synchronize) see every earlier call finished. Host memory handed to an *_async call must
+     * stay valid and unchanged until synchronize returns (or an event recorded after the call has
+     * completed). NULL synchronize: every call is finished when it returns; the *_async slots are then
+     * ignored. */
+    apr_status (*synchronize)(void *backend, char *err, size_t err_size);
+    apr_status (*buffer_write_async)(void *backend, apr_buffer *buf, uint64_t offset, const void *src, uint64_t size,
+                                     char *err, size_t err_size);
+    apr_status (*buffer_read_async)(void *backend, const apr_buffer *buf, uint64_t offset, void *dst, uint64_t size,
+                                    char *err, size_t err_size);
+    /* Copies size bytes into dst (a buffer of this instance) from src: a buffer of this instance, or
+     * a host-visible buffer of another backend (the direct path between two backends, with no host
+     * copy in between). APR_ERR_UNSUPPORTED when it cannot read src: the core stages the copy. NULL:
+     * the core stages every copy through host memory it allocated when the plan was made. */
+    apr_status (*buffer_copy)(void *backend, const apr_buffer *src, uint64_t src_offset, apr_buffer *dst,
+                              uint64_t dst_offset, uint64_t size, char *err, size_t err_size);
+    /* Events: record marks the point the instance's queue has reached; wait makes the instance's later
+     * work wait for an event recorded on any instance of the same plugin; event_synchronize blocks the
+     * host until it has passed. All NULL, or all set. */
+    apr_status (*event_create)(void *backend, void **event, char *err, size_t err_size);
+    apr_status (*event_record)(void *backend, void *event, char *err, size_t err_size);
+    apr_status (*event_wait)(void *backend, void *event, char *err, size_t err_size);
+    apr_status (*event_synchronize)(void *backend, void *event, char *err, size_t err_size);
+    void (*event_free)(void *backend, void *event);
 } apr_plugin;
 
 /* The one exported symbol. core_abi_version is the newest ABI the core speaks; the plugin sets

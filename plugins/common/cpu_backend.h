@@ -40,6 +40,12 @@ apr_status cpu_backend_create(const apr_backend_config *cfg, void **backend, cha
 void cpu_backend_destroy(void *backend);
 apr_status cpu_backend_compute(void *backend, const apr_subgraph *g, char *err, size_t err_size);
 
+/* The plan slots (ABI 4, cpu_plan.c): a plan runs its subgraph through cpu_backend_compute, checking
+ * its nodes on the first run only. */
+apr_status cpu_plan_create(void *backend, const apr_subgraph *g, void **plan, char *err, size_t err_size);
+apr_status cpu_plan_compute(void *backend, void *plan, char *err, size_t err_size);
+void cpu_plan_free(void *backend, void *plan);
+
 /* The weight_pack slot (ABI 3). Checks what every plugin would, then asks the plugin's own
  * cpu_isa_weight_pack, which keeps the layouts its kernels read (cpu-x86: isa/qpack.h) or declines. */
 apr_status cpu_backend_weight_pack(void *backend, const apr_tensor_desc *w, apr_buffer *out, char *err, size_t err_size);

@@ -35,6 +35,17 @@ static const apr_plugin cpu_entry_table = {
     CPU_ENTRY_V2_SLOTS,
     .abi_version = APR_ABI_VERSION,
     .weight_pack = cpu_backend_weight_pack,
+    .caps = APR_CAP_HOST_MEMORY,
+    .plan_create = cpu_plan_create,
+    .plan_compute = cpu_plan_compute,
+    .plan_free = cpu_plan_free,
+};
+
+/* For a core of ABI 3, which reads no slot past weight_pack. */
+static const apr_plugin cpu_entry_table_v3 = {
+    CPU_ENTRY_V2_SLOTS,
+    .abi_version = 3,
+    .weight_pack = cpu_backend_weight_pack,
 };
 
 /* For a core of ABI 2, which reads no slot past compute. */
@@ -51,6 +62,8 @@ __attribute__((visibility("default"))) apr_status apr_plugin_entry(uint32_t core
     if (core_abi_version < CPU_ENTRY_MIN_CORE_ABI)
         return msg_set(err, err_size, APR_ERR_ABI, "%s implements ABI %d (down to %d); the core speaks only up to %u",
                        probe_name, APR_ABI_VERSION, CPU_ENTRY_MIN_CORE_ABI, core_abi_version);
-    *out = core_abi_version >= APR_ABI_VERSION ? &cpu_entry_table : &cpu_entry_table_v2;
+    *out = core_abi_version >= APR_ABI_VERSION ? &cpu_entry_table
+           : core_abi_version == 3             ? &cpu_entry_table_v3
+                                               : &cpu_entry_table_v2;
     return APR_OK;
 }
