@@ -180,6 +180,14 @@ $(B)/tests/plugins/%.so: tests/plugins/%.c $(COMMON_SRCS) $(PLUGIN_HDRS) $(wildc
 	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) -fvisibility=hidden -shared -o $@ $< $(COMMON_SRCS) $(LDFLAGS_ALL) -lm \
 	  $(if $(findstring missingdep,$*),-L$(B)/tests/plugins/deps -laprmissing,)
 
+# opaque.so (memory the host cannot address, queued work) runs its nodes with the reference kernels:
+# it links the reference plugin's objects except its entry point, ref_plugin.o. This explicit rule
+# takes precedence over the pattern rule above.
+OPAQUE_OBJS := $(filter-out %/ref_plugin.o,$(REF_OBJS))
+$(B)/tests/plugins/opaque.so: tests/plugins/opaque.c $(OPAQUE_OBJS) $(PLUGIN_HDRS) $(wildcard tests/plugins/*.h) plugins/plugin.map
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) -fvisibility=hidden -o $@ $< $(OPAQUE_OBJS) $(PLUGIN_LDFLAGS)
+
 # The library the missingdep plugin needs; it sits where the loader never looks (no rpath), so
 # loading that plugin fails with the dynamic linker's message.
 $(B)/tests/plugins/deps/libaprmissing.so: tests/plugins/deps/aprmissing.c

@@ -103,3 +103,35 @@ APR_API apr_status apr_backend_synchronize(apr_backend *be, apr_error *err) {
     if (s != APR_OK) return apr_error_set(err, s, "%s: synchronize failed: %s", be->slot->name, msg[0] ? msg : apr_status_name(s));
     return APR_OK;
 }
+
+APR_API bool apr_backend_can_set_rows(apr_backend *be, apr_dtype table, apr_dtype rows, char *why, size_t why_size) {
+    static const apr_buffer none = {.struct_size = sizeof(apr_buffer)};
+    apr_node_desc n;
+    memset(&n, 0, sizeof n);
+    n.struct_size = sizeof n;
+    n.op = APR_OP_SET_ROWS;
+    n.n_src = 3;
+    const apr_dtype dt[3] = {table, rows, APR_I32};
+    for (int i = 0; i < 3; i++) {
+        apr_tensor_desc *d = &n.src[i];
+        d->struct_size = sizeof *d;
+        d->dtype = (uint32_t)dt[i];
+        d->ne[0] = i == 2 ? 1 : 64;
+        d->ne[1] = i == 0 ? 2 : 1;
+        d->ne[2] = d->ne[3] = 1;
+        d->nb[0] = apr_dtype_block_bytes(dt[i]);
+        for (int k = 1; k < APR_MAX_DIMS; k++) d->nb[k] = d->nb[k - 1] * d->ne[k - 1];
+        d->buffer = &none;
+    }
+    n.dst = n.src[0];
+    n.name = "set_rows";
+    if (why && why_size) why[0] = 0;
+    if (be->api->abi_version < 4) {
+        if (why) snprintf(why, why_size, "plugin ABI %u predates SET_ROWS", be->api->abi_version);
+        return false;
+    }
+    char msg[160] = "";
+    if (be->api->supports(be->inst, &n, msg, sizeof msg) == APR_OK) return true;
+    if (why) snprintf(why, why_size, "%s", msg[0] ? msg : "declined");
+    return false;
+}

@@ -170,6 +170,7 @@ static apr_status plan_new_store(apr_plan *p, struct apr_tensor *base, const int
     plan_store *st = &p->stores[p->n_stores];
     st->t = base;
     st->bytes = apr_tensor_storage_bytes(base);
+    st->writer = -1;
     st->home = PLAN_HOST;
     st->first = 0;
     if (base->kind == APR_KIND_OP) {
@@ -231,7 +232,7 @@ static apr_status plan_collect_stores(apr_plan *p, apr_error *err) {
     for (int s = 0; s < p->n_steps; s++) {
         struct apr_tensor *t = p->steps[s];
         int b = p->step_backend[s];
-        if (t->in_place) p->stores[p->store_of[t->base->id]].written = true;
+        if (t->in_place) p->stores[p->store_of[t->base->id]].writer = b;
         else p->stores[p->store_of[t->id]].loc[b].kind = PLAN_LOC_HOME;
         for (int i = 0; i < t->n_src; i++) {
             if (!t->src[i]) continue;
@@ -292,7 +293,7 @@ static apr_status plan_resolve_access(apr_plan *p, apr_error *err) {
                 }
                 /* an import the backend refuses (alignment, say) falls back to a copy */
             }
-            if (st->written)
+            if (st->writer == b)
                 return apr_error_set(err, APR_ERR_UNSUPPORTED, "%s is written in place, and backend %s cannot reach it in place",
                                      st->t->name, apr_backend_name(be));
             /* state changes between runs: it takes the refreshed copy below */

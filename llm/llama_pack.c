@@ -1,4 +1,5 @@
-/* llama_pack.c — a model's matmul weights packed on one backend (apr_backend_pack_weight) for as long as a holder keeps them. */
+/* llama_pack.c — a model's weights placed (apr_backend_place_weight) or its matmul weights packed
+ * (apr_backend_pack_weight) on one backend, for as long as a holder keeps them. */
 #include <stdlib.h>
 
 #include "llama.h"
@@ -46,6 +47,57 @@ apr_status llama_pack_new(const llama_model *m, apr_backend *be, llama_pack **ou
         if (s == APR_OK) p->data[p->n++] = t->data;
         else if (s != APR_ERR_UNSUPPORTED) /* the backend keeps this one in the file's layout */
             st = apr_error_set(err, s, "packing the weights for %s: %s", apr_backend_name(be), e.msg);
+    }
+    free(list);
+    if (st != APR_OK) {
+        llama_pack_free(p);
+        return st;
+    }
+    *out = p;
+    return APR_OK;
+}
+
+/* Every weight the forward graph reads, matmul weights first (n_mm of them, as llama_pack_list). */
+static int llama_place_list(const llama_model *m, const gguf_tensor **out, int *n_mm) {
+    int n = llama_pack_list(m, out);
+    *n_mm = n;
+    const gguf_tensor *top[] = {m->tok_embd, m->out_norm, m->rope_freqs};
+    for (size_t i = 0; i < sizeof top / sizeof *top; i++)
+        if (top[i]) out[n++] = top[i];
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        const llama_layer *L = &m->layers[l];
+        const gguf_tensor *w[] = {L->attn_norm, L->ffn_norm, L->bq, L->bk, L->bv, L->q_norm, L->k_norm};
+        for (size_t i = 0; i < sizeof w / sizeof *w; i++)
+            if (w[i]) out[n++] = w[i];
+    }
+    return n;
+}
+
+apr_status llama_place_new(const llama_model *m, apr_backend *be, bool pack, llama_pack **out, apr_error *err) {
+    *out = NULL;
+    const int cap = 14 * m->hp.n_layer + 4;
+    llama_pack *p = calloc(1, sizeof *p);
+    const gguf_tensor **list = calloc((size_t)cap, sizeof *list);
+    if (p) p->data = calloc((size_t)cap, sizeof *p->data);
+    if (!p || !list || !p->data) {
+        if (p) free(p->data);
+        free(p);
+        free(list);
+        return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
+    }
+    p->be = be;
+    int n_mm, n = llama_place_list(m, list, &n_mm);
+    apr_status st = APR_OK;
+    for (int i = 0; i < n && st == APR_OK; i++) {
+        const gguf_tensor *t = list[i];
+        apr_error e;
+        /* the dtype, shape and data graph_weight and graph_norm_weight hand apr_weight (norms and
+         * biases as 1-D), so that plans find the placed copy */
+        const int n_dims = i < n_mm || t == m->tok_embd ? t->n_dims : 1;
+        apr_status s = apr_backend_place_weight(be, (apr_dtype)t->dtype, n_dims, t->ne, t->data,
+                                                pack && i < n_mm ? APR_PLACE_PACK : 0, t->name, &e);
+        if (s == APR_OK) p->data[p->n++] = t->data;
+        else st = apr_error_set(err, s, "placing the weights on %s: %s", apr_backend_name(be), e.msg);
     }
     free(list);
     if (st != APR_OK) {

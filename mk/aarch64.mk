@@ -130,6 +130,12 @@ $(AA_B)/tests/plugins/%.so: tests/plugins/%.c $(COMMON_SRCS) $(AA_PLUGIN_HDRS) $
 	$(AA_CC) $(AA_CFLAGS) -fvisibility=hidden -shared -o $@ $< $(COMMON_SRCS) $(AA_LDFLAGS) -lm \
 	  $(if $(findstring missingdep,$*),-L$(AA_B)/tests/plugins/deps -laprmissing,)
 
+# opaque.so runs its nodes with the reference kernels, as in the native build.
+AA_OPAQUE_OBJS := $(filter-out %/ref_plugin.o,$(AA_REF_OBJS))
+$(AA_B)/tests/plugins/opaque.so: tests/plugins/opaque.c $(AA_OPAQUE_OBJS) $(AA_PLUGIN_HDRS) $(wildcard tests/plugins/*.h) plugins/plugin.map
+	@mkdir -p $(dir $@)
+	$(AA_CC) $(AA_CFLAGS) -fvisibility=hidden -o $@ $< $(AA_OPAQUE_OBJS) $(AA_PLUGIN_LDFLAGS)
+
 $(AA_B)/tests/plugins/deps/libaprmissing.so: tests/plugins/deps/aprmissing.c
 	@mkdir -p $(dir $@)
 	$(AA_CC) $(AA_CFLAGS) -shared -o $@ $<

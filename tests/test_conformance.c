@@ -91,6 +91,7 @@ static const tolerance tolerances[] = {
     {APR_OP_CPY, "", TU_CMP_EXACT, 0, "conversions are defined as round to nearest even: bits must match (NaN matches NaN)"},
     {APR_OP_CONCAT, "", TU_CMP_EXACT, 0, "moves bits"},
     {APR_OP_ARGMAX, "", TU_CMP_EXACT, 0, "an index"},
+    {APR_OP_SET_ROWS, "", TU_CMP_EXACT, 0, "moves bits; f32 rows round to nearest even as cpy's do (NaN matches NaN)"},
 };
 
 static const tolerance *tol(uint32_t op, const char *key) {
@@ -102,7 +103,8 @@ static const tolerance *tol(uint32_t op, const char *key) {
 
 static const char *op_name(uint32_t op) {
     static const char *const names[] = {"none", "get_rows", "matmul", "add", "mul", "scale", "rms_norm", "rope",
-                                        "softmax", "silu", "gelu", "swiglu", "attention", "cpy", "concat", "argmax"};
+                                        "softmax", "silu", "gelu", "swiglu", "attention", "cpy", "concat", "argmax",
+                                        "set_rows"};
     return op < sizeof names / sizeof names[0] ? names[op] : "?";
 }
 
@@ -271,6 +273,87 @@ static void case_text(const tu_node *n, char *out, size_t size) {
     }
 }
 
+/* ---------------------------------------------------------------- SET_ROWS on the host */
+
+/* Whether two of the ids are equal: the row that lands there is then one of theirs, unspecified which. */
+static bool set_rows_repeats(const tu_node *n) {
+    const tu_tensor *ids = &n->src[2];
+    for (int64_t i = 0; i < ids->ne[0]; i++)
+        for (int64_t j = 0; j < i; j++)
+            if (tu_geti(ids, i, 0, 0, 0) == tu_geti(ids, j, 0, 0, 0)) return true;
+    return false;
+}
+
+/* Element d of rows[:, i] as the table stores it: its own bytes, or the f32 rounded to the table's dtype. */
+static void set_rows_elem(const tu_node *n, int64_t d, int64_t i, unsigned char out[4]) {
+    const tu_tensor *table = &n->src[0], *rows = &n->src[1];
+    const unsigned char *from = rows->data + tu_tensor_byte(rows, (const int64_t[APR_MAX_DIMS]){d, i, 0, 0});
+    if (rows->dtype == table->dtype) memcpy(out, from, tu_dtype_size(table->dtype));
+    else tu_store_f(table->dtype, out, tu_load_f(rows->dtype, from));
+}
+
+/* Whether table row r of out holds exactly rows[:, i] (a NaN that a conversion made may be any NaN). */
+static bool set_rows_row_is(const tu_node *n, const unsigned char *out, int64_t r, int64_t i, int64_t *bad_d) {
+    const tu_tensor *table = &n->src[0];
+    const size_t es = tu_dtype_size(table->dtype);
+    const bool converted = n->src[1].dtype != table->dtype;
+    for (int64_t d = 0; d < table->ne[0]; d++) {
+        unsigned char want[4];
+        set_rows_elem(n, d, i, want);
+        const unsigned char *got = out + tu_tensor_byte(table, (const int64_t[APR_MAX_DIMS]){d, r, 0, 0});
+        if (memcmp(got, want, es) && !(converted && isnan(tu_load_f(table->dtype, got)) && isnan(tu_load_f(table->dtype, want)))) {
+            *bad_d = d;
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The definition checked byte by byte on out (the table's storage after the run): a row no id names
+ * keeps every byte it had, and a named row holds one of the rows whose ids name it. */
+static bool set_rows_check(const tu_node *n, const unsigned char *out, char *why, size_t size) {
+    const tu_tensor *table = &n->src[0], *ids = &n->src[2];
+    const size_t es = tu_dtype_size(table->dtype);
+    for (int64_t r = 0; r < table->ne[1]; r++) {
+        int64_t writers = 0, first_bad = -1, bad_d = 0;
+        bool match = false;
+        for (int64_t i = 0; i < ids->ne[0] && !match; i++) {
+            if (tu_geti(ids, i, 0, 0, 0) != r) continue;
+            writers++;
+            int64_t d = 0;
+            match = set_rows_row_is(n, out, r, i, &d);
+            if (!match && first_bad < 0) first_bad = i, bad_d = d;
+        }
+        if (match) continue;
+        if (writers) {
+            unsigned char want[4];
+            set_rows_elem(n, bad_d, first_bad, want);
+            const unsigned char *got = out + tu_tensor_byte(table, (const int64_t[APR_MAX_DIMS]){bad_d, r, 0, 0});
+            snprintf(why, size, "row %lld (ids[%lld] = %lld) element %lld is %.9g, want %.9g%s", (long long)r, (long long)first_bad,
+                     (long long)r, (long long)bad_d, (double)tu_load_f(table->dtype, got), (double)tu_load_f(table->dtype, want),
+                     set_rows_repeats(n) ? " (or another row of the same id)" : "");
+            return false;
+        }
+        for (int64_t d = 0; d < table->ne[0]; d++) {
+            const uint64_t off = tu_tensor_byte(table, (const int64_t[APR_MAX_DIMS]){d, r, 0, 0});
+            if (memcmp(out + off, table->data + off, es)) {
+                snprintf(why, size, "row %lld, which no id names, changed at element %lld (its bytes): %.9g -> %.9g", (long long)r,
+                         (long long)d, (double)tu_load_f(table->dtype, table->data + off), (double)tu_load_f(table->dtype, out + off));
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+/* An op's own check of a result beside the comparison: SET_ROWS's bytes, row by row. false + why. */
+static bool result_check(const tu_node *n, const unsigned char *out, char *why, size_t size) {
+    return n->op != APR_OP_SET_ROWS || set_rows_check(n, out, why, size);
+}
+
+/* A result the definition leaves partly open (SET_ROWS with repeated ids): result_check alone judges it. */
+static bool result_open(const tu_node *n) { return n->op == APR_OP_SET_ROWS && set_rows_repeats(n); }
+
 /* Expected results computed here for the ops that only move data (exactly defined, no
  * arithmetic), so the reference itself is checked, not just trusted. false: no host model. */
 static bool host_expect(const tu_node *n, tu_tensor *want) {
@@ -318,6 +401,14 @@ static bool host_expect(const tu_node *n, tu_tensor *want) {
         }
         return true;
     }
+    case APR_OP_SET_ROWS: /* distinct ids (result_open otherwise): the table with the named rows replaced */
+        memcpy(want->data, a->data, a->size);
+        for (int64_t r = 0; r < b->ne[1]; r++) {
+            const int64_t id = tu_geti(&n->src[2], r, 0, 0, 0);
+            for (int64_t d = 0; d < a->ne[0]; d++)
+                set_rows_elem(n, d, r, want->data + tu_tensor_byte(want, (const int64_t[APR_MAX_DIMS]){d, id, 0, 0}));
+        }
+        return true;
     case APR_OP_ARGMAX:
         for (int64_t k = 0; k < ne; k++) {
             tu_tensor_index(&n->dst, k, i);
@@ -395,6 +486,8 @@ static void conf_check(conf_run *r, tu_node *n, const tolerance *t) {
         char why[320];
         if (o == TU_DECLINED) report_fail(r, text, "the reference declined a valid case: %s", msg);
         else if (o == TU_BROKEN) report_fail(r, text, "%s", msg);
+        else if (!result_check(n, want, why, sizeof why)) report_fail(r, text, "%s", why);
+        else if (result_open(n)) r->passed++;
         else if (host_expect(n, &host)) {
             tu_cmp_result c = tu_compare(&n->dst, want, host.data, TU_CMP_EXACT, 0);
             if (!c.ok) report_fail(r, text, "against the host-computed result: %s", c.msg);
@@ -418,6 +511,14 @@ static void conf_check(conf_run *r, tu_node *n, const tolerance *t) {
     }
     if (o == TU_BROKEN) {
         report_fail(r, text, "%s", msg);
+        goto done;
+    }
+    if (!result_check(n, got, msg, sizeof msg)) {
+        report_fail(r, text, "%s", msg);
+        goto done;
+    }
+    if (result_open(n)) { /* the reference's choice among repeated ids binds no one */
+        r->passed++;
         goto done;
     }
     tu_cmp_result c = tu_compare(&n->dst, got, want, t->mode, t->max_nmse);
@@ -881,6 +982,79 @@ static void cases_concat(conf_run *r) {
             }
 }
 
+/* ids[0..N) distinct and in random order: the first N of a shuffled 0..R-1. */
+static void fill_distinct_ids(tu_tensor *ids, tu_rng *rng, int64_t R) {
+    int32_t *perm = malloc((size_t)R * sizeof *perm);
+    cr_assert(perm, "out of memory");
+    for (int64_t i = 0; i < R; i++) perm[i] = (int32_t)i;
+    for (int64_t i = 0; i < ids->ne[0]; i++) {
+        int64_t j = tu_rng_int(rng, i, R - 1);
+        int32_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+        tu_seti(ids, i, 0, 0, 0, perm[i]);
+    }
+    free(perm);
+}
+
+/* A SET_ROWS node writing rows (dtype rdt) into a table (dtype tdt) in place; dst takes the table's
+ * layout so results compare element by element. ids are filled by the caller. */
+static tu_tensor *set_rows_node(tu_node *n, tu_rng *rng, uint32_t tdt, uint32_t rdt, int64_t D, int64_t R, int64_t N,
+                                const tu_layout lays[3]) {
+    node_init(n, APR_OP_SET_ROWS, 3);
+    n->in_place = true;
+    tu_fill_special(add_src(n, 0, tdt, D, R, 1, 1, lays[0]), rng); /* NaN payloads too: unwritten rows keep them */
+    tu_fill_special(add_src(n, 1, rdt, D, N, 1, 1, lays[1]), rng);
+    tu_tensor_init_like(&n->dst, &n->src[0]);
+    return add_src(n, 2, APR_I32, N, 1, 1, 1, lays[2]);
+}
+
+static const uint32_t set_rows_dtypes[][2] = {
+    {APR_F32, APR_F32}, {APR_F16, APR_F32}, {APR_F16, APR_F16}, {APR_BF16, APR_F32}, {APR_BF16, APR_BF16},
+};
+#define N_SET_ROWS_DTYPES 5
+
+static void cases_set_rows(conf_run *r) {
+    /* [D, R] tables, N rows: decode (N = 1; D = 128 is a cache of 2 kv heads of 64), a short prefill
+     * (N = 7), the whole table (N = R); 4100 runs vector tails; N*D >= 16384 runs on the pool. */
+    static const int64_t shapes[][3] = {{1, 1, 1},    {128, 40, 1},   {33, 10, 1},  {20, 9, 7},      {129, 64, 7},
+                                        {17, 7, 7},   {64, 16, 16},   {4100, 3, 3}, {256, 300, 100}, {1000, 40, 40}};
+    /* table, rows, ids: dense; padded rows and an unaligned start (a slice of wider rows), ids every
+     * other element; a cache slice with spare slots beyond R and transposed rows; a transposed table
+     * (nb[0] > nb[1]) with rows every other element. */
+    const tu_layout lays[][3] = {{TU_CONTIG, TU_CONTIG, TU_CONTIG},
+                                 {TU_PADDED, TU_PADDED, TU_STEP2},
+                                 {CONF_KV_SLICE, TU_TRANSPOSED, TU_CONTIG},
+                                 {TU_TRANSPOSED, TU_STEP2, TU_STEP2}};
+    static const char *const lay_names[] = {"dense", "padded", "cache slice", "transposed"};
+    for (int di = 0; di < N_SET_ROWS_DTYPES; di++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (size_t l = 0; l < sizeof lays / sizeof lays[0]; l++) {
+                const int64_t D = shapes[s][0], R = shapes[s][1], N = shapes[s][2];
+                tu_rng rng = conf_next(r);
+                tu_node n;
+                fill_distinct_ids(set_rows_node(&n, &rng, set_rows_dtypes[di][0], set_rows_dtypes[di][1], D, R, N, lays[l]), &rng, R);
+                node_name(&n, "%s<-%s D=%lld R=%lld N=%lld %s", tu_dtype_name(set_rows_dtypes[di][0]),
+                          tu_dtype_name(set_rows_dtypes[di][1]), (long long)D, (long long)R, (long long)N, lay_names[l]);
+                conf_check(r, &n, tol(APR_OP_SET_ROWS, ""));
+            }
+    /* Repeated ids: each named row must be one of its writers' whole (never a mix of two, which
+     * workers splitting the ids between them could make), the others untouched. */
+    static const int64_t dups[][4] = {{33, 10, 8, 3}, {300, 64, 64, 5}}; /* D, R, N, ids drawn from [0, last] */
+    for (int di = 0; di < N_SET_ROWS_DTYPES; di++)
+        for (size_t s = 0; s < sizeof dups / sizeof dups[0]; s++) {
+            tu_rng rng = conf_next(r);
+            tu_node n;
+            tu_tensor *ids = set_rows_node(&n, &rng, set_rows_dtypes[di][0], set_rows_dtypes[di][1], dups[s][0], dups[s][1],
+                                           dups[s][2], lays[0]);
+            tu_fill_int(ids, &rng, 0, dups[s][3]);
+            tu_seti(ids, 1, 0, 0, 0, tu_geti(ids, 0, 0, 0, 0)); /* at least one repeat */
+            node_name(&n, "%s<-%s D=%lld R=%lld N=%lld ids repeat", tu_dtype_name(set_rows_dtypes[di][0]),
+                      tu_dtype_name(set_rows_dtypes[di][1]), (long long)dups[s][0], (long long)dups[s][1], (long long)dups[s][2]);
+            conf_check(r, &n, tol(APR_OP_SET_ROWS, ""));
+        }
+}
+
 static void cases_argmax(conf_run *r) {
     /* kind 0: uniform values; 1: small integers (many ties: the lowest index must win);
      * 2: NaNs (ignored), infinities, and row 0 entirely NaN (gives 0). */
@@ -933,6 +1107,7 @@ static void conf_cases(conf_run *r) {
     case APR_OP_CPY: cases_cpy(r); break;
     case APR_OP_CONCAT: cases_concat(r); break;
     case APR_OP_ARGMAX: cases_argmax(r); break;
+    case APR_OP_SET_ROWS: cases_set_rows(r); break;
     default: cr_assert_fail("no cases for op %u", (unsigned)r->op);
     }
 }
@@ -1044,10 +1219,97 @@ CONF_OP_TEST(attention, APR_OP_ATTENTION)
 CONF_OP_TEST(cpy, APR_OP_CPY)
 CONF_OP_TEST(concat, APR_OP_CONCAT)
 CONF_OP_TEST(argmax, APR_OP_ARGMAX)
+CONF_OP_TEST(set_rows, APR_OP_SET_ROWS)
+
+/* SET_ROWS with one id outside [0, R): APR_ERR_INVALID from compute(), and not one byte of the
+ * table written, whichever position the bad id has (the valid ids before it included). */
+static void errors_set_rows(conf_run *r, const tu_backend *b, long *checked, long *failed, long *unsupported) {
+    static const int32_t bad_ids[] = {5, -1, INT32_MAX, INT32_MIN};
+    for (size_t k = 0; k < sizeof bad_ids / sizeof bad_ids[0]; k++) {
+        tu_rng rng = conf_next(r);
+        tu_node n;
+        const tu_layout lays[3] = {k % 2 ? TU_PADDED : TU_CONTIG, TU_CONTIG, TU_CONTIG};
+        tu_tensor *ids = set_rows_node(&n, &rng, k < 2 ? APR_F16 : APR_F32, APR_F32, 8, 5, 3, lays);
+        fill_distinct_ids(ids, &rng, 5);
+        tu_seti(ids, (int64_t)(k % 3), 0, 0, 0, bad_ids[k]);
+        node_name(&n, "ids[%zu]=%d with R=5", k % 3, (int)bad_ids[k]);
+        char text[640], msg[768];
+        case_text(&n, text, sizeof text);
+        unsigned char *out = malloc(n.src[0].size);
+        cr_assert(out);
+        watch_case(b->name, text);
+        tu_outcome o = tu_node_run(b, &n, APR_ERR_INVALID, out, msg, sizeof msg);
+        if (o == TU_DECLINED) {
+            fprintf(stderr, "unsupported: %s %s: %s\n", b->name, text, msg);
+            (*unsupported)++;
+        } else if (o == TU_BROKEN) {
+            fprintf(stderr, "FAIL: %s %s: %s\n", b->name, text, msg);
+            (*failed)++;
+        } else if (memcmp(out, n.src[0].data, n.src[0].size)) {
+            fprintf(stderr, "FAIL: %s %s: the table changed although compute failed\n", b->name, text);
+            (*failed)++;
+        } else (*checked)++;
+        free(out);
+        tu_node_free(&n);
+    }
+}
+
+/* A well-formed SET_ROWS desc (f16 table [8, 5] in place, f32 rows [8, 2], ids [2]) as supports() sees it. */
+static void set_rows_desc(apr_node_desc *nd, const apr_buffer *placeholder) {
+    memset(nd, 0, sizeof *nd);
+    nd->struct_size = sizeof *nd;
+    nd->op = APR_OP_SET_ROWS;
+    nd->n_src = 3;
+    static const struct { uint32_t dtype; int64_t ne0, ne1, es; } t[3] = {{APR_F16, 8, 5, 2}, {APR_F32, 8, 2, 4}, {APR_I32, 2, 1, 4}};
+    for (int i = 0; i < 3; i++) {
+        apr_tensor_desc *d = &nd->src[i];
+        d->struct_size = sizeof *d;
+        d->dtype = t[i].dtype;
+        d->ne[0] = t[i].ne0, d->ne[1] = t[i].ne1, d->ne[2] = d->ne[3] = 1;
+        d->nb[0] = t[i].es, d->nb[1] = t[i].es * t[i].ne0;
+        d->nb[2] = d->nb[3] = d->nb[1] * t[i].ne1;
+        d->buffer = placeholder;
+    }
+    nd->src[3].struct_size = sizeof nd->src[3];
+    nd->dst = nd->src[0];
+}
+
+/* Malformed SET_ROWS nodes supports() must decline with a reason: dst not the table, rows of the
+ * table that overlap, more ids than rows, rows of a third dtype. The well-formed one must pass on
+ * the reference (which runs every op); another backend may decline it. Returns how many answers
+ * were wrong (each printed). */
+#define SET_ROWS_SHAPES 5
+static long errors_set_rows_shape(const tu_backend *b, bool runs_every_op) {
+    apr_buffer placeholder = {.struct_size = sizeof placeholder};
+    static const char *const what[SET_ROWS_SHAPES] = {"well-formed", "dst at another offset", "overlapping table rows", "N > R",
+                                                      "bf16 rows into an f16 table"};
+    long wrong = 0;
+    for (int k = 0; k < SET_ROWS_SHAPES; k++) {
+        apr_node_desc nd;
+        set_rows_desc(&nd, &placeholder);
+        if (k == 1) nd.dst.offset = 16;
+        if (k == 2) nd.src[0].nb[1] = nd.dst.nb[1] = 8; /* rows 8 bytes apart, each 16 bytes long */
+        if (k == 3) {
+            nd.src[0].ne[1] = nd.dst.ne[1] = 1;
+            nd.src[0].nb[2] = nd.src[0].nb[3] = nd.dst.nb[2] = nd.dst.nb[3] = 16;
+        }
+        if (k == 4) nd.src[1].dtype = APR_BF16, nd.src[1].nb[0] = 2, nd.src[1].nb[1] = 16;
+        char why[512] = "";
+        apr_status st = b->api->supports(b->inst, &nd, why, sizeof why);
+        const bool declined = st == APR_ERR_UNSUPPORTED && why[0];
+        const bool ok = k == 0 ? st == APR_OK || (!runs_every_op && declined) : declined;
+        if (!ok) {
+            fprintf(stderr, "FAIL: %s supports(set_rows, %s) returned %s (%s)\n", b->name, what[k], apr_status_name(st), why);
+            wrong++;
+        }
+    }
+    return wrong;
+}
 
 /* Data-dependent errors and unknown ops, on every backend including the reference: an id outside
- * the table is APR_ERR_INVALID from compute() (not a crash, not a write outside dst), and an op
- * number no ABI version defines is declined by supports() with a reason. */
+ * the table is APR_ERR_INVALID from compute() (not a crash, not a write outside dst; for SET_ROWS
+ * not a byte of the table), an op number no ABI version defines is declined by supports() with a
+ * reason, and so are malformed SET_ROWS nodes. */
 ParameterizedTestParameters(conformance, errors) { return conf_params(); }
 ParameterizedTest(conf_param *p, conformance, errors, .timeout = CONF_TIMEOUT) {
     conf_run r;
@@ -1085,6 +1347,9 @@ ParameterizedTest(conf_param *p, conformance, errors, .timeout = CONF_TIMEOUT) {
         tu_node_free(&n);
     }
 
+    errors_set_rows(&r, b, &bad_id_checked, &failed, &unsupported);
+    const long shape_wrong = errors_set_rows_shape(b, r.self_check);
+
     /* An op number beyond every version: supports() must say no and why, without reading data. */
     apr_buffer placeholder = {.struct_size = sizeof placeholder};
     apr_node_desc nd;
@@ -1105,10 +1370,11 @@ ParameterizedTest(conf_param *p, conformance, errors, .timeout = CONF_TIMEOUT) {
     for (int t = 1; t < APR_MAX_SRC; t++) nd.src[t].struct_size = sizeof nd.src[t];
     char why[512] = "";
     apr_status st = b->api->supports(b->inst, &nd, why, sizeof why);
-    fprintf(stderr, "%s errors: %ld bad-id cases returned invalid, %ld failed, %ld unsupported; op 999: %s (%s)\n",
-            b->name, bad_id_checked, failed, unsupported, apr_status_name(st), why);
-    tally_append(b->name, bad_id_checked + (st == APR_ERR_UNSUPPORTED && why[0]), failed + !(st == APR_ERR_UNSUPPORTED && why[0]),
-                 unsupported);
+    fprintf(stderr, "%s errors: %ld bad-id cases returned invalid, %ld failed, %ld unsupported; %ld of %d set_rows shape "
+            "answers wrong; op 999: %s (%s)\n", b->name, bad_id_checked, failed, unsupported, shape_wrong, SET_ROWS_SHAPES,
+            apr_status_name(st), why);
+    tally_append(b->name, bad_id_checked + (SET_ROWS_SHAPES - shape_wrong) + (st == APR_ERR_UNSUPPORTED && why[0]),
+                 failed + shape_wrong + !(st == APR_ERR_UNSUPPORTED && why[0]), unsupported);
     char backend[64];
     snprintf(backend, sizeof backend, "%s", b->name);
     conf_close(reg, &r);
@@ -1116,6 +1382,8 @@ ParameterizedTest(conf_param *p, conformance, errors, .timeout = CONF_TIMEOUT) {
     cr_assert_eq(st, APR_ERR_UNSUPPORTED, "%s: supports(op 999) returned %s, want APR_ERR_UNSUPPORTED", backend,
                  apr_status_name(st));
     cr_assert(why[0], "%s: supports(op 999) declined without a reason", backend);
-    cr_assert_eq(failed, 0, "%s: %ld get_rows cases with a bad id did not return APR_ERR_INVALID cleanly (see FAIL lines)",
+    cr_assert_eq(failed, 0, "%s: %ld get_rows/set_rows cases with a bad id did not return APR_ERR_INVALID cleanly (see FAIL lines)",
                  backend, failed);
+    cr_assert_eq(shape_wrong, 0, "%s: %ld malformed or well-formed set_rows nodes got the wrong answer from supports() (see FAIL lines)",
+                 backend, shape_wrong);
 }

@@ -11,6 +11,7 @@
 
 #include "chat.h"
 #include "common/cli.h"
+#include "generate.h"
 #include "gguf.h"
 #include "hf_import.h"
 #include "llama.h"
@@ -230,7 +231,7 @@ static int run_parse_ids(const char *s, int32_t *ids, int cap) {
 /* ---------------------------------------------------------------- the model and one generation */
 
 /* What every mode shares, loaded once. */
-#define RUN_MAX_EOG 12
+#define RUN_MAX_EOG (LLAMA_GEN_MAX_EOG + 1) /* llama_gen_collect_eog's and the EOS apr-run assumes */
 
 typedef struct run_model {
     const run_opts *o;
@@ -248,22 +249,11 @@ typedef struct run_model {
     char load_note[64];    /* ", N MiB of weights packed" for the statistics line, or "" */
 } run_model;
 
-/* The ids that end generation in every mode, as llama.cpp collects them: EOS, the file's EOT and
- * EOM ids, and control tokens spelled like a chat family's end-of-turn marker (Llama 3 lists
- * <|eot_id|> besides its EOS, Qwen <|im_end|> besides <|endoftext|>). */
+/* The ids that end generation in every mode: llama_gen_collect_eog's, and the EOS of rm->eos, which
+ * is 2 where the file names none (llama2.c checkpoints, files without a vocabulary). */
 static void run_collect_eog(run_model *rm) {
-    static const char *const keys[] = {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"};
-    static const char *const marks[] = {"<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>",
-                                        "<|endoftext|>", "<|end_of_text|>", "<EOT>"};
-    rm->n_eog = 0;
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        uint32_t u;
-        if (gguf_get_u32(rm->f, keys[i], &u) && (int64_t)u < rm->n_vocab) rm->eog[rm->n_eog++] = (int32_t)u;
-    }
-    for (size_t i = 0; rm->vocab && i < sizeof marks / sizeof marks[0] && rm->n_eog < RUN_MAX_EOG; i++) {
-        int32_t id = tok_find(rm->vocab, marks[i], strlen(marks[i]));
-        if (id >= 0 && tok_token_type(rm->vocab, id) == TOK_TYPE_CONTROL) rm->eog[rm->n_eog++] = id;
-    }
+    rm->n_eog = llama_gen_collect_eog(rm->f, rm->vocab, rm->n_vocab, rm->eog, LLAMA_GEN_MAX_EOG);
+    rm->eog[rm->n_eog++] = (int32_t)rm->eos;
 }
 
 static apr_status run_session(const run_model *rm, llama_session **s, apr_error *e) {
@@ -273,78 +263,49 @@ static apr_status run_session(const run_model *rm, llama_session **s, apr_error 
     return llama_session_new_ex(rm->m, &p, &rm->be, 1, s, e);
 }
 
-/* One answer: samples from *last until EOS or an end-of-turn id, n_predict tokens, the end of the
- * context or Ctrl-C. */
+/* Where one answer's ids, text and logits go: the user data of llama_gen_run's callbacks. */
 typedef struct run_gen {
-    llama_session *s;
-    sampler *smp;
-    const float *last;      /* in: the logits of the last prompt position */
-    float *logits;          /* n_vocab floats the decode steps write */
-    long n_predict;
-    const int32_t *eog;     /* ids that end the answer besides EOS */
-    int n_eog;
-    bool eval_all;          /* chat: run even the last kept token, so the cache holds exactly the text */
-    FILE *dump;             /* --dump-logits, or NULL */
-    tok_stream *stream;     /* NULL: ids are printed instead of text */
-    bool to_stdout;         /* stream pieces to stdout */
-    run_text *text;         /* and/or keep them here (NULL: not kept) */
+    bool to_stdout;         /* stream pieces (ids without a vocabulary) to stdout */
+    run_text *text;         /* and/or keep the text here (NULL: not kept) */
     cJSON *ids;             /* generated ids go here when not NULL */
-    int n_gen, n_decoded;   /* out: tokens kept; tokens run through the model */
-    const char *stop;       /* out: "eos", "length", "context" or "interrupted" */
-    double t_decode;        /* out: seconds */
+    FILE *dump;             /* --dump-logits, or NULL */
+    const run_model *rm;
 } run_gen;
 
-static bool run_is_eog(const run_model *rm, const run_gen *g, int32_t id) {
-    if ((uint32_t)id == rm->eos) return true;
-    for (int i = 0; i < rm->n_eog; i++)
-        if (rm->eog[i] == id) return true;
-    for (int i = 0; i < g->n_eog; i++)
-        if (g->eog[i] == id) return true;
-    return false;
-}
-
-static void run_gen_out(run_gen *g, const char *piece, size_t len) {
-    if (g->to_stdout) run_emit(NULL, piece, len, true);
-    if (g->text && len) run_text_add(g->text, piece, len);
-}
-
-/* False on a model or write error, with the message in e. */
-static bool run_generate(const run_model *rm, run_gen *g, apr_error *e) {
-    double t = cli_now();
-    const float *last = g->last;
-    g->stop = "length";
-    while (g->n_gen < g->n_predict) {
-        if (run_stop) { g->stop = "interrupted"; break; }
-        int32_t next = sampler_sample(g->smp, (float *)last);
-        if (run_is_eog(rm, g, next)) { g->stop = "eos"; break; }
-        sampler_accept(g->smp, next);
-        g->n_gen++;
-        if (g->ids) cJSON_AddItemToArray(g->ids, cJSON_CreateNumber(next));
-        if (g->stream) {
-            size_t len;
-            const char *piece = tok_stream_push(g->stream, next, &len);
-            run_gen_out(g, piece, len);
-        } else if (g->to_stdout) {
-            printf("%d ", next);
+static bool run_on_token(void *user, int32_t id, const char *piece, size_t len) {
+    run_gen *g = user;
+    if (g->ids && id >= 0) cJSON_AddItemToArray(g->ids, cJSON_CreateNumber(id));
+    if (!piece) { /* no vocabulary: the ids are the output */
+        if (g->to_stdout) {
+            printf("%d ", id);
             fflush(stdout);
         }
-        if (g->n_gen == g->n_predict && !g->eval_all) break;
-        if (llama_session_pos(g->s) >= rm->n_ctx) { g->stop = "context"; break; }
-        if (llama_session_eval(g->s, &next, 1, false, g->logits, e) != APR_OK) return false;
-        g->n_decoded++;
-        last = g->logits;
-        if (g->dump && fwrite(g->logits, sizeof(float), (size_t)rm->n_vocab, g->dump) != (size_t)rm->n_vocab) {
-            snprintf(e->msg, sizeof e->msg, "writing %s: %s", rm->o->dump_logits, strerror(errno));
-            return false;
-        }
+        return true;
     }
-    if (g->stream) {
-        size_t len;
-        const char *rest = tok_stream_flush(g->stream, &len);
-        run_gen_out(g, rest, len);
-    }
-    g->t_decode = cli_now() - t;
+    if (g->to_stdout) run_emit(NULL, piece, len, true);
+    if (g->text && len) run_text_add(g->text, piece, len);
     return true;
+}
+
+static apr_status run_on_logits(void *user, const float *logits, apr_error *e) {
+    const run_gen *g = user;
+    size_t n = (size_t)g->rm->n_vocab;
+    if (fwrite(logits, sizeof(float), n, g->dump) != n)
+        return apr_error_set(e, APR_ERR_IO, "writing %s: %s", g->rm->o->dump_logits, strerror(errno));
+    return APR_OK;
+}
+
+/* The loop's parameters for one answer into g: the model's end-of-generation ids, Ctrl-C. */
+static llama_gen_params run_gen_params(const run_model *rm, run_gen *g, long n_predict) {
+    llama_gen_params p = llama_gen_defaults(rm->n_ctx);
+    p.n_predict = (int)n_predict;
+    p.eog = rm->eog;
+    p.n_eog = rm->n_eog;
+    p.stop = &run_stop;
+    p.on_token = run_on_token;
+    p.on_logits = g->dump ? run_on_logits : NULL;
+    p.user = g;
+    return p;
 }
 
 /* ---------------------------------------------------------------- one prompt (--prompt, --file, --tokens) */
@@ -422,13 +383,14 @@ static int run_single(const run_model *rm) {
         fprintf(stderr, "error: writing %s: %s\n", o->dump_logits, strerror(errno));
         goto done;
     }
-    run_gen g = {.s = s, .smp = smp, .last = logits + (all ? (size_t)(n_prompt - 1) * (size_t)n_vocab : 0),
-                 .logits = logits, .n_predict = o->n_predict, .dump = dump, .stream = stream,
-                 .to_stdout = !json_ids, .text = json_ids ? &text : NULL, .ids = json_ids};
-    if (!run_generate(rm, &g, &e)) { fprintf(stderr, "\nerror: %s\n", e.msg); goto done; }
+    run_gen g = {.to_stdout = !json_ids, .text = json_ids ? &text : NULL, .ids = json_ids, .dump = dump, .rm = rm};
+    llama_gen_params gp = run_gen_params(rm, &g, o->n_predict);
+    llama_gen_result r;
+    float *last = logits + (all ? (size_t)(n_prompt - 1) * (size_t)n_vocab : 0);
+    if (llama_gen_run(s, smp, stream, last, logits, &gp, &r, &e) != APR_OK) { fprintf(stderr, "\nerror: %s\n", e.msg); goto done; }
     if (!json_ids) printf("\n");
     fprintf(stderr, "%s: load %.3f s%s, prefill %d tokens at %.1f tok/s, decode %d tokens at %.1f tok/s, backend %s (%d threads)%s\n",
-            o->model, rm->t_load, rm->load_note, n_prompt, run_rate(n_prompt, t_prefill), g.n_decoded, run_rate(g.n_decoded, g.t_decode),
+            o->model, rm->t_load, rm->load_note, n_prompt, run_rate(n_prompt, t_prefill), r.n_decoded, run_rate(r.n_decoded, r.t_decode),
             apr_backend_name(rm->be), apr_backend_threads(rm->be), run_stop ? " (stopped by Ctrl-C)" : "");
     if (json_ids) {
         cJSON *root = cJSON_CreateObject();
@@ -439,7 +401,7 @@ static int run_single(const run_model *rm) {
         cJSON_AddNumberToObject(root, "load_s", rm->t_load);
         cJSON_AddNumberToObject(root, "packed_mib", (double)apr_backend_packed_bytes(rm->be) / (1 << 20));
         cJSON_AddNumberToObject(root, "prefill_tok_s", run_rate(n_prompt, t_prefill));
-        cJSON_AddNumberToObject(root, "decode_tok_s", run_rate(g.n_decoded, g.t_decode));
+        cJSON_AddNumberToObject(root, "decode_tok_s", run_rate(r.n_decoded, r.t_decode));
         cJSON_AddStringToObject(root, "backend", apr_backend_name(rm->be));
         char *out = cJSON_PrintUnformatted(root);
         if (out) puts(out);
@@ -532,17 +494,18 @@ static cJSON *run_batch_answer(const run_model *rm, const cJSON *in, char *err, 
         sampler_accept(smp, ids[i]);
         tok_stream_push(stream, ids[i], NULL); /* spaces the first generated piece as in the full text */
     }
-    run_gen g = {.s = s, .smp = smp, .last = logits, .logits = logits, .n_predict = n_predict, .stream = stream,
-                 .text = &text, .ids = ids_json};
-    if (!run_generate(rm, &g, &e)) { snprintf(err, errn, "%s", e.msg); goto done; }
+    run_gen g = {.text = &text, .ids = ids_json, .rm = rm};
+    llama_gen_params gp = run_gen_params(rm, &g, n_predict);
+    llama_gen_result r;
+    if (llama_gen_run(s, smp, stream, logits, logits, &gp, &r, &e) != APR_OK) { snprintf(err, errn, "%s", e.msg); goto done; }
     out = cJSON_CreateObject();
     cJSON_AddNumberToObject(out, "prompt_tokens", (double)n);
     cJSON_AddItemToObject(out, "generated_ids", ids_json);
     ids_json = NULL;
     cJSON_AddStringToObject(out, "text", text.buf ? text.buf : "");
-    cJSON_AddStringToObject(out, "stop", g.stop);
+    cJSON_AddStringToObject(out, "stop", llama_gen_stop_name(r.stop));
     cJSON_AddNumberToObject(out, "prefill_tok_s", run_rate((int)n, t_prefill));
-    cJSON_AddNumberToObject(out, "decode_tok_s", run_rate(g.n_decoded, g.t_decode));
+    cJSON_AddNumberToObject(out, "decode_tok_s", run_rate(r.n_decoded, r.t_decode));
 done:
     cJSON_Delete(ids_json);
     free(text.buf);
@@ -623,14 +586,14 @@ static void run_conv_free(run_conv *c) {
     free(c->v);
 }
 
-/* The ids that end an answer besides EOS: the family's end-of-turn token and the file's EOT. */
+/* The ids that end an answer: the model's (rm->eog, the file's EOT among them) and the family's
+ * end-of-turn token, which a vocabulary may list as an ordinary token; eog holds RUN_MAX_EOG + 1. */
 static int run_chat_eog(const run_model *rm, chat_family fam, int32_t *eog) {
-    int n = 0;
+    int n = rm->n_eog;
+    memcpy(eog, rm->eog, (size_t)n * sizeof *eog);
     const char *eot = chat_eot_text(fam);
     int32_t id = eot ? tok_find(rm->vocab, eot, strlen(eot)) : -1;
     if (id >= 0) eog[n++] = id;
-    uint32_t u;
-    if (gguf_get_u32(rm->f, "tokenizer.ggml.eot_token_id", &u)) eog[n++] = (int32_t)u;
     return n;
 }
 
@@ -649,7 +612,7 @@ static int run_chat(const run_model *rm) {
     int32_t bos_id = tok_bos(rm->vocab), eos_id = tok_eos(rm->vocab);
     const char *bos_t = bos_id >= 0 ? tok_piece(rm->vocab, bos_id) : "";
     const char *eos_t = eos_id >= 0 ? tok_piece(rm->vocab, eos_id) : "";
-    int32_t eog[2];
+    int32_t eog[RUN_MAX_EOG + 1];
     int n_eog = run_chat_eog(rm, fam, eog);
     bool tty = isatty(STDIN_FILENO);
     int rc = CLI_EXIT_FAIL;
@@ -711,20 +674,24 @@ static int run_chat(const run_model *rm) {
         for (int64_t i = 0; i < n; i++) sampler_accept(smp, ids[i]);
         run_text_add(&done_text, suffix, strlen(suffix));
         answer.len = 0;
-        run_gen g = {.s = s, .smp = smp, .last = logits, .logits = logits, .n_predict = o->n_predict, .eog = eog,
-                     .n_eog = n_eog, .eval_all = true, .stream = stream, .to_stdout = true, .text = &answer};
-        if (!run_generate(rm, &g, &e)) { fprintf(stderr, "\nerror: %s\n", e.msg); goto done; }
+        run_gen g = {.to_stdout = true, .text = &answer, .rm = rm};
+        llama_gen_params gp = run_gen_params(rm, &g, o->n_predict);
+        gp.eog = eog;
+        gp.n_eog = n_eog;
+        gp.eval_all = true; /* the cache then holds exactly the text, for the next turn */
+        llama_gen_result r;
+        if (llama_gen_run(s, smp, stream, logits, logits, &gp, &r, &e) != APR_OK) { fprintf(stderr, "\nerror: %s\n", e.msg); goto done; }
         fputc('\n', stdout);
         fflush(stdout);
         turns++;
-        n_decoded += g.n_decoded;
-        t_decode += g.t_decode;
+        n_decoded += r.n_decoded;
+        t_decode += r.t_decode;
         const char *said = answer.buf ? answer.buf : "";
         if (!run_conv_add(&conv, "assistant", said) || !run_text_add(&done_text, said, strlen(said))) {
             fprintf(stderr, "error: out of memory\n");
             goto done;
         }
-        if (!strcmp(g.stop, "context")) {
+        if (r.stop == LLAMA_GEN_STOP_CONTEXT) {
             fprintf(stderr, "error: the conversation filled the context of %d positions (--ctx)\n", rm->n_ctx);
             goto done;
         }

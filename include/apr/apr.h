@@ -176,6 +176,9 @@ apr_status apr_backend_place_weight(apr_backend *be, apr_dtype t, int n_dims, co
 void apr_backend_release_weight(apr_backend *be, const void *data);
 /* Bytes of weights uploaded to be (placed copies that are not imports or packs). */
 int64_t apr_backend_uploaded_bytes(const apr_backend *be);
+/* Whether be writes rows of dtype rows into a table of dtype table in place (APR_OP_SET_ROWS), so
+ * that state of that dtype can live on it; why (may be NULL) says why not. */
+bool apr_backend_can_set_rows(apr_backend *be, apr_dtype table, apr_dtype rows, char *why, size_t why_size);
 /* Waits until every piece of work queued on be has finished (a no-op for synchronous plugins). */
 apr_status apr_backend_synchronize(apr_backend *be, apr_error *err);
 

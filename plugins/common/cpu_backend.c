@@ -158,6 +158,7 @@ static apr_status cpu_backend_node(cpu_backend *be, const apr_node_desc *n, char
     case APR_OP_GET_ROWS:
     case APR_OP_CPY:
     case APR_OP_CONCAT: return convert_run(be, n, err, err_size);
+    case APR_OP_SET_ROWS: return set_rows_run(be, n, err, err_size);
     case APR_OP_ARGMAX: return argmax_run(be, n, err, err_size);
     default: return msg_set(err, err_size, APR_ERR_UNSUPPORTED, "op %u not supported", n->op);
     }

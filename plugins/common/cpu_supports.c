@@ -6,6 +6,7 @@
 
 #include "apr/apr_quant.h"
 
+#include "cpu_backend.h"
 #include "msg.h"
 #include "opcheck.h"
 
@@ -184,6 +185,20 @@ static apr_status cpu_supports_op(const apr_node_desc *n, char *why, size_t why_
             if (i == dim ? d->ne[i] != a->ne[i] + b->ne[i] : (a->ne[i] != d->ne[i] || b->ne[i] != d->ne[i]))
                 SUP_BAD("concat: shapes do not join along dim %d", dim);
         }
+        return APR_OK;
+    }
+    case APR_OP_SET_ROWS: {
+        op = "set_rows";
+        const apr_tensor_desc *ids = &n->src[2];
+        if (!cpu_supports_is_float(a->dtype)) SUP_FAIL("set_rows: table dtype %s not supported", cpu_supports_dtype_name(a->dtype));
+        if (b->dtype != APR_F32 && b->dtype != a->dtype)
+            SUP_FAIL("set_rows: %s rows into a %s table not supported (f32 or the table's dtype)", cpu_supports_dtype_name(b->dtype),
+                     cpu_supports_dtype_name(a->dtype));
+        if (ids->dtype != APR_I32) SUP_FAIL("set_rows: ids dtype %s not supported (i32 only)", cpu_supports_dtype_name(ids->dtype));
+        if (a->ne[2] != 1 || a->ne[3] != 1 || b->ne[2] != 1 || b->ne[3] != 1 || ids->ne[1] != 1 || ids->ne[2] != 1 || ids->ne[3] != 1)
+            SUP_FAIL("set_rows: batched tables, rows or ids not supported");
+        if (b->ne[0] != a->ne[0] || b->ne[1] != ids->ne[0]) SUP_BAD("set_rows: rows shape does not match table and ids");
+        if (!cpu_same_tensor(d, a)) SUP_BAD("set_rows: dst is not the table itself");
         return APR_OK;
     }
     case APR_OP_ARGMAX:

@@ -260,7 +260,63 @@ static apr_status check_argmax(const check *c) {
     return want_ne(c, dst, x->ne[1], x->ne[2], x->ne[3], 1);
 }
 
-static const op_info ops[APR_OP_COUNT_V1] = {
+/* No two elements of t share a byte: with the dims sorted by |stride|, each stride clears the
+ * extent of the dims below it. Sufficient, not necessary (an interleaving of two dims that happens
+ * not to collide is refused), which no real view needs. */
+static bool elements_disjoint(const apr_tensor_desc *t) {
+    int64_t step[APR_MAX_DIMS], ne[APR_MAX_DIMS];
+    int nd = 0;
+    for (int d = 0; d < APR_MAX_DIMS; d++) {
+        if (t->ne[d] <= 1) continue;
+        if (t->nb[d] == INT64_MIN) return false; /* no magnitude to take */
+        int64_t s = t->nb[d] < 0 ? -t->nb[d] : t->nb[d];
+        int j = nd++;
+        for (; j > 0 && step[j - 1] > s; j--) { /* insertion by |nb|: at most four dims */
+            step[j] = step[j - 1];
+            ne[j] = ne[j - 1];
+        }
+        step[j] = s;
+        ne[j] = t->ne[d];
+    }
+    int64_t extent = (int64_t)opcheck_dtype_size(t->dtype), span;
+    for (int i = 0; i < nd; i++) {
+        if (step[i] < extent) return false;
+        if (__builtin_mul_overflow(ne[i] - 1, step[i], &span) || __builtin_add_overflow(extent, span, &extent)) return false;
+    }
+    return true;
+}
+
+/* dst names the very tensor src0 is: the node writes src0 where it lives. */
+static apr_status want_in_place(const check *c) {
+    const apr_tensor_desc *t = &c->n->src[0], *dst = &c->n->dst;
+    bool same = dst->dtype == t->dtype && dst->buffer == t->buffer && dst->offset == t->offset && dst->data == t->data;
+    for (int d = 0; d < APR_MAX_DIMS; d++) same = same && dst->ne[d] == t->ne[d] && dst->nb[d] == t->nb[d];
+    if (same) return APR_OK;
+    return fail(c, APR_ERR_INVALID, "dst must be src0 itself (same dtype, ne, nb, buffer and offset): it writes in place");
+}
+
+static apr_status check_set_rows(const check *c) {
+    const apr_tensor_desc *table = &c->n->src[0], *rows = &c->n->src[1], *ids = &c->n->src[2];
+    TRY(want_dtype(c, table, DT_F));
+    if (rows->dtype != APR_F32 && rows->dtype != table->dtype)
+        return fail(c, APR_ERR_INVALID, "src1 dtype %s, want f32 or the table's %s", opcheck_dtype_name(rows->dtype),
+                    opcheck_dtype_name(table->dtype));
+    TRY(want_dtype(c, ids, DT(APR_I32)));
+    TRY(want_ne(c, table, ANY, ANY, 1, 1));
+    TRY(want_ne(c, ids, ANY, 1, 1, 1));
+    TRY(want_ne(c, rows, table->ne[0], ids->ne[0], 1, 1));
+    if (ids->ne[0] < 1 || ids->ne[0] > table->ne[1])
+        return fail(c, APR_ERR_INVALID, "src2 has %lld ids for %lld rows, want 1 <= N <= R", (long long)ids->ne[0],
+                    (long long)table->ne[1]);
+    TRY(want_in_place(c));
+    /* Overlapping rows would make one write land in two rows (and the result depend on the order). */
+    if (!elements_disjoint(table))
+        return fail(c, APR_ERR_INVALID, "src0 ne=" NE_FMT " nb=" NE_FMT ": elements of the table may overlap (each |nb| must "
+                    "clear the extent of the dims with smaller strides)", NE_ARGS(table->ne), NE_ARGS(table->nb));
+    return APR_OK;
+}
+
+static const op_info ops[APR_OP_COUNT_V4] = {
     [APR_OP_GET_ROWS] = {"get_rows", 2, 2, check_get_rows},
     [APR_OP_MATMUL] = {"matmul", 2, 2, check_matmul},
     [APR_OP_ADD] = {"add", 2, 2, check_add_mul},
@@ -276,10 +332,11 @@ static const op_info ops[APR_OP_COUNT_V1] = {
     [APR_OP_CPY] = {"cpy", 1, 1, check_cpy},
     [APR_OP_CONCAT] = {"concat", 2, 2, check_concat},
     [APR_OP_ARGMAX] = {"argmax", 1, 1, check_argmax},
+    [APR_OP_SET_ROWS] = {"set_rows", 3, 3, check_set_rows},
 };
 
 static const op_info *op_lookup(uint32_t op) {
-    if (op >= APR_OP_COUNT_V1 || !ops[op].name) return NULL;
+    if (op >= APR_OP_COUNT_V4 || !ops[op].name) return NULL;
     return &ops[op];
 }
 

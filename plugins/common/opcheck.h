@@ -26,9 +26,12 @@
 #include "apr/apr_abi.h"
 
 /* Structural validity: struct sizes, op number, source count, dtypes, shapes and parameters as
- * apr_abi.h defines them for each op. Strides are not judged (any view is meaningful) and data is
- * not read. APR_ERR_UNSUPPORTED for an op or dtype this ABI version does not know, otherwise
- * APR_ERR_INVALID for anything that breaks a definition. */
+ * apr_abi.h defines them for each op. Strides are not judged (any view is meaningful), except for
+ * an op that writes in place: SET_ROWS's dst must be its src0 (same dtype, ne, nb, buffer, offset
+ * and data; in supports() the same placeholder), and that table's elements must not overlap (each
+ * |nb| at least the extent of the dims of smaller stride). Data is not read. APR_ERR_UNSUPPORTED
+ * for an op or dtype this ABI version does not know, otherwise APR_ERR_INVALID for anything that
+ * breaks a definition. */
 apr_status opcheck_node(const apr_node_desc *n, char *why, size_t why_size);
 
 /* Every element of dst and of each present source lies inside its buffer (offset, ne, nb against

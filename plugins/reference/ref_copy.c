@@ -1,4 +1,4 @@
-/* ref_copy.c — reference GET_ROWS, CPY and CONCAT: ops that move elements without arithmetic. */
+/* ref_copy.c — reference GET_ROWS, SET_ROWS, CPY and CONCAT: ops that move elements without arithmetic. */
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +27,31 @@ apr_status refcopy_get_rows(const apr_node_desc *n, char *err, size_t err_size) 
         for (int64_t d = 0; d < D; d++) reftensor_setf(dst, d, i, 0, 0, row ? row[d] : reftensor_getf(table, d, id, 0, 0));
     }
     free(row);
+    return APR_OK;
+}
+
+apr_status refcopy_set_rows(const apr_node_desc *n, char *err, size_t err_size) {
+    const apr_tensor_desc *table = &n->dst, *rows = &n->src[1], *ids = &n->src[2];
+    int64_t D = table->ne[0], R = table->ne[1], N = ids->ne[0];
+    /* Every id is checked before any row is written, so a bad id leaves the table untouched. */
+    for (int64_t i = 0; i < N; i++) {
+        int32_t id = reftensor_geti(ids, i, 0, 0, 0);
+        if (id < 0 || id >= R)
+            return msg_set(err, err_size, APR_ERR_INVALID, "set_rows: ids[%lld] = %d is outside [0, %lld)", (long long)i,
+                           (int)id, (long long)R);
+    }
+    /* Same dtype copies bytes (NaN payloads survive); f32 rows round once to the table's dtype. */
+    bool same = rows->dtype == table->dtype;
+    size_t esize = opcheck_dtype_size(table->dtype);
+    for (int64_t i = 0; i < N; i++) {
+        int32_t id = reftensor_geti(ids, i, 0, 0, 0);
+        for (int64_t d = 0; d < D; d++) {
+            const void *from = reftensor_at(rows, d, i, 0, 0);
+            void *to = reftensor_at(table, d, id, 0, 0);
+            if (same) memcpy(to, from, esize);
+            else reftensor_store_f(table->dtype, to, reftensor_load_f(rows->dtype, from));
+        }
+    }
     return APR_OK;
 }
 

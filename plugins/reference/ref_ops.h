@@ -12,6 +12,8 @@
 
 /* ref_copy.c: ops that move elements without arithmetic. */
 apr_status refcopy_get_rows(const apr_node_desc *n, char *err, size_t err_size);
+/* Writes rows into dst (= src0, the table) in place, in index order: of repeated ids the last row lands. */
+apr_status refcopy_set_rows(const apr_node_desc *n, char *err, size_t err_size);
 void refcopy_cpy(const apr_node_desc *n);
 void refcopy_concat(const apr_node_desc *n);
 

@@ -81,8 +81,9 @@ static apr_status run_node(const apr_node_desc *n, char *err, size_t err_size) {
     case APR_OP_CPY: refcopy_cpy(n); return APR_OK;
     case APR_OP_CONCAT: refcopy_concat(n); return APR_OK;
     case APR_OP_ARGMAX: refrow_argmax(n); return APR_OK;
+    case APR_OP_SET_ROWS: return refcopy_set_rows(n, err, err_size); /* = APR_OP_COUNT_V1 */
     case APR_OP_NONE:
-    case APR_OP_COUNT_V1: break;
+    case APR_OP_COUNT_V4: break;
     }
     /* opcheck_node knows exactly the ops above, so this is a bug in one of the two lists. */
     return msg_set(err, err_size, APR_ERR_INTERNAL, "reference: op %u passed opcheck but has no kernel", (unsigned)n->op);
@@ -128,6 +129,7 @@ static const apr_plugin refplugin_table = {
     .buffer_write = hostmem_write,
     .buffer_read = hostmem_read,
     .compute = refplugin_compute,
+    .caps = APR_CAP_HOST_MEMORY,
 };
 
 apr_status apr_plugin_entry(uint32_t core_abi_version, const apr_plugin **out, char *err, size_t err_size) {

@@ -1,4 +1,4 @@
-/* convert.c — the data-movement ops: CPY (dtype conversion, de-striding), GET_ROWS (float and block tables), CONCAT. */
+/* convert.c — the data-movement ops: CPY (dtype conversion, de-striding), GET_ROWS (float and block tables), SET_ROWS, CONCAT. */
 #include <string.h>
 
 #include "../common/msg.h"
@@ -107,5 +107,44 @@ apr_status convert_run(cpu_backend *be, const apr_node_desc *n, char *err, size_
     if (cpu_backend_reserve(be, need) != 0) return msg_set(err, err_size, APR_ERR_NOMEM, "convert: cannot allocate scratch");
     convert_job j = {n, be};
     cpu_backend_run(be, convert_worker, &j, rows_count(d) * d->ne[0]);
+    return APR_OK;
+}
+
+/* ---------------------------------------------------------------- SET_ROWS */
+
+/* Worker ith writes the table rows whose id % nth == ith, walking the ids in order: every row has one
+ * writer (no races, no row mixed from two sources), and of repeated ids the last one lands, as in
+ * the reference. Consecutive ids (a prefill's cache slots) spread evenly over the workers. */
+static void set_rows_worker(void *ctx, int ith, int nth) {
+    const convert_job *j = ctx;
+    const apr_tensor_desc *t = &j->n->dst, *rows = &j->n->src[1], *ids = &j->n->src[2];
+    const int64_t len = t->ne[0];
+    float *tmp = (float *)j->be->scratch[ith];
+    for (int64_t i = 0; i < ids->ne[0]; i++) {
+        int32_t id;
+        memcpy(&id, (const char *)ids->data + i * ids->nb[0], 4); /* checked by set_rows_run */
+        if (id % nth != ith) continue;
+        char *trow = (char *)t->data + (int64_t)id * t->nb[1];
+        const char *srow = (const char *)rows->data + i * rows->nb[1];
+        if (rows->dtype == t->dtype) convert_copy(trow, t->nb[0], srow, rows->nb[0], len, rows_esize(t->dtype));
+        else rows_store_f32(trow, rows_f32(srow, len, rows->nb[0], APR_F32, tmp), len, t->nb[0], t->dtype);
+    }
+}
+
+apr_status set_rows_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
+    const apr_tensor_desc *t = &n->dst, *ids = &n->src[2];
+    /* Every id first: a bad one leaves the table as it was, whatever came before it. */
+    for (int64_t i = 0; i < ids->ne[0]; i++) {
+        int32_t id;
+        memcpy(&id, (const char *)ids->data + i * ids->nb[0], 4);
+        if (id < 0 || id >= t->ne[1])
+            return msg_set(err, err_size, APR_ERR_INVALID, "set_rows: id %d at %lld outside [0, %lld)", id, (long long)i,
+                           (long long)t->ne[1]);
+    }
+    if (t->ne[0] == 0) return APR_OK;
+    if (cpu_backend_reserve(be, (size_t)t->ne[0] * sizeof(float)) != 0)
+        return msg_set(err, err_size, APR_ERR_NOMEM, "set_rows: cannot allocate scratch");
+    convert_job j = {n, be};
+    cpu_backend_run(be, set_rows_worker, &j, ids->ne[0] * t->ne[0]);
     return APR_OK;
 }

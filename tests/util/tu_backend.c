@@ -112,6 +112,13 @@ tu_outcome tu_node_run(const tu_backend *b, const tu_node *n, apr_status expect,
     tu_desc(&nd.dst, &n->dst, &placeholder, n->dst.offset);
     nd.dst.data = NULL;
     for (uint32_t i = 0; i < n->n_src; i++) nd.src[i].data = NULL;
+    if (n->in_place) {
+        if (n->pack_src0 || n->n_src == 0 || !n->src[0].present) {
+            snprintf(msg, msg_size, "harness misuse: in_place needs a present src0 and no pack_src0");
+            return TU_BROKEN;
+        }
+        nd.dst = nd.src[0]; /* the very same desc: the core hands an in-place node its table this way */
+    }
     char why[512] = "";
     apr_status st = api->supports(b->inst, &nd, why, sizeof why);
     if (st != APR_OK) {
@@ -124,7 +131,7 @@ tu_outcome tu_node_run(const tu_backend *b, const tu_node *n, apr_status expect,
     memset(slots, 0, sizeof slots);
     const tu_tensor *tens[APR_MAX_SRC + 1];
     for (int i = 0; i < APR_MAX_SRC; i++) tens[i] = i < (int)n->n_src && n->src[i].present ? &n->src[i] : NULL;
-    tens[APR_MAX_SRC] = &n->dst;
+    tens[APR_MAX_SRC] = n->in_place ? NULL : &n->dst; /* in place: dst lives in src0's buffer */
     tu_outcome result = TU_BROKEN;
     apr_buffer packed = {.struct_size = sizeof packed};
     bool have_packed = false;
@@ -156,6 +163,7 @@ tu_outcome tu_node_run(const tu_backend *b, const tu_node *n, apr_status expect,
         if (i == APR_MAX_SRC) tu_desc(&nd.dst, t, &s->buf, TU_GUARD + t->offset);
         else tu_desc(&nd.src[i], t, &s->buf, TU_GUARD + t->offset);
     }
+    if (n->in_place) nd.dst = nd.src[0];
 
     if (n->pack_src0) {
         if (api->struct_size < offsetof(apr_plugin, weight_pack) + sizeof api->weight_pack || api->abi_version < 3 ||
@@ -212,7 +220,9 @@ tu_outcome tu_node_run(const tu_backend *b, const tu_node *n, apr_status expect,
             goto done;
         }
         const unsigned char *skip = NULL;
-        if (i == APR_MAX_SRC) {
+        /* The tensor written: dst, or src0 when the node writes in place. */
+        const bool written = n->in_place ? i == 0 : i == APR_MAX_SRC;
+        if (written) {
             free(mask);
             mask = calloc(1, s->total);
             if (!mask) { snprintf(msg, msg_size, "harness out of memory"); goto done; }
@@ -222,15 +232,16 @@ tu_outcome tu_node_run(const tu_backend *b, const tu_node *n, apr_status expect,
         int64_t k = tu_first_diff(readback, s->image, s->total, skip);
         if (k >= 0) {
             const char *where = k < TU_GUARD ? "guard before" : (uint64_t)k >= s->total - TU_GUARD ? "guard after" : "gap inside";
-            if (i == APR_MAX_SRC)
-                snprintf(msg, msg_size, "dst: byte %lld of the buffer (%s the tensor, storage byte %lld) changed from 0x%02x to 0x%02x",
-                         (long long)k, where, (long long)k - TU_GUARD, s->image[k], readback[k]);
+            if (written)
+                snprintf(msg, msg_size, "%s: byte %lld of the buffer (%s the tensor, storage byte %lld) changed from 0x%02x to 0x%02x",
+                         n->in_place ? "src0 (dst in place)" : "dst", (long long)k, where, (long long)k - TU_GUARD, s->image[k],
+                         readback[k]);
             else
                 snprintf(msg, msg_size, "src%d was modified: buffer byte %lld (storage byte %lld) 0x%02x -> 0x%02x", i,
                          (long long)k, (long long)k - TU_GUARD, s->image[k], readback[k]);
             goto done;
         }
-        if (i == APR_MAX_SRC) memcpy(out, readback + TU_GUARD, t->size);
+        if (written) memcpy(out, readback + TU_GUARD, t->size);
     }
     result = TU_RAN;
 

@@ -35,6 +35,8 @@ typedef struct tu_node {
     tu_tensor dst;                      /* its storage is only the layout; contents are ignored */
     char name[256];                     /* the case, for messages */
     bool pack_src0;                     /* hand src[0] to the plugin's weight_pack (ABI 3) and run on the packed copy */
+    bool in_place;                      /* dst is src[0] itself (SET_ROWS): same buffer, offset, shape and strides;
+                                           dst above is not allocated (give it src[0]'s layout for comparisons) */
 } tu_node;
 
 void tu_node_free(tu_node *n);
@@ -53,7 +55,9 @@ typedef enum tu_outcome {
  * differ only at its own elements. out (n->dst.size bytes) receives dst's storage. compute must
  * return `expect` (APR_OK for ordinary cases). With n->pack_src0, src[0] is written as usual and
  * then given to weight_pack; compute reads the packed copy (the original must still come back
- * unchanged), and a plugin without the slot or one that declines makes the case TU_DECLINED. */
+ * unchanged), and a plugin without the slot or one that declines makes the case TU_DECLINED.
+ * With n->in_place, dst's desc is src[0]'s (its buffer, written with src[0]'s contents): src[0]
+ * may change only at its own elements, and out (n->src[0].size bytes) receives its storage. */
 tu_outcome tu_node_run(const tu_backend *b, const tu_node *n, apr_status expect, unsigned char *out, char *msg,
                        size_t msg_size);
 
