@@ -36,6 +36,8 @@ struct llama_ctx {
     size_t cap_i;
     float *scratch_mask;             /* [cap_mask] */
     size_t cap_mask;
+    int *seq_span;                   /* [2 n_seq] first and one-past-last position of each sequence in
+                                      * the batch being run (-1 = not in it) */
 };
 
 llama_ctx_params llama_ctx_defaults(int n_ctx) {
@@ -53,6 +55,10 @@ apr_status llama_ctx_new(const llama_model *m, const llama_ctx_params *p, apr_ba
     c->m = m;
     c->n_backends = n_backends;
     memcpy(c->backends, backends, (size_t)n_backends * sizeof *backends);
+    if (!(c->seq_span = malloc(2 * (size_t)p->n_seq * sizeof *c->seq_span))) {
+        free(c);
+        return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
+    }
     int home = -1;
     char why[LLAMA_MAX_BACKENDS][160];
     for (int b = 0; b < n_backends && home < 0; b++)
@@ -84,6 +90,7 @@ void llama_ctx_free(llama_ctx *c) {
     llama_kv_free(c->kv);
     free(c->scratch_i);
     free(c->scratch_mask);
+    free(c->seq_span);
     free(c);
 }
 
@@ -91,11 +98,16 @@ llama_kv *llama_ctx_kv(llama_ctx *c) { return c->kv; }
 const llama_model *llama_ctx_model(const llama_ctx *c) { return c->m; }
 int llama_ctx_plans_made(const llama_ctx *c) { return c->plans_made; }
 
+static bool shape_eq(const llama_shape *a, const llama_shape *b) {
+    return a->n == b->n && a->s0 == b->s0 && a->S == b->S && a->masked == b->masked && a->causal == b->causal &&
+           a->n_out == b->n_out && a->last_only == b->last_only;
+}
+
 /* The kept graph of shape sh, built and planned when there is none (replacing the oldest). */
 static apr_status ctx_graph(llama_ctx *c, const llama_shape *sh, llama_kept **out, apr_error *err) {
     llama_kept *k = NULL;
     for (int i = 0; i < LLAMA_KEPT && !k; i++)
-        if (c->kept[i].g && !memcmp(&c->kept[i].sh, sh, sizeof *sh)) k = &c->kept[i];
+        if (c->kept[i].g && shape_eq(&c->kept[i].sh, sh)) k = &c->kept[i];
     if (!k) {
         k = &c->kept[0];
         for (int i = 1; i < LLAMA_KEPT; i++)
@@ -215,12 +227,8 @@ apr_status llama_ctx_decode(llama_ctx *c, const llama_batch *b, float *logits, a
     llama_kv *kv = c->kv;
     const int n = b->n;
     if (n < 1) return apr_error_set(err, APR_ERR_INVALID, "no tokens to evaluate");
-    int *start = malloc(2 * (size_t)kv->n_seq * sizeof *start);
-    if (!start || !ctx_reserve(c, 3 * (size_t)n, 0)) {
-        free(start);
-        return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
-    }
-    int *end = start + kv->n_seq;
+    if (!ctx_reserve(c, 3 * (size_t)n, 0)) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
+    int *start = c->seq_span, *end = start + kv->n_seq;
     int32_t *pos = c->scratch_i, *slots = pos + n, *out_ids = slots + n;
     llama_shape sh;
     apr_status st = ctx_shape(c, b, pos, start, end, &sh, err);
@@ -253,6 +261,5 @@ apr_status llama_ctx_decode(llama_ctx *c, const llama_batch *b, float *logits, a
      * from the batch's start on are not to be trusted) */
     for (int s = 0; shaped && s < kv->n_seq; s++)
         if (end[s] >= 0) kv->len[s] = st ? start[s] : end[s];
-    free(start);
     return st;
 }

@@ -8,6 +8,7 @@ struct llama_session {
     bool own;            /* the session made ctx and frees it */
     int seq;             /* its sequence in ctx */
     bool *want;          /* [cap] logits flags of the last batch */
+    int32_t *seqs;       /* [cap] its sequence ids (all seq) */
     int cap;
 };
 
@@ -54,6 +55,7 @@ void llama_session_free(llama_session *s) {
     if (!s) return;
     if (s->own) llama_ctx_free(s->ctx);
     free(s->want);
+    free(s->seqs);
     free(s);
 }
 
@@ -67,24 +69,15 @@ apr_status llama_session_eval(llama_session *s, const int32_t *ids, int n, bool 
     if (n > kv->n_ctx - kv->len[s->seq])
         return apr_error_set(err, APR_ERR_INVALID, "context overflow: %d tokens at position %d exceed the context of %d (--ctx)",
                              n, kv->len[s->seq], kv->n_ctx);
-    int32_t *seq = malloc((size_t)n * sizeof *seq);
-    if (!seq) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
-    for (int i = 0; i < n; i++) seq[i] = s->seq;
-    bool *want = NULL;
-    if (all_logits) {
-        if (n > s->cap) {
-            bool *w = realloc(s->want, (size_t)n * sizeof *w);
-            if (!w) {
-                free(seq);
-                return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
-            }
-            s->want = w, s->cap = n;
-        }
-        for (int i = 0; i < n; i++) s->want[i] = true;
-        want = s->want;
+    if (n > s->cap) {
+        bool *w = realloc(s->want, (size_t)n * sizeof *w);
+        if (w) s->want = w;
+        int32_t *q = realloc(s->seqs, (size_t)n * sizeof *q);
+        if (q) s->seqs = q;
+        if (!w || !q) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
+        s->cap = n;
     }
-    llama_batch b = {.n = n, .ids = ids, .seq = seq, .logits = want};
-    apr_status st = llama_ctx_decode(s->ctx, &b, logits, err);
-    free(seq);
-    return st;
+    for (int i = 0; i < n; i++) s->seqs[i] = s->seq, s->want[i] = true;
+    llama_batch b = {.n = n, .ids = ids, .seq = s->seqs, .logits = all_logits ? s->want : NULL};
+    return llama_ctx_decode(s->ctx, &b, logits, err);
 }

@@ -80,6 +80,7 @@ static int probe_json(const apr_registry *reg, const char *selected) {
         cJSON_AddStringToObject(p, "reason", r->reason);
         cJSON_AddStringToObject(p, "features", r->features);
         cJSON_AddNumberToObject(p, "abi_version", r->abi_version);
+        if (r->device >= 0) cJSON_AddNumberToObject(p, "device", r->device); /* one of a plugin's devices */
         cJSON_AddItemToArray(plugins, p);
     }
     const char *def = apr_registry_default(reg);
