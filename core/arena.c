@@ -4,10 +4,9 @@
 #include "internal.h"
 
 /* Plans come and go (a batch, a new decode plan every 64 tokens). A fresh host arena is fresh
- * pages (one fault per 4 KiB, costly in a VM: ~300 faults a Qwen2.5-0.5B token when every token
- * had its own plan), a fresh device arena is a driver call, so each backend keeps the last arena
- * a plan gave back. The arena grows with the KV length: a new one gets an eighth more room, so
- * the next few plans reuse it. */
+ * pages (one fault per 4 KiB, costly in a VM), a fresh device arena is a driver call, so each
+ * backend keeps the last arena a plan gave back. The arena grows with the KV length: a new one
+ * gets an eighth more room, so the next few plans reuse it. */
 #define ARENA_GRANULE ((int64_t)64 << 10)
 
 apr_status apr_arena_take(apr_backend *be, int64_t bytes, apr_buffer *out, char *msg, size_t msg_size) {

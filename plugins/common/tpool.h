@@ -44,15 +44,14 @@ static inline void tpool_split(long long n, int ith, int nth, long long *begin, 
  * does; one that runs out then takes single items from the back of another's share, so a
  * preempted or slower worker delays the op by one item at most, as claims do. Claims of small
  * chunks instead interleave the workers' items, and every claim restarts the hardware
- * prefetcher's stream: on a 2-core Zen 5 decode matmul at 2 threads streamed ~41 GB/s claimed
- * against ~52 GB/s split. The job's context holds one tpool_steal, set with tpool_steal_init
+ * prefetcher's stream. The job's context holds one tpool_steal, set with tpool_steal_init
  * before tpool_run; each worker calls tpool_steal_next until it returns 0. Every item is handed
  * out exactly once. n < 2^32. */
 #define TPOOL_STEAL_SLOTS 64
 typedef struct tpool_steal {
     /* per share: next item (low 32 bits) | end (high 32), each on its own cache line: an owner
-     * takes every item with a compare-exchange, and shares packed together made every take miss
-     * (2-thread Qwen 0.5B decode spent ~2 % of its time in that instruction) */
+     * takes every item with a compare-exchange, and shares packed together would make every
+     * take miss */
     struct {
         _Alignas(64) _Atomic unsigned long long v;
     } range[TPOOL_STEAL_SLOTS];

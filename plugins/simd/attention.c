@@ -69,8 +69,8 @@ static inline __attribute__((always_inline)) void attention_vtile(int NV, float 
 
 /* acc[0..Dv) += sum over the block's keys b, in key order, of p[b] * (value row b), for one head,
  * up to 8 vectors of acc at a time. Why: with acc in memory, or with one vector's chain run over
- * every key before the next vector's, each FMA waited for the last (decode attention of Qwen 0.5B's
- * shape took ~1.3x as long). Each element still adds its keys in key order. */
+ * every key before the next vector's, each FMA would wait for the last. Each element still adds
+ * its keys in key order. */
 static void attention_values(float *acc, const float *p, const char *const *vrow, int nb, int64_t Dv, uint32_t vt) {
     for (int64_t i0 = 0; i0 < Dv; i0 += 8 * VEC_W) {
         const int64_t left = Dv - i0;

@@ -5,8 +5,7 @@
 #include "rows.h"
 
 #define GEMV_NW 1 /* W rows per tile: one row at a time reads W as a single sequential stream, which the
-                     * prefetchers follow best (measured on x86: 0.8-0.95 of read bandwidth against 0.6-0.7
-                     * for 4 interleaved rows, f32 and f16, one thread) */
+                     * prefetchers follow better than several interleaved rows */
 
 /* One vector of W row elements at k as f32 (dtype is a literal at every call, so this folds). */
 static inline __attribute__((always_inline)) vec_t gemv_wload(const char *row, int64_t k, uint32_t wtype) {

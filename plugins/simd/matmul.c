@@ -73,9 +73,8 @@ apr_status matmul_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t
     if (!p.use_gemv && cpu_backend_reserve(be, (size_t)GEMM_SCRATCH_FLOATS * sizeof(float)) != 0)
         return msg_set(err, err_size, APR_ERR_NOMEM, "matmul: cannot allocate packing buffers");
     /* f16 W in decode: X rounded to f16 once per worker halves the X bytes every W row re-reads,
-     * which keeps them in L1 beside the W stream (f16 W, K = 5632, one thread on Zen 4: 14 GB/s
-     * with f32 X, 21 with f16 X). The conformance bound for f16 matmul admits this rounding,
-     * as llama.cpp's f16 dot products do; X past f16's range keeps f32. */
+     * which keeps them in L1 beside the W stream. The conformance bound for f16 matmul admits
+     * this rounding, as llama.cpp's f16 dot products do; X past f16's range keeps f32. */
     p.x16 = p.use_gemv && w->dtype == APR_F16 && w->ne[0] > 0;
     if (p.x16 && cpu_backend_reserve(be, (size_t)(M * w->ne[0]) * sizeof(uint16_t)) != 0)
         return msg_set(err, err_size, APR_ERR_NOMEM, "matmul: cannot allocate the f16 copy of X");

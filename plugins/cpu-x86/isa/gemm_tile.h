@@ -24,7 +24,7 @@
  * (GEMM_NC x GEMM_KC) packed per (n, k) block is reused for every m block. */
 #ifndef GEMM_KC /* (overridable with -D for tuning runs) */
 #if APR_X86_LEVEL >= 3
-#define GEMM_KC 192 /* W panel 192 x 32 floats = 24 KiB of the 32 KiB L1 (256 measured slower) */
+#define GEMM_KC 192 /* W panel 192 x 32 floats = 24 KiB of the 32 KiB L1 */
 #else
 #define GEMM_KC 256 /* W panel 256 x 16 floats = 16 KiB */
 #endif

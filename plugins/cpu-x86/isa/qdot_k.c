@@ -21,9 +21,9 @@
  * the end, so a pair's result does not depend on nw or na.
  *
  * All builds work on 256-bit registers. The AVX-512 builds get 32 of them, ternary logic and
- * VNNI, but not 512-bit vectors: on Zen4 (512-bit ops at half rate) the 256-bit layout measured
- * 20-25% faster for one activation row, where the 512-bit one needs a shift or broadcast per
- * register to pair the two nibbles of 32 bytes with 64 consecutive activation bytes.
+ * VNNI, but not 512-bit vectors: the 512-bit layout needs a shift or broadcast per register to
+ * pair the two nibbles of 32 bytes with 64 consecutive activation bytes, and some cores (Zen 4)
+ * run 512-bit ops at half rate.
  */
 
 /* int16 pshufb control word picking byte e and zeroing the byte above (a byte scale as int16) */
@@ -264,9 +264,8 @@ static inline __attribute__((always_inline)) void qdotk_row(int fmt, const char 
 
 /* nw weight rows against NA activation rows, each weight row whole, in turn. With one activation
  * row the kernel is bound by memory: one sequential stream, which the hardware prefetchers follow
- * best (measured on Zen4: 4 interleaved rows ran at half the bandwidth, and software prefetch 768
- * bytes or more ahead cost 10-25%). With several it is bound by arithmetic, and prefetching
- * QDOTK_PF_BLOCKS ahead gained 10-60% (K = 2048 and 5632, weights from memory or L2). */
+ * best (interleaved rows and far software prefetch only slow it). With several it is bound by
+ * arithmetic, and prefetching QDOTK_PF_BLOCKS ahead hides the weight loads behind the arithmetic. */
 static inline __attribute__((always_inline)) void qdotk_tile(int fmt, int64_t K, const char *w, int64_t w_stride,
                                                              int nw, const char *a, int64_t a_stride, float *out,
                                                              int64_t out_stride, const int NA) {

@@ -26,11 +26,10 @@
 #define QDOT_UNROLL _Pragma("GCC unroll 4")
 
 /* Weight rows are streamed once. A single row (nw = 1, the decode tiles) is one sequential stream
- * that the hardware prefetcher alone leaves latency-bound (Q4_0 ~14 GB/s on Zen 4 against ~25 of
- * read bandwidth): every line is prefetched QDOT_PF_AHEAD bytes ahead. 128-192 bytes measured best
- * (Q4_0 ~17.5 GB/s alone, TinyLlama Q4_0 decode +14% over 288); 512 or more measured worse, and
- * cost compute when the row is in L2. Tiles of several rows prefetch the same place of the next
- * tile's rows: rows next to each other make that one sequential stream again. */
+ * that the hardware prefetcher alone leaves latency-bound: every line is prefetched QDOT_PF_AHEAD
+ * bytes ahead, far enough to hide memory latency, near enough not to cost compute when the row
+ * is in L2. Tiles of several rows prefetch the same place of the next tile's rows: rows next to
+ * each other make that one sequential stream again. */
 #ifndef QDOT_PF_AHEAD /* (overridable with -D for tuning runs) */
 #define QDOT_PF_AHEAD 160
 #endif

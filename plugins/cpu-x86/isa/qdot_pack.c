@@ -10,7 +10,7 @@
 #define QP_UNROLL _Pragma("GCC unroll 8")
 
 /* The packed stream is one sequence; each block position's lines are fetched this far ahead (the
- * hardware prefetcher alone leaves a single stream latency-bound; 256 measured best of 0-1024). */
+ * hardware prefetcher alone leaves a single stream latency-bound). */
 #ifndef QPACK_PF_AHEAD
 #define QPACK_PF_AHEAD 256
 #endif
@@ -42,8 +42,8 @@ QP_INLINE __m512i qp_bcast(const int8_t *q) {
 
 /* The words of a Q4_0 (f 0) or Q5_0 (f 2) block position as unsigned bytes: w[t] holds elements
  * 4 t .. 4 t + 3 of each row, w[4 + t] elements 16 + 4 t ... Q5_0's fifth bits are stored as one
- * 64-bit mask per word (qpack.h), so adding 16 is one masked add (spreading ggml's per-row qh
- * words with vpshufb and vptestmb in the kernel ran Q5_0 decode at ~0.6 of Q4_0's bandwidth). */
+ * 64-bit mask per word (qpack.h), so adding 16 is one masked add, not a spread of ggml's per-row
+ * qh words in the kernel, which would make Q5_0 decode much slower than Q4_0's. */
 QP_INLINE void qp_nibbles(int f, const char *p, __m512i *w) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     const char *qs = p + (f == 2 ? 96 : 32);
@@ -140,15 +140,9 @@ QP_INLINE void qp_groups(int f, int NA, int64_t K, const char *w, int64_t ng, in
 /* One round of decode (one activation row): one group of each of the QPACK_STREAMS streams, all
  * advancing one block position at a time and sharing the activation's broadcasts, each stream
  * prefetching QPACK_RPF bytes ahead. Why: one core reading one sequence with this much work per
- * line keeps too few lines in flight (on a 2-core Zen 5 VM one stream decoded TinyLlama Q4_0 at
- * 0.71-0.77 of the read-bandwidth floor). That VM's memory changes phase every few minutes, and
- * plain reads there show why four prefetching streams: eight streams without prefetch read up to
- * 40 % faster than one in some phases and up to 40 % slower in others, while four streams that
- * prefetch 1024 bytes ahead read within ~2 % of one stream or faster in every phase measured (1 and
- * 2 threads). In decode, alternating with eight streams (512 ahead for Q4_0 / Q5_0, none for Q8_0),
- * four measured +0.01..+0.06 of the floor on Q4_0 and Q8_0 at 2 threads and held Qwen Q8_0 at
- * 1 thread at 0.90 where eight ranged 0.75-1.05. A stream without a group (w[s] NULL) reads
- * stream 0's again and stores nothing. */
+ * line keeps too few lines in flight, and a few prefetching streams read steadily where more
+ * streams without prefetch swing with the memory's state. A stream without a group (w[s] NULL)
+ * reads stream 0's again and stores nothing. */
 QP_INLINE void qp_round(int f, int64_t K, const char *const *w, float *const *out, const uint16_t *keep, const char *a) {
     enum { S = QPACK_STREAMS };
     const int64_t nb = K / APR_QK, bb = qpack_block_bytes(QP_DTYPE(f));

@@ -10,9 +10,7 @@
 #define QK_UNROLL _Pragma("GCC unroll 8")
 
 /* bytes ahead of the block being read that each of its lines is fetched: one block position of
- * 16 rows is 2.3-3.4 KB, so this is about two ahead. Alternating in decode on a 2-core Zen 5 VM,
- * against one position ahead (3072): +0.03..+0.07 of the read-bandwidth floor on TinyLlama Q6_K
- * and Q4_K_M and Qwen 0.5B Q4_K_M at 2 threads, +0.01..+0.08 at 1; 1536 and 12288 no better. */
+ * 16 rows is 2.3-3.4 KB, so this is about two ahead (one ahead leaves too little in flight). */
 #ifndef QPACKK_PF_AHEAD
 #define QPACKK_PF_AHEAD 6144
 #endif

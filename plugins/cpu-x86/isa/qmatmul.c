@@ -185,8 +185,8 @@ apr_status qmatmul_run(cpu_backend *be, const apr_node_desc *n, char *err, size_
     p.l2_rows = (be->l2_bytes / 2 / wrow) / QDOT_MAX_NW * QDOT_MAX_NW;
     if (p.l2_rows < QDOT_MAX_NW) p.l2_rows = QDOT_MAX_NW;
     /* Decode (M <= QDOT_MAX_NA) reads each weight row once: one row at a time keeps each worker's
-     * weights a single sequential stream (the kernel prefetches it ahead), which measured far
-     * faster than several rows side by side. Larger M reuses each tile of weight rows across the
+     * weights a single sequential stream (the kernel prefetches it ahead), which reads faster
+     * than several rows side by side. Larger M reuses each tile of weight rows across the
      * activation tiles. */
     p.nw = M <= QDOT_MAX_NA ? 1 : QDOT_MAX_NW;
     cpu_backend_run(be, qmm_dot_worker, &p, N * M * batches * (K / 8 + 1));

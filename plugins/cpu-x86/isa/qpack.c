@@ -200,8 +200,8 @@ apr_status cpu_isa_weight_pack(cpu_backend *be, const apr_tensor_desc *w, apr_bu
         return msg_set(err, err_size, APR_ERR_INVALID, "a %lld x %lld weight is too large to pack", (long long)K, (long long)N);
     const uint64_t bytes = (uint64_t)(QPACK_HEAD_BYTES + groups * group_bytes);
     /* Every byte is written below, so the memory is not cleared first (first touch of fresh
-     * pages is most of the cost of packing: ~1 s per GiB on a VM). hostmem_free frees it.
-     * (Transparent huge pages measured no faster to stream and 3x slower to fault in.) */
+     * pages is most of the cost of packing). hostmem_free frees it. No huge pages: they stream
+     * no faster and fault in slower. */
     void *mem = aligned_alloc(HOSTMEM_ALIGNMENT, (bytes + HOSTMEM_ALIGNMENT - 1) / HOSTMEM_ALIGNMENT * HOSTMEM_ALIGNMENT);
     if (!mem) return msg_set(err, err_size, APR_ERR_NOMEM, "cannot allocate %llu bytes for a packed %s weight", (unsigned long long)bytes, name);
     apr_buffer buf = {.handle = mem};

@@ -4,10 +4,10 @@
 
 /*
  * Why: a decode matmul reads each weight row once. Row by row, every 18-byte Q4_0 block costs
- * its own unpacking and a fresh read of the 32 activation values, and one core then streams
- * ~17.5 GB/s where a plain read streams ~25 (Zen 4). Sixteen rows side by side as sixteen streams
- * are worse still. So weight_pack rewrites a weight once, at load, as one stream in which each
- * block position of 16 consecutive rows lies together ("x16"):
+ * its own unpacking and a fresh read of the 32 activation values, so one core streams well below
+ * a plain read; sixteen rows side by side as sixteen streams are worse still. So weight_pack
+ * rewrites a weight once, at load, as one stream in which each block position of 16 consecutive
+ * rows lies together ("x16"):
  *
  *   group g (rows 16 g .. 16 g + 15), block b (elements 32 b .. 32 b + 31), QPACK_BLOCK_BYTES(t):
  *     d[16]     f16: the block scale of row 16 g + i
