@@ -63,12 +63,12 @@ static void plan_own_commit(apr_plan *p) { p->n_owned++; }
 
 APR_API void apr_plan_free(apr_plan *p) {
     if (!p) return;
+    /* queued work may still read the plan's buffers */
+    for (int b = 0; b < p->n_backends; b++) apr_backend_synchronize(p->backends[b], NULL);
     for (int k = 0; k < p->n_splits; k++) {
         apr_backend *be = p->backends[p->splits[k].backend];
         if (p->splits[k].plugin_plan) be->api->plan_free(be->inst, p->splits[k].plugin_plan);
     }
-    /* queued work may still read the plan's buffers */
-    for (int b = 0; b < p->n_backends; b++) apr_backend_synchronize(p->backends[b], NULL);
     free(p->staging);
     for (int i = 0; i < p->n_owned; i++) {
         apr_backend *be = p->backends[p->owned_backend[i]];

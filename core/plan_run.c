@@ -39,7 +39,7 @@ APR_API apr_status apr_plan_set_input(apr_plan *p, const apr_tensor *t, const vo
 }
 
 /* Writes host bytes into backend b's arena: queued where the plugin is asynchronous and the bytes
- * stay put until the next plan_settle (the plan's own input buffers, weights, state), else at once. */
+ * stay put until the next plan_settle (stable), else at once. */
 static apr_status plan_write(apr_plan *p, int b, uint64_t offset, const void *src, int64_t bytes, bool stable, char *msg,
                              size_t msg_size) {
     apr_backend *to = p->backends[b];
@@ -62,21 +62,22 @@ static apr_status plan_fill(apr_plan *p, int i, int b, apr_error *err) {
     uint64_t src_off;
     const apr_buffer *src = plan_home_buffer(st, &src_off);
     if (!src) {
-        s = plan_write(p, b, dst_off, st->host, st->bytes, true, msg, sizeof msg);
+        /* only the plan's own input buffers stay put until the next set_input (plan_settle) */
+        s = plan_write(p, b, dst_off, st->host, st->bytes, st->t->kind == APR_KIND_INPUT, msg, sizeof msg);
     } else {
         apr_backend *from = p->backends[st->home];
         /* the source's producer may still be running: its results are read only once it is done */
         if ((s = apr_backend_synchronize(from, err)) != APR_OK) return s;
+        /* the destination's own copy from memory it can address, else the host's hands */
         s = APR_ERR_UNSUPPORTED;
         if (src->host_ptr && to->api->abi_version >= 4 && APR_PLUGIN_HAS(to->api, buffer_copy))
             s = to->api->buffer_copy(to->inst, src, src_off, &p->arena[b], dst_off, n, msg, sizeof msg);
-        if (s != APR_ERR_UNSUPPORTED) {
-        } else if (src->host_ptr) {
+        if (s == APR_ERR_UNSUPPORTED && src->host_ptr) {
             s = to->api->buffer_write(to->inst, &p->arena[b], dst_off, (const char *)src->host_ptr + src_off, n, msg, sizeof msg);
-        } else if (p->arena[b].host_ptr) {
+        } else if (s == APR_ERR_UNSUPPORTED && p->arena[b].host_ptr) {
             if ((s = apr_backend_synchronize(to, err)) != APR_OK) return s;
             s = from->api->buffer_read(from->inst, src, src_off, (char *)p->arena[b].host_ptr + dst_off, n, msg, sizeof msg);
-        } else {
+        } else if (s == APR_ERR_UNSUPPORTED) {
             s = from->api->buffer_read(from->inst, src, src_off, p->staging, n, msg, sizeof msg);
             if (s == APR_OK) s = to->api->buffer_write(to->inst, &p->arena[b], dst_off, p->staging, n, msg, sizeof msg);
         }
