@@ -184,11 +184,13 @@ typedef enum apr_op {
     APR_OP_COUNT_V1 = 16, /* ops known to ABI version 1 are below this */
     /* SET_ROWS  (ABI 4) src0 table [D, R, 1, 1] F; src1 rows [D, N, 1, 1] F32 or src0's dtype; src2 ids
      *           [N, 1, 1, 1] I32 with 1 <= N <= R. Writes in place: dst is src0 itself (the same buffer,
-     *           offset, shape and strides), and for every n, table[:, ids[n]] = rows[:, n] converted to
-     *           the table's dtype (round to nearest even); every other row keeps its bytes. An id outside
-     *           [0, R) is APR_ERR_INVALID and then no row is written. When ids repeat, one of those rows
-     *           lands there (which one is unspecified). The table is any strided view whose rows do not
-     *           overlap; rows is a strided view. (A KV cache is written where it lives this way.) */
+     *           offset, shape and strides; in supports() the same placeholder), and for every n,
+     *           table[:, ids[n]] = rows[:, n], converted to the table's dtype as CPY converts (a row of
+     *           the table's own dtype is copied byte for byte); every other row keeps its bytes. An id
+     *           outside [0, R) is APR_ERR_INVALID and then no row is written. When ids repeat, one of
+     *           those rows lands there whole (which one is unspecified). The table is any strided view
+     *           whose elements do not overlap (else APR_ERR_INVALID); rows is a strided view; rows and
+     *           ids do not overlap the table. (A KV cache is written where it lives this way.) */
     APR_OP_SET_ROWS = 16,
     APR_OP_COUNT_V4 = 17, /* ops known to ABI version 4 are below this */
 } apr_op;
@@ -266,6 +268,7 @@ typedef struct apr_buffer_request {
     uint32_t reserved0;
     uint64_t size;            /* bytes */
 } apr_buffer_request;
+
 typedef struct apr_buffer {
     uint32_t struct_size;   /* set by the core */
     uint32_t flags;         /* APR_BUFFER_* */
