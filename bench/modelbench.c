@@ -30,7 +30,7 @@ static double modelbench_median(double *v, int n) {
  * only one row is read, unless it doubles as the output matrix. */
 static double modelbench_bytes_per_token(const gguf_file *f, const llama_model *m) {
     double total = 0;
-    for (int64_t i = 0; i < gguf_tensor_count(f); i++) total += (double)gguf_tensor_at(f, i)->size;
+    for (int64_t i = 0; i < apr_gguf_tensor_count(f); i++) total += (double)apr_gguf_tensor_at(f, i)->size;
     if (m->output != m->tok_embd) total -= (double)m->tok_embd->size * (1.0 - 1.0 / (double)m->hp.n_vocab);
     return total;
 }
@@ -54,13 +54,13 @@ static int modelbench_measure(const opts *o, const llama_model *m, apr_backend *
     double *bw = calloc((size_t)o->repeat + 1, sizeof *bw), *frac = calloc((size_t)o->repeat + 1, sizeof *frac);
     int rc = -1;
     llama_pack *pack = NULL;
-    llama_session_params sp = llama_session_defaults(n_ctx);
+    llama_session_params sp = apr_llama_session_defaults(n_ctx);
     sp.pack_weights = !o->no_pack;
     apr_error e;
     char err[256];
     if (!ids || !logits || !pre || !dec || !bw || !frac) { fprintf(stderr, "error: out of memory\n"); goto out; }
     for (int i = 0; i < n_ctx; i++) ids[i] = (int32_t)((1 + 7919 * (int64_t)i) % m->hp.n_vocab);
-    if (!o->no_pack && llama_pack_new(m, be, &pack, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto out; }
+    if (!o->no_pack && apr_llama_pack_new(m, be, &pack, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto out; }
     out->packed_bytes = apr_backend_packed_bytes(be);
     if (out->packed_bytes > 0)
         fprintf(stderr, "apr-bench:   %.1f MiB of weights packed for %s\n", (double)out->packed_bytes / (1 << 20),
@@ -68,23 +68,23 @@ static int modelbench_measure(const opts *o, const llama_model *m, apr_backend *
     /* sample 0 is a warm-up (page cache, thread start-up) and is not counted */
     for (int s = 0; s <= o->repeat; s++) {
         llama_session *ses;
-        if (llama_session_new_ex(m, &sp, &be, 1, &ses, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto out; }
+        if (apr_llama_session_new_ex(m, &sp, &be, 1, &ses, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto out; }
         double t0 = modelbench_now();
-        apr_status st = llama_session_eval(ses, ids, o->prefill, false, logits, &e);
+        apr_status st = apr_llama_session_eval(ses, ids, o->prefill, false, logits, &e);
         double t1 = modelbench_now();
-        llama_session_free(ses);
+        apr_llama_session_free(ses);
         if (st != APR_OK) { fprintf(stderr, "error: prefill: %s\n", e.msg); goto out; }
         if (s) pre[s - 1] = o->prefill / (t1 - t0);
 
         /* three passes over the array: ~0.1 s at 30 GB/s, next to the sample it is compared with */
         double gbps = ceiling_reader_gbps(reader, threads, 3, err, sizeof err);
         if (gbps <= 0) { fprintf(stderr, "error: read bandwidth: %s\n", err); goto out; }
-        if (llama_session_new_ex(m, &sp, &be, 1, &ses, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto out; }
-        st = llama_session_eval(ses, ids, 1, false, logits, &e);
+        if (apr_llama_session_new_ex(m, &sp, &be, 1, &ses, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto out; }
+        st = apr_llama_session_eval(ses, ids, 1, false, logits, &e);
         t0 = modelbench_now();
-        for (int k = 1; st == APR_OK && k <= o->decode; k++) st = llama_session_eval(ses, &ids[k], 1, false, logits, &e);
+        for (int k = 1; st == APR_OK && k <= o->decode; k++) st = apr_llama_session_eval(ses, &ids[k], 1, false, logits, &e);
         t1 = modelbench_now();
-        llama_session_free(ses);
+        apr_llama_session_free(ses);
         if (st != APR_OK) { fprintf(stderr, "error: decode: %s\n", e.msg); goto out; }
         /* and again right after: on a shared host either one can catch a neighbour's burst, and the
          * higher of the two is the floor, so that a dip in one cannot flatter the ratio */
@@ -106,7 +106,7 @@ static int modelbench_measure(const opts *o, const llama_model *m, apr_backend *
     out->of_floor = modelbench_median(frac, o->repeat);
     rc = 0;
 out:
-    llama_pack_free(pack);
+    apr_llama_pack_free(pack);
     free(ids);
     free(logits);
     free(pre);
@@ -121,9 +121,9 @@ int modelbench_run(const opts *o, apr_registry *reg, const char *const *backends
     apr_error e;
     gguf_file *f = NULL;
     llama_model *m = NULL;
-    if (gguf_open(o->model, &f, &e) != APR_OK || llama_model_load(f, &m, &e) != APR_OK) {
+    if (apr_gguf_open(o->model, &f, &e) != APR_OK || apr_llama_model_load(f, &m, &e) != APR_OK) {
         fprintf(stderr, "error: %s\n", e.msg);
-        gguf_close(f);
+        apr_gguf_close(f);
         return -1;
     }
     double bytes = modelbench_bytes_per_token(f, m);
@@ -192,7 +192,7 @@ int modelbench_run(const opts *o, apr_registry *reg, const char *const *backends
         free(text);
         cJSON_Delete(root);
     }
-    llama_model_free(m);
-    gguf_close(f);
+    apr_llama_model_free(m);
+    apr_gguf_close(f);
     return rc;
 }

@@ -45,24 +45,24 @@ static void fuzz_walk_value(const gguf_value *v, int depth) {
 
 static void fuzz_walk(gguf_file *f, const uint8_t *data, size_t size) {
     uint32_t u32; int64_t i64; float f32; bool b; gguf_type et; uint64_t n;
-    FUZZ_CHECK(gguf_version(f) == 2 || gguf_version(f) == 3);
-    FUZZ_CHECK(gguf_alignment(f) && !(gguf_alignment(f) & (gguf_alignment(f) - 1)));
-    for (int64_t i = 0; i < gguf_kv_count(f); i++) {
-        const char *k = gguf_kv_key(f, i);
-        FUZZ_CHECK(k && gguf_kv_find(f, k) == i);
-        fuzz_walk_value(gguf_kv_value(f, i), 0);
-        fuzz_sink += gguf_get_u32(f, k, &u32) + gguf_get_i64(f, k, &i64) + gguf_get_f32(f, k, &f32) +
-                     gguf_get_bool(f, k, &b) + (gguf_get_str(f, k) != NULL);
-        if (gguf_get_arr(f, k, &et, &n)) {
-            fuzz_sink += gguf_get_arr_data(f, k) != NULL;
-            if (n) fuzz_sink += gguf_get_arr_str(f, k, n - 1) != NULL;
-            FUZZ_CHECK(gguf_get_arr_str(f, k, n) == NULL);
+    FUZZ_CHECK(apr_gguf_version(f) == 2 || apr_gguf_version(f) == 3);
+    FUZZ_CHECK(apr_gguf_alignment(f) && !(apr_gguf_alignment(f) & (apr_gguf_alignment(f) - 1)));
+    for (int64_t i = 0; i < apr_gguf_kv_count(f); i++) {
+        const char *k = apr_gguf_kv_key(f, i);
+        FUZZ_CHECK(k && apr_gguf_kv_find(f, k) == i);
+        fuzz_walk_value(apr_gguf_kv_value(f, i), 0);
+        fuzz_sink += apr_gguf_get_u32(f, k, &u32) + apr_gguf_get_i64(f, k, &i64) + apr_gguf_get_f32(f, k, &f32) +
+                     apr_gguf_get_bool(f, k, &b) + (apr_gguf_get_str(f, k) != NULL);
+        if (apr_gguf_get_arr(f, k, &et, &n)) {
+            fuzz_sink += apr_gguf_get_arr_data(f, k) != NULL;
+            if (n) fuzz_sink += apr_gguf_get_arr_str(f, k, n - 1) != NULL;
+            FUZZ_CHECK(apr_gguf_get_arr_str(f, k, n) == NULL);
         }
     }
-    for (int64_t i = 0; i < gguf_tensor_count(f); i++) {
-        const gguf_tensor *t = gguf_tensor_at(f, i);
-        FUZZ_CHECK(gguf_tensor_find(f, t->name) == t);
-        FUZZ_CHECK(t->n_dims >= 1 && t->n_dims <= 4 && gguf_dtype_name(t->dtype));
+    for (int64_t i = 0; i < apr_gguf_tensor_count(f); i++) {
+        const gguf_tensor *t = apr_gguf_tensor_at(f, i);
+        FUZZ_CHECK(apr_gguf_tensor_find(f, t->name) == t);
+        FUZZ_CHECK(t->n_dims >= 1 && t->n_dims <= 4 && apr_gguf_dtype_name(t->dtype));
         const uint8_t *p = t->data;
         FUZZ_CHECK(p >= data && t->size <= size && (size_t)(p - data) <= size - t->size);
         if (t->size) fuzz_sink += p[0] + p[t->size - 1];
@@ -74,27 +74,27 @@ static void fuzz_rewrite(gguf_file *f) {
     char path[64];
     apr_error err;
     snprintf(path, sizeof path, "/tmp/gguf_fuzz_%d.gguf", (int)getpid());
-    gguf_writer *w = gguf_writer_new();
+    gguf_writer *w = apr_gguf_writer_new();
     FUZZ_CHECK(w);
-    gguf_writer_copy_kv(w, f);
-    for (int64_t i = 0; i < gguf_tensor_count(f); i++) {
-        const gguf_tensor *t = gguf_tensor_at(f, i);
-        gguf_writer_add_tensor(w, t->name, t->dtype, t->n_dims, t->ne, t->data, t->size);
+    apr_gguf_writer_copy_kv(w, f);
+    for (int64_t i = 0; i < apr_gguf_tensor_count(f); i++) {
+        const gguf_tensor *t = apr_gguf_tensor_at(f, i);
+        apr_gguf_writer_add_tensor(w, t->name, t->dtype, t->n_dims, t->ne, t->data, t->size);
     }
-    apr_status s = gguf_writer_write(w, path, &err);
-    gguf_writer_free(w);
+    apr_status s = apr_gguf_writer_write(w, path, &err);
+    apr_gguf_writer_free(w);
     if (s != APR_OK) {
         fprintf(stderr, "rewrite failed: %s\n", err.msg);
         __builtin_trap();
     }
     gguf_file *g;
-    s = gguf_open(path, &g, &err);
+    s = apr_gguf_open(path, &g, &err);
     if (s != APR_OK) {
         fprintf(stderr, "reread failed: %s\n", err.msg);
         __builtin_trap();
     }
-    FUZZ_CHECK(gguf_kv_count(g) == gguf_kv_count(f) && gguf_tensor_count(g) == gguf_tensor_count(f));
-    gguf_close(g);
+    FUZZ_CHECK(apr_gguf_kv_count(g) == apr_gguf_kv_count(f) && apr_gguf_tensor_count(g) == apr_gguf_tensor_count(f));
+    apr_gguf_close(g);
     unlink(path);
 }
 
@@ -102,7 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     gguf_file *f;
     apr_error err;
     err.msg[0] = '\0';
-    apr_status s = gguf_open_memory(data, size, FUZZ_NAME, &f, &err);
+    apr_status s = apr_gguf_open_memory(data, size, FUZZ_NAME, &f, &err);
     if (s != APR_OK) {
         FUZZ_CHECK(s == APR_ERR_FORMAT);
         FUZZ_CHECK(strncmp(err.msg, FUZZ_NAME ": ", sizeof FUZZ_NAME + 1) == 0);
@@ -110,7 +110,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         return 0;
     }
     fuzz_walk(f, data, size);
-    if (gguf_alignment(f) <= 4096) fuzz_rewrite(f); /* a huge alignment would write that much padding */
-    gguf_close(f);
+    if (apr_gguf_alignment(f) <= 4096) fuzz_rewrite(f); /* a huge alignment would write that much padding */
+    apr_gguf_close(f);
     return 0;
 }

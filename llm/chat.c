@@ -38,7 +38,7 @@ static void chat_put_trimmed(chat_buf *b, const char *s) {
 
 static bool chat_is(const chat_msg *m, const char *role) { return m->role && !strcmp(m->role, role); }
 
-chat_family chat_detect(const char *t) {
+chat_family apr_chat_detect(const char *t) {
     if (!t || !*t) return CHAT_PLAIN;
     if (strstr(t, "<|im_start|>")) return CHAT_CHATML;
     if (strstr(t, "<|start_header_id|>")) return CHAT_LLAMA3;
@@ -50,12 +50,12 @@ chat_family chat_detect(const char *t) {
     return CHAT_PLAIN;
 }
 
-const char *chat_family_name(chat_family f) {
+const char *apr_chat_family_name(chat_family f) {
     static const char *const names[] = {"plain", "chatml", "llama2", "llama3", "mistral", "phi3", "gemma", "zephyr"};
     return (unsigned)f < sizeof names / sizeof *names ? names[f] : "plain";
 }
 
-const char *chat_eot_text(chat_family f) {
+const char *apr_chat_eot_text(chat_family f) {
     switch (f) {
     case CHAT_CHATML: return "<|im_end|>";
     case CHAT_LLAMA3: return "<|eot_id|>";
@@ -158,7 +158,7 @@ static void chat_plain(chat_buf *b, const chat_msg *m, size_t n) {
     }
 }
 
-char *chat_format(chat_family f, const chat_msg *msgs, size_t n, bool gen, const char *bos, const char *eos) {
+char *apr_chat_format(chat_family f, const chat_msg *msgs, size_t n, bool gen, const char *bos, const char *eos) {
     static const char *const def_bos[] = {"", "", "<s>", "<|begin_of_text|>", "<s>", "<s>", "<bos>", "<s>"};
     if ((unsigned)f >= sizeof def_bos / sizeof *def_bos) f = CHAT_PLAIN;
     if (!bos) bos = def_bos[f];

@@ -10,9 +10,9 @@
  * Example
  *
  *     chat_msg conv[] = {{"system", "Be brief."}, {"user", "Hi"}};
- *     chat_family fam = chat_detect(gguf_get_str(f, "tokenizer.chat_template"));
- *     char *prompt = chat_format(fam, conv, 2, true, "<s>", "</s>");
- *     ... tok_encode(v, prompt, strlen(prompt), TOK_PARSE_SPECIAL, ids, cap) ...
+ *     chat_family fam = apr_chat_detect(apr_gguf_get_str(f, "tokenizer.chat_template"));
+ *     char *prompt = apr_chat_format(fam, conv, 2, true, "<s>", "</s>");
+ *     ... apr_tok_encode(v, prompt, strlen(prompt), TOK_PARSE_SPECIAL, ids, cap) ...
  *     free(prompt);
  */
 
@@ -38,18 +38,18 @@ typedef struct chat_msg {
 } chat_msg;
 
 /* The family of a Jinja template text; CHAT_PLAIN for NULL, "" or a template it does not recognise. */
-LLM_API chat_family chat_detect(const char *tmpl);
+LLM_API chat_family apr_chat_detect(const char *tmpl);
 /* "chatml", "llama2", ... ("plain" for CHAT_PLAIN). */
-LLM_API const char *chat_family_name(chat_family f);
+LLM_API const char *apr_chat_family_name(chat_family f);
 /* The text of the token that ends an assistant turn besides EOS ("<|im_end|>", "<|eot_id|>",
  * "<|end|>", "<end_of_turn>"), or NULL when the family ends turns with EOS only. */
-LLM_API const char *chat_eot_text(chat_family f);
+LLM_API const char *apr_chat_eot_text(chat_family f);
 
 /* The conversation as the family's template renders it, plus the assistant header when
  * add_generation_prompt. bos / eos: the text of the model's BOS / EOS tokens as the template's
  * bos_token / eos_token (NULL = the family's usual "<s>", "</s>", ...). Tokenize the result with
  * TOK_PARSE_SPECIAL. Returns malloc'd text (caller frees), NULL when out of memory. */
-LLM_API char *chat_format(chat_family f, const chat_msg *msgs, size_t n, bool add_generation_prompt,
-                          const char *bos, const char *eos);
+LLM_API char *apr_chat_format(chat_family f, const chat_msg *msgs, size_t n, bool add_generation_prompt,
+                              const char *bos, const char *eos);
 
 #endif

@@ -3,20 +3,20 @@
 #define APR_GENERATE_H
 
 /*
- * A caller evaluates the prompt itself (llama_session_eval, sampler_accept for each prompt id,
- * tok_stream_push for each when the first generated piece should be spaced as in the full
- * text), then hands the last position's logits to llama_gen_run, which samples a token, stops
+ * A caller evaluates the prompt itself (apr_llama_session_eval, apr_sampler_accept for each prompt id,
+ * apr_tok_stream_push for each when the first generated piece should be spaced as in the full
+ * text), then hands the last position's logits to apr_llama_gen_run, which samples a token, stops
  * when it is an end-of-generation id, hands it to on_token, runs it through the model and
  * samples again, until n_predict tokens, the end of the context, the stop flag or on_token
  * ends it.
  *
  *     int32_t eog[LLAMA_GEN_MAX_EOG];
- *     int n_eog = llama_gen_collect_eog(f, vocab, n_vocab, eog, LLAMA_GEN_MAX_EOG);
- *     llama_gen_params p = llama_gen_defaults(n_ctx);
+ *     int n_eog = apr_llama_gen_collect_eog(f, vocab, n_vocab, eog, LLAMA_GEN_MAX_EOG);
+ *     llama_gen_params p = apr_llama_gen_defaults(n_ctx);
  *     p.n_predict = 128; p.eog = eog; p.n_eog = n_eog; p.on_token = print_piece;
  *     llama_gen_result r;
- *     if (llama_gen_run(s, smp, stream, logits, logits, &p, &r, &e)) die(e.msg);
- *     printf("stopped by %s\n", llama_gen_stop_name(r.stop));
+ *     if (apr_llama_gen_run(s, smp, stream, logits, logits, &p, &r, &e)) die(e.msg);
+ *     printf("stopped by %s\n", apr_llama_gen_stop_name(r.stop));
  */
 
 #include <signal.h>
@@ -31,7 +31,7 @@
 #include "sampler.h"
 #include "tokenizer.h"
 
-/* Room enough for every id llama_gen_collect_eog can find. */
+/* Room enough for every id apr_llama_gen_collect_eog can find. */
 #define LLAMA_GEN_MAX_EOG 12
 
 /* The ids that end generation, as llama.cpp collects them: the file's EOS
@@ -39,7 +39,7 @@
  * spelled like a chat family's end-of-turn marker (Llama 3 lists <|eot_id|> besides its EOS,
  * Qwen <|im_end|> besides <|endoftext|>). vocab may be NULL (ids only). Writes at most cap
  * distinct ids below n_vocab and returns their count. */
-LLM_API int llama_gen_collect_eog(const gguf_file *f, const tok_vocab *vocab, int n_vocab, int32_t *eog, int cap);
+LLM_API int apr_llama_gen_collect_eog(const gguf_file *f, const tok_vocab *vocab, int n_vocab, int32_t *eog, int cap);
 
 /* Why a generation ended. */
 typedef enum llama_gen_stop {
@@ -51,12 +51,12 @@ typedef enum llama_gen_stop {
 } llama_gen_stop;
 
 /* "length", "eos", "context", "interrupted", "callback"; "?" for another value. */
-LLM_API const char *llama_gen_stop_name(llama_gen_stop stop);
+LLM_API const char *apr_llama_gen_stop_name(llama_gen_stop stop);
 
 typedef struct llama_gen_params {
     int n_predict;        /* tokens to keep at most; 0 keeps none */
     int n_ctx;            /* positions the session holds (llama_session_params.n_ctx) */
-    const int32_t *eog;   /* ids that end generation, not kept: llama_gen_collect_eog's and the caller's */
+    const int32_t *eog;   /* ids that end generation, not kept: apr_llama_gen_collect_eog's and the caller's */
     int n_eog;
     bool eval_all;        /* evaluate even the last kept token, so that the cache holds every kept token
                            * (a chat continues from it); otherwise the loop ends without running it */
@@ -74,7 +74,7 @@ typedef struct llama_gen_params {
 } llama_gen_params;
 
 /* n_ctx, no tokens, no end-of-generation ids, no flag and no callbacks. */
-LLM_API llama_gen_params llama_gen_defaults(int n_ctx);
+LLM_API llama_gen_params apr_llama_gen_defaults(int n_ctx);
 
 typedef struct llama_gen_result {
     int n_gen;            /* tokens kept */
@@ -88,7 +88,7 @@ typedef struct llama_gen_result {
  * text). The sampler uses last_logits and logits_buf (n_vocab floats the decode steps write;
  * it may be last_logits) as scratch. Bad arguments are APR_ERR_INVALID with nothing run; on an
  * error of the model or on_logits, out holds the counts so far and the stream is not flushed. */
-LLM_API apr_status llama_gen_run(llama_session *s, sampler *smp, tok_stream *stream, float *last_logits, float *logits_buf,
-                                 const llama_gen_params *p, llama_gen_result *out, apr_error *err);
+LLM_API apr_status apr_llama_gen_run(llama_session *s, sampler *smp, tok_stream *stream, float *last_logits, float *logits_buf,
+                                     const llama_gen_params *p, llama_gen_result *out, apr_error *err);
 
 #endif

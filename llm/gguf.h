@@ -9,13 +9,13 @@
  * [offset 123, 4096 bytes] runs past the end of the file (2000 bytes)").
  *
  * Tensor data stays in the read-only mapping: gguf_tensor.data points into it and is valid until
- * gguf_close. Strings returned by the reader point into the reader's own copies, NUL-terminated.
+ * apr_gguf_close. Strings returned by the reader point into the reader's own copies, NUL-terminated.
  *
  * What the reader accepts: versions 2 and 3 (little-endian; version 1 and big-endian files are
  * rejected by name); keys and tensor names of 1 byte to 1 MiB without NUL bytes, unique; string
  * values up to 64 MiB; arrays nested at most 16 deep, their lengths bounded by the bytes left;
  * bools 0 or 1; general.alignment, if present, a uint32 power of two (default 32); tensors of
- * 1..4 dims whose element and byte counts fit in int64, of a GGML type in gguf_dtype_block's
+ * 1..4 dims whose element and byte counts fit in int64, of a GGML type in apr_gguf_dtype_block's
  * table, with whole blocks per row, data offsets that are multiples of the alignment, inside the
  * data section and not overlapping. Metadata memory is bounded by a small multiple of the file's
  * header size. A file truncated or rewritten while mapped can still raise SIGBUS: map files
@@ -33,7 +33,7 @@ typedef enum gguf_type {
     GGUF_FLOAT64 = 12,
 } gguf_type;
 
-/* A metadata value as the reader holds it (and as gguf_writer_set_value takes it). Scalars are
+/* A metadata value as the reader holds it (and as apr_gguf_writer_set_value takes it). Scalars are
  * widened: unsigned integers to u, signed to i, FLOAT32/FLOAT64 to f (FLOAT32 exactly). */
 typedef struct gguf_value {
     gguf_type type;
@@ -57,13 +57,13 @@ typedef struct gguf_value {
 } gguf_value;
 
 /* "uint8", "string", "array", ...; NULL for an unknown number. */
-const char *gguf_type_name(gguf_type t);
+const char *apr_gguf_type_name(gguf_type t);
 
 /* The GGML tensor types (0..39) and their storage blocks, including quantized types apr cannot
  * compute with yet: "f32", "q4_0", "q6_K", ...; NULL for an id ggml never defined or has removed
- * (4, 5, 31..33, 36..38, >= 40). gguf_dtype_block returns false for those. */
-const char *gguf_dtype_name(uint32_t dtype);
-bool gguf_dtype_block(uint32_t dtype, int64_t *block_elems, int64_t *block_bytes);
+ * (4, 5, 31..33, 36..38, >= 40). apr_gguf_dtype_block returns false for those. */
+const char *apr_gguf_dtype_name(uint32_t dtype);
+bool apr_gguf_dtype_block(uint32_t dtype, int64_t *block_elems, int64_t *block_bytes);
 
 typedef struct gguf_file gguf_file;
 
@@ -77,38 +77,38 @@ typedef struct gguf_tensor {
     const void *data;           /* in the mapping */
 } gguf_tensor;
 
-apr_status gguf_open(const char *path, gguf_file **out, apr_error *err);
+apr_status apr_gguf_open(const char *path, gguf_file **out, apr_error *err);
 /* The same checks on a file image already in memory (for fuzzing and tests): data must stay
- * valid and unchanged until gguf_close; name stands for the path in messages. */
-apr_status gguf_open_memory(const void *data, size_t size, const char *name, gguf_file **out, apr_error *err);
-void gguf_close(gguf_file *f);
-const char *gguf_path(const gguf_file *f);
-uint32_t gguf_version(const gguf_file *f);
-uint64_t gguf_alignment(const gguf_file *f);
+ * valid and unchanged until apr_gguf_close; name stands for the path in messages. */
+apr_status apr_gguf_open_memory(const void *data, size_t size, const char *name, gguf_file **out, apr_error *err);
+void apr_gguf_close(gguf_file *f);
+const char *apr_gguf_path(const gguf_file *f);
+uint32_t apr_gguf_version(const gguf_file *f);
+uint64_t apr_gguf_alignment(const gguf_file *f);
 
 /* Key-value metadata. Lookups return -1 / false when the key is absent or of an incompatible type. */
-int64_t gguf_kv_count(const gguf_file *f);
-int64_t gguf_kv_find(const gguf_file *f, const char *key);
-const char *gguf_kv_key(const gguf_file *f, int64_t i);
-gguf_type gguf_kv_type(const gguf_file *f, int64_t i);
-/* The whole value of entry i (0 <= i < gguf_kv_count), e.g. to walk nested arrays; NULL when out of range. */
-const gguf_value *gguf_kv_value(const gguf_file *f, int64_t i);
+int64_t apr_gguf_kv_count(const gguf_file *f);
+int64_t apr_gguf_kv_find(const gguf_file *f, const char *key);
+const char *apr_gguf_kv_key(const gguf_file *f, int64_t i);
+gguf_type apr_gguf_kv_type(const gguf_file *f, int64_t i);
+/* The whole value of entry i (0 <= i < apr_gguf_kv_count), e.g. to walk nested arrays; NULL when out of range. */
+const gguf_value *apr_gguf_kv_value(const gguf_file *f, int64_t i);
 /* Scalars; any integer type converts to the requested one when the value fits. */
-bool gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out);
-bool gguf_get_i64(const gguf_file *f, const char *key, int64_t *out);
-bool gguf_get_f32(const gguf_file *f, const char *key, float *out);   /* float32 or float64 */
-bool gguf_get_bool(const gguf_file *f, const char *key, bool *out);
-const char *gguf_get_str(const gguf_file *f, const char *key);        /* NULL if absent/not a string */
+bool apr_gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out);
+bool apr_gguf_get_i64(const gguf_file *f, const char *key, int64_t *out);
+bool apr_gguf_get_f32(const gguf_file *f, const char *key, float *out);   /* float32 or float64 */
+bool apr_gguf_get_bool(const gguf_file *f, const char *key, bool *out);
+const char *apr_gguf_get_str(const gguf_file *f, const char *key);        /* NULL if absent/not a string */
 /* Arrays (possibly nested): element type and length; numeric elements as a packed little-endian
  * array in the mapping (or a copy), string elements one by one. */
-bool gguf_get_arr(const gguf_file *f, const char *key, gguf_type *elem_type, uint64_t *len);
-const void *gguf_get_arr_data(const gguf_file *f, const char *key);   /* numeric arrays only */
-const char *gguf_get_arr_str(const gguf_file *f, const char *key, uint64_t i);
+bool apr_gguf_get_arr(const gguf_file *f, const char *key, gguf_type *elem_type, uint64_t *len);
+const void *apr_gguf_get_arr_data(const gguf_file *f, const char *key);   /* numeric arrays only */
+const char *apr_gguf_get_arr_str(const gguf_file *f, const char *key, uint64_t i);
 
 /* Tensors. */
-int64_t gguf_tensor_count(const gguf_file *f);
-const gguf_tensor *gguf_tensor_at(const gguf_file *f, int64_t i);
-const gguf_tensor *gguf_tensor_find(const gguf_file *f, const char *name);
+int64_t apr_gguf_tensor_count(const gguf_file *f);
+const gguf_tensor *apr_gguf_tensor_at(const gguf_file *f, int64_t i);
+const gguf_tensor *apr_gguf_tensor_find(const gguf_file *f, const char *name);
 
 /* Writer: collects metadata and tensors, then writes OUT as GGUF v3 atomically (a temporary file
  * "OUT.tmp.XXXXXX" in the same directory, fsync, rename, fsync of the directory; on any failure
@@ -117,34 +117,34 @@ const gguf_tensor *gguf_tensor_find(const gguf_file *f, const char *name);
  * a uint32 power of two, else 32), and the file is padded to it. The set and add calls cannot
  * fail: an allocation failure (APR_ERR_NOMEM) or an invalid call (APR_ERR_INVALID: wrong size for
  * dtype and ne, unknown dtype, duplicate tensor name, bad value) is remembered, later calls are
- * ignored, and gguf_writer_write reports it. Write failures (ENOSPC included) are APR_ERR_IO
+ * ignored, and apr_gguf_writer_write reports it. Write failures (ENOSPC included) are APR_ERR_IO
  * naming OUT and strerror. Setting a key twice keeps the last value (in the first one's place). */
 typedef struct gguf_writer gguf_writer;
-gguf_writer *gguf_writer_new(void);
-void gguf_writer_free(gguf_writer *w);
-void gguf_writer_set_u32(gguf_writer *w, const char *key, uint32_t v);
-void gguf_writer_set_i32(gguf_writer *w, const char *key, int32_t v);
-void gguf_writer_set_f32(gguf_writer *w, const char *key, float v);
-void gguf_writer_set_bool(gguf_writer *w, const char *key, bool v);
-void gguf_writer_set_str(gguf_writer *w, const char *key, const char *v);
-void gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_type elem_type, const void *data, uint64_t n);
-void gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const *strs, uint64_t n);
+gguf_writer *apr_gguf_writer_new(void);
+void apr_gguf_writer_free(gguf_writer *w);
+void apr_gguf_writer_set_u32(gguf_writer *w, const char *key, uint32_t v);
+void apr_gguf_writer_set_i32(gguf_writer *w, const char *key, int32_t v);
+void apr_gguf_writer_set_f32(gguf_writer *w, const char *key, float v);
+void apr_gguf_writer_set_bool(gguf_writer *w, const char *key, bool v);
+void apr_gguf_writer_set_str(gguf_writer *w, const char *key, const char *v);
+void apr_gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_type elem_type, const void *data, uint64_t n);
+void apr_gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const *strs, uint64_t n);
 /* Any value, of any type, deep-copied: the way to write UINT64, FLOAT64, INT8 ... scalars and
- * arrays of arrays. An invalid value (unknown type, NULL data) is reported by gguf_writer_write. */
-void gguf_writer_set_value(gguf_writer *w, const char *key, const gguf_value *v);
+ * arrays of arrays. An invalid value (unknown type, NULL data) is reported by apr_gguf_writer_write. */
+void apr_gguf_writer_set_value(gguf_writer *w, const char *key, const gguf_value *v);
 /* Copies every key-value of f (for tools that rewrite a model). */
-void gguf_writer_copy_kv(gguf_writer *w, const gguf_file *f);
-/* data must stay valid until gguf_writer_write returns; size must match dtype and ne. */
-void gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t dtype, int n_dims, const int64_t *ne,
-                            const void *data, uint64_t size);
+void apr_gguf_writer_copy_kv(gguf_writer *w, const gguf_file *f);
+/* data must stay valid until apr_gguf_writer_write returns; size must match dtype and ne. */
+void apr_gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t dtype, int n_dims, const int64_t *ne,
+                                const void *data, uint64_t size);
 /* A tensor whose bytes are produced while the file is written, so that multi-GB models never sit
  * in memory: fill(ctx, offset, buf, n) writes bytes [offset, offset + n) of the tensor's data into
  * buf, called with increasing offsets covering [0, size) in chunks of at most 1 MiB, and returns
  * 0, or an errno value that fails the write (APR_ERR_IO naming it). ctx must stay valid until
- * gguf_writer_write returns. */
+ * apr_gguf_writer_write returns. */
 typedef int (*gguf_writer_fill_fn)(void *ctx, uint64_t offset, void *buf, size_t n);
-void gguf_writer_add_tensor_fn(gguf_writer *w, const char *name, uint32_t dtype, int n_dims, const int64_t *ne,
-                               uint64_t size, gguf_writer_fill_fn fill, void *ctx);
-apr_status gguf_writer_write(gguf_writer *w, const char *path, apr_error *err);
+void apr_gguf_writer_add_tensor_fn(gguf_writer *w, const char *name, uint32_t dtype, int n_dims, const int64_t *ne,
+                                   uint64_t size, gguf_writer_fill_fn fill, void *ctx);
+apr_status apr_gguf_writer_write(gguf_writer *w, const char *path, apr_error *err);
 
 #endif

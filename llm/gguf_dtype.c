@@ -34,12 +34,12 @@ static const dtype_row *dtype_row_get(uint32_t dtype) {
     return &dtype_table[dtype];
 }
 
-LLM_API const char *gguf_dtype_name(uint32_t dtype) {
+LLM_API const char *apr_gguf_dtype_name(uint32_t dtype) {
     const dtype_row *r = dtype_row_get(dtype);
     return r ? r->name : NULL;
 }
 
-LLM_API bool gguf_dtype_block(uint32_t dtype, int64_t *block_elems, int64_t *block_bytes) {
+LLM_API bool apr_gguf_dtype_block(uint32_t dtype, int64_t *block_elems, int64_t *block_bytes) {
     const dtype_row *r = dtype_row_get(dtype);
     if (!r) return false;
     if (block_elems) *block_elems = r->block_elems;

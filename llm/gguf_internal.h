@@ -25,7 +25,7 @@ typedef struct gguf_kv {
 } gguf_kv;
 
 struct gguf_file {
-    char *path;                 /* as given to gguf_open (or the name given to gguf_open_memory) */
+    char *path;                 /* as given to apr_gguf_open (or the name given to apr_gguf_open_memory) */
     const uint8_t *base;        /* the mapping (or the caller's memory) */
     uint64_t size;
     bool mapped;                /* munmap base on close */
@@ -128,7 +128,7 @@ apr_status gguf_tensor_check_all(gguf_file *f, apr_error *err);
 /* After both passes: builds kv_sorted and rejects duplicate keys. */
 apr_status gguf_kv_index(gguf_file *f, apr_error *err);
 
-/* ---------------------------------------------------------------- writer (gguf_writer.c, gguf_write.c) */
+/* ---------------------------------------------------------------- writer (gguf_writer.c, gguf_writer_write.c) */
 
 typedef struct gguf_writer_kv {
     char *key;
@@ -144,7 +144,7 @@ typedef struct gguf_writer_tensor {
     gguf_writer_fill_fn fill;   /* instead of data when set: produces the bytes at write time */
     void *fill_ctx;
     uint64_t size;
-    uint64_t offset;            /* set by gguf_writer_write */
+    uint64_t offset;            /* set by apr_gguf_writer_write */
 } gguf_writer_tensor;
 
 struct gguf_writer {
@@ -152,7 +152,7 @@ struct gguf_writer {
     size_t n_kv, cap_kv;
     gguf_writer_tensor *tensors;
     size_t n_tensors, cap_tensors;
-    apr_status bad;             /* the first failed set/add call, reported by gguf_writer_write */
+    apr_status bad;             /* the first failed set/add call, reported by apr_gguf_writer_write */
     char bad_msg[400];
 };
 

@@ -49,7 +49,7 @@ static bool read_header(gguf_parse *ps, gguf_file *f, uint64_t *n_tensors, uint6
 /* general.alignment must be a uint32 power of two; it applies to the whole file. */
 static bool read_alignment(gguf_parse *ps, gguf_file *f, const gguf_value *v) {
     if (v->type != GGUF_UINT32)
-        return gguf_parse_fail(ps, "must be of type uint32, not %s", gguf_type_name(v->type));
+        return gguf_parse_fail(ps, "must be of type uint32, not %s", apr_gguf_type_name(v->type));
     if (v->u == 0 || (v->u & (v->u - 1)))
         return gguf_parse_fail(ps, "alignment %" PRIu64 " is not a power of two", v->u);
     f->alignment = v->u;
@@ -148,10 +148,10 @@ static gguf_file *read_new(const char *path, apr_error *err) {
     return f;
 }
 
-LLM_API apr_status gguf_open(const char *path, gguf_file **out, apr_error *err) {
+LLM_API apr_status apr_gguf_open(const char *path, gguf_file **out, apr_error *err) {
     struct stat st;
     *out = NULL;
-    if (!path) return apr_error_set(err, APR_ERR_INVALID, "gguf_open: no path");
+    if (!path) return apr_error_set(err, APR_ERR_INVALID, "apr_gguf_open: no path");
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block us */
     if (fd < 0) return apr_error_set(err, APR_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     if (fstat(fd, &st) != 0) {
@@ -192,7 +192,7 @@ LLM_API apr_status gguf_open(const char *path, gguf_file **out, apr_error *err) 
     return APR_OK;
 }
 
-LLM_API apr_status gguf_open_memory(const void *data, size_t size, const char *name, gguf_file **out,
+LLM_API apr_status apr_gguf_open_memory(const void *data, size_t size, const char *name, gguf_file **out,
                                      apr_error *err) {
     *out = NULL;
     if (!name) name = "(memory)";
@@ -210,7 +210,7 @@ LLM_API apr_status gguf_open_memory(const void *data, size_t size, const char *n
     return APR_OK;
 }
 
-LLM_API void gguf_close(gguf_file *f) { read_free(f); }
-LLM_API const char *gguf_path(const gguf_file *f) { return f->path; }
-LLM_API uint32_t gguf_version(const gguf_file *f) { return f->version; }
-LLM_API uint64_t gguf_alignment(const gguf_file *f) { return f->alignment; }
+LLM_API void apr_gguf_close(gguf_file *f) { read_free(f); }
+LLM_API const char *apr_gguf_path(const gguf_file *f) { return f->path; }
+LLM_API uint32_t apr_gguf_version(const gguf_file *f) { return f->version; }
+LLM_API uint64_t apr_gguf_alignment(const gguf_file *f) { return f->alignment; }

@@ -26,18 +26,18 @@ bool gguf_tensor_read_info(gguf_parse *ps, int64_t index, uint64_t alignment, gg
     }
     if (!gguf_parse_u32(ps, "the tensor type", &dtype) || !gguf_parse_u64(ps, "the data offset", &t->offset))
         return false;
-    if (!gguf_dtype_block(dtype, &be, &bb)) return gguf_parse_fail(ps, "unknown GGML type %" PRIu32, dtype);
+    if (!apr_gguf_dtype_block(dtype, &be, &bb)) return gguf_parse_fail(ps, "unknown GGML type %" PRIu32, dtype);
     for (uint32_t d = 0; d < n_dims; d++)
         if (__builtin_mul_overflow(elems, ne[d], &elems) || elems > INT64_MAX)
             return gguf_parse_fail(ps, "element count [%" PRIu64 ", %" PRIu64 ", %" PRIu64 ", %" PRIu64
                                    "] overflows int64", ne[0], ne[1], ne[2], ne[3]);
     if (ne[0] % (uint64_t)be)
         return gguf_parse_fail(ps, "row of %" PRIu64 " elements is not a multiple of the %s block of %" PRId64,
-                               ne[0], gguf_dtype_name(dtype), be);
+                               ne[0], apr_gguf_dtype_name(dtype), be);
     /* elems / be * bb can still overflow for types whose blocks are larger than their elements. */
     if (__builtin_mul_overflow(elems / (uint64_t)be, (uint64_t)bb, &size) || size > INT64_MAX)
         return gguf_parse_fail(ps, "data size of %" PRIu64 " %s elements overflows int64", elems,
-                               gguf_dtype_name(dtype));
+                               apr_gguf_dtype_name(dtype));
     if (t->offset % alignment)
         return gguf_parse_fail(ps, "data offset %" PRIu64 " is not a multiple of the alignment %" PRIu64,
                                t->offset, alignment);
@@ -95,7 +95,7 @@ apr_status gguf_tensor_check_all(gguf_file *f, apr_error *err) {
         }
         last = idx[k];
     }
-    /* Unique names; the sorted order then serves gguf_tensor_find. */
+    /* Unique names; the sorted order then serves apr_gguf_tensor_find. */
     qsort_r(idx, (size_t)n, sizeof *idx, tensor_cmp_name, t);
     for (int64_t k = 1; k < n; k++)
         if (strcmp(t[idx[k - 1]].name, t[idx[k]].name) == 0)
@@ -106,13 +106,13 @@ apr_status gguf_tensor_check_all(gguf_file *f, apr_error *err) {
     return APR_OK;
 }
 
-LLM_API int64_t gguf_tensor_count(const gguf_file *f) { return f->n_tensors; }
+LLM_API int64_t apr_gguf_tensor_count(const gguf_file *f) { return f->n_tensors; }
 
-LLM_API const gguf_tensor *gguf_tensor_at(const gguf_file *f, int64_t i) {
+LLM_API const gguf_tensor *apr_gguf_tensor_at(const gguf_file *f, int64_t i) {
     return i >= 0 && i < f->n_tensors ? &f->tensors[i] : NULL;
 }
 
-LLM_API const gguf_tensor *gguf_tensor_find(const gguf_file *f, const char *name) {
+LLM_API const gguf_tensor *apr_gguf_tensor_find(const gguf_file *f, const char *name) {
     int64_t lo = 0, hi = f->n_tensors;
     while (lo < hi) {
         int64_t mid = lo + (hi - lo) / 2;

@@ -5,7 +5,7 @@
 
 #include "gguf_internal.h"
 
-LLM_API const char *gguf_type_name(gguf_type t) {
+LLM_API const char *apr_gguf_type_name(gguf_type t) {
     switch (t) {
     case GGUF_UINT8: return "uint8";
     case GGUF_INT8: return "int8";
@@ -67,7 +67,7 @@ static bool value_read_array(gguf_parse *ps, gguf_value *out, int depth) {
     if (depth >= GGUF_MAX_DEPTH) return gguf_parse_fail(ps, "arrays nested deeper than %d levels", GGUF_MAX_DEPTH);
     if (!gguf_parse_u32(ps, "the array element type", &et) || !gguf_parse_u64(ps, "the array length", &n))
         return false;
-    const char *tn = gguf_type_name((gguf_type)et);
+    const char *tn = apr_gguf_type_name((gguf_type)et);
     if (!tn) return gguf_parse_fail(ps, "unknown array element type %" PRIu32, et);
     /* The fewest bytes one element can take bounds the length before anything is allocated. */
     min = et == GGUF_STRING ? 8 : et == GGUF_ARRAY ? 12 : gguf_value_scalar_size((gguf_type)et);
@@ -111,11 +111,11 @@ bool gguf_value_read(gguf_parse *ps, uint32_t type, gguf_value *out, int depth) 
     }
     if (type == GGUF_ARRAY) return value_read_array(ps, out, depth);
     uint64_t size = gguf_value_scalar_size((gguf_type)type);
-    if (!gguf_type_name((gguf_type)type) || size == 0)
+    if (!apr_gguf_type_name((gguf_type)type) || size == 0)
         return gguf_parse_fail(ps, "unknown value type %" PRIu32, type);
     const uint8_t *p;
     char what[32];
-    snprintf(what, sizeof what, "a %s value", gguf_type_name((gguf_type)type));
+    snprintf(what, sizeof what, "a %s value", apr_gguf_type_name((gguf_type)type));
     if (!gguf_cursor_bytes(&ps->c, size, &p)) return gguf_parse_truncated(ps, what, size);
     if (type == GGUF_BOOL && !value_bools_ok(ps, p, 1)) return false;
     value_widen((gguf_type)type, p, out);

@@ -1,5 +1,5 @@
 /* gguf_writer.c — collecting what a GGUF file will hold: deep copies of metadata values and the
- * tensor list, each call checked, the first problem kept for gguf_writer_write to report. */
+ * tensor list, each call checked, the first problem kept for apr_gguf_writer_write to report. */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -47,7 +47,7 @@ static bool writer_scalar_fits(const gguf_value *v) {
 static apr_status writer_value_copy(gguf_value *dst, const gguf_value *src, int depth, char *why, size_t n_why) {
     dst->type = src->type;
     if (!writer_scalar_fits(src))
-        return snprintf(why, n_why, "%s value out of range", gguf_type_name(src->type)), APR_ERR_INVALID;
+        return snprintf(why, n_why, "%s value out of range", apr_gguf_type_name(src->type)), APR_ERR_INVALID;
     switch (src->type) {
     case GGUF_UINT8: case GGUF_UINT16: case GGUF_UINT32: case GGUF_UINT64: dst->u = src->u; return APR_OK;
     case GGUF_INT8: case GGUF_INT16: case GGUF_INT32: case GGUF_INT64: dst->i = src->i; return APR_OK;
@@ -72,7 +72,7 @@ static apr_status writer_value_copy(gguf_value *dst, const gguf_value *src, int 
     uint64_t n = src->arr.n, bytes;
     if (depth >= GGUF_MAX_DEPTH)
         return snprintf(why, n_why, "arrays nested deeper than %d levels", GGUF_MAX_DEPTH), APR_ERR_INVALID;
-    if (!gguf_type_name(et)) return snprintf(why, n_why, "unknown array element type %d", (int)et), APR_ERR_INVALID;
+    if (!apr_gguf_type_name(et)) return snprintf(why, n_why, "unknown array element type %d", (int)et), APR_ERR_INVALID;
     dst->arr.type = et;
     if (et != GGUF_STRING && et != GGUF_ARRAY) {
         if (n && !src->arr.data) return snprintf(why, n_why, "array with no data"), APR_ERR_INVALID;
@@ -96,8 +96,8 @@ static apr_status writer_value_copy(gguf_value *dst, const gguf_value *src, int 
     for (uint64_t i = 0; i < n; i++) {
         if (src->arr.items[i].type != et) {
             dst->arr.n = i;
-            return snprintf(why, n_why, "array of %s holds a %s at index %" PRIu64, gguf_type_name(et),
-                            gguf_type_name(src->arr.items[i].type) ? gguf_type_name(src->arr.items[i].type) : "?", i),
+            return snprintf(why, n_why, "array of %s holds a %s at index %" PRIu64, apr_gguf_type_name(et),
+                            apr_gguf_type_name(src->arr.items[i].type) ? apr_gguf_type_name(src->arr.items[i].type) : "?", i),
                    APR_ERR_INVALID;
         }
         apr_status s = writer_value_copy(&items[i], &src->arr.items[i], depth + 1, why, n_why);
@@ -110,9 +110,9 @@ static apr_status writer_value_copy(gguf_value *dst, const gguf_value *src, int 
     return APR_OK;
 }
 
-LLM_API gguf_writer *gguf_writer_new(void) { return calloc(1, sizeof(gguf_writer)); }
+LLM_API gguf_writer *apr_gguf_writer_new(void) { return calloc(1, sizeof(gguf_writer)); }
 
-LLM_API void gguf_writer_free(gguf_writer *w) {
+LLM_API void apr_gguf_writer_free(gguf_writer *w) {
     if (!w) return;
     for (size_t i = 0; i < w->n_kv; i++) {
         free(w->kv[i].key);
@@ -135,7 +135,7 @@ static bool writer_grow(void **arr, size_t *cap, size_t n, size_t sz) {
     return true;
 }
 
-LLM_API void gguf_writer_set_value(gguf_writer *w, const char *key, const gguf_value *v) {
+LLM_API void apr_gguf_writer_set_value(gguf_writer *w, const char *key, const gguf_value *v) {
     char why[300];
     if (!w || w->bad) return;
     if (!key || !key[0] || strlen(key) > GGUF_MAX_KEY_LEN || !v) {
@@ -167,36 +167,36 @@ LLM_API void gguf_writer_set_value(gguf_writer *w, const char *key, const gguf_v
     w->n_kv++;
 }
 
-LLM_API void gguf_writer_set_u32(gguf_writer *w, const char *key, uint32_t v) {
-    gguf_writer_set_value(w, key, &(gguf_value){.type = GGUF_UINT32, .u = v});
+LLM_API void apr_gguf_writer_set_u32(gguf_writer *w, const char *key, uint32_t v) {
+    apr_gguf_writer_set_value(w, key, &(gguf_value){.type = GGUF_UINT32, .u = v});
 }
 
-LLM_API void gguf_writer_set_i32(gguf_writer *w, const char *key, int32_t v) {
-    gguf_writer_set_value(w, key, &(gguf_value){.type = GGUF_INT32, .i = v});
+LLM_API void apr_gguf_writer_set_i32(gguf_writer *w, const char *key, int32_t v) {
+    apr_gguf_writer_set_value(w, key, &(gguf_value){.type = GGUF_INT32, .i = v});
 }
 
-LLM_API void gguf_writer_set_f32(gguf_writer *w, const char *key, float v) {
-    gguf_writer_set_value(w, key, &(gguf_value){.type = GGUF_FLOAT32, .f = v});
+LLM_API void apr_gguf_writer_set_f32(gguf_writer *w, const char *key, float v) {
+    apr_gguf_writer_set_value(w, key, &(gguf_value){.type = GGUF_FLOAT32, .f = v});
 }
 
-LLM_API void gguf_writer_set_bool(gguf_writer *w, const char *key, bool v) {
-    gguf_writer_set_value(w, key, &(gguf_value){.type = GGUF_BOOL, .b = v});
+LLM_API void apr_gguf_writer_set_bool(gguf_writer *w, const char *key, bool v) {
+    apr_gguf_writer_set_value(w, key, &(gguf_value){.type = GGUF_BOOL, .b = v});
 }
 
-LLM_API void gguf_writer_set_str(gguf_writer *w, const char *key, const char *v) {
-    gguf_writer_set_value(w, key, &(gguf_value){.type = GGUF_STRING, .str = {v, v ? strlen(v) : 0}});
+LLM_API void apr_gguf_writer_set_str(gguf_writer *w, const char *key, const char *v) {
+    apr_gguf_writer_set_value(w, key, &(gguf_value){.type = GGUF_STRING, .str = {v, v ? strlen(v) : 0}});
 }
 
-LLM_API void gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_type elem_type, const void *data, uint64_t n) {
+LLM_API void apr_gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_type elem_type, const void *data, uint64_t n) {
     if (!w || w->bad) return;
     if (elem_type == GGUF_STRING || elem_type == GGUF_ARRAY) {
-        writer_fail(w, APR_ERR_INVALID, "key '%.200s': gguf_writer_set_arr takes scalar elements only", key ? key : "");
+        writer_fail(w, APR_ERR_INVALID, "key '%.200s': apr_gguf_writer_set_arr takes scalar elements only", key ? key : "");
         return;
     }
-    gguf_writer_set_value(w, key, &(gguf_value){.type = GGUF_ARRAY, .arr = {elem_type, n, data, NULL}});
+    apr_gguf_writer_set_value(w, key, &(gguf_value){.type = GGUF_ARRAY, .arr = {elem_type, n, data, NULL}});
 }
 
-LLM_API void gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const *strs, uint64_t n) {
+LLM_API void apr_gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const *strs, uint64_t n) {
     if (!w || w->bad) return;
     if (n && !strs) {
         writer_fail(w, APR_ERR_INVALID, "key '%.200s': string array with no strings", key ? key : "");
@@ -212,12 +212,12 @@ LLM_API void gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char
         items[i].str.ptr = strs[i];
         items[i].str.len = strs[i] ? strlen(strs[i]) : 0;
     }
-    gguf_writer_set_value(w, key, &(gguf_value){.type = GGUF_ARRAY, .arr = {GGUF_STRING, n, NULL, items}});
+    apr_gguf_writer_set_value(w, key, &(gguf_value){.type = GGUF_ARRAY, .arr = {GGUF_STRING, n, NULL, items}});
     free(items);
 }
 
-LLM_API void gguf_writer_copy_kv(gguf_writer *w, const gguf_file *f) {
-    for (int64_t i = 0; i < gguf_kv_count(f); i++) gguf_writer_set_value(w, gguf_kv_key(f, i), gguf_kv_value(f, i));
+LLM_API void apr_gguf_writer_copy_kv(gguf_writer *w, const gguf_file *f) {
+    for (int64_t i = 0; i < apr_gguf_kv_count(f); i++) apr_gguf_writer_set_value(w, apr_gguf_kv_key(f, i), apr_gguf_kv_value(f, i));
 }
 
 /* Both add calls: data, or a fill callback producing it at write time. */
@@ -230,7 +230,7 @@ static void writer_add(gguf_writer *w, const char *name, uint32_t dtype, int n_d
         writer_fail(w, APR_ERR_INVALID, "tensor with an empty or over-long name");
         return;
     }
-    if (!gguf_dtype_block(dtype, &be, &bb)) {
+    if (!apr_gguf_dtype_block(dtype, &be, &bb)) {
         writer_fail(w, APR_ERR_INVALID, "tensor '%.200s': unknown GGML type %" PRIu32, name, dtype);
         return;
     }
@@ -246,7 +246,7 @@ static void writer_add(gguf_writer *w, const char *name, uint32_t dtype, int n_d
     if (ne[0] % be || __builtin_mul_overflow(elems / (uint64_t)be, (uint64_t)bb, &expect) || expect != size ||
         (size && !data && !fill)) {
         writer_fail(w, APR_ERR_INVALID, "tensor '%.200s': %" PRIu64 " bytes of data do not match %" PRIu64 " %s elements",
-                    name, size, elems, gguf_dtype_name(dtype));
+                    name, size, elems, apr_gguf_dtype_name(dtype));
         return;
     }
     for (size_t i = 0; i < w->n_tensors; i++)
@@ -266,13 +266,13 @@ static void writer_add(gguf_writer *w, const char *name, uint32_t dtype, int n_d
     for (int d = 0; d < GGUF_MAX_DIMS; d++) t->ne[d] = d < n_dims ? ne[d] : 1;
 }
 
-LLM_API void gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t dtype, int n_dims, const int64_t *ne,
-                                    const void *data, uint64_t size) {
+LLM_API void apr_gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t dtype, int n_dims, const int64_t *ne,
+                                        const void *data, uint64_t size) {
     writer_add(w, name, dtype, n_dims, ne, data, size, NULL, NULL);
 }
 
-LLM_API void gguf_writer_add_tensor_fn(gguf_writer *w, const char *name, uint32_t dtype, int n_dims, const int64_t *ne,
-                                       uint64_t size, gguf_writer_fill_fn fill, void *ctx) {
+LLM_API void apr_gguf_writer_add_tensor_fn(gguf_writer *w, const char *name, uint32_t dtype, int n_dims, const int64_t *ne,
+                                           uint64_t size, gguf_writer_fill_fn fill, void *ctx) {
     if (w && !w->bad && !fill) {
         writer_fail(w, APR_ERR_INVALID, "tensor '%.200s': no fill callback", name ? name : "");
         return;

@@ -1,4 +1,4 @@
-/* gguf_write.c — gguf_writer_write: lays out and serializes a GGUF v3 file and puts it in place
+/* gguf_writer_write.c — apr_gguf_writer_write: lays out and serializes a GGUF v3 file and puts it in place
  * atomically (temporary file in the same directory, fsync, rename, fsync of the directory). */
 #include <errno.h>
 #include <fcntl.h>
@@ -185,9 +185,9 @@ static int write_sync_dir(const char *path) {
     return e;
 }
 
-LLM_API apr_status gguf_writer_write(gguf_writer *w, const char *path, apr_error *err) {
+LLM_API apr_status apr_gguf_writer_write(gguf_writer *w, const char *path, apr_error *err) {
     uint64_t align = GGUF_DEFAULT_ALIGNMENT, data_size;
-    if (!w || !path) return apr_error_set(err, APR_ERR_INVALID, "gguf_writer_write: no writer or no path");
+    if (!w || !path) return apr_error_set(err, APR_ERR_INVALID, "apr_gguf_writer_write: no writer or no path");
     if (w->bad) return apr_error_set(err, w->bad, "%s: %s", path, w->bad_msg);
     for (size_t i = 0; i < w->n_kv; i++)
         if (strcmp(w->kv[i].key, "general.alignment") == 0) {

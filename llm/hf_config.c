@@ -36,13 +36,13 @@ static double hf_config_num(const cJSON *o, const char *key, double dflt) {
 static void hf_config_key_u32(hf_import *im, const char *suffix, int v) {
     char key[96];
     snprintf(key, sizeof key, "%s.%s", im->arch, suffix);
-    gguf_writer_set_u32(im->w, key, (uint32_t)v);
+    apr_gguf_writer_set_u32(im->w, key, (uint32_t)v);
 }
 
 static void hf_config_key_f32(hf_import *im, const char *suffix, float v) {
     char key[96];
     snprintf(key, sizeof key, "%s.%s", im->arch, suffix);
-    gguf_writer_set_f32(im->w, key, v);
+    apr_gguf_writer_set_f32(im->w, key, v);
 }
 
 /* Llama 3.x rope scaling: llama.cpp stores per-frequency divisors as rope_freqs.weight [n_rot/2],
@@ -82,7 +82,7 @@ static apr_status hf_config_rope_scaling(hf_import *im, const char *path, const 
     if (!strcmp(type, "linear") || !strcmp(type, "yarn")) {
         char key[96];
         snprintf(key, sizeof key, "%s.rope.scaling.type", im->arch);
-        gguf_writer_set_str(im->w, key, type);
+        apr_gguf_writer_set_str(im->w, key, type);
         hf_config_key_f32(im, "rope.scaling.factor", (float)hf_config_num(rs, "factor", 1.0));
         const cJSON *o = cJSON_GetObjectItemCaseSensitive(rs, "original_max_position_embeddings");
         if (cJSON_IsNumber(o)) hf_config_key_u32(im, "rope.scaling.original_context_length", o->valueint);
@@ -130,9 +130,9 @@ apr_status hf_config_read(hf_import *im, const char *dir, hf_config *c, apr_erro
     float eps = (float)hf_config_num(root, "rms_norm_eps", 1e-6);
     if (!st && (!(base > 0) || !(eps > 0))) st = apr_error_set(err, APR_ERR_FORMAT, "%s: rope_theta and rms_norm_eps must be positive", path);
     if (!st) {
-        gguf_writer_set_str(im->w, "general.architecture", im->arch);
+        apr_gguf_writer_set_str(im->w, "general.architecture", im->arch);
         const char *slash = strrchr(dir, '/');
-        gguf_writer_set_str(im->w, "general.name", slash && slash[1] ? slash + 1 : dir);
+        apr_gguf_writer_set_str(im->w, "general.name", slash && slash[1] ? slash + 1 : dir);
         hf_config_key_u32(im, "context_length", c->n_ctx);
         hf_config_key_u32(im, "embedding_length", c->n_embd);
         hf_config_key_u32(im, "feed_forward_length", c->n_ff);

@@ -10,7 +10,7 @@
 
 hf_import *hf_import_new(void) {
     hf_import *im = calloc(1, sizeof *im);
-    if (im && !(im->w = gguf_writer_new())) { free(im); im = NULL; }
+    if (im && !(im->w = apr_gguf_writer_new())) { free(im); im = NULL; }
     return im;
 }
 
@@ -29,7 +29,7 @@ void *hf_import_alloc(hf_import *im, size_t bytes) {
 
 void hf_import_add(hf_import *im, const char *name, apr_dtype dt, int n_dims, const int64_t *ne, const void *data,
                    uint64_t size) {
-    gguf_writer_add_tensor(im->w, name, (uint32_t)dt, n_dims, ne, data, size);
+    apr_gguf_writer_add_tensor(im->w, name, (uint32_t)dt, n_dims, ne, data, size);
     int64_t n = 1;
     for (int i = 0; i < n_dims; i++) n *= ne[i];
     im->n_tensors++;
@@ -80,19 +80,19 @@ char *hf_import_slurp(const char *path, size_t max, size_t *len_out, apr_error *
     return buf;
 }
 
-apr_status hf_import_write(hf_import *im, const char *path, apr_error *err) { return gguf_writer_write(im->w, path, err); }
+apr_status apr_hf_import_write(hf_import *im, const char *path, apr_error *err) { return apr_gguf_writer_write(im->w, path, err); }
 
-void hf_import_free(hf_import *im) {
+void apr_hf_import_free(hf_import *im) {
     if (!im) return;
-    gguf_writer_free(im->w);
+    apr_gguf_writer_free(im->w);
     for (size_t i = 0; i < im->n_bufs; i++) free(im->bufs[i]);
     free(im->bufs);
-    for (int i = 0; i < im->n_shards; i++) safetensors_close(im->shards[i]);
+    for (int i = 0; i < im->n_shards; i++) apr_safetensors_close(im->shards[i]);
     free(im->shards);
     if (im->map) munmap(im->map, im->map_size);
     free(im);
 }
 
-const char *hf_import_arch(const hf_import *im) { return im->arch; }
-int64_t hf_import_tensors(const hf_import *im) { return im->n_tensors; }
-int64_t hf_import_params(const hf_import *im) { return im->n_params; }
+const char *apr_hf_import_arch(const hf_import *im) { return im->arch; }
+int64_t apr_hf_import_tensors(const hf_import *im) { return im->n_tensors; }
+int64_t apr_hf_import_params(const hf_import *im) { return im->n_params; }

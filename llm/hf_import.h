@@ -10,8 +10,8 @@
  * adjacent pairs, as convert_hf_to_gguf.py does; qwen2 / qwen3 stay unpermuted (NEOX rope).
  *
  *     hf_import *im;
- *     if (hf_import_folder("Llama-3.2-1B/", &im, &e) || hf_import_write(im, "out.gguf", &e)) die(e.msg);
- *     hf_import_free(im);
+ *     if (apr_hf_import_folder("Llama-3.2-1B/", &im, &e) || apr_hf_import_write(im, "out.gguf", &e)) die(e.msg);
+ *     apr_hf_import_free(im);
  */
 
 #include <stdint.h>
@@ -24,22 +24,22 @@ typedef struct hf_import hf_import;
 
 /* A Hugging Face folder: config.json, model.safetensors or model.safetensors.index.json with its
  * shards, tokenizer.json (+ tokenizer_config.json, generation_config.json when present). */
-LLM_API apr_status hf_import_folder(const char *dir, hf_import **out, apr_error *err);
+LLM_API apr_status apr_hf_import_folder(const char *dir, hf_import **out, apr_error *err);
 /* A llama2.c checkpoint (model.bin) and its tokenizer.bin. */
-LLM_API apr_status hf_import_llama2c(const char *bin, const char *tokenizer, hf_import **out, apr_error *err);
+LLM_API apr_status apr_hf_import_llama2c(const char *bin, const char *tokenizer, hf_import **out, apr_error *err);
 /* Writes the GGUF atomically (the writer's temp-file-and-rename). Call once. */
-LLM_API apr_status hf_import_write(hf_import *im, const char *path, apr_error *err);
-LLM_API void hf_import_free(hf_import *im);
+LLM_API apr_status apr_hf_import_write(hf_import *im, const char *path, apr_error *err);
+LLM_API void apr_hf_import_free(hf_import *im);
 
 /* For summaries: the architecture written, tensors and parameters (elements). */
-LLM_API const char *hf_import_arch(const hf_import *im);
-LLM_API int64_t hf_import_tensors(const hf_import *im);
-LLM_API int64_t hf_import_params(const hf_import *im);
+LLM_API const char *apr_hf_import_arch(const hf_import *im);
+LLM_API int64_t apr_hf_import_tensors(const hf_import *im);
+LLM_API int64_t apr_hf_import_params(const hf_import *im);
 
-/* A GGUF file is opened as it is (gguf_open); a folder is opened as if it were a GGUF file: imported into a temporary file in $TMPDIR (or
+/* A GGUF file is opened as it is (apr_gguf_open); a folder is opened as if it were a GGUF file: imported into a temporary file in $TMPDIR (or
  * /tmp), mapped, and unlinked at once, so nothing is left behind. Costs a disk copy of the
  * weights (page cache, not heap) while the file is open; the heap holds only the permuted q/k
  * copies until the write ends. */
-LLM_API apr_status hf_open_as_gguf(const char *dir, gguf_file **out, apr_error *err);
+LLM_API apr_status apr_hf_open_as_gguf(const char *dir, gguf_file **out, apr_error *err);
 
 #endif

@@ -71,7 +71,7 @@ static apr_status hf_import_folder_tensor(hf_import *im, const char *file, const
     return APR_OK;
 }
 
-apr_status hf_import_folder(const char *dir, hf_import **out, apr_error *err) {
+apr_status apr_hf_import_folder(const char *dir, hf_import **out, apr_error *err) {
     *out = NULL;
     hf_import *im = hf_import_new();
     if (!im) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
@@ -93,15 +93,15 @@ apr_status hf_import_folder(const char *dir, hf_import **out, apr_error *err) {
     if (!st && !hf_weights_find(im, "model.norm.weight"))
         st = apr_error_set(err, APR_ERR_FORMAT, "%s: tensor model.norm.weight is missing", dir);
     for (int s = 0; !st && s < im->n_shards; s++)
-        for (int64_t i = 0; !st && i < safetensors_count(im->shards[s]); i++)
-            st = hf_import_folder_tensor(im, dir, safetensors_at(im->shards[s], i), &c, err);
+        for (int64_t i = 0; !st && i < apr_safetensors_count(im->shards[s]); i++)
+            st = hf_import_folder_tensor(im, dir, apr_safetensors_at(im->shards[s], i), &c, err);
     if (!st) {
         char key[64];
         snprintf(key, sizeof key, "%s.vocab_size", im->arch);
-        gguf_writer_set_u32(im->w, key, (uint32_t)emb->shape[0]);
+        apr_gguf_writer_set_u32(im->w, key, (uint32_t)emb->shape[0]);
         st = hf_vocab_write(im, dir, emb->shape[0], err);
     }
-    if (st) { hf_import_free(im); return st; }
+    if (st) { apr_hf_import_free(im); return st; }
     *out = im;
     return APR_OK;
 }

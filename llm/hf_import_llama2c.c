@@ -54,13 +54,13 @@ static apr_status hf_import_llama2c_vocab(hf_import *im, const char *path, int32
         texts[i] = out;
     }
     if (!st) {
-        gguf_writer_set_str(im->w, "tokenizer.ggml.model", "llama");
-        gguf_writer_set_arr_str(im->w, "tokenizer.ggml.tokens", (const char *const *)texts, (uint64_t)n);
-        gguf_writer_set_arr(im->w, "tokenizer.ggml.scores", GGUF_FLOAT32, scores, (uint64_t)n);
-        gguf_writer_set_arr(im->w, "tokenizer.ggml.token_type", GGUF_INT32, types, (uint64_t)n);
-        gguf_writer_set_u32(im->w, "tokenizer.ggml.unknown_token_id", 0);
-        gguf_writer_set_u32(im->w, "tokenizer.ggml.bos_token_id", 1);
-        gguf_writer_set_u32(im->w, "tokenizer.ggml.eos_token_id", 2);
+        apr_gguf_writer_set_str(im->w, "tokenizer.ggml.model", "llama");
+        apr_gguf_writer_set_arr_str(im->w, "tokenizer.ggml.tokens", (const char *const *)texts, (uint64_t)n);
+        apr_gguf_writer_set_arr(im->w, "tokenizer.ggml.scores", GGUF_FLOAT32, scores, (uint64_t)n);
+        apr_gguf_writer_set_arr(im->w, "tokenizer.ggml.token_type", GGUF_INT32, types, (uint64_t)n);
+        apr_gguf_writer_set_u32(im->w, "tokenizer.ggml.unknown_token_id", 0);
+        apr_gguf_writer_set_u32(im->w, "tokenizer.ggml.bos_token_id", 1);
+        apr_gguf_writer_set_u32(im->w, "tokenizer.ggml.eos_token_id", 2);
     }
     free(texts);
     free(scores);
@@ -81,7 +81,7 @@ static const float *hf_import_llama2c_stack(hf_import *im, const float *p, int l
     return p;
 }
 
-apr_status hf_import_llama2c(const char *bin, const char *tokenizer, hf_import **out, apr_error *err) {
+apr_status apr_hf_import_llama2c(const char *bin, const char *tokenizer, hf_import **out, apr_error *err) {
     *out = NULL;
     hf_import *im = hf_import_new();
     if (!im) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
@@ -96,14 +96,14 @@ apr_status hf_import_llama2c(const char *bin, const char *tokenizer, hf_import *
         if (im->map == MAP_FAILED) { im->map = NULL; st = apr_error_set(err, APR_ERR_IO, "%s: mmap: %s", bin, strerror(errno)); }
     }
     if (fd >= 0) close(fd);
-    if (st) { hf_import_free(im); return st; }
+    if (st) { apr_hf_import_free(im); return st; }
     hf_import_llama2c_hdr h;
     memcpy(&h, im->map, sizeof h);
     bool shared = h.vocab > 0;
     int64_t V = shared ? h.vocab : -(int64_t)h.vocab, D = h.dim, F = h.hidden, L = h.layers;
     if (D < 2 || F < 1 || L < 1 || h.heads < 1 || h.kv_heads < 1 || V < 3 || h.seq_len < 1 || D > 65536 || F > 1 << 20 ||
         L > 4096 || V > 1 << 24 || h.seq_len > 1 << 24 || D % h.heads || h.heads % h.kv_heads || (D / h.heads) % 2) {
-        hf_import_free(im);
+        apr_hf_import_free(im);
         return apr_error_set(err, APR_ERR_FORMAT, "%s: implausible llama2.c header (dim %d, hidden %d, layers %d, heads %d/%d, vocab %d, seq %d)",
                               bin, h.dim, h.hidden, h.layers, h.heads, h.kv_heads, h.vocab, h.seq_len);
     }
@@ -111,23 +111,23 @@ apr_status hf_import_llama2c(const char *bin, const char *tokenizer, hf_import *
     /* every count is bounded above, so this sum fits in int64 */
     int64_t floats = V * D + L * (2 * D + D * D + 2 * D * KV + D * D + 3 * D * F) + D + (int64_t)h.seq_len * hs + (shared ? 0 : V * D);
     if ((uint64_t)floats * 4 > im->map_size - sizeof h) {
-        hf_import_free(im);
+        apr_hf_import_free(im);
         return apr_error_set(err, APR_ERR_FORMAT, "%s: %zu bytes, but the header asks for %lld floats of weights", bin, im->map_size,
                               (long long)floats);
     }
     im->arch[0] = 0;
     snprintf(im->arch, sizeof im->arch, "llama");
-    gguf_writer_set_str(im->w, "general.architecture", "llama");
+    apr_gguf_writer_set_str(im->w, "general.architecture", "llama");
     const char *slash = strrchr(bin, '/');
-    gguf_writer_set_str(im->w, "general.name", slash ? slash + 1 : bin);
-    gguf_writer_set_u32(im->w, "llama.context_length", (uint32_t)h.seq_len);
-    gguf_writer_set_u32(im->w, "llama.embedding_length", (uint32_t)D);
-    gguf_writer_set_u32(im->w, "llama.feed_forward_length", (uint32_t)F);
-    gguf_writer_set_u32(im->w, "llama.attention.head_count", (uint32_t)h.heads);
-    gguf_writer_set_u32(im->w, "llama.attention.head_count_kv", (uint32_t)h.kv_heads);
-    gguf_writer_set_u32(im->w, "llama.block_count", (uint32_t)L);
-    gguf_writer_set_u32(im->w, "llama.rope.dimension_count", (uint32_t)hs);
-    gguf_writer_set_f32(im->w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    apr_gguf_writer_set_str(im->w, "general.name", slash ? slash + 1 : bin);
+    apr_gguf_writer_set_u32(im->w, "llama.context_length", (uint32_t)h.seq_len);
+    apr_gguf_writer_set_u32(im->w, "llama.embedding_length", (uint32_t)D);
+    apr_gguf_writer_set_u32(im->w, "llama.feed_forward_length", (uint32_t)F);
+    apr_gguf_writer_set_u32(im->w, "llama.attention.head_count", (uint32_t)h.heads);
+    apr_gguf_writer_set_u32(im->w, "llama.attention.head_count_kv", (uint32_t)h.kv_heads);
+    apr_gguf_writer_set_u32(im->w, "llama.block_count", (uint32_t)L);
+    apr_gguf_writer_set_u32(im->w, "llama.rope.dimension_count", (uint32_t)hs);
+    apr_gguf_writer_set_f32(im->w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
 
     /* llama2.c order; its q/k rows are already Meta's interleaved layout (run.c rotates adjacent
      * pairs), which is GGUF's, so they are copied as they are. */
@@ -148,7 +148,7 @@ apr_status hf_import_llama2c(const char *bin, const char *tokenizer, hf_import *
     const float *cls = shared ? emb : p;
     hf_import_add(im, "output.weight", APR_F32, 2, (int64_t[]){D, V}, cls, (uint64_t)(V * D) * 4);
     st = hf_import_llama2c_vocab(im, tokenizer, (int32_t)V, err);
-    if (st) { hf_import_free(im); return st; }
+    if (st) { apr_hf_import_free(im); return st; }
     *out = im;
     return APR_OK;
 }

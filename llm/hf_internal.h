@@ -23,7 +23,7 @@ struct hf_import {
 };
 
 hf_import *hf_import_new(void);
-/* A zeroed heap buffer owned by im (freed by hf_import_free); NULL when out of memory. */
+/* A zeroed heap buffer owned by im (freed by apr_hf_import_free); NULL when out of memory. */
 void *hf_import_alloc(hf_import *im, size_t bytes);
 /* Adds a tensor (ne innermost first, GGUF order) and counts it. */
 void hf_import_add(hf_import *im, const char *name, apr_dtype dt, int n_dims, const int64_t *ne, const void *data,

@@ -8,10 +8,10 @@
 
 #include "hf_import.h"
 
-apr_status hf_open_as_gguf(const char *dir, gguf_file **out, apr_error *err) {
+apr_status apr_hf_open_as_gguf(const char *dir, gguf_file **out, apr_error *err) {
     *out = NULL;
     struct stat sb;
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) return gguf_open(dir, out, err); /* a file: GGUF as it is */
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) return apr_gguf_open(dir, out, err); /* a file: GGUF as it is */
     const char *tmp = getenv("TMPDIR");
     char tdir[4096];
     snprintf(tdir, sizeof tdir, "%s/apr-import-XXXXXX", tmp && *tmp ? tmp : "/tmp");
@@ -28,10 +28,10 @@ apr_status hf_open_as_gguf(const char *dir, gguf_file **out, apr_error *err) {
     snprintf(base, sizeof base, "%.*s", (int)(end - start), start);
     snprintf(path, sizeof path, "%s/%s.gguf", tdir, *base && strcmp(base, "/") ? base : "model");
     hf_import *im = NULL;
-    apr_status st = hf_import_folder(dir, &im, err);
-    if (!st) st = hf_import_write(im, path, err);
-    hf_import_free(im);
-    if (!st) st = gguf_open(path, out, err);
+    apr_status st = apr_hf_import_folder(dir, &im, err);
+    if (!st) st = apr_hf_import_write(im, path, err);
+    apr_hf_import_free(im);
+    if (!st) st = apr_gguf_open(path, out, err);
     /* the mapping keeps the data alive; the name can go now */
     unlink(path);
     rmdir(tdir);

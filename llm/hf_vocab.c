@@ -8,7 +8,7 @@
 #include "hf_internal.h"
 #include "tok_internal.h"
 
-/* tokenizer.json itself, or tokenizer.json.gz through the system's gzip (as tok_load_hf reads it). */
+/* tokenizer.json itself, or tokenizer.json.gz through the system's gzip (as apr_tok_load_hf reads it). */
 static cJSON *hf_vocab_json(const char *dir, apr_error *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
@@ -61,7 +61,7 @@ static const char *hf_vocab_pre(const cJSON *pre) {
 }
 
 static void hf_vocab_id(hf_import *im, const char *key, int32_t id) {
-    if (id >= 0) gguf_writer_set_u32(im->w, key, (uint32_t)id);
+    if (id >= 0) apr_gguf_writer_set_u32(im->w, key, (uint32_t)id);
 }
 
 /* bos_token_id / eos_token_id of generation_config.json (an id or a list whose first entry counts). */
@@ -77,7 +77,7 @@ static void hf_vocab_generation(hf_import *im, const char *dir, int64_t n_vocab)
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, keys[k][0]);
         if (cJSON_IsArray(v)) v = cJSON_GetArrayItem(v, 0);
         if (cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < (double)n_vocab)
-            gguf_writer_set_u32(im->w, keys[k][1], (uint32_t)v->valuedouble);
+            apr_gguf_writer_set_u32(im->w, keys[k][1], (uint32_t)v->valuedouble);
     }
     cJSON_Delete(root);
 }
@@ -85,17 +85,17 @@ static void hf_vocab_generation(hf_import *im, const char *dir, int64_t n_vocab)
 /* A SentencePiece-style vocabulary (tokenizer.json with byte fallback) as llama.cpp's "llama"
  * tokenizer keys: pieces, scores and types; rows of a padded embedding become unused [PADi]. */
 static apr_status hf_vocab_write_spm(hf_import *im, const char *dir, const tok_vocab *v, int64_t n_vocab, apr_error *err) {
-    if (tok_n_vocab(v) > n_vocab)
+    if (apr_tok_n_vocab(v) > n_vocab)
         return apr_error_set(err, APR_ERR_FORMAT, "%s: the tokenizer has %d tokens but the embedding only %lld rows", dir,
-                             tok_n_vocab(v), (long long)n_vocab);
+                             apr_tok_n_vocab(v), (long long)n_vocab);
     const char **texts = calloc((size_t)n_vocab, sizeof *texts);
     int32_t *types = calloc((size_t)n_vocab, sizeof *types);
     float *scores = calloc((size_t)n_vocab, sizeof *scores);
     apr_status st = texts && types && scores ? APR_OK : apr_error_set(err, APR_ERR_NOMEM, "out of memory");
     for (int64_t i = 0; !st && i < n_vocab; i++) {
-        if (i < tok_n_vocab(v)) {
-            texts[i] = tok_piece(v, (int32_t)i);
-            types[i] = (int32_t)tok_token_type(v, (int32_t)i);
+        if (i < apr_tok_n_vocab(v)) {
+            texts[i] = apr_tok_piece(v, (int32_t)i);
+            types[i] = (int32_t)apr_tok_token_type(v, (int32_t)i);
             scores[i] = v->score[i];
             continue;
         }
@@ -106,17 +106,17 @@ static apr_status hf_vocab_write_spm(hf_import *im, const char *dir, const tok_v
         types[i] = TOK_TYPE_UNUSED;
     }
     if (!st) {
-        gguf_writer_set_str(im->w, "tokenizer.ggml.model", "llama");
-        gguf_writer_set_arr_str(im->w, "tokenizer.ggml.tokens", texts, (uint64_t)n_vocab);
-        gguf_writer_set_arr(im->w, "tokenizer.ggml.scores", GGUF_FLOAT32, scores, (uint64_t)n_vocab);
-        gguf_writer_set_arr(im->w, "tokenizer.ggml.token_type", GGUF_INT32, types, (uint64_t)n_vocab);
-        gguf_writer_set_bool(im->w, "tokenizer.ggml.add_space_prefix", v->add_space_prefix);
-        hf_vocab_id(im, "tokenizer.ggml.bos_token_id", tok_bos(v));
-        hf_vocab_id(im, "tokenizer.ggml.eos_token_id", tok_eos(v));
-        hf_vocab_id(im, "tokenizer.ggml.unknown_token_id", tok_unk(v));
-        hf_vocab_id(im, "tokenizer.ggml.padding_token_id", tok_pad(v));
-        gguf_writer_set_bool(im->w, "tokenizer.ggml.add_bos_token", tok_add_bos(v));
-        gguf_writer_set_bool(im->w, "tokenizer.ggml.add_eos_token", tok_add_eos(v));
+        apr_gguf_writer_set_str(im->w, "tokenizer.ggml.model", "llama");
+        apr_gguf_writer_set_arr_str(im->w, "tokenizer.ggml.tokens", texts, (uint64_t)n_vocab);
+        apr_gguf_writer_set_arr(im->w, "tokenizer.ggml.scores", GGUF_FLOAT32, scores, (uint64_t)n_vocab);
+        apr_gguf_writer_set_arr(im->w, "tokenizer.ggml.token_type", GGUF_INT32, types, (uint64_t)n_vocab);
+        apr_gguf_writer_set_bool(im->w, "tokenizer.ggml.add_space_prefix", v->add_space_prefix);
+        hf_vocab_id(im, "tokenizer.ggml.bos_token_id", apr_tok_bos(v));
+        hf_vocab_id(im, "tokenizer.ggml.eos_token_id", apr_tok_eos(v));
+        hf_vocab_id(im, "tokenizer.ggml.unknown_token_id", apr_tok_unk(v));
+        hf_vocab_id(im, "tokenizer.ggml.padding_token_id", apr_tok_pad(v));
+        apr_gguf_writer_set_bool(im->w, "tokenizer.ggml.add_bos_token", apr_tok_add_bos(v));
+        apr_gguf_writer_set_bool(im->w, "tokenizer.ggml.add_eos_token", apr_tok_add_eos(v));
         hf_vocab_generation(im, dir, n_vocab);
     }
     free(texts);
@@ -127,29 +127,29 @@ static apr_status hf_vocab_write_spm(hf_import *im, const char *dir, const tok_v
 
 apr_status hf_vocab_write(hf_import *im, const char *dir, int64_t n_vocab, apr_error *err) {
     tok_vocab *v = NULL;
-    apr_status st = tok_load_hf(dir, &v, err);
+    apr_status st = apr_tok_load_hf(dir, &v, err);
     if (st) return st;
-    if (tok_model_kind(v) == TOK_MODEL_SPM) {
+    if (apr_tok_model_kind(v) == TOK_MODEL_SPM) {
         st = hf_vocab_write_spm(im, dir, v, n_vocab, err);
-        tok_free(v);
+        apr_tok_free(v);
         return st;
     }
     cJSON *root = hf_vocab_json(dir, err);
     const char *pre = root ? hf_vocab_pre(cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer")) : NULL;
     if (!root) st = APR_ERR_FORMAT;
     else if (!pre) st = apr_error_set(err, APR_ERR_UNSUPPORTED, "%s: the pre_tokenizer of tokenizer.json is none apr can name (gpt-2, llama3, qwen2)", dir);
-    else if (tok_n_vocab(v) > n_vocab)
+    else if (apr_tok_n_vocab(v) > n_vocab)
         st = apr_error_set(err, APR_ERR_FORMAT, "%s: the tokenizer has %d tokens but the embedding only %lld rows", dir,
-                            tok_n_vocab(v), (long long)n_vocab);
+                            apr_tok_n_vocab(v), (long long)n_vocab);
     /* the embedding may have more rows than tokens (padded): llama.cpp names them [PADi], unused */
     const char **texts = st ? NULL : calloc((size_t)n_vocab, sizeof *texts);
     int32_t *types = st ? NULL : calloc((size_t)n_vocab, sizeof *types);
     char **merges = st ? NULL : calloc((size_t)v->merge_cap + 1, sizeof *merges);
     if (!st && (!texts || !types || !merges)) st = apr_error_set(err, APR_ERR_NOMEM, "out of memory");
     for (int64_t i = 0; !st && i < n_vocab; i++) {
-        if (i < tok_n_vocab(v)) {
-            texts[i] = tok_piece(v, (int32_t)i);
-            types[i] = (int32_t)tok_token_type(v, (int32_t)i);
+        if (i < apr_tok_n_vocab(v)) {
+            texts[i] = apr_tok_piece(v, (int32_t)i);
+            types[i] = (int32_t)apr_tok_token_type(v, (int32_t)i);
         } else {
             char pad[32];
             snprintf(pad, sizeof pad, "[PAD%lld]", (long long)i);
@@ -163,7 +163,7 @@ apr_status hf_vocab_write(hf_import *im, const char *dir, int64_t n_vocab, apr_e
     for (uint32_t s = 0; !st && s < v->merge_cap; s++) {
         const tok_merge *m = &v->merges[s];
         if (m->key == UINT64_MAX || m->rank < 0 || (uint32_t)m->rank >= v->merge_cap) continue;
-        const char *l = tok_piece(v, (int32_t)(m->key >> 32)), *r = tok_piece(v, (int32_t)(m->key & 0xffffffffu));
+        const char *l = apr_tok_piece(v, (int32_t)(m->key >> 32)), *r = apr_tok_piece(v, (int32_t)(m->key & 0xffffffffu));
         char *s2 = l && r ? hf_import_alloc(im, strlen(l) + strlen(r) + 2) : NULL;
         if (!s2) { st = apr_error_set(err, APR_ERR_NOMEM, "out of memory"); break; }
         sprintf(s2, "%s %s", l, r);
@@ -172,23 +172,23 @@ apr_status hf_vocab_write(hf_import *im, const char *dir, int64_t n_vocab, apr_e
     for (uint32_t s = 0; !st && s < v->merge_cap; s++)
         if (merges[s]) merges[n_merges++] = merges[s];
     if (!st) {
-        gguf_writer_set_str(im->w, "tokenizer.ggml.model", "gpt2");
-        gguf_writer_set_str(im->w, "tokenizer.ggml.pre", pre);
-        gguf_writer_set_arr_str(im->w, "tokenizer.ggml.tokens", texts, (uint64_t)n_vocab);
-        gguf_writer_set_arr(im->w, "tokenizer.ggml.token_type", GGUF_INT32, types, (uint64_t)n_vocab);
-        gguf_writer_set_arr_str(im->w, "tokenizer.ggml.merges", (const char *const *)merges, n_merges);
-        hf_vocab_id(im, "tokenizer.ggml.bos_token_id", tok_bos(v));
-        hf_vocab_id(im, "tokenizer.ggml.eos_token_id", tok_eos(v));
-        hf_vocab_id(im, "tokenizer.ggml.unknown_token_id", tok_unk(v));
-        hf_vocab_id(im, "tokenizer.ggml.padding_token_id", tok_pad(v));
-        gguf_writer_set_bool(im->w, "tokenizer.ggml.add_bos_token", tok_add_bos(v));
-        gguf_writer_set_bool(im->w, "tokenizer.ggml.add_eos_token", tok_add_eos(v));
+        apr_gguf_writer_set_str(im->w, "tokenizer.ggml.model", "gpt2");
+        apr_gguf_writer_set_str(im->w, "tokenizer.ggml.pre", pre);
+        apr_gguf_writer_set_arr_str(im->w, "tokenizer.ggml.tokens", texts, (uint64_t)n_vocab);
+        apr_gguf_writer_set_arr(im->w, "tokenizer.ggml.token_type", GGUF_INT32, types, (uint64_t)n_vocab);
+        apr_gguf_writer_set_arr_str(im->w, "tokenizer.ggml.merges", (const char *const *)merges, n_merges);
+        hf_vocab_id(im, "tokenizer.ggml.bos_token_id", apr_tok_bos(v));
+        hf_vocab_id(im, "tokenizer.ggml.eos_token_id", apr_tok_eos(v));
+        hf_vocab_id(im, "tokenizer.ggml.unknown_token_id", apr_tok_unk(v));
+        hf_vocab_id(im, "tokenizer.ggml.padding_token_id", apr_tok_pad(v));
+        apr_gguf_writer_set_bool(im->w, "tokenizer.ggml.add_bos_token", apr_tok_add_bos(v));
+        apr_gguf_writer_set_bool(im->w, "tokenizer.ggml.add_eos_token", apr_tok_add_eos(v));
         hf_vocab_generation(im, dir, n_vocab);
     }
     free(texts);
     free(types);
     free(merges);
     cJSON_Delete(root);
-    tok_free(v);
+    apr_tok_free(v);
     return st;
 }

@@ -15,7 +15,7 @@ static apr_status hf_weights_add(hf_import *im, const char *dir, const char *fil
     safetensors_file **s = realloc(im->shards, (size_t)(im->n_shards + 1) * sizeof *s);
     if (!s) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
     im->shards = s;
-    apr_status st = safetensors_open(path, &im->shards[im->n_shards], err);
+    apr_status st = apr_safetensors_open(path, &im->shards[im->n_shards], err);
     if (!st) im->n_shards++;
     return st;
 }
@@ -57,7 +57,7 @@ apr_status hf_weights_open(hf_import *im, const char *dir, apr_error *err) {
 
 const safetensors_tensor *hf_weights_find(const hf_import *im, const char *name) {
     for (int i = 0; i < im->n_shards; i++) {
-        const safetensors_tensor *t = safetensors_find(im->shards[i], name);
+        const safetensors_tensor *t = apr_safetensors_find(im->shards[i], name);
         if (t) return t;
     }
     return NULL;

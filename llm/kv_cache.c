@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-apr_status llama_kv_new(apr_backend *be, apr_dtype dtype, int n_layer, int64_t row, int n_ctx, int n_seq,
-                        llama_kv **out, apr_error *err) {
+apr_status apr_llama_kv_new(apr_backend *be, apr_dtype dtype, int n_layer, int64_t row, int n_ctx, int n_seq,
+                            llama_kv **out, apr_error *err) {
     *out = NULL;
     if (dtype != APR_F16 && dtype != APR_F32)
         return apr_error_set(err, APR_ERR_INVALID, "KV cache dtype %s is not supported (f16 and f32 are)",
@@ -25,7 +25,7 @@ apr_status llama_kv_new(apr_backend *be, apr_dtype dtype, int n_layer, int64_t r
     kv->v = calloc((size_t)n_layer, sizeof *kv->v);
     kv->len = calloc((size_t)n_seq, sizeof *kv->len);
     if (!kv->k || !kv->v || !kv->len) {
-        llama_kv_free(kv);
+        apr_llama_kv_free(kv);
         return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
     }
     const uint64_t bytes = (uint64_t)row * (uint64_t)n_ctx * (uint64_t)n_seq * (dtype == APR_F32 ? 4u : 2u);
@@ -40,7 +40,7 @@ apr_status llama_kv_new(apr_backend *be, apr_dtype dtype, int n_layer, int64_t r
         }
         if (s != APR_OK) {
             apr_error e = *err;
-            llama_kv_free(kv);
+            apr_llama_kv_free(kv);
             return apr_error_set(err, s, "cannot allocate the KV cache (%llu MiB for %d positions x %d sequences): %s",
                                  (unsigned long long)(2 * bytes * (uint64_t)n_layer >> 20), n_ctx, n_seq, e.msg);
         }
@@ -49,7 +49,7 @@ apr_status llama_kv_new(apr_backend *be, apr_dtype dtype, int n_layer, int64_t r
     return APR_OK;
 }
 
-void llama_kv_free(llama_kv *kv) {
+void apr_llama_kv_free(llama_kv *kv) {
     if (!kv) return;
     for (int l = 0; l < kv->n_layer; l++) {
         if (kv->k) apr_mem_free(kv->k[l]);
@@ -61,15 +61,15 @@ void llama_kv_free(llama_kv *kv) {
     free(kv);
 }
 
-int64_t llama_kv_bytes(const llama_kv *kv) {
+int64_t apr_llama_kv_bytes(const llama_kv *kv) {
     return 2 * (int64_t)kv->n_layer * (int64_t)apr_mem_size(kv->k[0]);
 }
 
-void llama_kv_truncate(llama_kv *kv, int seq, int pos) {
+void apr_llama_kv_truncate(llama_kv *kv, int seq, int pos) {
     if (seq >= 0 && seq < kv->n_seq && pos >= 0 && pos < kv->len[seq]) kv->len[seq] = pos;
 }
 
-apr_status llama_kv_copy_seq(llama_kv *kv, int dst, int src, int n, apr_error *err) {
+apr_status apr_llama_kv_copy_seq(llama_kv *kv, int dst, int src, int n, apr_error *err) {
     if (dst < 0 || dst >= kv->n_seq || src < 0 || src >= kv->n_seq || n < 0 || n > kv->len[src])
         return apr_error_set(err, APR_ERR_INVALID, "copy of %d positions from sequence %d to %d: out of range", n, src, dst);
     const uint64_t esz = kv->dtype == APR_F32 ? 4 : 2, rb = (uint64_t)kv->row * esz;

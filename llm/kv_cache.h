@@ -23,16 +23,16 @@ typedef struct llama_kv {
 } llama_kv;
 
 /* Tables for n_seq sequences of n_ctx positions on be; zeroed. A failure names what did not fit. */
-LLM_API apr_status llama_kv_new(apr_backend *be, apr_dtype dtype, int n_layer, int64_t row, int n_ctx, int n_seq,
-                                llama_kv **out, apr_error *err);
-LLM_API void llama_kv_free(llama_kv *kv);
+LLM_API apr_status apr_llama_kv_new(apr_backend *be, apr_dtype dtype, int n_layer, int64_t row, int n_ctx, int n_seq,
+                                    llama_kv **out, apr_error *err);
+LLM_API void apr_llama_kv_free(llama_kv *kv);
 /* Bytes of the tables, all layers, keys and values. */
-LLM_API int64_t llama_kv_bytes(const llama_kv *kv);
+LLM_API int64_t apr_llama_kv_bytes(const llama_kv *kv);
 /* The slot of position pos of sequence seq. */
 static inline int64_t llama_kv_slot(const llama_kv *kv, int seq, int pos) { return (int64_t)seq * kv->n_ctx + pos; }
 /* Forgets sequence seq's positions from pos on (0: all of them); later tokens overwrite them. */
-LLM_API void llama_kv_truncate(llama_kv *kv, int seq, int pos);
+LLM_API void apr_llama_kv_truncate(llama_kv *kv, int seq, int pos);
 /* Makes sequence dst hold the first n positions of src (a shared prompt), copying them on the backend. */
-LLM_API apr_status llama_kv_copy_seq(llama_kv *kv, int dst, int src, int n, apr_error *err);
+LLM_API apr_status apr_llama_kv_copy_seq(llama_kv *kv, int dst, int src, int n, apr_error *err);
 
 #endif

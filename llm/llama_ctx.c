@@ -40,12 +40,12 @@ struct llama_ctx {
                                       * the batch being run (-1 = not in it) */
 };
 
-llama_ctx_params llama_ctx_defaults(int n_ctx) {
+llama_ctx_params apr_llama_ctx_defaults(int n_ctx) {
     return (llama_ctx_params){.n_ctx = n_ctx, .n_seq = 1, .kv_dtype = APR_F16, .pack_weights = true};
 }
 
-apr_status llama_ctx_new(const llama_model *m, const llama_ctx_params *p, apr_backend *const *backends, int n_backends,
-                         llama_ctx **out, apr_error *err) {
+apr_status apr_llama_ctx_new(const llama_model *m, const llama_ctx_params *p, apr_backend *const *backends, int n_backends,
+                             llama_ctx **out, apr_error *err) {
     *out = NULL;
     if (n_backends < 1 || n_backends > LLAMA_MAX_BACKENDS) return apr_error_set(err, APR_ERR_INVALID, "%d backends given", n_backends);
     if (p->n_ctx < 1) return apr_error_set(err, APR_ERR_INVALID, "context size %d must be positive", p->n_ctx);
@@ -66,11 +66,11 @@ apr_status llama_ctx_new(const llama_model *m, const llama_ctx_params *p, apr_ba
     apr_status st = APR_OK;
     if (home < 0)
         st = apr_error_set(err, APR_ERR_UNSUPPORTED, "no backend can hold the KV cache (%s: %s)", apr_backend_name(backends[0]), why[0]);
-    if (!st) st = llama_kv_new(backends[home], p->kv_dtype, m->hp.n_layer, (int64_t)m->hp.head_dim * m->hp.n_head_kv, p->n_ctx,
-                               p->n_seq, &c->kv, err);
-    if (!st) st = llama_place_new(m, backends[0], p->pack_weights, &c->placed, err);
+    if (!st) st = apr_llama_kv_new(backends[home], p->kv_dtype, m->hp.n_layer, (int64_t)m->hp.head_dim * m->hp.n_head_kv, p->n_ctx,
+                                   p->n_seq, &c->kv, err);
+    if (!st) st = apr_llama_place_new(m, backends[0], p->pack_weights, &c->placed, err);
     if (st) {
-        llama_ctx_free(c);
+        apr_llama_ctx_free(c);
         return st;
     }
     *out = c;
@@ -83,20 +83,20 @@ static void kept_free(llama_kept *k) {
     memset(k, 0, sizeof *k);
 }
 
-void llama_ctx_free(llama_ctx *c) {
+void apr_llama_ctx_free(llama_ctx *c) {
     if (!c) return;
     for (int i = 0; i < LLAMA_KEPT; i++) kept_free(&c->kept[i]);
-    llama_pack_free(c->placed);
-    llama_kv_free(c->kv);
+    apr_llama_pack_free(c->placed);
+    apr_llama_kv_free(c->kv);
     free(c->scratch_i);
     free(c->scratch_mask);
     free(c->seq_span);
     free(c);
 }
 
-llama_kv *llama_ctx_kv(llama_ctx *c) { return c->kv; }
-const llama_model *llama_ctx_model(const llama_ctx *c) { return c->m; }
-int llama_ctx_plans_made(const llama_ctx *c) { return c->plans_made; }
+llama_kv *apr_llama_ctx_kv(llama_ctx *c) { return c->kv; }
+const llama_model *apr_llama_ctx_model(const llama_ctx *c) { return c->m; }
+int apr_llama_ctx_plans_made(const llama_ctx *c) { return c->plans_made; }
 
 static bool shape_eq(const llama_shape *a, const llama_shape *b) {
     return a->n == b->n && a->s0 == b->s0 && a->S == b->S && a->masked == b->masked && a->causal == b->causal &&
@@ -223,7 +223,7 @@ static void ctx_fill_mask(const llama_ctx *c, const llama_batch *b, const int32_
     }
 }
 
-apr_status llama_ctx_decode(llama_ctx *c, const llama_batch *b, float *logits, apr_error *err) {
+apr_status apr_llama_ctx_decode(llama_ctx *c, const llama_batch *b, float *logits, apr_error *err) {
     llama_kv *kv = c->kv;
     const int n = b->n;
     if (n < 1) return apr_error_set(err, APR_ERR_INVALID, "no tokens to evaluate");

@@ -4,7 +4,7 @@
 
 #include <math.h>
 
-/* The dtype, shape and data llama_place_new places, so that plans find the placed copies. */
+/* The dtype, shape and data apr_llama_place_new places, so that plans find the placed copies. */
 static apr_tensor *graph_weight(apr_graph *g, const gguf_tensor *t) {
     return apr_weight(g, (apr_dtype)t->dtype, t->n_dims, t->ne, t->data, t->name);
 }

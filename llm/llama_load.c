@@ -16,12 +16,12 @@ static apr_status load_u32(const gguf_file *f, const char *arch, const char *suf
     char key[128];
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
     uint32_t v;
-    if (gguf_get_u32(f, key, &v)) {
-        if (v > (1u << 24)) return apr_error_set(err, APR_ERR_FORMAT, "%s: %s = %u is out of range", gguf_path(f), key, v);
+    if (apr_gguf_get_u32(f, key, &v)) {
+        if (v > (1u << 24)) return apr_error_set(err, APR_ERR_FORMAT, "%s: %s = %u is out of range", apr_gguf_path(f), key, v);
         *out = (int)v;
         return APR_OK;
     }
-    if (required) return apr_error_set(err, APR_ERR_FORMAT, "%s: required key %s is missing", gguf_path(f), key);
+    if (required) return apr_error_set(err, APR_ERR_FORMAT, "%s: required key %s is missing", apr_gguf_path(f), key);
     *out = (int)dflt;
     return APR_OK;
 }
@@ -30,18 +30,18 @@ static float load_f32(const gguf_file *f, const char *arch, const char *suffix, 
     char key[128];
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
     float v;
-    return gguf_get_f32(f, key, &v) ? v : dflt;
+    return apr_gguf_get_f32(f, key, &v) ? v : dflt;
 }
 
 /* Finds a tensor and checks its dtype family and shape (ne1 = 1 for vectors). */
 static apr_status load_tensor(const gguf_file *f, const char *name, int64_t ne0, int64_t ne1, bool required,
                               const gguf_tensor **out, apr_error *err) {
-    const gguf_tensor *t = gguf_tensor_find(f, name);
+    const gguf_tensor *t = apr_gguf_tensor_find(f, name);
     *out = t;
-    if (!t) return required ? apr_error_set(err, APR_ERR_FORMAT, "%s: tensor %s is missing", gguf_path(f), name) : APR_OK;
+    if (!t) return required ? apr_error_set(err, APR_ERR_FORMAT, "%s: tensor %s is missing", apr_gguf_path(f), name) : APR_OK;
     if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 || t->ne[3] != 1)
         return apr_error_set(err, APR_ERR_FORMAT, "%s: tensor %s has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]",
-                         gguf_path(f), name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                         apr_gguf_path(f), name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
                          (long long)t->ne[3], (long long)ne0, (long long)ne1);
     /* Matrices may be any block type a matmul or a row lookup takes; vectors (norms, biases) are
      * added and multiplied, which only float tensors are. */
@@ -49,8 +49,8 @@ static apr_status load_tensor(const gguf_file *f, const char *name, int64_t ne0,
     bool is_block = ne1 > 1 && apr_quant_is_block((apr_dtype)t->dtype) && t->dtype != APR_Q8_K;
     if (!is_float && !is_block)
         return apr_error_set(err, APR_ERR_UNSUPPORTED,
-                             "%s: tensor %s is %s, which apr cannot run here (f32, f16, bf16%s can)", gguf_path(f), name,
-                             gguf_dtype_name(t->dtype) ? gguf_dtype_name(t->dtype) : "an unknown type",
+                             "%s: tensor %s is %s, which apr cannot run here (f32, f16, bf16%s can)", apr_gguf_path(f), name,
+                             apr_gguf_dtype_name(t->dtype) ? apr_gguf_dtype_name(t->dtype) : "an unknown type",
                              ne1 > 1 ? " and q4_0, q4_1, q5_0, q5_1, q8_0, q4_K, q5_K, q6_K" : "");
     return APR_OK;
 }
@@ -61,13 +61,13 @@ static bool load_known_arch(const char *arch) {
     return !strcmp(arch, "llama") || !strcmp(arch, "qwen2") || !strcmp(arch, "qwen3");
 }
 
-apr_status llama_model_load(const gguf_file *f, llama_model **out, apr_error *err) {
+apr_status apr_llama_model_load(const gguf_file *f, llama_model **out, apr_error *err) {
     *out = NULL;
-    const char *arch = gguf_get_str(f, "general.architecture");
-    if (!arch) return apr_error_set(err, APR_ERR_FORMAT, "%s: general.architecture is missing: not a model file", gguf_path(f));
+    const char *arch = apr_gguf_get_str(f, "general.architecture");
+    if (!arch) return apr_error_set(err, APR_ERR_FORMAT, "%s: general.architecture is missing: not a model file", apr_gguf_path(f));
     if (!load_known_arch(arch))
         return apr_error_set(err, APR_ERR_UNSUPPORTED, "%s: architecture '%s' is not supported (supported: " LOAD_ARCHS ")",
-                         gguf_path(f), arch);
+                         apr_gguf_path(f), arch);
     llama_model *m = calloc(1, sizeof *m);
     if (!m) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
     llama_hparams *hp = &m->hp;
@@ -85,25 +85,25 @@ apr_status llama_model_load(const gguf_file *f, llama_model **out, apr_error *er
     int v_len = 0;
     if (!st) st = load_u32(f, arch, "attention.value_length", false, 0, &v_len, err);
     if (!st) st = load_u32(f, arch, "attention.sliding_window", false, 0, &hp->swa_window, err);
-    if (st) { llama_model_free(m); return st; }
+    if (st) { apr_llama_model_free(m); return st; }
     if (hp->n_layer < 1 || hp->n_embd < 1 || hp->n_head < 1 || hp->n_head_kv < 1 || hp->n_ff < 1 ||
         (!hp->head_dim && hp->n_embd % hp->n_head) || hp->n_head % hp->n_head_kv ||
         (v_len && v_len != (hp->head_dim ? hp->head_dim : hp->n_embd / hp->n_head))) {
         st = apr_error_set(err, APR_ERR_FORMAT,
                        "%s: inconsistent hyperparameters (layers %d, width %d, heads %d/%d, ffn %d, key/value length %d/%d)",
-                       gguf_path(f), hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv, hp->n_ff, hp->head_dim, v_len);
-        llama_model_free(m);
+                       apr_gguf_path(f), hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv, hp->n_ff, hp->head_dim, v_len);
+        apr_llama_model_free(m);
         return st;
     }
     if (!hp->head_dim) hp->head_dim = hp->n_embd / hp->n_head;
     if ((st = load_u32(f, arch, "rope.dimension_count", false, (uint32_t)hp->head_dim, &hp->n_rot, err))) {
-        llama_model_free(m);
+        apr_llama_model_free(m);
         return st;
     }
     if (hp->n_rot < 2 || hp->n_rot > hp->head_dim || hp->n_rot % 2) {
-        st = apr_error_set(err, APR_ERR_FORMAT, "%s: rope dimension %d does not fit head size %d", gguf_path(f), hp->n_rot,
+        st = apr_error_set(err, APR_ERR_FORMAT, "%s: rope dimension %d does not fit head size %d", apr_gguf_path(f), hp->n_rot,
                        hp->head_dim);
-        llama_model_free(m);
+        apr_llama_model_free(m);
         return st;
     }
     hp->rms_eps = load_f32(f, arch, "attention.layer_norm_rms_epsilon", 1e-5f);
@@ -111,17 +111,17 @@ apr_status llama_model_load(const gguf_file *f, llama_model **out, apr_error *er
     float factor = load_f32(f, arch, "rope.scaling.factor", 1.0f);
     char key[128];
     snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
-    const char *stype = gguf_get_str(f, key);
+    const char *stype = apr_gguf_get_str(f, key);
     hp->rope_scale = (stype && !strcmp(stype, "linear") && factor > 0) ? 1.0f / factor : 1.0f;
     /* convert_hf_to_gguf permutes llama q/k rows for adjacent pairs; qwen2/qwen3 stay NEOX (split half) */
     hp->rope_layout = strcmp(arch, "llama") ? 1 : 0;
     if (!(hp->rms_eps > 0) || !(hp->rope_base > 0)) {
-        llama_model_free(m);
-        return apr_error_set(err, APR_ERR_FORMAT, "%s: rms epsilon and rope base must be positive", gguf_path(f));
+        apr_llama_model_free(m);
+        return apr_error_set(err, APR_ERR_FORMAT, "%s: rms epsilon and rope base must be positive", apr_gguf_path(f));
     }
 
-    const gguf_tensor *emb = gguf_tensor_find(f, "token_embd.weight");
-    if (!emb) { llama_model_free(m); return apr_error_set(err, APR_ERR_FORMAT, "%s: tensor token_embd.weight is missing", gguf_path(f)); }
+    const gguf_tensor *emb = apr_gguf_tensor_find(f, "token_embd.weight");
+    if (!emb) { apr_llama_model_free(m); return apr_error_set(err, APR_ERR_FORMAT, "%s: tensor token_embd.weight is missing", apr_gguf_path(f)); }
     hp->n_vocab = (int)emb->ne[1];
     const int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim, KV = (int64_t)hp->n_head_kv * hp->head_dim;
     st = load_tensor(f, "token_embd.weight", E, hp->n_vocab, true, &m->tok_embd, err);
@@ -155,14 +155,14 @@ apr_status llama_model_load(const gguf_file *f, llama_model **out, apr_error *er
             st = load_tensor(f, name, opt[i].ne0, 1, opt[i].required, opt[i].dst, err);
         }
         if (!st && (!L->q_norm) != (!L->k_norm))
-            st = apr_error_set(err, APR_ERR_FORMAT, "%s: block %d has only one of attn_q_norm and attn_k_norm", gguf_path(f), l);
+            st = apr_error_set(err, APR_ERR_FORMAT, "%s: block %d has only one of attn_q_norm and attn_k_norm", apr_gguf_path(f), l);
     }
-    if (st) { llama_model_free(m); return st; }
+    if (st) { apr_llama_model_free(m); return st; }
     *out = m;
     return APR_OK;
 }
 
-void llama_model_free(llama_model *m) {
+void apr_llama_model_free(llama_model *m) {
     if (!m) return;
     free(m->layers);
     free(m);

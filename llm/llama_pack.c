@@ -24,7 +24,7 @@ static int llama_pack_list(const llama_model *m, const gguf_tensor **out) {
     return n;
 }
 
-apr_status llama_pack_new(const llama_model *m, apr_backend *be, llama_pack **out, apr_error *err) {
+apr_status apr_llama_pack_new(const llama_model *m, apr_backend *be, llama_pack **out, apr_error *err) {
     *out = NULL;
     const int cap = 7 * m->hp.n_layer + 1;
     llama_pack *p = calloc(1, sizeof *p);
@@ -50,7 +50,7 @@ apr_status llama_pack_new(const llama_model *m, apr_backend *be, llama_pack **ou
     }
     free(list);
     if (st != APR_OK) {
-        llama_pack_free(p);
+        apr_llama_pack_free(p);
         return st;
     }
     *out = p;
@@ -73,7 +73,7 @@ static int llama_place_list(const llama_model *m, const gguf_tensor **out, int *
     return n;
 }
 
-apr_status llama_place_new(const llama_model *m, apr_backend *be, bool pack, llama_pack **out, apr_error *err) {
+apr_status apr_llama_place_new(const llama_model *m, apr_backend *be, bool pack, llama_pack **out, apr_error *err) {
     *out = NULL;
     const int cap = 14 * m->hp.n_layer + 4;
     llama_pack *p = calloc(1, sizeof *p);
@@ -101,18 +101,18 @@ apr_status llama_place_new(const llama_model *m, apr_backend *be, bool pack, lla
     }
     free(list);
     if (st != APR_OK) {
-        llama_pack_free(p);
+        apr_llama_pack_free(p);
         return st;
     }
     *out = p;
     return APR_OK;
 }
 
-void llama_pack_free(llama_pack *p) {
+void apr_llama_pack_free(llama_pack *p) {
     if (!p) return;
     for (int i = 0; i < p->n; i++) apr_backend_unpack_weight(p->be, p->data[i]);
     free(p->data);
     free(p);
 }
 
-int llama_pack_count(const llama_pack *p) { return p ? p->n : 0; }
+int apr_llama_pack_count(const llama_pack *p) { return p ? p->n : 0; }

@@ -12,37 +12,37 @@ struct llama_session {
     int cap;
 };
 
-llama_session_params llama_session_defaults(int n_ctx) {
+llama_session_params apr_llama_session_defaults(int n_ctx) {
     return (llama_session_params){.n_ctx = n_ctx, .kv_dtype = APR_F16, .pack_weights = true};
 }
 
-apr_status llama_session_new(const llama_model *m, int n_ctx, apr_backend *const *backends, int n_backends,
-                             llama_session **out, apr_error *err) {
-    llama_session_params p = llama_session_defaults(n_ctx);
-    return llama_session_new_ex(m, &p, backends, n_backends, out, err);
+apr_status apr_llama_session_new(const llama_model *m, int n_ctx, apr_backend *const *backends, int n_backends,
+                                 llama_session **out, apr_error *err) {
+    llama_session_params p = apr_llama_session_defaults(n_ctx);
+    return apr_llama_session_new_ex(m, &p, backends, n_backends, out, err);
 }
 
-apr_status llama_session_new_ex(const llama_model *m, const llama_session_params *p, apr_backend *const *backends,
-                                int n_backends, llama_session **out, apr_error *err) {
+apr_status apr_llama_session_new_ex(const llama_model *m, const llama_session_params *p, apr_backend *const *backends,
+                                    int n_backends, llama_session **out, apr_error *err) {
     *out = NULL;
-    llama_ctx_params cp = llama_ctx_defaults(p->n_ctx);
+    llama_ctx_params cp = apr_llama_ctx_defaults(p->n_ctx);
     cp.kv_dtype = p->kv_dtype;
     cp.pack_weights = p->pack_weights;
     llama_ctx *c;
-    apr_status st = llama_ctx_new(m, &cp, backends, n_backends, &c, err);
+    apr_status st = apr_llama_ctx_new(m, &cp, backends, n_backends, &c, err);
     if (st) return st;
-    if ((st = llama_session_on(c, 0, out, err)) != APR_OK) {
-        llama_ctx_free(c);
+    if ((st = apr_llama_session_on(c, 0, out, err)) != APR_OK) {
+        apr_llama_ctx_free(c);
         return st;
     }
     (*out)->own = true;
     return APR_OK;
 }
 
-apr_status llama_session_on(llama_ctx *c, int seq, llama_session **out, apr_error *err) {
+apr_status apr_llama_session_on(llama_ctx *c, int seq, llama_session **out, apr_error *err) {
     *out = NULL;
-    if (seq < 0 || seq >= llama_ctx_kv(c)->n_seq)
-        return apr_error_set(err, APR_ERR_INVALID, "sequence %d of a context of %d", seq, llama_ctx_kv(c)->n_seq);
+    if (seq < 0 || seq >= apr_llama_ctx_kv(c)->n_seq)
+        return apr_error_set(err, APR_ERR_INVALID, "sequence %d of a context of %d", seq, apr_llama_ctx_kv(c)->n_seq);
     llama_session *s = calloc(1, sizeof *s);
     if (!s) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
     s->ctx = c;
@@ -51,21 +51,21 @@ apr_status llama_session_on(llama_ctx *c, int seq, llama_session **out, apr_erro
     return APR_OK;
 }
 
-void llama_session_free(llama_session *s) {
+void apr_llama_session_free(llama_session *s) {
     if (!s) return;
-    if (s->own) llama_ctx_free(s->ctx);
+    if (s->own) apr_llama_ctx_free(s->ctx);
     free(s->want);
     free(s->seqs);
     free(s);
 }
 
-int llama_session_pos(const llama_session *s) { return llama_ctx_kv(s->ctx)->len[s->seq]; }
-llama_ctx *llama_session_ctx(llama_session *s) { return s->ctx; }
+int apr_llama_session_pos(const llama_session *s) { return apr_llama_ctx_kv(s->ctx)->len[s->seq]; }
+llama_ctx *apr_llama_session_ctx(llama_session *s) { return s->ctx; }
 
-apr_status llama_session_eval(llama_session *s, const int32_t *ids, int n, bool all_logits, float *logits,
-                              apr_error *err) {
+apr_status apr_llama_session_eval(llama_session *s, const int32_t *ids, int n, bool all_logits, float *logits,
+                                  apr_error *err) {
     if (n < 1) return apr_error_set(err, APR_ERR_INVALID, "no tokens to evaluate");
-    const llama_kv *kv = llama_ctx_kv(s->ctx);
+    const llama_kv *kv = apr_llama_ctx_kv(s->ctx);
     if (n > kv->n_ctx - kv->len[s->seq])
         return apr_error_set(err, APR_ERR_INVALID, "context overflow: %d tokens at position %d exceed the context of %d (--ctx)",
                              n, kv->len[s->seq], kv->n_ctx);
@@ -79,5 +79,5 @@ apr_status llama_session_eval(llama_session *s, const int32_t *ids, int n, bool 
     }
     for (int i = 0; i < n; i++) s->seqs[i] = s->seq, s->want[i] = true;
     llama_batch b = {.n = n, .ids = ids, .seq = s->seqs, .logits = all_logits ? s->want : NULL};
-    return llama_ctx_decode(s->ctx, &b, logits, err);
+    return apr_llama_ctx_decode(s->ctx, &b, logits, err);
 }

@@ -133,7 +133,7 @@ static apr_status safetensors_parse(safetensors_file *f, const unsigned char *im
             st = apr_error_set(err, APR_ERR_FORMAT, "%s: tensor %lld has a name with control characters", fn, (long long)f->n - 1);
             break;
         }
-        if (safetensors_find(f, t->name) != t) { st = apr_error_set(err, APR_ERR_FORMAT, "%s: tensor '%s' appears twice", fn, t->name); break; }
+        if (apr_safetensors_find(f, t->name) != t) { st = apr_error_set(err, APR_ERR_FORMAT, "%s: tensor '%s' appears twice", fn, t->name); break; }
         st = safetensors_entry(fn, e, data, dsize, t, err);
         order[f->n - 1] = t;
     }
@@ -157,23 +157,23 @@ static apr_status safetensors_new(const char *name, safetensors_file **out, apr_
     *out = calloc(1, sizeof **out);
     if (*out) (*out)->name = strdup(name);
     if (!*out || !(*out)->name) {
-        safetensors_close(*out);
+        apr_safetensors_close(*out);
         *out = NULL;
         return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
     }
     return APR_OK;
 }
 
-apr_status safetensors_open_memory(const void *data, size_t size, const char *name, safetensors_file **out, apr_error *err) {
+apr_status apr_safetensors_open_memory(const void *data, size_t size, const char *name, safetensors_file **out, apr_error *err) {
     safetensors_file *f;
     apr_status st = safetensors_new(name, &f, err);
     if (!st) st = safetensors_parse(f, data, size, err);
-    if (st) { safetensors_close(f); f = NULL; }
+    if (st) { apr_safetensors_close(f); f = NULL; }
     *out = f;
     return st;
 }
 
-apr_status safetensors_open(const char *path, safetensors_file **out, apr_error *err) {
+apr_status apr_safetensors_open(const char *path, safetensors_file **out, apr_error *err) {
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return apr_error_set(err, APR_ERR_IO, "%s: %s", path, strerror(errno));
@@ -195,12 +195,12 @@ apr_status safetensors_open(const char *path, safetensors_file **out, apr_error 
     }
     close(fd);
     if (!st) st = safetensors_parse(f, f->map, f->map_size, err);
-    if (st) { safetensors_close(f); return st; }
+    if (st) { apr_safetensors_close(f); return st; }
     *out = f;
     return APR_OK;
 }
 
-void safetensors_close(safetensors_file *f) {
+void apr_safetensors_close(safetensors_file *f) {
     if (!f) return;
     for (int64_t i = 0; i < f->n; i++) free((char *)f->t[i].name);
     free(f->t);
@@ -210,16 +210,16 @@ void safetensors_close(safetensors_file *f) {
     free(f);
 }
 
-int64_t safetensors_count(const safetensors_file *f) { return f->n; }
-const safetensors_tensor *safetensors_at(const safetensors_file *f, int64_t i) { return i >= 0 && i < f->n ? &f->t[i] : NULL; }
+int64_t apr_safetensors_count(const safetensors_file *f) { return f->n; }
+const safetensors_tensor *apr_safetensors_at(const safetensors_file *f, int64_t i) { return i >= 0 && i < f->n ? &f->t[i] : NULL; }
 
-const safetensors_tensor *safetensors_find(const safetensors_file *f, const char *name) {
+const safetensors_tensor *apr_safetensors_find(const safetensors_file *f, const char *name) {
     for (int64_t i = 0; i < f->n; i++)
         if (!strcmp(f->t[i].name, name)) return &f->t[i];
     return NULL;
 }
 
-const char *safetensors_metadata(const safetensors_file *f, const char *key) {
+const char *apr_safetensors_metadata(const safetensors_file *f, const char *key) {
     const cJSON *v = f->meta ? cJSON_GetObjectItemCaseSensitive(f->meta, key) : NULL;
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }

@@ -26,20 +26,20 @@ typedef struct safetensors_tensor {
     int n_dims;                 /* 0..SAFETENSORS_MAX_DIMS (0 = scalar) */
     int64_t shape[SAFETENSORS_MAX_DIMS]; /* outermost first, as in the file (PyTorch order) */
     uint64_t size;              /* bytes */
-    const void *data;           /* in the mapping; valid until safetensors_close */
+    const void *data;           /* in the mapping; valid until apr_safetensors_close */
 } safetensors_tensor;
 
 typedef struct safetensors_file safetensors_file;
 
-LLM_API apr_status safetensors_open(const char *path, safetensors_file **out, apr_error *err);
+LLM_API apr_status apr_safetensors_open(const char *path, safetensors_file **out, apr_error *err);
 /* The same checks on an image in memory (tests, fuzzing); data must outlive the file. */
-LLM_API apr_status safetensors_open_memory(const void *data, size_t size, const char *name, safetensors_file **out,
-                                           apr_error *err);
-LLM_API void safetensors_close(safetensors_file *f);
-LLM_API int64_t safetensors_count(const safetensors_file *f);
-LLM_API const safetensors_tensor *safetensors_at(const safetensors_file *f, int64_t i);
-LLM_API const safetensors_tensor *safetensors_find(const safetensors_file *f, const char *name);
+LLM_API apr_status apr_safetensors_open_memory(const void *data, size_t size, const char *name, safetensors_file **out,
+                                               apr_error *err);
+LLM_API void apr_safetensors_close(safetensors_file *f);
+LLM_API int64_t apr_safetensors_count(const safetensors_file *f);
+LLM_API const safetensors_tensor *apr_safetensors_at(const safetensors_file *f, int64_t i);
+LLM_API const safetensors_tensor *apr_safetensors_find(const safetensors_file *f, const char *name);
 /* A "__metadata__" string value, or NULL. */
-LLM_API const char *safetensors_metadata(const safetensors_file *f, const char *key);
+LLM_API const char *apr_safetensors_metadata(const safetensors_file *f, const char *key);
 
 #endif

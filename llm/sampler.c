@@ -19,12 +19,12 @@ struct sampler {
     sampler_cand *cand;       /* [n_vocab] scratch */
 };
 
-sampler_params sampler_defaults(void) {
+sampler_params apr_sampler_defaults(void) {
     return (sampler_params){.temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f, .repeat_penalty = 1.0f,
                             .frequency_penalty = 0.0f, .presence_penalty = 0.0f, .penalty_last_n = 64, .seed = 0};
 }
 
-sampler *sampler_new(const sampler_params *p, int n_vocab) {
+sampler *apr_sampler_new(const sampler_params *p, int n_vocab) {
     sampler *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->p = *p;
@@ -32,20 +32,20 @@ sampler *sampler_new(const sampler_params *p, int n_vocab) {
     if (s->p.penalty_last_n < 0) s->p.penalty_last_n = 0;
     s->recent = calloc((size_t)s->p.penalty_last_n + 1, sizeof *s->recent);
     s->cand = malloc((size_t)n_vocab * sizeof *s->cand);
-    if (!s->recent || !s->cand) { sampler_free(s); return NULL; }
+    if (!s->recent || !s->cand) { apr_sampler_free(s); return NULL; }
     s->rng = p->seed * 0x9e3779b97f4a7c15ull + 0x2545f4914f6cdd1dull;
     if (!s->rng) s->rng = 1;
     return s;
 }
 
-void sampler_free(sampler *s) {
+void apr_sampler_free(sampler *s) {
     if (!s) return;
     free(s->recent);
     free(s->cand);
     free(s);
 }
 
-void sampler_accept(sampler *s, int32_t id) {
+void apr_sampler_accept(sampler *s, int32_t id) {
     if (!s->p.penalty_last_n) return;
     s->recent[s->head] = id;
     s->head = (s->head + 1) % s->p.penalty_last_n;
@@ -107,7 +107,7 @@ static void sampler_select(sampler_cand *c, int n, int k) {
     }
 }
 
-int32_t sampler_sample(sampler *s, float *logits) {
+int32_t apr_sampler_sample(sampler *s, float *logits) {
     const sampler_params *p = &s->p;
     sampler_penalize(s, logits);
     if (p->temperature <= 0.0f) {

@@ -21,15 +21,15 @@ typedef struct sampler_params {
 
 /* Defaults as llama.cpp users expect: temperature 0.8, top-k 40, top-p 0.95, min-p 0.05,
  * no penalties over the last 64 tokens, seed 0. */
-LLM_API sampler_params sampler_defaults(void);
+LLM_API sampler_params apr_sampler_defaults(void);
 
 typedef struct sampler sampler;
 
-LLM_API sampler *sampler_new(const sampler_params *p, int n_vocab);
-LLM_API void sampler_free(sampler *s);
+LLM_API sampler *apr_sampler_new(const sampler_params *p, int n_vocab);
+LLM_API void apr_sampler_free(sampler *s);
 /* Records an accepted token (prompt or generated) for the penalties. */
-LLM_API void sampler_accept(sampler *s, int32_t id);
+LLM_API void apr_sampler_accept(sampler *s, int32_t id);
 /* Picks the next token from logits[n_vocab]; logits is used as scratch and changed. */
-LLM_API int32_t sampler_sample(sampler *s, float *logits);
+LLM_API int32_t apr_sampler_sample(sampler *s, float *logits);
 
 #endif

@@ -16,7 +16,7 @@ static int decode_hex(char c) {
     return -1;
 }
 
-int tok_token_bytes(const tok_vocab *v, int32_t id, unsigned flags, char *buf, int cap) {
+int apr_tok_token_bytes(const tok_vocab *v, int32_t id, unsigned flags, char *buf, int cap) {
     if (id < 0 || id >= v->n) return -1;
     const char *t = v->text[id];
     size_t n = v->len[id];
@@ -87,7 +87,7 @@ static bool stream_reserve(char **p, size_t *cap, size_t need) {
     return true;
 }
 
-tok_stream *tok_stream_new(const tok_vocab *v, unsigned flags) {
+tok_stream *apr_tok_stream_new(const tok_vocab *v, unsigned flags) {
     tok_stream *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->v = v;
@@ -98,7 +98,7 @@ tok_stream *tok_stream_new(const tok_vocab *v, unsigned flags) {
     return s;
 }
 
-void tok_stream_free(tok_stream *s) {
+void apr_tok_stream_free(tok_stream *s) {
     if (!s) return;
     free(s->buf);
     free(s->piece);
@@ -116,14 +116,14 @@ static void stream_fffd(char *out, size_t *k) {
     *k += 3;
 }
 
-const char *tok_stream_push(tok_stream *s, int32_t id, size_t *len) {
+const char *apr_tok_stream_push(tok_stream *s, int32_t id, size_t *len) {
     const tok_vocab *v = s->v;
     if (id < 0 || id >= v->n) return stream_empty(s, len);
     if (id == v->bos && v->model == TOK_MODEL_SPM && v->add_space_prefix) s->strip = true;
-    int n = tok_token_bytes(v, id, s->flags, s->piece, (int)s->piece_cap);
+    int n = apr_tok_token_bytes(v, id, s->flags, s->piece, (int)s->piece_cap);
     if (n > (int)s->piece_cap) {
         if (!stream_reserve(&s->piece, &s->piece_cap, (size_t)n)) return stream_empty(s, len);
-        n = tok_token_bytes(v, id, s->flags, s->piece, (int)s->piece_cap);
+        n = apr_tok_token_bytes(v, id, s->flags, s->piece, (int)s->piece_cap);
     }
     const char *p = s->piece;
     if (n > 0 && s->strip) {
@@ -161,7 +161,7 @@ const char *tok_stream_push(tok_stream *s, int32_t id, size_t *len) {
     return s->buf;
 }
 
-const char *tok_stream_flush(tok_stream *s, size_t *len) {
+const char *apr_tok_stream_flush(tok_stream *s, size_t *len) {
     size_t k = 0;
     if (s->npend) stream_fffd(s->buf, &k);   /* buf always holds at least 64 bytes */
     s->npend = 0;
@@ -171,18 +171,18 @@ const char *tok_stream_flush(tok_stream *s, size_t *len) {
     return s->buf;
 }
 
-char *tok_decode(const tok_vocab *v, const int32_t *ids, size_t n, unsigned flags, size_t *len) {
-    tok_stream *s = tok_stream_new(v, flags);
+char *apr_tok_decode(const tok_vocab *v, const int32_t *ids, size_t n, unsigned flags, size_t *len) {
+    tok_stream *s = apr_tok_stream_new(v, flags);
     char *out = NULL;
     size_t k = 0, cap = 0;
     bool ok = s && stream_reserve(&out, &cap, 64);
     for (size_t i = 0; ok && i <= n; i++) {
         size_t l;
-        const char *t = i < n ? tok_stream_push(s, ids[i], &l) : tok_stream_flush(s, &l);
+        const char *t = i < n ? apr_tok_stream_push(s, ids[i], &l) : apr_tok_stream_flush(s, &l);
         ok = stream_reserve(&out, &cap, k + l + 1);
         if (ok) { memcpy(out + k, t, l); k += l; }
     }
-    tok_stream_free(s);
+    apr_tok_stream_free(s);
     if (!ok) { free(out); return NULL; }
     out[k] = 0;
     if (len) *len = k;

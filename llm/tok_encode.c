@@ -1,4 +1,4 @@
-/* tok_encode.c — tok_encode: cut special and added tokens out of the text, run the model's
+/* tok_encode.c — apr_tok_encode: cut special and added tokens out of the text, run the model's
  * algorithm on the raw runs between them, add BOS / EOS.
  *
  * Specials are tried longest first; each one splits every raw run it occurs in. A token marked
@@ -75,10 +75,10 @@ static void encode_bpe_run(const tok_vocab *v, const char *text, size_t len, boo
     free(t);
 }
 
-int64_t tok_encode(const tok_vocab *v, const char *text, size_t len, unsigned flags, int32_t *ids, int64_t cap) {
+int64_t apr_tok_encode(const tok_vocab *v, const char *text, size_t len, unsigned flags, int32_t *ids, int64_t cap) {
     tok_ids out = {0};
     encode_frags f = {0}, tmp = {0};
-    if ((flags & TOK_ADD_BOS) && tok_add_bos(v)) ids_push(&out, v->bos);
+    if ((flags & TOK_ADD_BOS) && apr_tok_add_bos(v)) ids_push(&out, v->bos);
     encode_add(&f, -1, 0, len);
     for (int32_t k = 0; k < v->n_specials && !f.oom && !tmp.oom; k++) {
         int32_t id = v->specials[k];
@@ -94,7 +94,7 @@ int64_t tok_encode(const tok_vocab *v, const char *text, size_t len, unsigned fl
         else encode_bpe_run(v, text + fr.off, fr.len, fr.off == 0, &out);
         prev_special = false;
     }
-    if ((flags & TOK_ADD_EOS) && tok_add_eos(v)) ids_push(&out, v->eos);
+    if ((flags & TOK_ADD_EOS) && apr_tok_add_eos(v)) ids_push(&out, v->eos);
     int64_t n = f.oom || tmp.oom || out.oom ? -1 : (int64_t)out.n;
     if (n > 0 && ids && cap > 0) memcpy(ids, out.v, (size_t)(n < cap ? n : cap) * sizeof *ids);
     free(out.v);

@@ -11,7 +11,7 @@
 
 static int32_t loadgguf_id(const gguf_file *f, const char *key, int32_t n, int32_t dflt) {
     int64_t id;
-    if (!gguf_get_i64(f, key, &id)) return dflt;
+    if (!apr_gguf_get_i64(f, key, &id)) return dflt;
     return id >= 0 && id < n ? (int32_t)id : -1;   /* 0xFFFFFFFF and the like mean "none" */
 }
 
@@ -20,22 +20,22 @@ static apr_status loadgguf_arr(const gguf_file *f, const char *key, gguf_type wa
     gguf_type et;
     uint64_t len;
     *present = false;
-    if (!gguf_get_arr(f, key, &et, &len)) {
-        if (required) return apr_error_set(err, APR_ERR_FORMAT, "%s: %s is missing", gguf_path(f), key);
+    if (!apr_gguf_get_arr(f, key, &et, &len)) {
+        if (required) return apr_error_set(err, APR_ERR_FORMAT, "%s: %s is missing", apr_gguf_path(f), key);
         return APR_OK;
     }
-    if (et != want) return apr_error_set(err, APR_ERR_FORMAT, "%s: %s has element type %d, expected %d", gguf_path(f), key, (int)et, (int)want);
+    if (et != want) return apr_error_set(err, APR_ERR_FORMAT, "%s: %s has element type %d, expected %d", apr_gguf_path(f), key, (int)et, (int)want);
     if (n != UINT64_MAX && len != n)
-        return apr_error_set(err, APR_ERR_FORMAT, "%s: %s has %llu entries for %llu tokens", gguf_path(f), key,
+        return apr_error_set(err, APR_ERR_FORMAT, "%s: %s has %llu entries for %llu tokens", apr_gguf_path(f), key,
                           (unsigned long long)len, (unsigned long long)n);
     *present = true;
     return APR_OK;
 }
 
-apr_status tok_load_gguf(const gguf_file *f, tok_vocab **out, apr_error *err) {
+apr_status apr_tok_load_gguf(const gguf_file *f, tok_vocab **out, apr_error *err) {
     *out = NULL;
-    const char *path = gguf_path(f);
-    const char *model = gguf_get_str(f, "tokenizer.ggml.model");
+    const char *path = apr_gguf_path(f);
+    const char *model = apr_gguf_get_str(f, "tokenizer.ggml.model");
     if (!model) return apr_error_set(err, APR_ERR_FORMAT, "%s: tokenizer.ggml.model is missing (no vocabulary)", path);
     tok_model kind;
     if (!strcmp(model, "llama")) kind = TOK_MODEL_SPM;
@@ -44,13 +44,13 @@ apr_status tok_load_gguf(const gguf_file *f, tok_vocab **out, apr_error *err) {
 
     gguf_type et;
     uint64_t n;
-    if (!gguf_get_arr(f, "tokenizer.ggml.tokens", &et, &n) || et != GGUF_STRING)
+    if (!apr_gguf_get_arr(f, "tokenizer.ggml.tokens", &et, &n) || et != GGUF_STRING)
         return apr_error_set(err, APR_ERR_FORMAT, "%s: tokenizer.ggml.tokens is missing or not a string array", path);
     if (n == 0 || n > (1u << 30)) return apr_error_set(err, APR_ERR_FORMAT, "%s: %llu tokens", path, (unsigned long long)n);
 
     const char *const *pre_re = NULL;
     int pre_n = 0;
-    const char *pre = gguf_get_str(f, "tokenizer.ggml.pre");
+    const char *pre = apr_gguf_get_str(f, "tokenizer.ggml.pre");
     if (kind == TOK_MODEL_BPE && !pre_family(pre ? pre : "default", &pre_re, &pre_n))
         return apr_error_set(err, APR_ERR_UNSUPPORTED, "%s: pre-tokenizer '%s' (tokenizer.ggml.pre) is not supported", path, pre);
 
@@ -59,17 +59,17 @@ apr_status tok_load_gguf(const gguf_file *f, tok_vocab **out, apr_error *err) {
     apr_status st = APR_OK;
     if (!v || !texts) { st = apr_error_set(err, APR_ERR_NOMEM, "%s: out of memory for %llu tokens", path, (unsigned long long)n); goto fail; }
     for (uint64_t i = 0; i < n; i++) {
-        texts[i] = gguf_get_arr_str(f, "tokenizer.ggml.tokens", i);
+        texts[i] = apr_gguf_get_arr_str(f, "tokenizer.ggml.tokens", i);
         if (!texts[i]) { st = apr_error_set(err, APR_ERR_FORMAT, "%s: token %llu is unreadable", path, (unsigned long long)i); goto fail; }
     }
     if ((st = vocab_set_texts(v, texts, NULL, err))) goto fail;
 
     bool have;
     if ((st = loadgguf_arr(f, "tokenizer.ggml.scores", GGUF_FLOAT32, n, false, &have, err))) goto fail;
-    const void *scores = have ? gguf_get_arr_data(f, "tokenizer.ggml.scores") : NULL;
+    const void *scores = have ? apr_gguf_get_arr_data(f, "tokenizer.ggml.scores") : NULL;
     if (scores) memcpy(v->score, scores, n * sizeof(float));
     if ((st = loadgguf_arr(f, "tokenizer.ggml.token_type", GGUF_INT32, n, false, &have, err))) goto fail;
-    const uint8_t *tt = have ? gguf_get_arr_data(f, "tokenizer.ggml.token_type") : NULL;
+    const uint8_t *tt = have ? apr_gguf_get_arr_data(f, "tokenizer.ggml.token_type") : NULL;
     if (tt) {
         for (uint64_t i = 0; i < n; i++) {
             int32_t t;
@@ -80,10 +80,10 @@ apr_status tok_load_gguf(const gguf_file *f, tok_vocab **out, apr_error *err) {
     if (kind == TOK_MODEL_BPE) {
         if ((st = loadgguf_arr(f, "tokenizer.ggml.merges", GGUF_STRING, UINT64_MAX, true, &have, err))) goto fail;
         uint64_t nm;
-        gguf_get_arr(f, "tokenizer.ggml.merges", &et, &nm);
+        apr_gguf_get_arr(f, "tokenizer.ggml.merges", &et, &nm);
         if ((st = vocab_merges_alloc(v, nm, err))) goto fail;
         for (uint64_t i = 0; i < nm; i++) {
-            const char *m = gguf_get_arr_str(f, "tokenizer.ggml.merges", i);
+            const char *m = apr_gguf_get_arr_str(f, "tokenizer.ggml.merges", i);
             const char *sp = m && m[0] ? strchr(m + 1, ' ') : NULL;
             if (sp) vocab_add_merge(v, m, (size_t)(sp - m), sp + 1, strlen(sp + 1), (int32_t)i);
         }
@@ -97,9 +97,9 @@ apr_status tok_load_gguf(const gguf_file *f, tok_vocab **out, apr_error *err) {
     v->add_bos = spm;
     v->add_eos = false;
     v->add_space_prefix = spm;
-    gguf_get_bool(f, "tokenizer.ggml.add_bos_token", &v->add_bos);
-    gguf_get_bool(f, "tokenizer.ggml.add_eos_token", &v->add_eos);
-    gguf_get_bool(f, "tokenizer.ggml.add_space_prefix", &v->add_space_prefix);
+    apr_gguf_get_bool(f, "tokenizer.ggml.add_bos_token", &v->add_bos);
+    apr_gguf_get_bool(f, "tokenizer.ggml.add_eos_token", &v->add_eos);
+    apr_gguf_get_bool(f, "tokenizer.ggml.add_space_prefix", &v->add_space_prefix);
     if (!spm) {
         snprintf(v->pre_name, sizeof v->pre_name, "%s", pre ? pre : "default");
         v->ignore_merges = !strcmp(v->pre_name, "llama3") || !strcmp(v->pre_name, "llama-v3") ||
@@ -116,6 +116,6 @@ apr_status tok_load_gguf(const gguf_file *f, tok_vocab **out, apr_error *err) {
     return APR_OK;
 fail:
     free(texts);
-    tok_free(v);
+    apr_tok_free(v);
     return st;
 }

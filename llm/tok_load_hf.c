@@ -323,7 +323,7 @@ static apr_status loadhf_build_spm(const char *path, const cJSON *root, const cJ
     st = vocab_finish(v, NULL, 0, err);
 done:
     free(texts);
-    if (st) tok_free(v);
+    if (st) apr_tok_free(v);
     else *out = v;
     return st;
 }
@@ -436,14 +436,14 @@ static apr_status loadhf_build(const char *path, const cJSON *root, const cJSON 
 done:
     for (int i = 0; i < pre.n; i++) free(pre.re[i]);
     free(texts);
-    if (st) tok_free(v);
+    if (st) apr_tok_free(v);
     else *out = v;
     return st;
 }
 
 /* ---------------------------------------------------------------- public */
 
-apr_status tok_load_hf(const char *path, tok_vocab **out, apr_error *err) {
+apr_status apr_tok_load_hf(const char *path, tok_vocab **out, apr_error *err) {
     *out = NULL;
     struct stat sb;
     if (stat(path, &sb)) return apr_error_set(err, errno == ENOENT ? APR_ERR_NOT_FOUND : APR_ERR_IO, "%s: %s", path, strerror(errno));

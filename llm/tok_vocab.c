@@ -30,7 +30,7 @@ tok_vocab *vocab_new(tok_model model, int32_t n) {
     v->score = calloc((size_t)n ? (size_t)n : 1, sizeof *v->score);
     v->type = malloc((size_t)n ? (size_t)n : 1);
     v->strip = calloc((size_t)n ? (size_t)n : 1, 1);
-    if (!v->text || !v->len || !v->score || !v->type || !v->strip) { tok_free(v); return NULL; }
+    if (!v->text || !v->len || !v->score || !v->type || !v->strip) { apr_tok_free(v); return NULL; }
     memset(v->type, TOK_TYPE_NORMAL, (size_t)n);
     for (int i = 0; i < 256; i++) v->byte_id[i] = -1;
     return v;
@@ -154,7 +154,7 @@ apr_status vocab_finish(tok_vocab *v, const char *const *regexes, int n_regex, a
 
 /* ---------------------------------------------------------------- public */
 
-void tok_free(tok_vocab *v) {
+void apr_tok_free(tok_vocab *v) {
     if (!v) return;
     pre_free(v->pre);
     free(v->text);
@@ -169,22 +169,22 @@ void tok_free(tok_vocab *v) {
     free(v);
 }
 
-tok_model tok_model_kind(const tok_vocab *v) { return v->model; }
-const char *tok_pre_name(const tok_vocab *v) { return v->pre_name; }
-int32_t tok_n_vocab(const tok_vocab *v) { return v->n; }
-int32_t tok_bos(const tok_vocab *v) { return v->bos; }
-int32_t tok_eos(const tok_vocab *v) { return v->eos; }
-int32_t tok_unk(const tok_vocab *v) { return v->unk; }
-int32_t tok_pad(const tok_vocab *v) { return v->pad; }
-bool tok_add_bos(const tok_vocab *v) { return v->add_bos && v->bos >= 0; }
-bool tok_add_eos(const tok_vocab *v) { return v->add_eos && v->eos >= 0; }
+tok_model apr_tok_model_kind(const tok_vocab *v) { return v->model; }
+const char *apr_tok_pre_name(const tok_vocab *v) { return v->pre_name; }
+int32_t apr_tok_n_vocab(const tok_vocab *v) { return v->n; }
+int32_t apr_tok_bos(const tok_vocab *v) { return v->bos; }
+int32_t apr_tok_eos(const tok_vocab *v) { return v->eos; }
+int32_t apr_tok_unk(const tok_vocab *v) { return v->unk; }
+int32_t apr_tok_pad(const tok_vocab *v) { return v->pad; }
+bool apr_tok_add_bos(const tok_vocab *v) { return v->add_bos && v->bos >= 0; }
+bool apr_tok_add_eos(const tok_vocab *v) { return v->add_eos && v->eos >= 0; }
 
-const char *tok_piece(const tok_vocab *v, int32_t id) {
+const char *apr_tok_piece(const tok_vocab *v, int32_t id) {
     return id >= 0 && id < v->n ? v->text[id] : NULL;
 }
 
-tok_type tok_token_type(const tok_vocab *v, int32_t id) {
+tok_type apr_tok_token_type(const tok_vocab *v, int32_t id) {
     return id >= 0 && id < v->n ? (tok_type)v->type[id] : TOK_TYPE_UNUSED;
 }
 
-int32_t tok_find(const tok_vocab *v, const char *text, size_t len) { return vocab_find(v, text, len); }
+int32_t apr_tok_find(const tok_vocab *v, const char *text, size_t len) { return vocab_find(v, text, len); }

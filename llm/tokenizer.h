@@ -22,12 +22,12 @@
  * Example
  *
  *     tok_vocab *v; apr_error e;
- *     if (tok_load_file("model.gguf", &v, &e)) die(e.msg);
+ *     if (apr_tok_load_file("model.gguf", &v, &e)) die(e.msg);
  *     int32_t ids[256];
- *     int64_t n = tok_encode(v, text, strlen(text), TOK_ADD_SPECIAL, ids, 256);
- *     tok_stream *s = tok_stream_new(v, 0);
- *     for (int64_t i = 0; i < n && i < 256; i++) { size_t len; fputs(tok_stream_push(s, ids[i], &len), stdout); }
- *     tok_stream_free(s); tok_free(v);
+ *     int64_t n = apr_tok_encode(v, text, strlen(text), TOK_ADD_SPECIAL, ids, 256);
+ *     tok_stream *s = apr_tok_stream_new(v, 0);
+ *     for (int64_t i = 0; i < n && i < 256; i++) { size_t len; fputs(apr_tok_stream_push(s, ids[i], &len), stdout); }
+ *     apr_tok_stream_free(s); apr_tok_free(v);
  *
  * Known limits: Hugging Face normalizers other than NFC are refused and NFC itself is not
  * applied (text that is already NFC, as nearly all text is, tokenizes exactly); the HF
@@ -56,38 +56,38 @@ typedef enum tok_type {
 /* ---------------------------------------------------------------- loading */
 
 /* From an open GGUF file; f may be closed afterwards (the vocab keeps copies). */
-LLM_API apr_status tok_load_gguf(const gguf_file *f, tok_vocab **out, apr_error *err);
+LLM_API apr_status apr_tok_load_gguf(const gguf_file *f, tok_vocab **out, apr_error *err);
 /* From a Hugging Face tokenizer: a folder holding tokenizer.json (or tokenizer.json.gz, read
  * through the system's gzip) and optionally tokenizer_config.json (add_bos_token,
  * add_eos_token, bos_token, eos_token, unk_token, pad_token), or the path of a tokenizer.json
  * (tokenizer_config.json is then looked for beside it). */
-LLM_API apr_status tok_load_hf(const char *path, tok_vocab **out, apr_error *err);
-/* A GGUF file, or otherwise what tok_load_hf takes. */
-LLM_API apr_status tok_load_file(const char *path, tok_vocab **out, apr_error *err);
-LLM_API void tok_free(tok_vocab *v);
+LLM_API apr_status apr_tok_load_hf(const char *path, tok_vocab **out, apr_error *err);
+/* A GGUF file, or otherwise what apr_tok_load_hf takes. */
+LLM_API apr_status apr_tok_load_file(const char *path, tok_vocab **out, apr_error *err);
+LLM_API void apr_tok_free(tok_vocab *v);
 
 /* ---------------------------------------------------------------- queries */
 
-LLM_API tok_model tok_model_kind(const tok_vocab *v);
-LLM_API const char *tok_pre_name(const tok_vocab *v);     /* "llama3", "gpt-2", "tokenizer.json", "" for SPM */
-LLM_API int32_t tok_n_vocab(const tok_vocab *v);
-LLM_API int32_t tok_bos(const tok_vocab *v);              /* -1 when the model has none */
-LLM_API int32_t tok_eos(const tok_vocab *v);
-LLM_API int32_t tok_unk(const tok_vocab *v);
-LLM_API int32_t tok_pad(const tok_vocab *v);
-LLM_API bool tok_add_bos(const tok_vocab *v);             /* what TOK_ADD_SPECIAL adds */
-LLM_API bool tok_add_eos(const tok_vocab *v);
+LLM_API tok_model apr_tok_model_kind(const tok_vocab *v);
+LLM_API const char *apr_tok_pre_name(const tok_vocab *v);     /* "llama3", "gpt-2", "tokenizer.json", "" for SPM */
+LLM_API int32_t apr_tok_n_vocab(const tok_vocab *v);
+LLM_API int32_t apr_tok_bos(const tok_vocab *v);              /* -1 when the model has none */
+LLM_API int32_t apr_tok_eos(const tok_vocab *v);
+LLM_API int32_t apr_tok_unk(const tok_vocab *v);
+LLM_API int32_t apr_tok_pad(const tok_vocab *v);
+LLM_API bool apr_tok_add_bos(const tok_vocab *v);             /* what TOK_ADD_SPECIAL adds */
+LLM_API bool apr_tok_add_eos(const tok_vocab *v);
 /* The token's text as stored in the vocabulary ("▁the", "Ġthe", "<0x0A>"); NULL when out of range. */
-LLM_API const char *tok_piece(const tok_vocab *v, int32_t id);
-LLM_API tok_type tok_token_type(const tok_vocab *v, int32_t id);
+LLM_API const char *apr_tok_piece(const tok_vocab *v, int32_t id);
+LLM_API tok_type apr_tok_token_type(const tok_vocab *v, int32_t id);
 /* The id of a token text, or -1. */
-LLM_API int32_t tok_find(const tok_vocab *v, const char *text, size_t len);
+LLM_API int32_t apr_tok_find(const tok_vocab *v, const char *text, size_t len);
 
 /* ---------------------------------------------------------------- encoding */
 
 enum {
-    TOK_ADD_BOS = 1 << 0,        /* put BOS in front if the model asks for it (tok_add_bos) */
-    TOK_ADD_EOS = 1 << 2,        /* put EOS at the end if the model asks for it (tok_add_eos) */
+    TOK_ADD_BOS = 1 << 0,        /* put BOS in front if the model asks for it (apr_tok_add_bos) */
+    TOK_ADD_EOS = 1 << 2,        /* put EOS at the end if the model asks for it (apr_tok_add_eos) */
     TOK_ADD_SPECIAL = TOK_ADD_BOS | TOK_ADD_EOS,
     TOK_PARSE_SPECIAL = 1 << 1,  /* control tokens written in the text become their ids */
 };
@@ -95,8 +95,8 @@ enum {
 /* Tokenizes len bytes of text (need not be NUL-terminated or valid UTF-8). Writes up to cap ids
  * and returns how many the text needs (call again with a larger array when that exceeds cap);
  * -1 when memory ran out. */
-LLM_API int64_t tok_encode(const tok_vocab *v, const char *text, size_t len, unsigned flags, int32_t *ids,
-                           int64_t cap);
+LLM_API int64_t apr_tok_encode(const tok_vocab *v, const char *text, size_t len, unsigned flags, int32_t *ids,
+                               int64_t cap);
 
 /* ---------------------------------------------------------------- decoding */
 
@@ -108,23 +108,23 @@ enum {
 /* The bytes token id stands for (a byte token is one byte, "▁" is a space, a GPT-2 byte
  * character is its byte; possibly part of a UTF-8 character). Returns the length, which may
  * exceed cap (nothing past cap is written); -1 for an id out of range. No leading-space rule. */
-LLM_API int tok_token_bytes(const tok_vocab *v, int32_t id, unsigned flags, char *buf, int cap);
+LLM_API int apr_tok_token_bytes(const tok_vocab *v, int32_t id, unsigned flags, char *buf, int cap);
 
 /* Streaming detokenizer: feed ids one at a time, get back only complete UTF-8 characters. A
  * character split over several tokens comes out with the token that completes it; bytes that
  * can never form a valid character come out as U+FFFD. With SPM models the leading space of
  * the piece after BOS is dropped (as SentencePiece and llama2.c do). */
 typedef struct tok_stream tok_stream;
-LLM_API tok_stream *tok_stream_new(const tok_vocab *v, unsigned flags);   /* NULL when out of memory */
-LLM_API void tok_stream_free(tok_stream *s);
+LLM_API tok_stream *apr_tok_stream_new(const tok_vocab *v, unsigned flags);   /* NULL when out of memory */
+LLM_API void apr_tok_stream_free(tok_stream *s);
 /* Returns the newly completed text, NUL-terminated, owned by s and valid until the next call;
  * *len (may be NULL) gets its length. Never NULL (out of memory or a bad id gives ""). */
-LLM_API const char *tok_stream_push(tok_stream *s, int32_t id, size_t *len);
+LLM_API const char *apr_tok_stream_push(tok_stream *s, int32_t id, size_t *len);
 /* Ends the stream: bytes of an unfinished character come out as U+FFFD. s may be reused. */
-LLM_API const char *tok_stream_flush(tok_stream *s, size_t *len);
+LLM_API const char *apr_tok_stream_flush(tok_stream *s, size_t *len);
 
 /* All of ids decoded at once (push every id, then flush); malloc'd, NUL-terminated, caller
  * frees; NULL when out of memory. *len (may be NULL) gets the length. */
-LLM_API char *tok_decode(const tok_vocab *v, const int32_t *ids, size_t n, unsigned flags, size_t *len);
+LLM_API char *apr_tok_decode(const tok_vocab *v, const int32_t *ids, size_t n, unsigned flags, size_t *len);
 
 #endif

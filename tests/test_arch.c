@@ -87,16 +87,16 @@ static void arch_free(arch_model *m) {
 }
 
 static void arch_add(gguf_writer *w, const char *name, const float *d, int64_t ne0, int64_t ne1) {
-    gguf_writer_add_tensor(w, name, APR_F32, ne1 > 1 ? 2 : 1, (int64_t[]){ne0, ne1}, d, (uint64_t)(ne0 * ne1) * 4);
+    apr_gguf_writer_add_tensor(w, name, APR_F32, ne1 > 1 ? 2 : 1, (int64_t[]){ne0, ne1}, d, (uint64_t)(ne0 * ne1) * 4);
 }
 
 /* Writes the model as a tokenizer-less GGUF at path. */
 static void arch_write(const arch_model *m, const char *path) {
     const arch_spec *sp = &m->sp;
-    gguf_writer *w = gguf_writer_new();
+    gguf_writer *w = apr_gguf_writer_new();
     char key[128];
-    gguf_writer_set_str(w, "general.architecture", sp->arch);
-#define ARCH_U32(k, v) (snprintf(key, sizeof key, "%s." k, sp->arch), gguf_writer_set_u32(w, key, (uint32_t)(v)))
+    apr_gguf_writer_set_str(w, "general.architecture", sp->arch);
+#define ARCH_U32(k, v) (snprintf(key, sizeof key, "%s." k, sp->arch), apr_gguf_writer_set_u32(w, key, (uint32_t)(v)))
     ARCH_U32("block_count", sp->L);
     ARCH_U32("context_length", 64);
     ARCH_U32("embedding_length", sp->E);
@@ -107,9 +107,9 @@ static void arch_write(const arch_model *m, const char *path) {
     if (sp->window) ARCH_U32("attention.sliding_window", sp->window);
 #undef ARCH_U32
     snprintf(key, sizeof key, "%s.rope.freq_base", sp->arch);
-    gguf_writer_set_f32(w, key, sp->base);
+    apr_gguf_writer_set_f32(w, key, sp->base);
     snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", sp->arch);
-    gguf_writer_set_f32(w, key, sp->eps);
+    apr_gguf_writer_set_f32(w, key, sp->eps);
     const int E = sp->E, Q = sp->H * sp->hd, KV = sp->Hkv * sp->hd, F = sp->F;
     arch_add(w, "token_embd.weight", m->emb, E, sp->V);
     if (m->ff) arch_add(w, "rope_freqs.weight", m->ff, sp->hd / 2, 1);
@@ -133,8 +133,8 @@ static void arch_write(const arch_model *m, const char *path) {
     arch_add(w, "output_norm.weight", m->out_norm, E, 1);
     if (!sp->tied) arch_add(w, "output.weight", m->out, E, sp->V);
     apr_error e;
-    cr_assert_eq(gguf_writer_write(w, path, &e), APR_OK, "%s", e.msg);
-    gguf_writer_free(w);
+    cr_assert_eq(apr_gguf_writer_write(w, path, &e), APR_OK, "%s", e.msg);
+    apr_gguf_writer_free(w);
 }
 
 /* ---------------------------------------------------------------- the oracle: plain loops in double */
@@ -239,28 +239,28 @@ static double arch_run(const arch_model *m, const char *path, apr_backend *be, a
     apr_error e;
     gguf_file *f;
     llama_model *lm;
-    cr_assert_eq(gguf_open(path, &f, &e), APR_OK, "%s", e.msg);
-    cr_assert_eq(llama_model_load(f, &lm, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_gguf_open(path, &f, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_llama_model_load(f, &lm, &e), APR_OK, "%s", e.msg);
     cr_expect_eq(lm->hp.head_dim, m->sp.hd);
     cr_expect_eq(lm->hp.rope_layout, m->sp.layout, "%s: rope layout", m->sp.arch);
     cr_expect_eq(lm->output == lm->tok_embd, m->sp.tied);
-    llama_session_params p = llama_session_defaults(16);
+    llama_session_params p = apr_llama_session_defaults(16);
     p.kv_dtype = kv;
     llama_session *s;
-    cr_assert_eq(llama_session_new_ex(lm, &p, &be, 1, &s, &e), APR_OK, "%s", e.msg);
-    cr_assert_eq(llama_session_eval(s, ids, ARCH_BATCH, true, got, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_llama_session_new_ex(lm, &p, &be, 1, &s, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_llama_session_eval(s, ids, ARCH_BATCH, true, got, &e), APR_OK, "%s", e.msg);
     for (int t = ARCH_BATCH; t < ARCH_N; t++)
-        cr_assert_eq(llama_session_eval(s, &ids[t], 1, false, got + (size_t)t * V, &e), APR_OK, "%s", e.msg);
-    cr_expect_eq(llama_session_pos(s), ARCH_N);
+        cr_assert_eq(apr_llama_session_eval(s, &ids[t], 1, false, got + (size_t)t * V, &e), APR_OK, "%s", e.msg);
+    cr_expect_eq(apr_llama_session_pos(s), ARCH_N);
     double scale = 0, diff = 0;
     for (int i = 0; i < ARCH_N * V; i++) {
         scale = fmax(scale, fabs(want[i]));
         diff = fmax(diff, fabs(want[i] - got[i]));
     }
     cr_assert(scale > 1, "%s: logits too small to compare (%g)", m->sp.arch, scale);
-    llama_session_free(s);
-    llama_model_free(lm);
-    gguf_close(f);
+    apr_llama_session_free(s);
+    apr_llama_model_free(lm);
+    apr_gguf_close(f);
     free(want);
     free(got);
     return diff / scale;
@@ -322,10 +322,10 @@ Test(arch, unknown_architecture_and_bad_kv_dtype_are_refused) {
     apr_error e;
     gguf_file *f;
     llama_model *lm;
-    cr_assert_eq(gguf_open(path, &f, &e), APR_OK, "%s", e.msg);
-    cr_expect_eq(llama_model_load(f, &lm, &e), APR_ERR_UNSUPPORTED);
+    cr_assert_eq(apr_gguf_open(path, &f, &e), APR_OK, "%s", e.msg);
+    cr_expect_eq(apr_llama_model_load(f, &lm, &e), APR_ERR_UNSUPPORTED);
     cr_expect(strstr(e.msg, "'gptj-x'") && strstr(e.msg, "qwen3"), "%s", e.msg);
-    gguf_close(f);
+    apr_gguf_close(f);
     unlink(path);
     arch_free(&m);
     /* qwen3 without its q/k norms is an error naming the tensor */
@@ -333,10 +333,10 @@ Test(arch, unknown_architecture_and_bad_kv_dtype_are_refused) {
     fd = mkstemp(path);
     close(fd);
     arch_write(&m, path);
-    cr_assert_eq(gguf_open(path, &f, &e), APR_OK, "%s", e.msg);
-    cr_expect_eq(llama_model_load(f, &lm, &e), APR_ERR_FORMAT);
+    cr_assert_eq(apr_gguf_open(path, &f, &e), APR_OK, "%s", e.msg);
+    cr_expect_eq(apr_llama_model_load(f, &lm, &e), APR_ERR_FORMAT);
     cr_expect(strstr(e.msg, "attn_q_norm"), "%s", e.msg);
-    gguf_close(f);
+    apr_gguf_close(f);
     unlink(path);
     /* a KV cache of bf16 is refused */
     arch_free(&m);
@@ -344,21 +344,21 @@ Test(arch, unknown_architecture_and_bad_kv_dtype_are_refused) {
     fd = mkstemp(path);
     close(fd);
     arch_write(&m, path);
-    cr_assert_eq(gguf_open(path, &f, &e), APR_OK, "%s", e.msg);
-    cr_assert_eq(llama_model_load(f, &lm, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_gguf_open(path, &f, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_llama_model_load(f, &lm, &e), APR_OK, "%s", e.msg);
     apr_registry *reg;
     apr_backend *be;
     cr_assert_eq(apr_registry_open(NULL, &reg, &e), APR_OK, "%s", e.msg);
     cr_assert_eq(apr_backend_open(reg, "reference", 1, &be, &e), APR_OK, "%s", e.msg);
-    llama_session_params p = llama_session_defaults(8);
+    llama_session_params p = apr_llama_session_defaults(8);
     p.kv_dtype = APR_BF16;
     llama_session *s;
-    cr_expect_eq(llama_session_new_ex(lm, &p, &be, 1, &s, &e), APR_ERR_INVALID);
+    cr_expect_eq(apr_llama_session_new_ex(lm, &p, &be, 1, &s, &e), APR_ERR_INVALID);
     cr_expect(strstr(e.msg, "bf16"), "%s", e.msg);
     apr_backend_close(be);
     apr_registry_close(reg);
-    llama_model_free(lm);
-    gguf_close(f);
+    apr_llama_model_free(lm);
+    apr_gguf_close(f);
     unlink(path);
     arch_free(&m);
 }
@@ -394,8 +394,8 @@ static void arch_load(const arch_model *m, char *path, gguf_file **f, llama_mode
     close(fd);
     arch_write(m, path);
     apr_error e;
-    cr_assert_eq(gguf_open(path, f, &e), APR_OK, "%s", e.msg);
-    cr_assert_eq(llama_model_load(*f, lm, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_gguf_open(path, f, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_llama_model_load(*f, lm, &e), APR_OK, "%s", e.msg);
 }
 
 Test(arch, packed_weights_serve_the_matmuls_and_go_with_the_session) {
@@ -422,18 +422,18 @@ Test(arch, packed_weights_serve_the_matmuls_and_go_with_the_session) {
     cr_assert_eq(apr_backend_open(reg, "reference", 1, &bes[1], &e), APR_OK, "%s", e.msg);
     packtest_counters *c = apr_backend_instance(bes[0]), before = *c;
     cr_assert_eq(c->magic, PACKTEST_MAGIC);
-    llama_session_params p = llama_session_defaults(16);
+    llama_session_params p = apr_llama_session_defaults(16);
     cr_expect(p.pack_weights, "packing is the default");
     p.kv_dtype = APR_F32;
     llama_session *s;
-    cr_assert_eq(llama_session_new_ex(lm, &p, bes, 2, &s, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_llama_session_new_ex(lm, &p, bes, 2, &s, &e), APR_OK, "%s", e.msg);
     cr_expect_eq(c->pack_calls - before.pack_calls, 7 * L + 1, "every matmul weight is offered");
     cr_expect_eq(c->packs - before.packs, PACKED);
     const int64_t bytes = 4 * (L * ((int64_t)E * Q + 2 * E * KV + Q * E + F * E) + E * V);
     cr_expect_eq(apr_backend_packed_bytes(bes[0]), bytes);
-    cr_assert_eq(llama_session_eval(s, ids, ARCH_BATCH, true, got, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_llama_session_eval(s, ids, ARCH_BATCH, true, got, &e), APR_OK, "%s", e.msg);
     for (int t = ARCH_BATCH; t < ARCH_N; t++)
-        cr_assert_eq(llama_session_eval(s, &ids[t], 1, false, got + (size_t)t * V, &e), APR_OK, "%s", e.msg);
+        cr_assert_eq(apr_llama_session_eval(s, &ids[t], 1, false, got + (size_t)t * V, &e), APR_OK, "%s", e.msg);
     double scale = 0, diff = 0;
     for (int i = 0; i < ARCH_N * V; i++) {
         scale = fmax(scale, fabs(want[i]));
@@ -444,33 +444,33 @@ Test(arch, packed_weights_serve_the_matmuls_and_go_with_the_session) {
     cr_expect_eq(c->packed_matmuls - before.packed_matmuls, evals * PACKED);
     cr_expect_eq(c->plain_matmuls - before.plain_matmuls, evals * 2 * L, "gate and up read the file's layout");
     cr_expect_eq(c->get_rows - before.get_rows, evals, "the tied embedding's lookups ran on packtest");
-    llama_session_free(s);
+    apr_llama_session_free(s);
     cr_expect_eq(c->packed_frees - before.packed_frees, PACKED);
     cr_expect_eq(apr_backend_packed_bytes(bes[0]), 0);
 
     /* a pack held across sessions: theirs only count references, and the copies outlive them */
     llama_pack *hold;
-    cr_assert_eq(llama_pack_new(lm, bes[0], &hold, &e), APR_OK, "%s", e.msg);
-    cr_expect_eq(llama_pack_count(hold), PACKED);
+    cr_assert_eq(apr_llama_pack_new(lm, bes[0], &hold, &e), APR_OK, "%s", e.msg);
+    cr_expect_eq(apr_llama_pack_count(hold), PACKED);
     int packs = c->packs, frees = c->packed_frees;
-    cr_assert_eq(llama_session_new_ex(lm, &p, bes, 2, &s, &e), APR_OK, "%s", e.msg);
-    llama_session_free(s);
+    cr_assert_eq(apr_llama_session_new_ex(lm, &p, bes, 2, &s, &e), APR_OK, "%s", e.msg);
+    apr_llama_session_free(s);
     cr_expect_eq(c->packs, packs, "a session repacked weights a holder keeps packed");
     cr_expect_eq(c->packed_frees, frees);
     cr_expect_eq(apr_backend_packed_bytes(bes[0]), bytes);
-    llama_pack_free(hold);
+    apr_llama_pack_free(hold);
     cr_expect_eq(c->packed_frees, frees + PACKED);
 
     /* pack_weights false: nothing offered, every matmul reads the file's layout */
     p.pack_weights = false;
     int calls = c->pack_calls, packed_mm = c->packed_matmuls;
-    cr_assert_eq(llama_session_new_ex(lm, &p, bes, 2, &s, &e), APR_OK, "%s", e.msg);
-    cr_assert_eq(llama_session_eval(s, ids, 1, false, got, &e), APR_OK, "%s", e.msg);
-    llama_session_free(s);
+    cr_assert_eq(apr_llama_session_new_ex(lm, &p, bes, 2, &s, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_llama_session_eval(s, ids, 1, false, got, &e), APR_OK, "%s", e.msg);
+    apr_llama_session_free(s);
     cr_expect_eq(c->pack_calls, calls);
     cr_expect_eq(c->packed_matmuls, packed_mm);
-    llama_model_free(lm);
-    gguf_close(f);
+    apr_llama_model_free(lm);
+    apr_gguf_close(f);
     unlink(path);
 
     /* a weight the backend fails to pack (not a decline) fails the session, with nothing left packed */
@@ -481,20 +481,20 @@ Test(arch, packed_weights_serve_the_matmuls_and_go_with_the_session) {
     p.pack_weights = true;
     packs = c->packs, frees = c->packed_frees;
     s = NULL;
-    cr_expect_eq(llama_session_new_ex(lm, &p, bes, 2, &s, &e), APR_ERR_DEVICE);
+    cr_expect_eq(apr_llama_session_new_ex(lm, &p, bes, 2, &s, &e), APR_ERR_DEVICE);
     cr_expect_null(s);
     cr_expect(strstr(e.msg, "blk.1.ffn_down.weight") && strstr(e.msg, "asks to fail"), "%s", e.msg);
     cr_expect_gt(c->packs, packs, "the weights before it were packed");
     cr_expect_eq(c->packed_frees - frees, c->packs - packs, "and given back");
     cr_expect_eq(apr_backend_packed_bytes(bes[0]), 0);
-    cr_expect_eq(llama_pack_new(lm, bes[0], &hold, &e), APR_ERR_DEVICE);
+    cr_expect_eq(apr_llama_pack_new(lm, bes[0], &hold, &e), APR_ERR_DEVICE);
     cr_expect_null(hold);
 
     apr_backend_close(bes[1]);
     apr_backend_close(bes[0]);
     apr_registry_close(reg);
-    llama_model_free(lm);
-    gguf_close(f);
+    apr_llama_model_free(lm);
+    apr_gguf_close(f);
     unlink(path2);
     free(want);
     free(got);

@@ -20,9 +20,9 @@ static const chat_msg chat_conv[] = {
 };
 
 static void chat_expect(chat_family f, size_t n, bool gen, const char *want) {
-    char *got = chat_format(f, chat_conv, n, gen, NULL, NULL);
+    char *got = apr_chat_format(f, chat_conv, n, gen, NULL, NULL);
     cr_assert(got, "out of memory");
-    cr_expect_str_eq(got, want, "%s (n=%zu gen=%d):\n got [%s]\nwant [%s]", chat_family_name(f), n, gen, got, want);
+    cr_expect_str_eq(got, want, "%s (n=%zu gen=%d):\n got [%s]\nwant [%s]", apr_chat_family_name(f), n, gen, got, want);
     free(got);
 }
 
@@ -84,7 +84,7 @@ Test(chat, plain_text_only_grows) {
 }
 
 Test(chat, model_bos_and_eos_texts_replace_the_defaults) {
-    char *got = chat_format(CHAT_ZEPHYR, chat_conv + 1, 1, true, "", "<|endoftext|>");
+    char *got = apr_chat_format(CHAT_ZEPHYR, chat_conv + 1, 1, true, "", "<|endoftext|>");
     cr_assert_str_eq(got, "<|user|>\nHello<|endoftext|>\n<|assistant|>\n");
     free(got);
 }
@@ -121,17 +121,17 @@ Test(chat, detects_each_family_from_its_template_text) {
         {NULL, CHAT_PLAIN},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-        cr_expect_eq(chat_detect(cases[i].tmpl), cases[i].want, "case %zu: got %s, want %s", i,
-                     chat_family_name(chat_detect(cases[i].tmpl)), chat_family_name(cases[i].want));
+        cr_expect_eq(apr_chat_detect(cases[i].tmpl), cases[i].want, "case %zu: got %s, want %s", i,
+                     apr_chat_family_name(apr_chat_detect(cases[i].tmpl)), apr_chat_family_name(cases[i].want));
 }
 
 Test(chat, end_of_turn_tokens) {
-    cr_expect_str_eq(chat_eot_text(CHAT_CHATML), "<|im_end|>");
-    cr_expect_str_eq(chat_eot_text(CHAT_LLAMA3), "<|eot_id|>");
-    cr_expect_str_eq(chat_eot_text(CHAT_PHI3), "<|end|>");
-    cr_expect_str_eq(chat_eot_text(CHAT_GEMMA), "<end_of_turn>");
-    cr_expect_null(chat_eot_text(CHAT_LLAMA2));
-    cr_expect_null(chat_eot_text(CHAT_PLAIN));
+    cr_expect_str_eq(apr_chat_eot_text(CHAT_CHATML), "<|im_end|>");
+    cr_expect_str_eq(apr_chat_eot_text(CHAT_LLAMA3), "<|eot_id|>");
+    cr_expect_str_eq(apr_chat_eot_text(CHAT_PHI3), "<|end|>");
+    cr_expect_str_eq(apr_chat_eot_text(CHAT_GEMMA), "<end_of_turn>");
+    cr_expect_null(apr_chat_eot_text(CHAT_LLAMA2));
+    cr_expect_null(apr_chat_eot_text(CHAT_PLAIN));
 }
 
 /* ---------------------------------------------------------------- real templates from the fixtures */
@@ -166,10 +166,10 @@ static char *chat_hf_template(const char *dir) {
 Test(chat, detects_the_fixture_models_templates) {
     if (!chat_find_fixtures()) cr_skip_test("fixtures not found at %s", chat_fixtures);
     char *t = chat_hf_template("hf-llama3");
-    cr_expect_eq(chat_detect(t), CHAT_LLAMA3);
+    cr_expect_eq(apr_chat_detect(t), CHAT_LLAMA3);
     free(t);
     t = chat_hf_template("hf-qwen2");
-    cr_expect_eq(chat_detect(t), CHAT_CHATML);
+    cr_expect_eq(apr_chat_detect(t), CHAT_CHATML);
     free(t);
 }
 
@@ -181,14 +181,14 @@ Test(chat, phi3_prompt_tokenizes_with_special_tokens) {
     apr_error e;
     gguf_file *f;
     tok_vocab *v;
-    cr_assert_eq(gguf_open(path, &f, &e), APR_OK, "%s", e.msg);
-    cr_assert_eq(tok_load_gguf(f, &v, &e), APR_OK, "%s", e.msg);
-    cr_expect_eq(chat_detect(gguf_get_str(f, "tokenizer.chat_template")), CHAT_PHI3);
-    char *p = chat_format(CHAT_PHI3, chat_conv + 1, 1, true, NULL, NULL);
+    cr_assert_eq(apr_gguf_open(path, &f, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_tok_load_gguf(f, &v, &e), APR_OK, "%s", e.msg);
+    cr_expect_eq(apr_chat_detect(apr_gguf_get_str(f, "tokenizer.chat_template")), CHAT_PHI3);
+    char *p = apr_chat_format(CHAT_PHI3, chat_conv + 1, 1, true, NULL, NULL);
     int32_t ids[64];
-    int64_t n = tok_encode(v, p, strlen(p), TOK_PARSE_SPECIAL, ids, 64);
+    int64_t n = apr_tok_encode(v, p, strlen(p), TOK_PARSE_SPECIAL, ids, 64);
     cr_assert(n > 3 && n < 64, "%lld ids", (long long)n);
-    int32_t user = tok_find(v, "<|user|>", 8), end = tok_find(v, "<|end|>", 7), ass = tok_find(v, "<|assistant|>", 13);
+    int32_t user = apr_tok_find(v, "<|user|>", 8), end = apr_tok_find(v, "<|end|>", 7), ass = apr_tok_find(v, "<|assistant|>", 13);
     cr_assert(user >= 0 && end >= 0 && ass >= 0, "phi-3 markers missing from the vocabulary");
     int seen_user = 0, seen_end = 0, seen_ass = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -198,6 +198,6 @@ Test(chat, phi3_prompt_tokenizes_with_special_tokens) {
     }
     cr_expect(seen_user == 1 && seen_end == 1 && seen_ass == 1, "markers not single tokens in [%s]", p);
     free(p);
-    tok_free(v);
-    gguf_close(f);
+    apr_tok_free(v);
+    apr_gguf_close(f);
 }

@@ -34,9 +34,9 @@ static void gen_open(gen_fix *x) {
     snprintf(gen_model_path, sizeof gen_model_path, "%s/stories260K/stories260K.gguf", tu_fixtures_dir());
     if (access(gen_model_path, R_OK) != 0) cr_skip_test("fixture not found at %s", gen_model_path);
     apr_error e;
-    cr_assert_eq(gguf_open(gen_model_path, &x->f, &e), APR_OK, "%s", e.msg);
-    cr_assert_eq(llama_model_load(x->f, &x->m, &e), APR_OK, "%s", e.msg);
-    cr_assert_eq(tok_load_gguf(x->f, &x->vocab, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_gguf_open(gen_model_path, &x->f, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_llama_model_load(x->f, &x->m, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_tok_load_gguf(x->f, &x->vocab, &e), APR_OK, "%s", e.msg);
     cr_assert_eq(apr_registry_open(NULL, &x->reg, &e), APR_OK, "%s", e.msg);
     cr_assert_eq(apr_backend_open(x->reg, "reference", 1, &x->be, &e), APR_OK, "%s", e.msg);
     x->n_vocab = x->m->hp.n_vocab;
@@ -45,17 +45,17 @@ static void gen_open(gen_fix *x) {
 static void gen_close(gen_fix *x) {
     apr_backend_close(x->be);
     apr_registry_close(x->reg);
-    tok_free(x->vocab);
-    llama_model_free(x->m);
-    gguf_close(x->f);
+    apr_tok_free(x->vocab);
+    apr_llama_model_free(x->m);
+    apr_gguf_close(x->f);
 }
 
 /* "Once upon a time" with BOS; returns the count. */
 static int gen_prompt(const gen_fix *x, int32_t *ids) {
     const char *text = "Once upon a time";
-    int64_t n = tok_encode(x->vocab, text, strlen(text), TOK_ADD_BOS, ids, 16);
+    int64_t n = apr_tok_encode(x->vocab, text, strlen(text), TOK_ADD_BOS, ids, 16);
     cr_assert(n > 1 && n <= 16, "prompt tokenized to %lld ids", (long long)n);
-    cr_assert_eq(ids[0], tok_bos(x->vocab));
+    cr_assert_eq(ids[0], apr_tok_bos(x->vocab));
     return (int)n;
 }
 
@@ -72,25 +72,25 @@ typedef struct gen_run {
 static void gen_start(const gen_fix *x, int n_ctx, gen_run *r) {
     apr_error e;
     r->n_prompt = gen_prompt(x, r->prompt);
-    cr_assert_eq(llama_session_new(x->m, n_ctx, &x->be, 1, &r->s, &e), APR_OK, "%s", e.msg);
-    sampler_params sp = sampler_defaults();
+    cr_assert_eq(apr_llama_session_new(x->m, n_ctx, &x->be, 1, &r->s, &e), APR_OK, "%s", e.msg);
+    sampler_params sp = apr_sampler_defaults();
     sp.temperature = 0;
-    r->smp = sampler_new(&sp, x->n_vocab);
-    r->stream = tok_stream_new(x->vocab, 0);
+    r->smp = apr_sampler_new(&sp, x->n_vocab);
+    r->stream = apr_tok_stream_new(x->vocab, 0);
     r->logits = malloc(sizeof(float) * (size_t)x->n_vocab);
     cr_assert(r->smp && r->stream && r->logits);
-    cr_assert_eq(llama_session_eval(r->s, r->prompt, r->n_prompt, false, r->logits, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_llama_session_eval(r->s, r->prompt, r->n_prompt, false, r->logits, &e), APR_OK, "%s", e.msg);
     for (int i = 0; i < r->n_prompt; i++) {
-        sampler_accept(r->smp, r->prompt[i]);
-        tok_stream_push(r->stream, r->prompt[i], NULL);
+        apr_sampler_accept(r->smp, r->prompt[i]);
+        apr_tok_stream_push(r->stream, r->prompt[i], NULL);
     }
 }
 
 static void gen_end(gen_run *r) {
     free(r->logits);
-    tok_stream_free(r->stream);
-    sampler_free(r->smp);
-    llama_session_free(r->s);
+    apr_tok_stream_free(r->stream);
+    apr_sampler_free(r->smp);
+    apr_llama_session_free(r->s);
 }
 
 /* What the callbacks saw. */
@@ -133,7 +133,7 @@ static apr_status gen_on_logits(void *user, const float *logits, apr_error *err)
 }
 
 static llama_gen_params gen_params(int n_ctx, int n_predict, gen_seen *seen) {
-    llama_gen_params p = llama_gen_defaults(n_ctx);
+    llama_gen_params p = apr_llama_gen_defaults(n_ctx);
     p.n_predict = n_predict;
     p.on_token = gen_on_token;
     p.on_logits = gen_on_logits;
@@ -151,7 +151,7 @@ static void gen_by_hand(const gen_fix *x, int n, int32_t *out) {
         for (int32_t v = 1; v < x->n_vocab; v++)
             if (r.logits[v] > r.logits[best]) best = v;
         out[i] = best;
-        cr_assert_eq(llama_session_eval(r.s, &best, 1, false, r.logits, &e), APR_OK, "%s", e.msg);
+        cr_assert_eq(apr_llama_session_eval(r.s, &best, 1, false, r.logits, &e), APR_OK, "%s", e.msg);
     }
     gen_end(&r);
 }
@@ -160,7 +160,7 @@ static void gen_by_hand(const gen_fix *x, int n, int32_t *out) {
 static apr_status gen_loop(const gen_fix *x, int n_ctx, const llama_gen_params *p, gen_run *r, llama_gen_result *res,
                            apr_error *e) {
     gen_start(x, n_ctx, r);
-    return llama_gen_run(r->s, r->smp, r->stream, r->logits, r->logits, p, res, e);
+    return apr_llama_gen_run(r->s, r->smp, r->stream, r->logits, r->logits, p, res, e);
 }
 
 Test(generate, greedy_ids_equal_eval_and_argmax_by_hand, .timeout = 120) {
@@ -176,14 +176,14 @@ Test(generate, greedy_ids_equal_eval_and_argmax_by_hand, .timeout = 120) {
     apr_error e;
     cr_assert_eq(gen_loop(&x, 64, &p, &r, &res, &e), APR_OK, "%s", e.msg);
     cr_expect_eq(res.stop, LLAMA_GEN_STOP_LENGTH);
-    cr_expect_str_eq(llama_gen_stop_name(res.stop), "length");
+    cr_expect_str_eq(apr_llama_gen_stop_name(res.stop), "length");
     cr_assert_eq(res.n_gen, N);
     cr_assert_eq(seen.n_ids, N);
     for (int i = 0; i < N; i++) cr_expect_eq(seen.ids[i], want[i], "generated id %d: %d, by hand %d", i, seen.ids[i], want[i]);
     /* the last kept id is not run without eval_all */
     cr_expect_eq(res.n_decoded, N - 1);
     cr_expect_eq(seen.n_logits, N - 1);
-    cr_expect_eq(llama_session_pos(r.s), r.n_prompt + N - 1);
+    cr_expect_eq(apr_llama_session_pos(r.s), r.n_prompt + N - 1);
     cr_expect_geq(res.t_decode, 0.0);
     /* the pieces, the flush included, are the decoded text after the prompt's */
     cr_expect_eq(seen.n_flush, 1);
@@ -191,8 +191,8 @@ Test(generate, greedy_ids_equal_eval_and_argmax_by_hand, .timeout = 120) {
     int32_t all[16 + N];
     memcpy(all, r.prompt, sizeof(int32_t) * (size_t)r.n_prompt);
     memcpy(all + r.n_prompt, want, sizeof want);
-    char *whole = tok_decode(x.vocab, all, (size_t)(r.n_prompt + N), 0, NULL);
-    char *head = tok_decode(x.vocab, r.prompt, (size_t)r.n_prompt, 0, NULL);
+    char *whole = apr_tok_decode(x.vocab, all, (size_t)(r.n_prompt + N), 0, NULL);
+    char *head = apr_tok_decode(x.vocab, r.prompt, (size_t)r.n_prompt, 0, NULL);
     cr_assert(whole && head);
     seen.text[seen.text_len] = 0;
     cr_expect_eq(strncmp(whole, head, strlen(head)), 0, "the prompt's text '%s' does not begin '%s'", head, whole);
@@ -217,7 +217,7 @@ Test(generate, eval_all_runs_every_kept_token, .timeout = 120) {
     cr_expect_eq(res.n_gen, 12);
     cr_expect_eq(res.n_decoded, 12);
     cr_expect_eq(seen.n_logits, 12);
-    cr_expect_eq(llama_session_pos(r.s), r.n_prompt + 12);
+    cr_expect_eq(apr_llama_session_pos(r.s), r.n_prompt + 12);
     gen_end(&r);
     gen_close(&x);
 }
@@ -255,7 +255,7 @@ Test(generate, an_end_of_generation_id_ends_it_unkept, .timeout = 120) {
         for (int i = 0; i < k; i++) seen_before |= want[i] == want[k];
     }
     cr_assert_lt(k, 20, "no fresh id among the first 20");
-    int32_t eog[2] = {tok_eos(x.vocab), want[k]};
+    int32_t eog[2] = {apr_tok_eos(x.vocab), want[k]};
     gen_seen seen = {0};
     llama_gen_params p = gen_params(64, 20, &seen);
     p.eog = eog;
@@ -265,7 +265,7 @@ Test(generate, an_end_of_generation_id_ends_it_unkept, .timeout = 120) {
     apr_error e;
     cr_assert_eq(gen_loop(&x, 64, &p, &r, &res, &e), APR_OK, "%s", e.msg);
     cr_expect_eq(res.stop, LLAMA_GEN_STOP_EOS);
-    cr_expect_str_eq(llama_gen_stop_name(res.stop), "eos");
+    cr_expect_str_eq(apr_llama_gen_stop_name(res.stop), "eos");
     cr_expect_eq(res.n_gen, k);
     cr_assert_eq(seen.n_ids, k);
     for (int i = 0; i < k; i++) cr_expect_eq(seen.ids[i], want[i]);
@@ -287,12 +287,12 @@ Test(generate, a_callback_returning_false_stops_it, .timeout = 120) {
         apr_error e;
         cr_assert_eq(gen_loop(&x, 64, &p, &r, &res, &e), APR_OK, "%s", e.msg);
         cr_expect_eq(res.stop, LLAMA_GEN_STOP_CALLBACK, "eval_all %d", eval_all);
-        cr_expect_str_eq(llama_gen_stop_name(res.stop), "callback");
+        cr_expect_str_eq(apr_llama_gen_stop_name(res.stop), "callback");
         cr_expect_eq(res.n_gen, 3);
         cr_expect_eq(seen.n_ids, 3);
         /* with eval_all the cache still holds every kept id */
         cr_expect_eq(res.n_decoded, eval_all ? 3 : 2, "eval_all %d", eval_all);
-        cr_expect_eq(llama_session_pos(r.s), r.n_prompt + res.n_decoded);
+        cr_expect_eq(apr_llama_session_pos(r.s), r.n_prompt + res.n_decoded);
         cr_expect_eq(seen.n_flush, 1);
         cr_expect_not(seen.token_after_flush);
         gen_end(&r);
@@ -312,7 +312,7 @@ Test(generate, the_stop_flag_interrupts_it, .timeout = 120) {
     apr_error e;
     cr_assert_eq(gen_loop(&x, 64, &p, &r, &res, &e), APR_OK, "%s", e.msg);
     cr_expect_eq(res.stop, LLAMA_GEN_STOP_INTERRUPTED);
-    cr_expect_str_eq(llama_gen_stop_name(res.stop), "interrupted");
+    cr_expect_str_eq(apr_llama_gen_stop_name(res.stop), "interrupted");
     cr_expect_eq(res.n_gen, 4);
     cr_expect_eq(res.n_decoded, 4, "the flag is seen before sampling, after the last kept id ran");
     cr_expect_eq(seen.n_flush, 1);
@@ -336,11 +336,11 @@ Test(generate, reaching_the_context_ends_it, .timeout = 120) {
         apr_error e;
         cr_assert_eq(gen_loop(&x, n_ctx, &p, &r, &res, &e), APR_OK, "%s", e.msg);
         cr_expect_eq(res.stop, LLAMA_GEN_STOP_CONTEXT, "eval_all %d", eval_all);
-        cr_expect_str_eq(llama_gen_stop_name(res.stop), "context");
+        cr_expect_str_eq(apr_llama_gen_stop_name(res.stop), "context");
         /* 6 ids fill the cache; a 7th comes from the last position's logits and cannot be run */
         cr_expect_eq(res.n_decoded, 6);
         cr_expect_eq(res.n_gen, 7);
-        cr_expect_eq(llama_session_pos(r.s), n_ctx);
+        cr_expect_eq(apr_llama_session_pos(r.s), n_ctx);
         cr_assert_eq(seen.n_ids, 7);
         for (int i = 0; i < 7; i++) cr_expect_eq(seen.ids[i], want[i]);
         gen_end(&r);
@@ -372,12 +372,12 @@ Test(generate, bad_parameters_are_refused, .timeout = 120) {
     gen_start(&x, 64, &r);
     llama_gen_result res;
     apr_error e;
-    llama_gen_params bad[3] = {llama_gen_defaults(0), llama_gen_defaults(64), llama_gen_defaults(64)};
+    llama_gen_params bad[3] = {apr_llama_gen_defaults(0), apr_llama_gen_defaults(64), apr_llama_gen_defaults(64)};
     bad[1].n_predict = -1;
     bad[2].n_eog = 1; /* and no ids */
     for (int i = 0; i < 3; i++)
-        cr_expect_eq(llama_gen_run(r.s, r.smp, r.stream, r.logits, r.logits, &bad[i], &res, &e), APR_ERR_INVALID, "case %d", i);
-    cr_expect_eq(llama_session_pos(r.s), r.n_prompt, "nothing ran");
+        cr_expect_eq(apr_llama_gen_run(r.s, r.smp, r.stream, r.logits, r.logits, &bad[i], &res, &e), APR_ERR_INVALID, "case %d", i);
+    cr_expect_eq(apr_llama_session_pos(r.s), r.n_prompt, "nothing ran");
     gen_end(&r);
     gen_close(&x);
 }
@@ -386,14 +386,14 @@ Test(generate, collect_eog_gives_the_eos_of_stories260K) {
     gen_fix x;
     gen_open(&x);
     int32_t eog[LLAMA_GEN_MAX_EOG];
-    int n = llama_gen_collect_eog(x.f, x.vocab, x.n_vocab, eog, LLAMA_GEN_MAX_EOG);
+    int n = apr_llama_gen_collect_eog(x.f, x.vocab, x.n_vocab, eog, LLAMA_GEN_MAX_EOG);
     uint32_t eos;
-    cr_assert(gguf_get_u32(x.f, "tokenizer.ggml.eos_token_id", &eos));
+    cr_assert(apr_gguf_get_u32(x.f, "tokenizer.ggml.eos_token_id", &eos));
     cr_expect_eq(n, 1);
     cr_expect_eq(eog[0], (int32_t)eos);
-    cr_expect_eq(llama_gen_collect_eog(x.f, NULL, x.n_vocab, eog, LLAMA_GEN_MAX_EOG), 1, "the file alone names EOS");
-    cr_expect_eq(llama_gen_collect_eog(x.f, x.vocab, x.n_vocab, eog, 0), 0);
-    cr_expect_eq(llama_gen_collect_eog(x.f, x.vocab, (int)eos, eog, LLAMA_GEN_MAX_EOG), 0, "ids past n_vocab are left out");
+    cr_expect_eq(apr_llama_gen_collect_eog(x.f, NULL, x.n_vocab, eog, LLAMA_GEN_MAX_EOG), 1, "the file alone names EOS");
+    cr_expect_eq(apr_llama_gen_collect_eog(x.f, x.vocab, x.n_vocab, eog, 0), 0);
+    cr_expect_eq(apr_llama_gen_collect_eog(x.f, x.vocab, (int)eos, eog, LLAMA_GEN_MAX_EOG), 0, "ids past n_vocab are left out");
     gen_close(&x);
 }
 
@@ -406,22 +406,22 @@ Test(generate, collect_eog_finds_the_chat_end_markers) {
     apr_error e;
     gguf_file *f;
     tok_vocab *v;
-    cr_assert_eq(gguf_open(path, &f, &e), APR_OK, "%s", e.msg);
-    cr_assert_eq(tok_load_gguf(f, &v, &e), APR_OK, "%s", e.msg);
-    int n = llama_gen_collect_eog(f, v, tok_n_vocab(v), eog, LLAMA_GEN_MAX_EOG);
+    cr_assert_eq(apr_gguf_open(path, &f, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_tok_load_gguf(f, &v, &e), APR_OK, "%s", e.msg);
+    int n = apr_llama_gen_collect_eog(f, v, apr_tok_n_vocab(v), eog, LLAMA_GEN_MAX_EOG);
     const char *marks[] = {"<|end|>", "<|endoftext|>"};
     for (size_t k = 0; k < 2; k++) {
-        int32_t id = tok_find(v, marks[k], strlen(marks[k]));
+        int32_t id = apr_tok_find(v, marks[k], strlen(marks[k]));
         cr_assert_geq(id, 0, "%s is in the Phi-3 vocabulary", marks[k]);
         bool found = false;
         for (int i = 0; i < n; i++) found |= eog[i] == id;
         cr_expect(found, "%s (%d) is an end-of-generation id", marks[k], id);
     }
     for (int i = 0; i < n; i++) {
-        cr_expect_eq(tok_token_type(v, eog[i]), TOK_TYPE_CONTROL, "id %d", eog[i]);
+        cr_expect_eq(apr_tok_token_type(v, eog[i]), TOK_TYPE_CONTROL, "id %d", eog[i]);
         for (int j = 0; j < i; j++) cr_expect_neq(eog[i], eog[j], "listed twice");
     }
-    cr_expect_eq(llama_gen_collect_eog(f, v, tok_n_vocab(v), eog, 1), 1, "cap bounds the count");
-    tok_free(v);
-    gguf_close(f);
+    cr_expect_eq(apr_llama_gen_collect_eog(f, v, apr_tok_n_vocab(v), eog, 1), 1, "cap bounds the count");
+    apr_tok_free(v);
+    apr_gguf_close(f);
 }

@@ -88,7 +88,7 @@ static uint8_t *gt_read_file(const char *path, size_t *size) {
 static gguf_file *gt_open_ok(const char *path) {
     gguf_file *f;
     apr_error err;
-    apr_status s = gguf_open(path, &f, &err);
+    apr_status s = apr_gguf_open(path, &f, &err);
     cr_assert_eq(s, APR_OK, "%s: %s", path, err.msg);
     return f;
 }
@@ -111,45 +111,45 @@ Test(gguf, stories260K_facts) {
     gguf_file *f = gt_open_ok(gt_fixture("stories260K/stories260K.gguf"));
     uint32_t u;
     float eps;
-    cr_expect_eq(gguf_version(f), 3);
-    cr_expect_eq(gguf_alignment(f), 32);
-    cr_expect_str_eq(gguf_get_str(f, "general.architecture"), "llama");
-    cr_expect(gguf_get_u32(f, "llama.block_count", &u) && u == 5);
-    cr_expect(gguf_get_u32(f, "llama.embedding_length", &u) && u == 64);
-    cr_expect(gguf_get_u32(f, "llama.attention.head_count", &u) && u == 8);
-    cr_expect(gguf_get_u32(f, "llama.attention.head_count_kv", &u) && u == 4);
-    cr_expect(gguf_get_u32(f, "llama.feed_forward_length", &u) && u == 172);
-    cr_expect(gguf_get_u32(f, "llama.rope.dimension_count", &u) && u == 8);
-    cr_expect(gguf_get_f32(f, "llama.attention.layer_norm_rms_epsilon", &eps) && eps == 1e-5f);
+    cr_expect_eq(apr_gguf_version(f), 3);
+    cr_expect_eq(apr_gguf_alignment(f), 32);
+    cr_expect_str_eq(apr_gguf_get_str(f, "general.architecture"), "llama");
+    cr_expect(apr_gguf_get_u32(f, "llama.block_count", &u) && u == 5);
+    cr_expect(apr_gguf_get_u32(f, "llama.embedding_length", &u) && u == 64);
+    cr_expect(apr_gguf_get_u32(f, "llama.attention.head_count", &u) && u == 8);
+    cr_expect(apr_gguf_get_u32(f, "llama.attention.head_count_kv", &u) && u == 4);
+    cr_expect(apr_gguf_get_u32(f, "llama.feed_forward_length", &u) && u == 172);
+    cr_expect(apr_gguf_get_u32(f, "llama.rope.dimension_count", &u) && u == 8);
+    cr_expect(apr_gguf_get_f32(f, "llama.attention.layer_norm_rms_epsilon", &eps) && eps == 1e-5f);
     int64_t bc;
-    cr_expect(gguf_get_i64(f, "llama.block_count", &bc) && bc == 5);
-    cr_expect(!gguf_get_u32(f, "general.architecture", &u), "a string is not a u32");
-    cr_expect_null(gguf_get_str(f, "no.such.key"));
-    cr_expect_eq(gguf_kv_find(f, "no.such.key"), -1);
+    cr_expect(apr_gguf_get_i64(f, "llama.block_count", &bc) && bc == 5);
+    cr_expect(!apr_gguf_get_u32(f, "general.architecture", &u), "a string is not a u32");
+    cr_expect_null(apr_gguf_get_str(f, "no.such.key"));
+    cr_expect_eq(apr_gguf_kv_find(f, "no.such.key"), -1);
 
     gguf_type et;
     uint64_t n;
-    cr_assert(gguf_get_arr(f, "tokenizer.ggml.tokens", &et, &n));
+    cr_assert(apr_gguf_get_arr(f, "tokenizer.ggml.tokens", &et, &n));
     cr_expect_eq(et, GGUF_STRING);
     cr_expect_eq(n, 512);
-    cr_expect_str_eq(gguf_get_arr_str(f, "tokenizer.ggml.tokens", 0), "<unk>");
-    cr_expect_str_eq(gguf_get_arr_str(f, "tokenizer.ggml.tokens", 1), "<s>");
-    cr_expect_null(gguf_get_arr_str(f, "tokenizer.ggml.tokens", 512));
-    cr_expect_null(gguf_get_arr_data(f, "tokenizer.ggml.tokens"));
-    cr_assert(gguf_get_arr(f, "tokenizer.ggml.scores", &et, &n));
-    cr_expect(et == GGUF_FLOAT32 && n == 512 && gguf_get_arr_data(f, "tokenizer.ggml.scores"));
+    cr_expect_str_eq(apr_gguf_get_arr_str(f, "tokenizer.ggml.tokens", 0), "<unk>");
+    cr_expect_str_eq(apr_gguf_get_arr_str(f, "tokenizer.ggml.tokens", 1), "<s>");
+    cr_expect_null(apr_gguf_get_arr_str(f, "tokenizer.ggml.tokens", 512));
+    cr_expect_null(apr_gguf_get_arr_data(f, "tokenizer.ggml.tokens"));
+    cr_assert(apr_gguf_get_arr(f, "tokenizer.ggml.scores", &et, &n));
+    cr_expect(et == GGUF_FLOAT32 && n == 512 && apr_gguf_get_arr_data(f, "tokenizer.ggml.scores"));
 
-    const gguf_tensor *t = gguf_tensor_find(f, "token_embd.weight");
+    const gguf_tensor *t = apr_gguf_tensor_find(f, "token_embd.weight");
     cr_assert(t);
     cr_expect_eq(t->dtype, 0);
     cr_expect_eq(t->n_dims, 2);
     cr_expect(t->ne[0] == 64 && t->ne[1] == 512 && t->ne[2] == 1 && t->ne[3] == 1);
     cr_expect_eq(t->size, 64 * 512 * 4);
-    cr_expect_eq(gguf_tensor_count(f), 48);
-    cr_expect_null(gguf_tensor_find(f, "nope"));
-    for (int64_t i = 0; i < gguf_tensor_count(f); i++) {
-        const gguf_tensor *x = gguf_tensor_at(f, i);
-        cr_expect_eq(gguf_tensor_find(f, x->name), x);
+    cr_expect_eq(apr_gguf_tensor_count(f), 48);
+    cr_expect_null(apr_gguf_tensor_find(f, "nope"));
+    for (int64_t i = 0; i < apr_gguf_tensor_count(f); i++) {
+        const gguf_tensor *x = apr_gguf_tensor_at(f, i);
+        cr_expect_eq(apr_gguf_tensor_find(f, x->name), x);
         cr_expect_eq((uintptr_t)x->data % 32, 0, "%s is not aligned in the mapping", x->name);
     }
     /* The GGUF tensors are bit-identical to the llama2.c checkpoint: token_embd follows its 7-int header. */
@@ -158,7 +158,7 @@ Test(gguf, stories260K_facts) {
     cr_assert(bin_size >= 28 + t->size);
     cr_expect(memcmp(bin + 28, t->data, t->size) == 0, "token_embd.weight differs from stories260K.bin");
     free(bin);
-    gguf_close(f);
+    apr_gguf_close(f);
 }
 
 Test(gguf, stories260K_quantized) {
@@ -169,14 +169,14 @@ Test(gguf, stories260K_quantized) {
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         gguf_file *f = gt_open_ok(gt_fixture(cases[c].file));
-        const gguf_tensor *t = gguf_tensor_find(f, "token_embd.weight");
+        const gguf_tensor *t = apr_gguf_tensor_find(f, "token_embd.weight");
         cr_assert(t);
         cr_expect_eq(t->dtype, cases[c].dtype, "%s", cases[c].file);
         cr_expect_eq(t->size, cases[c].size, "%s", cases[c].file);
-        const gguf_tensor *down = gguf_tensor_find(f, "blk.0.ffn_down.weight");
+        const gguf_tensor *down = apr_gguf_tensor_find(f, "blk.0.ffn_down.weight");
         cr_assert(down);
         cr_expect(down->ne[0] == 172 && (down->dtype == 1 || down->dtype == 0), "rows of 172 stay f16/f32");
-        gguf_close(f);
+        apr_gguf_close(f);
     }
 }
 
@@ -188,59 +188,59 @@ Test(gguf, vocab_only_files) {
         gguf_file *f = gt_open_ok(gt_fixture(rel));
         gguf_type et;
         uint64_t n;
-        cr_expect_eq(gguf_tensor_count(f), 0, "%s", rel);
-        cr_expect(gguf_get_arr(f, "tokenizer.ggml.tokens", &et, &n) && et == GGUF_STRING && n > 30000, "%s", rel);
-        cr_expect(gguf_get_str(f, "tokenizer.ggml.model"), "%s", rel);
-        gguf_close(f);
+        cr_expect_eq(apr_gguf_tensor_count(f), 0, "%s", rel);
+        cr_expect(apr_gguf_get_arr(f, "tokenizer.ggml.tokens", &et, &n) && et == GGUF_STRING && n > 30000, "%s", rel);
+        cr_expect(apr_gguf_get_str(f, "tokenizer.ggml.model"), "%s", rel);
+        apr_gguf_close(f);
     }
 }
 
 Test(gguf, tiny_llama_f16) {
     gguf_file *f = gt_open_ok(gt_fixture("tiny/llama-2-tiny-random.gguf"));
-    const gguf_tensor *t = gguf_tensor_find(f, "token_embd.weight");
+    const gguf_tensor *t = apr_gguf_tensor_find(f, "token_embd.weight");
     cr_assert(t);
     cr_expect(t->dtype == 1 && t->ne[0] == 8 && t->ne[1] == 32000 && t->size == 8 * 32000 * 2);
     uint64_t n;
-    cr_expect(gguf_get_arr(f, "tokenizer.ggml.tokens", NULL, &n) && n == 32000);
-    for (int64_t i = 0; i < gguf_tensor_count(f); i++) {
-        const gguf_tensor *x = gguf_tensor_at(f, i);
-        cr_expect(x->dtype == 1 || x->dtype == 0, "%s is %s", x->name, gguf_dtype_name(x->dtype));
+    cr_expect(apr_gguf_get_arr(f, "tokenizer.ggml.tokens", NULL, &n) && n == 32000);
+    for (int64_t i = 0; i < apr_gguf_tensor_count(f); i++) {
+        const gguf_tensor *x = apr_gguf_tensor_at(f, i);
+        cr_expect(x->dtype == 1 || x->dtype == 0, "%s is %s", x->name, apr_gguf_dtype_name(x->dtype));
     }
-    gguf_close(f);
+    apr_gguf_close(f);
 }
 
 /* Copies every key and tensor of a real model into a new file and compares the two. */
 Test(gguf, rewrite_stories260K) {
     gguf_file *f = gt_open_ok(gt_fixture("stories260K/stories260K-q8_0.gguf"));
-    gguf_writer *w = gguf_writer_new();
-    gguf_writer_copy_kv(w, f);
-    for (int64_t i = 0; i < gguf_tensor_count(f); i++) {
-        const gguf_tensor *t = gguf_tensor_at(f, i);
-        gguf_writer_add_tensor(w, t->name, t->dtype, t->n_dims, t->ne, t->data, t->size);
+    gguf_writer *w = apr_gguf_writer_new();
+    apr_gguf_writer_copy_kv(w, f);
+    for (int64_t i = 0; i < apr_gguf_tensor_count(f); i++) {
+        const gguf_tensor *t = apr_gguf_tensor_at(f, i);
+        apr_gguf_writer_add_tensor(w, t->name, t->dtype, t->n_dims, t->ne, t->data, t->size);
     }
     apr_error err;
     const char *out = gt_path("copy.gguf");
-    cr_assert_eq(gguf_writer_write(w, out, &err), APR_OK, "%s", err.msg);
-    gguf_writer_free(w);
+    cr_assert_eq(apr_gguf_writer_write(w, out, &err), APR_OK, "%s", err.msg);
+    apr_gguf_writer_free(w);
     gguf_file *g = gt_open_ok(out);
-    cr_assert_eq(gguf_kv_count(g), gguf_kv_count(f));
-    cr_assert_eq(gguf_tensor_count(g), gguf_tensor_count(f));
-    for (int64_t i = 0; i < gguf_kv_count(f); i++) {
-        cr_expect_str_eq(gguf_kv_key(g, i), gguf_kv_key(f, i));
-        cr_expect_eq(gguf_kv_type(g, i), gguf_kv_type(f, i));
+    cr_assert_eq(apr_gguf_kv_count(g), apr_gguf_kv_count(f));
+    cr_assert_eq(apr_gguf_tensor_count(g), apr_gguf_tensor_count(f));
+    for (int64_t i = 0; i < apr_gguf_kv_count(f); i++) {
+        cr_expect_str_eq(apr_gguf_kv_key(g, i), apr_gguf_kv_key(f, i));
+        cr_expect_eq(apr_gguf_kv_type(g, i), apr_gguf_kv_type(f, i));
     }
     uint64_t n;
-    cr_expect(gguf_get_arr(g, "tokenizer.ggml.tokens", NULL, &n) && n == 512);
+    cr_expect(apr_gguf_get_arr(g, "tokenizer.ggml.tokens", NULL, &n) && n == 512);
     for (uint64_t i = 0; i < 512; i++)
-        cr_expect_str_eq(gguf_get_arr_str(g, "tokenizer.ggml.tokens", i), gguf_get_arr_str(f, "tokenizer.ggml.tokens", i));
-    for (int64_t i = 0; i < gguf_tensor_count(f); i++) {
-        const gguf_tensor *a = gguf_tensor_at(f, i), *b = gguf_tensor_at(g, i);
+        cr_expect_str_eq(apr_gguf_get_arr_str(g, "tokenizer.ggml.tokens", i), apr_gguf_get_arr_str(f, "tokenizer.ggml.tokens", i));
+    for (int64_t i = 0; i < apr_gguf_tensor_count(f); i++) {
+        const gguf_tensor *a = apr_gguf_tensor_at(f, i), *b = apr_gguf_tensor_at(g, i);
         cr_expect_str_eq(a->name, b->name);
         cr_expect(a->dtype == b->dtype && a->size == b->size && memcmp(a->ne, b->ne, sizeof a->ne) == 0);
         cr_expect(memcmp(a->data, b->data, a->size) == 0, "%s data differs", a->name);
     }
-    gguf_close(g);
-    gguf_close(f);
+    apr_gguf_close(g);
+    apr_gguf_close(f);
 }
 
 /* ---------------------------------------------------------------- writer round trip */
@@ -251,59 +251,59 @@ static const char *const gt_strs[] = {"alpha", "", "gamma with spaces", "\xe2\x8
 /* A writer holding every value type, nested arrays and several tensor types. */
 static gguf_writer *gt_writer_everything(uint8_t *data, size_t data_size, uint32_t alignment) {
     for (size_t i = 0; i < data_size; i++) data[i] = (uint8_t)(i * 31 + 7);
-    gguf_writer *w = gguf_writer_new();
+    gguf_writer *w = apr_gguf_writer_new();
     cr_assert(w);
-    if (alignment) gguf_writer_set_u32(w, "general.alignment", alignment);
-    gguf_writer_set_str(w, "general.architecture", "llama");
-    gguf_writer_set_str(w, "general.name", "overwritten");
-    gguf_writer_set_str(w, "general.name", "round trip"); /* the last value wins */
-    gguf_writer_set_u32(w, "v.u32", 4000000000u);
-    gguf_writer_set_i32(w, "v.i32", -123456);
-    gguf_writer_set_f32(w, "v.f32", 1.5f);
-    gguf_writer_set_bool(w, "v.bool", true);
-    gguf_writer_set_value(w, "v.u8", &(gguf_value){.type = GGUF_UINT8, .u = 255});
-    gguf_writer_set_value(w, "v.i8", &(gguf_value){.type = GGUF_INT8, .i = -128});
-    gguf_writer_set_value(w, "v.u16", &(gguf_value){.type = GGUF_UINT16, .u = 65535});
-    gguf_writer_set_value(w, "v.i16", &(gguf_value){.type = GGUF_INT16, .i = -32768});
-    gguf_writer_set_value(w, "v.u64", &(gguf_value){.type = GGUF_UINT64, .u = UINT64_MAX});
-    gguf_writer_set_value(w, "v.i64", &(gguf_value){.type = GGUF_INT64, .i = INT64_MIN});
-    gguf_writer_set_value(w, "v.f64", &(gguf_value){.type = GGUF_FLOAT64, .f = -2.0e300});
-    gguf_writer_set_value(w, "v.nul", &(gguf_value){.type = GGUF_STRING, .str = {"a\0b", 3}});
-    gguf_writer_set_arr(w, "a.u32", GGUF_UINT32, gt_u32s, 4);
-    gguf_writer_set_arr(w, "a.empty", GGUF_FLOAT32, NULL, 0);
+    if (alignment) apr_gguf_writer_set_u32(w, "general.alignment", alignment);
+    apr_gguf_writer_set_str(w, "general.architecture", "llama");
+    apr_gguf_writer_set_str(w, "general.name", "overwritten");
+    apr_gguf_writer_set_str(w, "general.name", "round trip"); /* the last value wins */
+    apr_gguf_writer_set_u32(w, "v.u32", 4000000000u);
+    apr_gguf_writer_set_i32(w, "v.i32", -123456);
+    apr_gguf_writer_set_f32(w, "v.f32", 1.5f);
+    apr_gguf_writer_set_bool(w, "v.bool", true);
+    apr_gguf_writer_set_value(w, "v.u8", &(gguf_value){.type = GGUF_UINT8, .u = 255});
+    apr_gguf_writer_set_value(w, "v.i8", &(gguf_value){.type = GGUF_INT8, .i = -128});
+    apr_gguf_writer_set_value(w, "v.u16", &(gguf_value){.type = GGUF_UINT16, .u = 65535});
+    apr_gguf_writer_set_value(w, "v.i16", &(gguf_value){.type = GGUF_INT16, .i = -32768});
+    apr_gguf_writer_set_value(w, "v.u64", &(gguf_value){.type = GGUF_UINT64, .u = UINT64_MAX});
+    apr_gguf_writer_set_value(w, "v.i64", &(gguf_value){.type = GGUF_INT64, .i = INT64_MIN});
+    apr_gguf_writer_set_value(w, "v.f64", &(gguf_value){.type = GGUF_FLOAT64, .f = -2.0e300});
+    apr_gguf_writer_set_value(w, "v.nul", &(gguf_value){.type = GGUF_STRING, .str = {"a\0b", 3}});
+    apr_gguf_writer_set_arr(w, "a.u32", GGUF_UINT32, gt_u32s, 4);
+    apr_gguf_writer_set_arr(w, "a.empty", GGUF_FLOAT32, NULL, 0);
     static const int8_t i8s[] = {-1, 0, 1};
     static const int16_t i16s[] = {-300, 300};
     static const uint64_t u64s[] = {0, UINT64_MAX};
     static const double f64s[] = {0.25, -1e-300};
     static const bool bools[] = {true, false, true};
-    gguf_writer_set_arr(w, "a.i8", GGUF_INT8, i8s, 3);
-    gguf_writer_set_arr(w, "a.i16", GGUF_INT16, i16s, 2);
-    gguf_writer_set_arr(w, "a.u64", GGUF_UINT64, u64s, 2);
-    gguf_writer_set_arr(w, "a.f64", GGUF_FLOAT64, f64s, 2);
-    gguf_writer_set_arr(w, "a.bool", GGUF_BOOL, bools, 3);
-    gguf_writer_set_arr_str(w, "a.str", gt_strs, 4);
+    apr_gguf_writer_set_arr(w, "a.i8", GGUF_INT8, i8s, 3);
+    apr_gguf_writer_set_arr(w, "a.i16", GGUF_INT16, i16s, 2);
+    apr_gguf_writer_set_arr(w, "a.u64", GGUF_UINT64, u64s, 2);
+    apr_gguf_writer_set_arr(w, "a.f64", GGUF_FLOAT64, f64s, 2);
+    apr_gguf_writer_set_arr(w, "a.bool", GGUF_BOOL, bools, 3);
+    apr_gguf_writer_set_arr_str(w, "a.str", gt_strs, 4);
     /* [[1,2,3,0xffffffff], []] ; [["alpha",""], ["gamma with spaces"]] ; [[[1,2]]] */
     gguf_value inner_u[] = {{.type = GGUF_ARRAY, .arr = {GGUF_UINT32, 4, gt_u32s, NULL}},
                             {.type = GGUF_ARRAY, .arr = {GGUF_UINT32, 0, NULL, NULL}}};
-    gguf_writer_set_value(w, "n.u32", &(gguf_value){.type = GGUF_ARRAY, .arr = {GGUF_ARRAY, 2, NULL, inner_u}});
+    apr_gguf_writer_set_value(w, "n.u32", &(gguf_value){.type = GGUF_ARRAY, .arr = {GGUF_ARRAY, 2, NULL, inner_u}});
     gguf_value s0[] = {{.type = GGUF_STRING, .str = {"alpha", 5}}, {.type = GGUF_STRING, .str = {"", 0}}};
     gguf_value s1[] = {{.type = GGUF_STRING, .str = {"gamma with spaces", 17}}};
     gguf_value inner_s[] = {{.type = GGUF_ARRAY, .arr = {GGUF_STRING, 2, NULL, s0}},
                             {.type = GGUF_ARRAY, .arr = {GGUF_STRING, 1, NULL, s1}}};
-    gguf_writer_set_value(w, "n.str", &(gguf_value){.type = GGUF_ARRAY, .arr = {GGUF_ARRAY, 2, NULL, inner_s}});
+    apr_gguf_writer_set_value(w, "n.str", &(gguf_value){.type = GGUF_ARRAY, .arr = {GGUF_ARRAY, 2, NULL, inner_s}});
     gguf_value lvl2[] = {{.type = GGUF_ARRAY, .arr = {GGUF_UINT32, 2, gt_u32s, NULL}}};
     gguf_value lvl1[] = {{.type = GGUF_ARRAY, .arr = {GGUF_ARRAY, 1, NULL, lvl2}}};
-    gguf_writer_set_value(w, "n.deep", &(gguf_value){.type = GGUF_ARRAY, .arr = {GGUF_ARRAY, 1, NULL, lvl1}});
+    apr_gguf_writer_set_value(w, "n.deep", &(gguf_value){.type = GGUF_ARRAY, .arr = {GGUF_ARRAY, 1, NULL, lvl1}});
 
     cr_assert(data_size >= 4096);
-    gguf_writer_add_tensor(w, "t.f32", 0, 2, (int64_t[]){8, 3}, data, 96);
-    gguf_writer_add_tensor(w, "t.f16", 1, 1, (int64_t[]){5}, data, 10); /* unaligned size: padding follows */
-    gguf_writer_add_tensor(w, "t.bf16", 30, 3, (int64_t[]){2, 2, 2}, data + 1, 16);
-    gguf_writer_add_tensor(w, "t.q4_0", 2, 2, (int64_t[]){64, 2}, data, 4 * 18);
-    gguf_writer_add_tensor(w, "t.q8_0", 8, 1, (int64_t[]){32}, data + 100, 34);
-    gguf_writer_add_tensor(w, "t.q6_K", 14, 1, (int64_t[]){256}, data, 210);
-    gguf_writer_add_tensor(w, "t.i32", 26, 4, (int64_t[]){2, 1, 3, 2}, data, 48);
-    gguf_writer_add_tensor(w, "t.empty", 0, 2, (int64_t[]){4, 0}, NULL, 0);
+    apr_gguf_writer_add_tensor(w, "t.f32", 0, 2, (int64_t[]){8, 3}, data, 96);
+    apr_gguf_writer_add_tensor(w, "t.f16", 1, 1, (int64_t[]){5}, data, 10); /* unaligned size: padding follows */
+    apr_gguf_writer_add_tensor(w, "t.bf16", 30, 3, (int64_t[]){2, 2, 2}, data + 1, 16);
+    apr_gguf_writer_add_tensor(w, "t.q4_0", 2, 2, (int64_t[]){64, 2}, data, 4 * 18);
+    apr_gguf_writer_add_tensor(w, "t.q8_0", 8, 1, (int64_t[]){32}, data + 100, 34);
+    apr_gguf_writer_add_tensor(w, "t.q6_K", 14, 1, (int64_t[]){256}, data, 210);
+    apr_gguf_writer_add_tensor(w, "t.i32", 26, 4, (int64_t[]){2, 1, 3, 2}, data, 48);
+    apr_gguf_writer_add_tensor(w, "t.empty", 0, 2, (int64_t[]){4, 0}, NULL, 0);
     return w;
 }
 
@@ -314,23 +314,23 @@ static void gt_check_everything(gguf_file *f, const uint8_t *data, uint64_t alig
     bool b;
     gguf_type et;
     uint64_t n;
-    cr_expect_eq(gguf_version(f), 3);
-    cr_expect_eq(gguf_alignment(f), alignment);
-    cr_expect_str_eq(gguf_get_str(f, "general.name"), "round trip");
-    cr_expect(gguf_get_u32(f, "v.u32", &u) && u == 4000000000u);
-    cr_expect(gguf_get_i64(f, "v.i32", &i) && i == -123456);
-    cr_expect(!gguf_get_u32(f, "v.i32", &u), "a negative value is no u32");
-    cr_expect(gguf_get_f32(f, "v.f32", &x) && x == 1.5f);
-    cr_expect(gguf_get_bool(f, "v.bool", &b) && b);
-    cr_expect(gguf_get_u32(f, "v.u8", &u) && u == 255);
-    cr_expect(gguf_get_i64(f, "v.i8", &i) && i == -128);
-    cr_expect(gguf_get_u32(f, "v.u16", &u) && u == 65535);
-    cr_expect(gguf_get_i64(f, "v.i16", &i) && i == -32768);
-    cr_expect(!gguf_get_u32(f, "v.u64", &u) && !gguf_get_i64(f, "v.u64", &i), "UINT64_MAX fits neither");
-    cr_expect_eq(gguf_kv_value(f, gguf_kv_find(f, "v.u64"))->u, UINT64_MAX);
-    cr_expect(gguf_get_i64(f, "v.i64", &i) && i == INT64_MIN);
-    cr_expect_eq(gguf_kv_value(f, gguf_kv_find(f, "v.f64"))->f, -2.0e300);
-    const gguf_value *nul = gguf_kv_value(f, gguf_kv_find(f, "v.nul"));
+    cr_expect_eq(apr_gguf_version(f), 3);
+    cr_expect_eq(apr_gguf_alignment(f), alignment);
+    cr_expect_str_eq(apr_gguf_get_str(f, "general.name"), "round trip");
+    cr_expect(apr_gguf_get_u32(f, "v.u32", &u) && u == 4000000000u);
+    cr_expect(apr_gguf_get_i64(f, "v.i32", &i) && i == -123456);
+    cr_expect(!apr_gguf_get_u32(f, "v.i32", &u), "a negative value is no u32");
+    cr_expect(apr_gguf_get_f32(f, "v.f32", &x) && x == 1.5f);
+    cr_expect(apr_gguf_get_bool(f, "v.bool", &b) && b);
+    cr_expect(apr_gguf_get_u32(f, "v.u8", &u) && u == 255);
+    cr_expect(apr_gguf_get_i64(f, "v.i8", &i) && i == -128);
+    cr_expect(apr_gguf_get_u32(f, "v.u16", &u) && u == 65535);
+    cr_expect(apr_gguf_get_i64(f, "v.i16", &i) && i == -32768);
+    cr_expect(!apr_gguf_get_u32(f, "v.u64", &u) && !apr_gguf_get_i64(f, "v.u64", &i), "UINT64_MAX fits neither");
+    cr_expect_eq(apr_gguf_kv_value(f, apr_gguf_kv_find(f, "v.u64"))->u, UINT64_MAX);
+    cr_expect(apr_gguf_get_i64(f, "v.i64", &i) && i == INT64_MIN);
+    cr_expect_eq(apr_gguf_kv_value(f, apr_gguf_kv_find(f, "v.f64"))->f, -2.0e300);
+    const gguf_value *nul = apr_gguf_kv_value(f, apr_gguf_kv_find(f, "v.nul"));
     cr_expect(nul->type == GGUF_STRING && nul->str.len == 3 && memcmp(nul->str.ptr, "a\0b", 4) == 0);
     static const struct { const char *key; gguf_type type; } types[] = {
         {"v.u8", GGUF_UINT8}, {"v.i8", GGUF_INT8}, {"v.u16", GGUF_UINT16}, {"v.i16", GGUF_INT16},
@@ -338,35 +338,35 @@ static void gt_check_everything(gguf_file *f, const uint8_t *data, uint64_t alig
         {"v.nul", GGUF_STRING}, {"a.u32", GGUF_ARRAY}, {"v.u64", GGUF_UINT64}, {"v.i64", GGUF_INT64},
         {"v.f64", GGUF_FLOAT64}};
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++)
-        cr_expect_eq(gguf_kv_type(f, gguf_kv_find(f, types[k].key)), types[k].type, "%s", types[k].key);
+        cr_expect_eq(apr_gguf_kv_type(f, apr_gguf_kv_find(f, types[k].key)), types[k].type, "%s", types[k].key);
 
-    cr_assert(gguf_get_arr(f, "a.u32", &et, &n) && et == GGUF_UINT32 && n == 4);
-    cr_expect(memcmp(gguf_get_arr_data(f, "a.u32"), gt_u32s, sizeof gt_u32s) == 0);
-    cr_expect(gguf_get_arr(f, "a.empty", &et, &n) && et == GGUF_FLOAT32 && n == 0);
-    const int8_t *i8s = gguf_get_arr_data(f, "a.i8");
+    cr_assert(apr_gguf_get_arr(f, "a.u32", &et, &n) && et == GGUF_UINT32 && n == 4);
+    cr_expect(memcmp(apr_gguf_get_arr_data(f, "a.u32"), gt_u32s, sizeof gt_u32s) == 0);
+    cr_expect(apr_gguf_get_arr(f, "a.empty", &et, &n) && et == GGUF_FLOAT32 && n == 0);
+    const int8_t *i8s = apr_gguf_get_arr_data(f, "a.i8");
     cr_expect(i8s && i8s[0] == -1 && i8s[2] == 1);
-    const int16_t *i16s = gguf_get_arr_data(f, "a.i16");
+    const int16_t *i16s = apr_gguf_get_arr_data(f, "a.i16");
     cr_expect(i16s && i16s[0] == -300 && i16s[1] == 300);
-    const uint64_t *u64s = gguf_get_arr_data(f, "a.u64");
+    const uint64_t *u64s = apr_gguf_get_arr_data(f, "a.u64");
     cr_expect(u64s && u64s[1] == UINT64_MAX);
-    const double *f64s = gguf_get_arr_data(f, "a.f64");
+    const double *f64s = apr_gguf_get_arr_data(f, "a.f64");
     cr_expect(f64s && f64s[0] == 0.25 && f64s[1] == -1e-300);
-    const bool *bools = gguf_get_arr_data(f, "a.bool");
+    const bool *bools = apr_gguf_get_arr_data(f, "a.bool");
     cr_expect(bools && bools[0] && !bools[1] && bools[2]);
-    cr_assert(gguf_get_arr(f, "a.str", &et, &n) && et == GGUF_STRING && n == 4);
-    for (uint64_t k = 0; k < 4; k++) cr_expect_str_eq(gguf_get_arr_str(f, "a.str", k), gt_strs[k]);
+    cr_assert(apr_gguf_get_arr(f, "a.str", &et, &n) && et == GGUF_STRING && n == 4);
+    for (uint64_t k = 0; k < 4; k++) cr_expect_str_eq(apr_gguf_get_arr_str(f, "a.str", k), gt_strs[k]);
 
-    const gguf_value *v = gguf_kv_value(f, gguf_kv_find(f, "n.u32"));
+    const gguf_value *v = apr_gguf_kv_value(f, apr_gguf_kv_find(f, "n.u32"));
     cr_assert(v && v->type == GGUF_ARRAY && v->arr.type == GGUF_ARRAY && v->arr.n == 2);
     cr_expect(v->arr.items[0].arr.type == GGUF_UINT32 && v->arr.items[0].arr.n == 4);
     cr_expect(memcmp(v->arr.items[0].arr.data, gt_u32s, sizeof gt_u32s) == 0);
     cr_expect(v->arr.items[1].arr.n == 0);
-    v = gguf_kv_value(f, gguf_kv_find(f, "n.str"));
+    v = apr_gguf_kv_value(f, apr_gguf_kv_find(f, "n.str"));
     cr_assert(v && v->arr.n == 2 && v->arr.items[0].arr.type == GGUF_STRING && v->arr.items[0].arr.n == 2);
     cr_expect_str_eq(v->arr.items[0].arr.items[0].str.ptr, "alpha");
     cr_expect_str_eq(v->arr.items[0].arr.items[1].str.ptr, "");
     cr_expect_str_eq(v->arr.items[1].arr.items[0].str.ptr, "gamma with spaces");
-    v = gguf_kv_value(f, gguf_kv_find(f, "n.deep"));
+    v = apr_gguf_kv_value(f, apr_gguf_kv_find(f, "n.deep"));
     cr_assert(v && v->arr.n == 1 && v->arr.items[0].arr.type == GGUF_ARRAY);
     const gguf_value *leaf = &v->arr.items[0].arr.items[0];
     cr_expect(leaf->arr.type == GGUF_UINT32 && leaf->arr.n == 2 && ((const uint32_t *)leaf->arr.data)[1] == 2);
@@ -376,9 +376,9 @@ static void gt_check_everything(gguf_file *f, const uint8_t *data, uint64_t alig
         {"t.bf16", 30, 3, {2, 2, 2, 1}, 16, 1},    {"t.q4_0", 2, 2, {64, 2, 1, 1}, 72, 0},
         {"t.q8_0", 8, 1, {32, 1, 1, 1}, 34, 100},  {"t.q6_K", 14, 1, {256, 1, 1, 1}, 210, 0},
         {"t.i32", 26, 4, {2, 1, 3, 2}, 48, 0},     {"t.empty", 0, 2, {4, 0, 1, 1}, 0, 0}};
-    cr_assert_eq(gguf_tensor_count(f), 8);
+    cr_assert_eq(apr_gguf_tensor_count(f), 8);
     for (size_t k = 0; k < 8; k++) {
-        const gguf_tensor *t = gguf_tensor_at(f, (int64_t)k);
+        const gguf_tensor *t = apr_gguf_tensor_at(f, (int64_t)k);
         cr_assert_str_eq(t->name, ts[k].name);
         cr_expect_eq(t->dtype, ts[k].dtype, "%s", t->name);
         cr_expect_eq(t->n_dims, ts[k].n_dims, "%s", t->name);
@@ -397,8 +397,8 @@ Test(gguf, writer_round_trip) {
     for (size_t a = 0; a < sizeof aligns / sizeof aligns[0]; a++) {
         gguf_writer *w = gt_writer_everything(data, sizeof data, aligns[a]);
         const char *out = gt_path("everything.gguf");
-        cr_assert_eq(gguf_writer_write(w, out, &err), APR_OK, "%s", err.msg);
-        gguf_writer_free(w);
+        cr_assert_eq(apr_gguf_writer_write(w, out, &err), APR_OK, "%s", err.msg);
+        apr_gguf_writer_free(w);
         struct stat st;
         cr_assert(stat(out, &st) == 0);
         cr_expect_eq(st.st_size % (aligns[a] ? aligns[a] : 32), 0, "the file ends padded");
@@ -408,11 +408,11 @@ Test(gguf, writer_round_trip) {
         size_t size;
         uint8_t *img = gt_read_file(out, &size);
         gguf_file *m;
-        cr_assert_eq(gguf_open_memory(img, size, "mem", &m, &err), APR_OK, "%s", err.msg);
-        cr_expect_eq(gguf_kv_count(m), gguf_kv_count(f));
-        gguf_close(m);
+        cr_assert_eq(apr_gguf_open_memory(img, size, "mem", &m, &err), APR_OK, "%s", err.msg);
+        cr_expect_eq(apr_gguf_kv_count(m), apr_gguf_kv_count(f));
+        apr_gguf_close(m);
         free(img);
-        gguf_close(f);
+        apr_gguf_close(f);
         cr_expect_eq(gt_tmp_entries(), 1, "only OUT is left, no temporary file");
     }
 }
@@ -423,59 +423,59 @@ Test(gguf, writer_rejects_bad_input) {
     /* Each case: a writer with one bad call; writing fails with APR_ERR_INVALID and leaves nothing. */
     gguf_writer *w;
 
-    w = gguf_writer_new();
-    gguf_writer_set_u32(w, "general.alignment", 48);
-    cr_expect_eq(gguf_writer_write(w, gt_path("a.gguf"), &err), APR_ERR_INVALID);
+    w = apr_gguf_writer_new();
+    apr_gguf_writer_set_u32(w, "general.alignment", 48);
+    cr_expect_eq(apr_gguf_writer_write(w, gt_path("a.gguf"), &err), APR_ERR_INVALID);
     cr_expect(strstr(err.msg, "a.gguf") && strstr(err.msg, "general.alignment"), "%s", err.msg);
-    gguf_writer_free(w);
+    apr_gguf_writer_free(w);
 
-    w = gguf_writer_new();
-    gguf_writer_add_tensor(w, "t", 0, 1, (int64_t[]){4}, data, 15);
-    cr_expect_eq(gguf_writer_write(w, gt_path("a.gguf"), &err), APR_ERR_INVALID);
+    w = apr_gguf_writer_new();
+    apr_gguf_writer_add_tensor(w, "t", 0, 1, (int64_t[]){4}, data, 15);
+    cr_expect_eq(apr_gguf_writer_write(w, gt_path("a.gguf"), &err), APR_ERR_INVALID);
     cr_expect(strstr(err.msg, "tensor 't'"), "%s", err.msg);
-    gguf_writer_free(w);
+    apr_gguf_writer_free(w);
 
-    w = gguf_writer_new();
-    gguf_writer_add_tensor(w, "t", 2, 1, (int64_t[]){16}, data, 9);
-    cr_expect_eq(gguf_writer_write(w, gt_path("a.gguf"), &err), APR_ERR_INVALID, "q4_0 rows are whole blocks");
-    gguf_writer_free(w);
+    w = apr_gguf_writer_new();
+    apr_gguf_writer_add_tensor(w, "t", 2, 1, (int64_t[]){16}, data, 9);
+    cr_expect_eq(apr_gguf_writer_write(w, gt_path("a.gguf"), &err), APR_ERR_INVALID, "q4_0 rows are whole blocks");
+    apr_gguf_writer_free(w);
 
-    w = gguf_writer_new();
-    gguf_writer_add_tensor(w, "t", 99, 1, (int64_t[]){4}, data, 16);
-    cr_expect_eq(gguf_writer_write(w, gt_path("a.gguf"), &err), APR_ERR_INVALID);
+    w = apr_gguf_writer_new();
+    apr_gguf_writer_add_tensor(w, "t", 99, 1, (int64_t[]){4}, data, 16);
+    cr_expect_eq(apr_gguf_writer_write(w, gt_path("a.gguf"), &err), APR_ERR_INVALID);
     cr_expect(strstr(err.msg, "unknown GGML type 99"), "%s", err.msg);
-    gguf_writer_free(w);
+    apr_gguf_writer_free(w);
 
-    w = gguf_writer_new();
-    gguf_writer_add_tensor(w, "t", 0, 1, (int64_t[]){4}, data, 16);
-    gguf_writer_add_tensor(w, "t", 0, 1, (int64_t[]){4}, data, 16);
-    cr_expect_eq(gguf_writer_write(w, gt_path("a.gguf"), &err), APR_ERR_INVALID);
+    w = apr_gguf_writer_new();
+    apr_gguf_writer_add_tensor(w, "t", 0, 1, (int64_t[]){4}, data, 16);
+    apr_gguf_writer_add_tensor(w, "t", 0, 1, (int64_t[]){4}, data, 16);
+    cr_expect_eq(apr_gguf_writer_write(w, gt_path("a.gguf"), &err), APR_ERR_INVALID);
     cr_expect(strstr(err.msg, "added twice"), "%s", err.msg);
-    gguf_writer_free(w);
+    apr_gguf_writer_free(w);
 
-    w = gguf_writer_new();
-    gguf_writer_add_tensor(w, "t", 0, 5, (int64_t[]){1, 1, 1, 1, 1}, data, 4);
-    cr_expect_eq(gguf_writer_write(w, gt_path("a.gguf"), &err), APR_ERR_INVALID);
-    gguf_writer_free(w);
+    w = apr_gguf_writer_new();
+    apr_gguf_writer_add_tensor(w, "t", 0, 5, (int64_t[]){1, 1, 1, 1, 1}, data, 4);
+    cr_expect_eq(apr_gguf_writer_write(w, gt_path("a.gguf"), &err), APR_ERR_INVALID);
+    apr_gguf_writer_free(w);
 
-    w = gguf_writer_new();
-    gguf_writer_set_arr(w, "k", GGUF_STRING, data, 1);
-    cr_expect_eq(gguf_writer_write(w, gt_path("a.gguf"), &err), APR_ERR_INVALID);
-    gguf_writer_free(w);
+    w = apr_gguf_writer_new();
+    apr_gguf_writer_set_arr(w, "k", GGUF_STRING, data, 1);
+    cr_expect_eq(apr_gguf_writer_write(w, gt_path("a.gguf"), &err), APR_ERR_INVALID);
+    apr_gguf_writer_free(w);
 
-    w = gguf_writer_new();
-    gguf_writer_set_value(w, "u8", &(gguf_value){.type = GGUF_UINT8, .u = 256});
-    cr_expect_eq(gguf_writer_write(w, gt_path("a.gguf"), &err), APR_ERR_INVALID);
+    w = apr_gguf_writer_new();
+    apr_gguf_writer_set_value(w, "u8", &(gguf_value){.type = GGUF_UINT8, .u = 256});
+    cr_expect_eq(apr_gguf_writer_write(w, gt_path("a.gguf"), &err), APR_ERR_INVALID);
     cr_expect(strstr(err.msg, "key 'u8'") && strstr(err.msg, "out of range"), "%s", err.msg);
-    gguf_writer_free(w);
+    apr_gguf_writer_free(w);
 
-    w = gguf_writer_new();
+    w = apr_gguf_writer_new();
     gguf_value mixed[] = {{.type = GGUF_UINT8, .u = 1}};
-    gguf_writer_set_value(w, "k", &(gguf_value){.type = GGUF_ARRAY, .arr = {GGUF_STRING, 1, NULL, mixed}});
-    gguf_writer_set_value(w, "k2", &(gguf_value){.type = (gguf_type)77});
-    cr_expect_eq(gguf_writer_write(w, gt_path("a.gguf"), &err), APR_ERR_INVALID);
+    apr_gguf_writer_set_value(w, "k", &(gguf_value){.type = GGUF_ARRAY, .arr = {GGUF_STRING, 1, NULL, mixed}});
+    apr_gguf_writer_set_value(w, "k2", &(gguf_value){.type = (gguf_type)77});
+    cr_expect_eq(apr_gguf_writer_write(w, gt_path("a.gguf"), &err), APR_ERR_INVALID);
     cr_expect(strstr(err.msg, "key 'k'"), "%s", err.msg);
-    gguf_writer_free(w);
+    apr_gguf_writer_free(w);
 
     cr_expect_eq(gt_tmp_entries(), 0);
 }
@@ -483,13 +483,13 @@ Test(gguf, writer_rejects_bad_input) {
 /* ---------------------------------------------------------------- atomic writes */
 
 Test(gguf, writer_missing_directory) {
-    gguf_writer *w = gguf_writer_new();
-    gguf_writer_set_str(w, "general.architecture", "llama");
+    gguf_writer *w = apr_gguf_writer_new();
+    apr_gguf_writer_set_str(w, "general.architecture", "llama");
     apr_error err;
     const char *out = gt_path("no/such/dir/out.gguf");
-    cr_expect_eq(gguf_writer_write(w, out, &err), APR_ERR_IO);
+    cr_expect_eq(apr_gguf_writer_write(w, out, &err), APR_ERR_IO);
     cr_expect(strstr(err.msg, out) && strstr(err.msg, strerror(ENOENT)), "%s", err.msg);
-    gguf_writer_free(w);
+    apr_gguf_writer_free(w);
     cr_expect_eq(gt_tmp_entries(), 0);
 }
 
@@ -510,34 +510,34 @@ static int gt_fill_fail(void *ctx, uint64_t offset, void *buf, size_t n) {
 Test(gguf, writer_fill_callback) {
     const uint64_t size = (3u << 20) + 5;
     int calls = 0;
-    gguf_writer *w = gguf_writer_new();
-    gguf_writer_add_tensor(w, "small", 0, 1, (int64_t[]){1}, (float[]){2.5f}, 4);
-    gguf_writer_add_tensor_fn(w, "big", 24 /* i8 */, 1, (int64_t[]){(int64_t)size}, size, gt_fill, &calls);
+    gguf_writer *w = apr_gguf_writer_new();
+    apr_gguf_writer_add_tensor(w, "small", 0, 1, (int64_t[]){1}, (float[]){2.5f}, 4);
+    apr_gguf_writer_add_tensor_fn(w, "big", 24 /* i8 */, 1, (int64_t[]){(int64_t)size}, size, gt_fill, &calls);
     apr_error err;
     const char *out = gt_path("fill.gguf");
-    cr_assert_eq(gguf_writer_write(w, out, &err), APR_OK, "%s", err.msg);
-    gguf_writer_free(w);
+    cr_assert_eq(apr_gguf_writer_write(w, out, &err), APR_OK, "%s", err.msg);
+    apr_gguf_writer_free(w);
     cr_expect_eq(calls, 4);
     gguf_file *f;
-    cr_assert_eq(gguf_open(out, &f, &err), APR_OK, "%s", err.msg);
-    const gguf_tensor *t = gguf_tensor_find(f, "big");
+    cr_assert_eq(apr_gguf_open(out, &f, &err), APR_OK, "%s", err.msg);
+    const gguf_tensor *t = apr_gguf_tensor_find(f, "big");
     cr_assert(t && t->size == size);
     int bad = 0;
     for (uint64_t i = 0; i < size; i++) bad += ((const uint8_t *)t->data)[i] != (uint8_t)(i * 7 + 3);
     cr_expect_eq(bad, 0);
-    cr_expect_eq(*(const float *)gguf_tensor_find(f, "small")->data, 2.5f);
-    gguf_close(f);
-    w = gguf_writer_new();
-    gguf_writer_add_tensor_fn(w, "big", 24, 1, (int64_t[]){(int64_t)size}, size, gt_fill_fail, NULL);
+    cr_expect_eq(*(const float *)apr_gguf_tensor_find(f, "small")->data, 2.5f);
+    apr_gguf_close(f);
+    w = apr_gguf_writer_new();
+    apr_gguf_writer_add_tensor_fn(w, "big", 24, 1, (int64_t[]){(int64_t)size}, size, gt_fill_fail, NULL);
     const char *out2 = gt_path("fail.gguf");
-    cr_expect_eq(gguf_writer_write(w, out2, &err), APR_ERR_IO);
+    cr_expect_eq(apr_gguf_writer_write(w, out2, &err), APR_ERR_IO);
     cr_expect(strstr(err.msg, out2) && strstr(err.msg, strerror(ENOSPC)), "%s", err.msg);
-    gguf_writer_free(w);
+    apr_gguf_writer_free(w);
     cr_expect_eq(gt_tmp_entries(), 1, "only fill.gguf may remain");
-    w = gguf_writer_new();
-    gguf_writer_add_tensor_fn(w, "nofill", 0, 1, (int64_t[]){1}, 4, NULL, NULL);
-    cr_expect_eq(gguf_writer_write(w, out2, &err), APR_ERR_INVALID);
-    gguf_writer_free(w);
+    w = apr_gguf_writer_new();
+    apr_gguf_writer_add_tensor_fn(w, "nofill", 0, 1, (int64_t[]){1}, 4, NULL, NULL);
+    cr_expect_eq(apr_gguf_writer_write(w, out2, &err), APR_ERR_INVALID);
+    apr_gguf_writer_free(w);
 }
 
 /* Disk full: the child may write only 4 KiB (RLIMIT_FSIZE; SIGXFSZ ignored so write fails with
@@ -551,12 +551,12 @@ Test(gguf, writer_disk_full_leaves_nothing) {
         signal(SIGXFSZ, SIG_IGN);
         struct rlimit rl = {4096, 4096};
         if (setrlimit(RLIMIT_FSIZE, &rl) != 0) _exit(10);
-        gguf_writer *w = gguf_writer_new();
-        gguf_writer_set_str(w, "general.architecture", "llama");
-        gguf_writer_add_tensor(w, "big", 0, 1, (int64_t[]){sizeof big / 4}, big, sizeof big);
+        gguf_writer *w = apr_gguf_writer_new();
+        apr_gguf_writer_set_str(w, "general.architecture", "llama");
+        apr_gguf_writer_add_tensor(w, "big", 0, 1, (int64_t[]){sizeof big / 4}, big, sizeof big);
         apr_error err;
-        apr_status s = gguf_writer_write(w, out, &err);
-        gguf_writer_free(w);
+        apr_status s = apr_gguf_writer_write(w, out, &err);
+        apr_gguf_writer_free(w);
         if (s != APR_ERR_IO) _exit(11);
         if (!strstr(err.msg, out) || !strstr(err.msg, strerror(EFBIG))) {
             fprintf(stderr, "message: %s\n", err.msg);
@@ -575,13 +575,13 @@ Test(gguf, writer_replaces_atomically) {
     apr_error err;
     const char *out = gt_path("model.gguf");
     gt_write_file(out, "old contents", 12);
-    gguf_writer *w = gguf_writer_new();
-    gguf_writer_set_str(w, "general.name", "new");
-    cr_assert_eq(gguf_writer_write(w, out, &err), APR_OK, "%s", err.msg);
-    gguf_writer_free(w);
+    gguf_writer *w = apr_gguf_writer_new();
+    apr_gguf_writer_set_str(w, "general.name", "new");
+    cr_assert_eq(apr_gguf_writer_write(w, out, &err), APR_OK, "%s", err.msg);
+    apr_gguf_writer_free(w);
     gguf_file *f = gt_open_ok(out);
-    cr_expect_str_eq(gguf_get_str(f, "general.name"), "new");
-    gguf_close(f);
+    cr_expect_str_eq(apr_gguf_get_str(f, "general.name"), "new");
+    apr_gguf_close(f);
     cr_expect_eq(gt_tmp_entries(), 1);
 }
 
@@ -593,22 +593,22 @@ static uint8_t *gt_base_file(size_t *size) {
     static float a[32];
     static uint16_t b[16];
     for (int i = 0; i < 32; i++) a[i] = (float)i;
-    gguf_writer *w = gguf_writer_new();
-    gguf_writer_set_str(w, "general.architecture", "llama");
-    gguf_writer_set_u32(w, "general.alignment", 32);
-    gguf_writer_set_str(w, "test.name", "hello");
-    gguf_writer_set_arr(w, "test.arr", GGUF_UINT32, gt_u32s, 4);
-    gguf_writer_set_u32(w, "test.dup1", 1);
-    gguf_writer_set_u32(w, "test.dup2", 2);
-    gguf_writer_set_bool(w, "test.bool", false);
+    gguf_writer *w = apr_gguf_writer_new();
+    apr_gguf_writer_set_str(w, "general.architecture", "llama");
+    apr_gguf_writer_set_u32(w, "general.alignment", 32);
+    apr_gguf_writer_set_str(w, "test.name", "hello");
+    apr_gguf_writer_set_arr(w, "test.arr", GGUF_UINT32, gt_u32s, 4);
+    apr_gguf_writer_set_u32(w, "test.dup1", 1);
+    apr_gguf_writer_set_u32(w, "test.dup2", 2);
+    apr_gguf_writer_set_bool(w, "test.bool", false);
     gguf_value inner[] = {{.type = GGUF_ARRAY, .arr = {GGUF_UINT32, 2, gt_u32s, NULL}}};
-    gguf_writer_set_value(w, "test.nested", &(gguf_value){.type = GGUF_ARRAY, .arr = {GGUF_ARRAY, 1, NULL, inner}});
-    gguf_writer_add_tensor(w, "t.a", 0, 2, (int64_t[]){8, 4}, a, sizeof a);
-    gguf_writer_add_tensor(w, "t.b", 1, 1, (int64_t[]){16}, b, sizeof b);
+    apr_gguf_writer_set_value(w, "test.nested", &(gguf_value){.type = GGUF_ARRAY, .arr = {GGUF_ARRAY, 1, NULL, inner}});
+    apr_gguf_writer_add_tensor(w, "t.a", 0, 2, (int64_t[]){8, 4}, a, sizeof a);
+    apr_gguf_writer_add_tensor(w, "t.b", 1, 1, (int64_t[]){16}, b, sizeof b);
     apr_error err;
     const char *path = gt_path("base.gguf");
-    cr_assert_eq(gguf_writer_write(w, path, &err), APR_OK, "%s", err.msg);
-    gguf_writer_free(w);
+    cr_assert_eq(apr_gguf_writer_write(w, path, &err), APR_OK, "%s", err.msg);
+    apr_gguf_writer_free(w);
     uint8_t *buf = gt_read_file(path, size);
     unlink(path);
     return buf;
@@ -636,7 +636,7 @@ static void gt_expect_format(const char *name, const uint8_t *buf, size_t size, 
     gguf_file *f = NULL;
     apr_error err;
     err.msg[0] = 0;
-    apr_status s = gguf_open(path, &f, &err);
+    apr_status s = apr_gguf_open(path, &f, &err);
     cr_expect_eq(s, APR_ERR_FORMAT, "%s: status %d (%s)", name, s, err.msg);
     cr_expect_null(f);
     cr_expect(strncmp(err.msg, path, strlen(path)) == 0, "%s: message does not start with the path: %s", name, err.msg);
@@ -654,14 +654,14 @@ Test(gguf, hostile_truncations) {
     uint8_t *buf = gt_base_file(&size);
     gguf_file *f;
     apr_error err;
-    cr_assert_eq(gguf_open_memory(buf, size, "base", &f, &err), APR_OK, "%s", err.msg);
-    gguf_close(f);
+    cr_assert_eq(apr_gguf_open_memory(buf, size, "base", &f, &err), APR_OK, "%s", err.msg);
+    apr_gguf_close(f);
     /* Every shorter length, through real files (the message must name the path). */
     char path[PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/trunc.gguf", gt_tmp);
     for (size_t len = 0; len < size; len++) {
         gt_write_file(path, buf, len);
-        apr_status s = gguf_open(path, &f, &err);
+        apr_status s = apr_gguf_open(path, &f, &err);
         cr_assert_eq(s, APR_ERR_FORMAT, "truncated at %zu of %zu: status %d (%s)", len, size, s, err.msg);
         cr_assert(strncmp(err.msg, path, strlen(path)) == 0 && !strchr(err.msg, '\n'), "at %zu: %s", len, err.msg);
     }
@@ -693,8 +693,8 @@ Test(gguf, hostile_corruptions) {
     {
         gguf_file *f;
         apr_error err;
-        cr_expect_eq(gguf_open_memory(buf, size, "v2", &f, &err), APR_OK, "%s", err.msg);
-        if (f) { cr_expect_eq(gguf_version(f), 2); gguf_close(f); }
+        cr_expect_eq(apr_gguf_open_memory(buf, size, "v2", &f, &err), APR_OK, "%s", err.msg);
+        if (f) { cr_expect_eq(apr_gguf_version(f), 2); apr_gguf_close(f); }
     }
     GT_FRESH(); gt_put64(buf, 8, UINT64_MAX / 2);
     gt_expect_format("ntensors.gguf", buf, size, "tensor count", NULL);
@@ -788,13 +788,13 @@ Test(gguf, open_errors) {
     gguf_file *f;
     apr_error err;
     const char *missing = gt_path("missing.gguf");
-    cr_expect_eq(gguf_open(missing, &f, &err), APR_ERR_IO);
+    cr_expect_eq(apr_gguf_open(missing, &f, &err), APR_ERR_IO);
     cr_expect(strstr(err.msg, missing) && strstr(err.msg, strerror(ENOENT)), "%s", err.msg);
-    cr_expect_eq(gguf_open(gt_tmp, &f, &err), APR_ERR_IO);
+    cr_expect_eq(apr_gguf_open(gt_tmp, &f, &err), APR_ERR_IO);
     cr_expect(strstr(err.msg, "not a regular file"), "%s", err.msg);
     const char *fifo = gt_path("fifo");
     cr_assert(mkfifo(fifo, 0600) == 0);
-    cr_expect_eq(gguf_open(fifo, &f, &err), APR_ERR_IO, "a FIFO is refused without blocking");
+    cr_expect_eq(apr_gguf_open(fifo, &f, &err), APR_ERR_IO, "a FIFO is refused without blocking");
     gt_expect_format("empty.gguf", (const uint8_t *)"", 0, "not a GGUF file", NULL);
 }
 
@@ -814,14 +814,14 @@ static int gt_replay(const char *sub, bool must_open) {
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         gguf_file *f = NULL;
         apr_error err;
-        apr_status s = gguf_open(path, &f, &err);
+        apr_status s = apr_gguf_open(path, &f, &err);
         if (s == APR_OK) {
-            for (int64_t i = 0; i < gguf_kv_count(f); i++) cr_assert(gguf_kv_value(f, i));
-            for (int64_t i = 0; i < gguf_tensor_count(f); i++) {
-                const gguf_tensor *t = gguf_tensor_at(f, i);
+            for (int64_t i = 0; i < apr_gguf_kv_count(f); i++) cr_assert(apr_gguf_kv_value(f, i));
+            for (int64_t i = 0; i < apr_gguf_tensor_count(f); i++) {
+                const gguf_tensor *t = apr_gguf_tensor_at(f, i);
                 if (t->size) cr_assert(((const uint8_t *)t->data)[t->size - 1] || 1);
             }
-            gguf_close(f);
+            apr_gguf_close(f);
         } else {
             cr_expect(!must_open, "%s: %s", path, err.msg);
             cr_expect_eq(s, APR_ERR_FORMAT, "%s: status %d: %s", path, s, err.msg);
@@ -852,12 +852,12 @@ Test(gguf, dtype_table) {
         {15, "q8_K", 256, 292}, {24, "i8", 1, 1}, {25, "i16", 1, 2}, {26, "i32", 1, 4}, {27, "i64", 1, 8},
         {28, "f64", 1, 8}, {30, "bf16", 1, 2}};
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
-        cr_expect(gguf_dtype_block(known[i].id, &be, &bb) && be == known[i].be && bb == known[i].bb, "%u", known[i].id);
-        cr_expect_str_eq(gguf_dtype_name(known[i].id), known[i].name);
+        cr_expect(apr_gguf_dtype_block(known[i].id, &be, &bb) && be == known[i].be && bb == known[i].bb, "%u", known[i].id);
+        cr_expect_str_eq(apr_gguf_dtype_name(known[i].id), known[i].name);
     }
     static const uint32_t unknown[] = {4, 5, 31, 32, 33, 36, 37, 38, 40, 99, UINT32_MAX};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
-        cr_expect(!gguf_dtype_block(unknown[i], &be, &bb), "%u", unknown[i]);
-        cr_expect_null(gguf_dtype_name(unknown[i]));
+        cr_expect(!apr_gguf_dtype_block(unknown[i], &be, &bb), "%u", unknown[i]);
+        cr_expect_null(apr_gguf_dtype_name(unknown[i]));
     }
 }

@@ -246,44 +246,44 @@ static void imp_reference(const imp_model *m, const int32_t *ids, int n, float *
 static void imp_eval(const gguf_file *f, const int32_t *ids, int n, float *logits) {
     apr_error e;
     llama_model *m;
-    cr_assert_eq(llama_model_load(f, &m, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_llama_model_load(f, &m, &e), APR_OK, "%s", e.msg);
     apr_registry *reg;
     apr_backend *be;
     cr_assert_eq(apr_registry_open(NULL, &reg, &e), APR_OK, "%s", e.msg);
     cr_assert_eq(apr_backend_open(reg, "reference", 1, &be, &e), APR_OK, "%s", e.msg);
     llama_session *s;
-    cr_assert_eq(llama_session_new(m, n, &be, 1, &s, &e), APR_OK, "%s", e.msg);
-    cr_assert_eq(llama_session_eval(s, ids, n, true, logits, &e), APR_OK, "%s", e.msg);
-    llama_session_free(s);
+    cr_assert_eq(apr_llama_session_new(m, n, &be, 1, &s, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_llama_session_eval(s, ids, n, true, logits, &e), APR_OK, "%s", e.msg);
+    apr_llama_session_free(s);
     apr_backend_close(be);
     apr_registry_close(reg);
-    llama_model_free(m);
+    apr_llama_model_free(m);
 }
 
 /* Greedy generation from BOS (id 1), one token at a time through the KV cache: ids[0..n]. */
 static void imp_greedy(const gguf_file *f, int32_t *ids, int n) {
     apr_error e;
     llama_model *m;
-    cr_assert_eq(llama_model_load(f, &m, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_llama_model_load(f, &m, &e), APR_OK, "%s", e.msg);
     apr_registry *reg;
     apr_backend *be;
     cr_assert_eq(apr_registry_open(NULL, &reg, &e), APR_OK, "%s", e.msg);
     cr_assert_eq(apr_backend_open(reg, "reference", 1, &be, &e), APR_OK, "%s", e.msg);
     llama_session *s;
-    cr_assert_eq(llama_session_new(m, n, &be, 1, &s, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_llama_session_new(m, n, &be, 1, &s, &e), APR_OK, "%s", e.msg);
     float *lg = malloc(sizeof(float) * (size_t)m->hp.n_vocab);
     ids[0] = 1;
     for (int i = 0; i < n; i++) {
-        cr_assert_eq(llama_session_eval(s, &ids[i], 1, false, lg, &e), APR_OK, "%s", e.msg);
+        cr_assert_eq(apr_llama_session_eval(s, &ids[i], 1, false, lg, &e), APR_OK, "%s", e.msg);
         int best = 0;
         for (int k = 1; k < m->hp.n_vocab; k++) if (lg[k] > lg[best]) best = k;
         ids[i + 1] = best;
     }
     free(lg);
-    llama_session_free(s);
+    apr_llama_session_free(s);
     apr_backend_close(be);
     apr_registry_close(reg);
-    llama_model_free(m);
+    apr_llama_model_free(m);
 }
 
 static void imp_tmpdir(char *dir, size_t n) {
@@ -311,20 +311,20 @@ Test(import, hf_llama_folder_equals_gguf_and_naive_reference, .timeout = 120) {
 
     /* (a) the folder opened directly and the file apr-import writes give the same logits */
     gguf_file *f;
-    cr_assert_eq(hf_open_as_gguf(dir, &f, &e), APR_OK, "%s", e.msg);
-    cr_expect_str_eq(gguf_get_str(f, "tokenizer.ggml.model"), "gpt2");
-    cr_expect_str_eq(gguf_get_str(f, "tokenizer.ggml.pre"), "gpt-2");
+    cr_assert_eq(apr_hf_open_as_gguf(dir, &f, &e), APR_OK, "%s", e.msg);
+    cr_expect_str_eq(apr_gguf_get_str(f, "tokenizer.ggml.model"), "gpt2");
+    cr_expect_str_eq(apr_gguf_get_str(f, "tokenizer.ggml.pre"), "gpt-2");
     imp_eval(f, ids, N, a);
-    gguf_close(f);
+    apr_gguf_close(f);
     hf_import *im;
-    cr_assert_eq(hf_import_folder(dir, &im, &e), APR_OK, "%s", e.msg);
-    cr_expect_str_eq(hf_import_arch(im), "llama");
-    cr_expect_eq(hf_import_tensors(im), 3 + 9 * IMP_L);
+    cr_assert_eq(apr_hf_import_folder(dir, &im, &e), APR_OK, "%s", e.msg);
+    cr_expect_str_eq(apr_hf_import_arch(im), "llama");
+    cr_expect_eq(apr_hf_import_tensors(im), 3 + 9 * IMP_L);
     snprintf(out, sizeof out, "%s/out.gguf", dir);
-    cr_assert_eq(hf_import_write(im, out, &e), APR_OK, "%s", e.msg);
-    hf_import_free(im);
-    cr_assert_eq(gguf_open(out, &f, &e), APR_OK, "%s", e.msg);
-    const gguf_tensor *down = gguf_tensor_find(f, "blk.0.ffn_down.weight");
+    cr_assert_eq(apr_hf_import_write(im, out, &e), APR_OK, "%s", e.msg);
+    apr_hf_import_free(im);
+    cr_assert_eq(apr_gguf_open(out, &f, &e), APR_OK, "%s", e.msg);
+    const gguf_tensor *down = apr_gguf_tensor_find(f, "blk.0.ffn_down.weight");
     cr_assert(down);
     cr_expect_eq(down->dtype, APR_F16, "the f16 tensor stays f16");
     cr_expect_eq(down->ne[0], IMP_F);
@@ -332,17 +332,17 @@ Test(import, hf_llama_folder_equals_gguf_and_naive_reference, .timeout = 120) {
     imp_eval(f, ids, N, b);
     /* the GGUF vocabulary tokenizes as tokenizer.json does */
     tok_vocab *vg, *vh;
-    cr_assert_eq(tok_load_gguf(f, &vg, &e), APR_OK, "%s", e.msg);
-    cr_assert_eq(tok_load_hf(dir, &vh, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_tok_load_gguf(f, &vg, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_tok_load_hf(dir, &vh, &e), APR_OK, "%s", e.msg);
     const char *text = "Hello world, it's 2024!  Caf\xc3\xa9 <|endoftext|> x";
     int32_t tg[64], th[64];
-    int64_t ng = tok_encode(vg, text, strlen(text), TOK_PARSE_SPECIAL, tg, 64);
-    int64_t nh = tok_encode(vh, text, strlen(text), TOK_PARSE_SPECIAL, th, 64);
+    int64_t ng = apr_tok_encode(vg, text, strlen(text), TOK_PARSE_SPECIAL, tg, 64);
+    int64_t nh = apr_tok_encode(vh, text, strlen(text), TOK_PARSE_SPECIAL, th, 64);
     cr_expect(ng > 5 && ng == nh && !memcmp(tg, th, (size_t)ng * sizeof *tg), "GGUF and tokenizer.json tokenize differently");
-    cr_expect_eq(tok_eos(vg), 50256);
-    tok_free(vg);
-    tok_free(vh);
-    gguf_close(f);
+    cr_expect_eq(apr_tok_eos(vg), 50256);
+    apr_tok_free(vg);
+    apr_tok_free(vh);
+    apr_gguf_close(f);
     cr_expect_eq(memcmp(a, b, sizeof(float) * N * IMP_V), 0, "folder and imported GGUF give different logits");
 
     /* (b) both equal a plain C forward pass over the HF weights with split-half rope: this is
@@ -381,7 +381,7 @@ Test(import, unknown_architecture_is_refused_by_name) {
     imp_write_file(path, cfg, strlen(cfg));
     hf_import *im;
     apr_error e;
-    cr_expect_eq(hf_import_folder(dir, &im, &e), APR_ERR_UNSUPPORTED);
+    cr_expect_eq(apr_hf_import_folder(dir, &im, &e), APR_ERR_UNSUPPORTED);
     cr_expect(strstr(e.msg, "GPTNeoXForCausalLM"), "%s", e.msg);
     imp_rmdir(dir);
 }
@@ -398,16 +398,16 @@ Test(import, llama2c_stories260K_equals_llama_cpp_gguf, .timeout = 120) {
     snprintf(out, sizeof out, "%s/s.gguf", dir);
     apr_error e;
     hf_import *im;
-    cr_assert_eq(hf_import_llama2c(bin, tok, &im, &e), APR_OK, "%s", e.msg);
-    cr_assert_eq(hf_import_write(im, out, &e), APR_OK, "%s", e.msg);
-    hf_import_free(im);
+    cr_assert_eq(apr_hf_import_llama2c(bin, tok, &im, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_hf_import_write(im, out, &e), APR_OK, "%s", e.msg);
+    apr_hf_import_free(im);
     gguf_file *a, *b;
-    cr_assert_eq(gguf_open(out, &a, &e), APR_OK, "%s", e.msg);
-    cr_assert_eq(gguf_open(ref, &b, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_gguf_open(out, &a, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_gguf_open(ref, &b, &e), APR_OK, "%s", e.msg);
     /* every tensor bit-identical */
-    cr_expect_eq(gguf_tensor_count(a), gguf_tensor_count(b));
-    for (int64_t i = 0; i < gguf_tensor_count(b); i++) {
-        const gguf_tensor *tb = gguf_tensor_at(b, i), *ta = gguf_tensor_find(a, tb->name);
+    cr_expect_eq(apr_gguf_tensor_count(a), apr_gguf_tensor_count(b));
+    for (int64_t i = 0; i < apr_gguf_tensor_count(b); i++) {
+        const gguf_tensor *tb = apr_gguf_tensor_at(b, i), *ta = apr_gguf_tensor_find(a, tb->name);
         cr_assert(ta, "%s missing from the import", tb->name);
         cr_expect_eq(ta->dtype, tb->dtype, "%s", tb->name);
         cr_expect(!memcmp(ta->ne, tb->ne, sizeof ta->ne), "%s: shape differs", tb->name);
@@ -416,18 +416,18 @@ Test(import, llama2c_stories260K_equals_llama_cpp_gguf, .timeout = 120) {
     /* the same vocabulary */
     gguf_type et;
     uint64_t na = 0, nb = 0;
-    cr_assert(gguf_get_arr(a, "tokenizer.ggml.tokens", &et, &na) && gguf_get_arr(b, "tokenizer.ggml.tokens", &et, &nb));
+    cr_assert(apr_gguf_get_arr(a, "tokenizer.ggml.tokens", &et, &na) && apr_gguf_get_arr(b, "tokenizer.ggml.tokens", &et, &nb));
     cr_assert_eq(na, nb);
     for (uint64_t i = 0; i < na; i++)
-        cr_expect_str_eq(gguf_get_arr_str(a, "tokenizer.ggml.tokens", i), gguf_get_arr_str(b, "tokenizer.ggml.tokens", i), "token %llu", (unsigned long long)i);
+        cr_expect_str_eq(apr_gguf_get_arr_str(a, "tokenizer.ggml.tokens", i), apr_gguf_get_arr_str(b, "tokenizer.ggml.tokens", i), "token %llu", (unsigned long long)i);
     /* greedy ids from BOS */
     enum { N = 48 };
     int32_t ids_a[N + 1], ids_b[N + 1];
     imp_greedy(a, ids_a, N);
     imp_greedy(b, ids_b, N);
     cr_expect(!memcmp(ids_a, ids_b, sizeof ids_a), "greedy ids differ");
-    gguf_close(a);
-    gguf_close(b);
+    apr_gguf_close(a);
+    apr_gguf_close(b);
     imp_rmdir(dir);
 }
 
@@ -448,11 +448,11 @@ static void imp_expect_error(const char *header, size_t data_len, size_t cut, ap
     unsigned char *img = imp_image(header, data_len, &size);
     safetensors_file *f = NULL;
     apr_error e = {{0}};
-    apr_status st = safetensors_open_memory(img, size - cut, "bad.safetensors", &f, &e);
+    apr_status st = apr_safetensors_open_memory(img, size - cut, "bad.safetensors", &f, &e);
     cr_expect_eq(st, want, "%s: status %d (%s)", header, st, e.msg);
     cr_expect(strstr(e.msg, needle) && strstr(e.msg, "bad.safetensors"), "%s: message '%s' lacks '%s'", header, e.msg, needle);
     cr_expect_null(f);
-    safetensors_close(f);
+    apr_safetensors_close(f);
     free(img);
 }
 
@@ -462,11 +462,11 @@ Test(import, hostile_safetensors_are_refused_with_clear_errors) {
     unsigned char *img = imp_image(good, 16, &size);
     safetensors_file *f;
     apr_error e;
-    cr_assert_eq(safetensors_open_memory(img, size, "good", &f, &e), APR_OK, "%s", e.msg);
-    cr_expect_eq(safetensors_count(f), 1);
-    cr_expect_eq(safetensors_find(f, "a")->shape[1], 2);
-    cr_expect_str_eq(safetensors_metadata(f, "k"), "v");
-    safetensors_close(f);
+    cr_assert_eq(apr_safetensors_open_memory(img, size, "good", &f, &e), APR_OK, "%s", e.msg);
+    cr_expect_eq(apr_safetensors_count(f), 1);
+    cr_expect_eq(apr_safetensors_find(f, "a")->shape[1], 2);
+    cr_expect_str_eq(apr_safetensors_metadata(f, "k"), "v");
+    apr_safetensors_close(f);
     free(img);
 
     imp_expect_error(good, 16, 1, APR_ERR_FORMAT, "runs past the end");                 /* truncated data */
@@ -484,8 +484,8 @@ Test(import, hostile_safetensors_are_refused_with_clear_errors) {
                      "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}", 16, 0, APR_ERR_FORMAT, "twice");
     /* a header length beyond the file */
     unsigned char tiny[8] = {0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0};
-    cr_expect_eq(safetensors_open_memory(tiny, 8, "bad.safetensors", &f, &e), APR_ERR_FORMAT);
-    cr_expect_eq(safetensors_open_memory(tiny, 3, "bad.safetensors", &f, &e), APR_ERR_FORMAT);
+    cr_expect_eq(apr_safetensors_open_memory(tiny, 8, "bad.safetensors", &f, &e), APR_ERR_FORMAT);
+    cr_expect_eq(apr_safetensors_open_memory(tiny, 3, "bad.safetensors", &f, &e), APR_ERR_FORMAT);
 }
 
 /* ---------------------------------------------------------------- qwen2 (sharded, biases, padded vocab) and llama3 rope */
@@ -549,12 +549,12 @@ static void imp_same_tokens(const gguf_file *f, const char *name) {
     char path[PATH_MAX + 64];
     apr_error e;
     tok_vocab *vg, *vh;
-    cr_assert_eq(tok_load_gguf(f, &vg, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_tok_load_gguf(f, &vg, &e), APR_OK, "%s", e.msg);
     snprintf(path, sizeof path, "%s/vocab/%s", imp_fixtures, name);
-    cr_assert_eq(tok_load_hf(path, &vh, &e), APR_OK, "%s", e.msg);
-    cr_expect_eq(tok_bos(vg), tok_bos(vh));
-    cr_expect_eq(tok_eos(vg), tok_eos(vh));
-    cr_expect_eq(tok_add_bos(vg), tok_add_bos(vh));
+    cr_assert_eq(apr_tok_load_hf(path, &vh, &e), APR_OK, "%s", e.msg);
+    cr_expect_eq(apr_tok_bos(vg), apr_tok_bos(vh));
+    cr_expect_eq(apr_tok_eos(vg), apr_tok_eos(vh));
+    cr_expect_eq(apr_tok_add_bos(vg), apr_tok_add_bos(vh));
     snprintf(path, sizeof path, "%s/vocab/%s/tokenizer.inp", imp_fixtures, name);
     size_t len = 0;
     char *all = tu_read_file(path, &len);
@@ -564,19 +564,19 @@ static void imp_same_tokens(const gguf_file *f, const char *name) {
         q = strstr(p, sep);
         if (!q) break;
         int32_t a[4096], b[4096];
-        int64_t na = tok_encode(vg, p, (size_t)(q - p), TOK_ADD_SPECIAL, a, 4096);
-        int64_t nb = tok_encode(vh, p, (size_t)(q - p), TOK_ADD_SPECIAL, b, 4096);
+        int64_t na = apr_tok_encode(vg, p, (size_t)(q - p), TOK_ADD_SPECIAL, a, 4096);
+        int64_t nb = apr_tok_encode(vh, p, (size_t)(q - p), TOK_ADD_SPECIAL, b, 4096);
         cr_expect(na == nb && na <= 4096 && !memcmp(a, b, (size_t)na * sizeof *a), "%s: input %d tokenizes differently", name, inputs);
         inputs++;
     }
     cr_expect_gt(inputs, 10);
     free(all);
-    tok_free(vg);
-    tok_free(vh);
+    apr_tok_free(vg);
+    apr_tok_free(vh);
 }
 
 static const gguf_tensor *imp_find(const gguf_file *f, const char *name) {
-    const gguf_tensor *t = gguf_tensor_find(f, name);
+    const gguf_tensor *t = apr_gguf_tensor_find(f, name);
     cr_assert(t, "tensor %s is missing", name);
     return t;
 }
@@ -596,8 +596,8 @@ Test(import, fuzz_regressions_fail_cleanly) {
         snprintf(path, sizeof path, "%s/%s", dir, ent->d_name);
         safetensors_file *f = NULL;
         apr_error e = {{0}};
-        apr_status st = safetensors_open(path, &f, &e);
-        if (st == APR_OK) safetensors_close(f);
+        apr_status st = apr_safetensors_open(path, &f, &e);
+        if (st == APR_OK) apr_safetensors_close(f);
         else cr_expect(strstr(e.msg, ent->d_name) && !strchr(e.msg, '\n'), "%s: message '%s'", ent->d_name, e.msg);
         n++;
     }
@@ -614,26 +614,26 @@ Test(import, qwen2_sharded_folder_keeps_rows_maps_biases_and_pads_vocab, .timeou
     imp_small_folder(&m, dir, "Qwen2ForCausalLM", "", "hf-qwen2", nt, true);
     hf_import *im;
     apr_error e;
-    cr_assert_eq(hf_import_folder(dir, &im, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_hf_import_folder(dir, &im, &e), APR_OK, "%s", e.msg);
     snprintf(out, sizeof out, "%s/q.gguf", dir);
-    cr_assert_eq(hf_import_write(im, out, &e), APR_OK, "%s", e.msg);
-    hf_import_free(im);
+    cr_assert_eq(apr_hf_import_write(im, out, &e), APR_OK, "%s", e.msg);
+    apr_hf_import_free(im);
     gguf_file *f;
-    cr_assert_eq(gguf_open(out, &f, &e), APR_OK, "%s", e.msg);
-    cr_expect_str_eq(gguf_get_str(f, "general.architecture"), "qwen2");
+    cr_assert_eq(apr_gguf_open(out, &f, &e), APR_OK, "%s", e.msg);
+    cr_expect_str_eq(apr_gguf_get_str(f, "general.architecture"), "qwen2");
     uint32_t u;
     float x;
-    cr_expect(gguf_get_u32(f, "qwen2.attention.head_count_kv", &u) && u == 1);
-    cr_expect(gguf_get_f32(f, "qwen2.rope.freq_base", &x) && x == 500000.0f);
-    cr_expect_str_eq(gguf_get_str(f, "tokenizer.ggml.pre"), "qwen2");
+    cr_expect(apr_gguf_get_u32(f, "qwen2.attention.head_count_kv", &u) && u == 1);
+    cr_expect(apr_gguf_get_f32(f, "qwen2.rope.freq_base", &x) && x == 500000.0f);
+    cr_expect_str_eq(apr_gguf_get_str(f, "tokenizer.ggml.pre"), "qwen2");
     imp_same_tokens(f, "hf-qwen2");
     gguf_type et;
     uint64_t n;
-    cr_expect(gguf_get_arr(f, "tokenizer.ggml.tokens", &et, &n) && n == (uint64_t)nt);
-    cr_expect_str_eq(gguf_get_arr_str(f, "tokenizer.ggml.tokens", (uint64_t)nt - 1), "[PAD151699]");
-    cr_expect_str_eq(gguf_get_arr_str(f, "tokenizer.ggml.tokens", 151643), "<|endoftext|>");
-    cr_expect(gguf_get_arr(f, "tokenizer.ggml.merges", &et, &n) && n > 100000, "merges: %llu", (unsigned long long)n);
-    cr_expect_null(gguf_tensor_find(f, "output.weight"), "tied: no output tensor");
+    cr_expect(apr_gguf_get_arr(f, "tokenizer.ggml.tokens", &et, &n) && n == (uint64_t)nt);
+    cr_expect_str_eq(apr_gguf_get_arr_str(f, "tokenizer.ggml.tokens", (uint64_t)nt - 1), "[PAD151699]");
+    cr_expect_str_eq(apr_gguf_get_arr_str(f, "tokenizer.ggml.tokens", 151643), "<|endoftext|>");
+    cr_expect(apr_gguf_get_arr(f, "tokenizer.ggml.merges", &et, &n) && n > 100000, "merges: %llu", (unsigned long long)n);
+    cr_expect_null(apr_gguf_tensor_find(f, "output.weight"), "tied: no output tensor");
     /* NEOX rope in llama.cpp: q/k rows as Hugging Face has them */
     const gguf_tensor *q = imp_find(f, "blk.0.attn_q.weight");
     cr_expect(q->ne[0] == 16 && q->ne[1] == 16);
@@ -642,7 +642,7 @@ Test(import, qwen2_sharded_folder_keeps_rows_maps_biases_and_pads_vocab, .timeou
     cr_expect(kb->n_dims == 1 && kb->ne[0] == 8);
     cr_expect(!memcmp(kb->data, imp_get(&m, "model.layers.0.self_attn.k_proj.bias"), 8 * 4));
     imp_find(f, "blk.0.attn_v.bias");
-    gguf_close(f);
+    apr_gguf_close(f);
     imp_free(&m);
     imp_rmdir(dir);
 }
@@ -658,13 +658,13 @@ Test(import, llama3_rope_factors_and_permuted_rows, .timeout = 120) {
                      "hf-llama3", 128256, false);
     hf_import *im;
     apr_error e;
-    cr_assert_eq(hf_import_folder(dir, &im, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_hf_import_folder(dir, &im, &e), APR_OK, "%s", e.msg);
     snprintf(out, sizeof out, "%s/l.gguf", dir);
-    cr_assert_eq(hf_import_write(im, out, &e), APR_OK, "%s", e.msg);
-    hf_import_free(im);
+    cr_assert_eq(apr_hf_import_write(im, out, &e), APR_OK, "%s", e.msg);
+    apr_hf_import_free(im);
     gguf_file *f;
-    cr_assert_eq(gguf_open(out, &f, &e), APR_OK, "%s", e.msg);
-    cr_expect_str_eq(gguf_get_str(f, "tokenizer.ggml.pre"), "llama3");
+    cr_assert_eq(apr_gguf_open(out, &f, &e), APR_OK, "%s", e.msg);
+    cr_expect_str_eq(apr_gguf_get_str(f, "tokenizer.ggml.pre"), "llama3");
     imp_same_tokens(f, "hf-llama3");
     /* rope_freqs as llama.cpp computes them: head_dim 8, base 5e5 */
     const gguf_tensor *rf = imp_find(f, "rope_freqs.weight");
@@ -689,7 +689,7 @@ Test(import, llama3_rope_factors_and_permuted_rows, .timeout = 120) {
                 cr_expect(!memcmp(gq + (h * 8 + 2 * i + j) * 16, hq + (h * 8 + j * 4 + i) * 16, 64), "q head %d row %d", h, 2 * i + j);
                 if (h < 1) cr_expect(!memcmp(gk + (2 * i + j) * 16, hk + (j * 4 + i) * 16, 64), "k row %d", 2 * i + j);
             }
-    gguf_close(f);
+    apr_gguf_close(f);
     imp_free(&m);
     imp_rmdir(dir);
 }
@@ -706,7 +706,7 @@ Test(import, shard_names_must_be_plain_files) {
     imp_write_file(path, idx, strlen(idx));
     hf_import *im;
     apr_error e;
-    cr_expect_eq(hf_import_folder(dir, &im, &e), APR_ERR_FORMAT);
+    cr_expect_eq(apr_hf_import_folder(dir, &im, &e), APR_ERR_FORMAT);
     cr_expect(strstr(e.msg, "not a plain file name"), "%s", e.msg);
     imp_rmdir(dir);
 }

@@ -46,8 +46,8 @@ static void llama_open_stories(gguf_file **f, llama_model **m) {
     char path[PATH_MAX + 256];
     snprintf(path, sizeof path, "%s/stories260K/stories260K.gguf", llama_fixtures);
     apr_error e;
-    cr_assert_eq(gguf_open(path, f, &e), APR_OK, "%s", e.msg);
-    cr_assert_eq(llama_model_load(*f, m, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_gguf_open(path, f, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_llama_model_load(*f, m, &e), APR_OK, "%s", e.msg);
 }
 
 Test(llama, stories260K_greedy_generation_matches_the_reference_on_every_backend, .timeout = 300) {
@@ -70,16 +70,16 @@ Test(llama, stories260K_greedy_generation_matches_the_reference_on_every_backend
         apr_backend *be;
         cr_assert_eq(apr_backend_open(reg, r->name, 2, &be, &e), APR_OK, "%s", e.msg);
         llama_session *s;
-        cr_assert_eq(llama_session_new(m, n_want + 1, &be, 1, &s, &e), APR_OK, "%s", e.msg);
-        sampler_params sp = sampler_defaults();
+        cr_assert_eq(apr_llama_session_new(m, n_want + 1, &be, 1, &s, &e), APR_OK, "%s", e.msg);
+        sampler_params sp = apr_sampler_defaults();
         sp.temperature = 0;
-        sampler *smp = sampler_new(&sp, m->hp.n_vocab);
+        sampler *smp = apr_sampler_new(&sp, m->hp.n_vocab);
         float *logits = malloc(sizeof(float) * (size_t)m->hp.n_vocab);
         int32_t tok = 1; /* BOS */
         int match = 0;
         for (int i = 0; i < n_want; i++) {
-            cr_assert_eq(llama_session_eval(s, &tok, 1, false, logits, &e), APR_OK, "%s: %s", r->name, e.msg);
-            tok = sampler_sample(smp, logits);
+            cr_assert_eq(apr_llama_session_eval(s, &tok, 1, false, logits, &e), APR_OK, "%s: %s", r->name, e.msg);
+            tok = apr_sampler_sample(smp, logits);
             if (tok != want[i]) break;
             match++;
         }
@@ -87,15 +87,15 @@ Test(llama, stories260K_greedy_generation_matches_the_reference_on_every_backend
                      match < n_want ? want[match] : -1);
         fprintf(stderr, "%s: %d of %d greedy tokens equal the reference\n", r->name, match, n_want);
         free(logits);
-        sampler_free(smp);
-        llama_session_free(s);
+        apr_sampler_free(smp);
+        apr_llama_session_free(s);
         apr_backend_close(be);
         tested++;
     }
     cr_expect_geq(tested, 1);
     apr_registry_close(reg);
-    llama_model_free(m);
-    gguf_close(f);
+    apr_llama_model_free(m);
+    apr_gguf_close(f);
 }
 
 Test(llama, context_overflow_and_bad_ids_are_errors) {
@@ -109,30 +109,30 @@ Test(llama, context_overflow_and_bad_ids_are_errors) {
     cr_assert_eq(apr_registry_open(NULL, &reg, &e), APR_OK, "%s", e.msg);
     cr_assert_eq(apr_backend_open(reg, "reference", 1, &be, &e), APR_OK, "%s", e.msg);
     llama_session *s;
-    cr_assert_eq(llama_session_new(m, 4, &be, 1, &s, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_llama_session_new(m, 4, &be, 1, &s, &e), APR_OK, "%s", e.msg);
     float logits[512 * 5];
     int32_t ids[5] = {1, 403, 407, 261, 378};
-    cr_expect_eq(llama_session_eval(s, ids, 5, false, logits, &e), APR_ERR_INVALID);
+    cr_expect_eq(apr_llama_session_eval(s, ids, 5, false, logits, &e), APR_ERR_INVALID);
     cr_expect(strstr(e.msg, "context overflow"), "%s", e.msg);
     int32_t bad = 512;
-    cr_expect_eq(llama_session_eval(s, &bad, 1, false, logits, &e), APR_ERR_INVALID);
+    cr_expect_eq(apr_llama_session_eval(s, &bad, 1, false, logits, &e), APR_ERR_INVALID);
     cr_expect(strstr(e.msg, "outside the vocabulary"), "%s", e.msg);
     /* a batch and the same tokens one by one give the same logits */
-    cr_assert_eq(llama_session_eval(s, ids, 4, true, logits, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_llama_session_eval(s, ids, 4, true, logits, &e), APR_OK, "%s", e.msg);
     llama_session *s1;
-    cr_assert_eq(llama_session_new(m, 4, &be, 1, &s1, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_llama_session_new(m, 4, &be, 1, &s1, &e), APR_OK, "%s", e.msg);
     float one[512];
     for (int i = 0; i < 4; i++) {
-        cr_assert_eq(llama_session_eval(s1, &ids[i], 1, false, one, &e), APR_OK, "%s", e.msg);
+        cr_assert_eq(apr_llama_session_eval(s1, &ids[i], 1, false, one, &e), APR_OK, "%s", e.msg);
         for (int v = 0; v < 512; v++)
             cr_assert_float_eq(one[v], logits[i * 512 + v], 1e-3f, "position %d id %d", i, v);
     }
-    llama_session_free(s1);
-    llama_session_free(s);
+    apr_llama_session_free(s1);
+    apr_llama_session_free(s);
     apr_backend_close(be);
     apr_registry_close(reg);
-    llama_model_free(m);
-    gguf_close(f);
+    apr_llama_model_free(m);
+    apr_gguf_close(f);
 }
 
 /* Decode reruns one kept graph over the cache rounded up to a step of positions, the unfilled
@@ -156,17 +156,17 @@ Test(llama, kept_decode_graphs_give_the_logits_of_one_batch, .timeout = 120) {
         apr_backend *be;
         cr_assert_eq(apr_backend_open(reg, names[b], 2, &be, &e), APR_OK, "%s", e.msg);
         llama_session *s;
-        cr_assert_eq(llama_session_new(m, N, &be, 1, &s, &e), APR_OK, "%s", e.msg);
-        cr_assert_eq(llama_session_eval(s, ids, N, true, all, &e), APR_OK, "%s", e.msg);
-        llama_session_free(s);
-        cr_assert_eq(llama_session_new(m, N, &be, 1, &s, &e), APR_OK, "%s", e.msg);
+        cr_assert_eq(apr_llama_session_new(m, N, &be, 1, &s, &e), APR_OK, "%s", e.msg);
+        cr_assert_eq(apr_llama_session_eval(s, ids, N, true, all, &e), APR_OK, "%s", e.msg);
+        apr_llama_session_free(s);
+        cr_assert_eq(apr_llama_session_new(m, N, &be, 1, &s, &e), APR_OK, "%s", e.msg);
         /* 5 as a batch, one by one to 70, 3 as a batch, then one by one to the end of the context */
         for (int i = 0; i < N;) {
             int n = i == 0 ? 5 : i == 70 ? 3 : 1;
-            cr_assert_eq(llama_session_eval(s, &ids[i], n, false, &one[(i + n - 1) * V], &e), APR_OK, "%s", e.msg);
+            cr_assert_eq(apr_llama_session_eval(s, &ids[i], n, false, &one[(i + n - 1) * V], &e), APR_OK, "%s", e.msg);
             i += n;
         }
-        cr_expect_eq(llama_session_pos(s), N);
+        cr_expect_eq(apr_llama_session_pos(s), N);
         /* The reference gives the batch's logits bit for bit. Other backends' batch attention
          * may round q and partial sums to f16 (the conformance bound admits it): 0.006 of
          * (1 + |logit|) at worst on cpu-avx512, against 4.7 when the unfilled slots are left
@@ -185,12 +185,12 @@ Test(llama, kept_decode_graphs_give_the_logits_of_one_batch, .timeout = 120) {
                 apr_backend_name(be), worst, bound);
         cr_expect_leq(worst, bound, "%s: position %d id %d: %g one by one, %g in the batch", apr_backend_name(be), wi, wv,
                       one[wi * V + wv], all[wi * V + wv]);
-        llama_session_free(s);
+        apr_llama_session_free(s);
         apr_backend_close(be);
     }
     free(all);
     free(one);
     apr_registry_close(reg);
-    llama_model_free(m);
-    gguf_close(f);
+    apr_llama_model_free(m);
+    apr_gguf_close(f);
 }

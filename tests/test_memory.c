@@ -189,7 +189,7 @@ Test(memory, memory_on_a_backend_is_written_read_and_copied_within_bounds) {
         unsigned char zero[64], buf[64], pat[32];
         memset(zero, 0, sizeof zero);
         cr_assert_eq(apr_mem_read(m, 0, buf, 64, &e), APR_OK, "%s", e.msg);
-        cr_expect_arr_eq(buf, zero, 64, "%s: new memory is not zero", names[b]);
+        cr_expect(!memcmp(buf, zero, 64), "%s: new memory is not zero", names[b]);
         for (int i = 0; i < 32; i++) pat[i] = (unsigned char)(i * 5 + 1);
         cr_assert_eq(apr_mem_write(m, 8, pat, 32, &e), APR_OK, "%s", e.msg);
         cr_expect_eq(apr_mem_write(m, 40, pat, 32, &e), APR_ERR_INVALID);
@@ -197,9 +197,9 @@ Test(memory, memory_on_a_backend_is_written_read_and_copied_within_bounds) {
         cr_expect_eq(apr_mem_read(m, 65, buf, 1, &e), APR_ERR_INVALID);
         cr_assert_eq(apr_mem_copy(m2, 16, m, 8, 32, &e), APR_OK, "%s", e.msg);
         cr_assert_eq(apr_mem_read(m2, 16, buf, 32, &e), APR_OK, "%s", e.msg);
-        cr_expect_arr_eq(buf, pat, 32, "%s: copy", names[b]);
+        cr_expect(!memcmp(buf, pat, 32), "%s: copy", names[b]);
         cr_assert_eq(apr_mem_read(m2, 0, buf, 16, &e), APR_OK, "%s", e.msg);
-        cr_expect_arr_eq(buf, zero, 16, "%s: the copy wrote outside its range", names[b]);
+        cr_expect(!memcmp(buf, zero, 16), "%s: the copy wrote outside its range", names[b]);
         cr_expect_eq(apr_mem_copy(m2, 40, m, 0, 32, &e), APR_ERR_INVALID);
         apr_mem_free(m2);
         apr_mem_free(m);

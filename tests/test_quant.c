@@ -100,15 +100,15 @@ static float *qt_input(void) {
     snprintf(path, sizeof path, "%s/stories260K/stories260K.gguf", qt_fixtures);
     gguf_file *g;
     apr_error e;
-    cr_assert_eq(gguf_open(path, &g, &e), APR_OK, "%s", e.msg);
-    const gguf_tensor *t = gguf_tensor_find(g, "token_embd.weight");
+    cr_assert_eq(apr_gguf_open(path, &g, &e), APR_OK, "%s", e.msg);
+    const gguf_tensor *t = apr_gguf_tensor_find(g, "token_embd.weight");
     cr_assert(t, "token_embd.weight missing in %s", path);
     cr_assert_eq(t->dtype, APR_F32, "token_embd.weight is not f32");
     cr_assert(t->ne[0] == 64 && t->ne[1] == 512, "token_embd.weight is not 64 x 512");
     float *x = malloc(QT_N * sizeof *x);
     cr_assert(x);
     memcpy(x, t->data, QT_N * sizeof *x);
-    gguf_close(g);
+    apr_gguf_close(g);
     return x;
 }
 
@@ -197,29 +197,29 @@ Test(quant, stories260K_q8_0_and_q4_0_models_match_llama_cpp_tensor_for_tensor) 
     snprintf(path, sizeof path, "%s/stories260K/stories260K.gguf", qt_fixtures);
     gguf_file *src, *qf;
     apr_error e;
-    cr_assert_eq(gguf_open(path, &src, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_gguf_open(path, &src, &e), APR_OK, "%s", e.msg);
     const char *models[] = {"stories260K-q8_0.gguf", "stories260K-q4_0.gguf"};
     for (int mi = 0; mi < 2; mi++) {
         snprintf(path, sizeof path, "%s/stories260K/%s", qt_fixtures, models[mi]);
-        cr_assert_eq(gguf_open(path, &qf, &e), APR_OK, "%s", e.msg);
+        cr_assert_eq(apr_gguf_open(path, &qf, &e), APR_OK, "%s", e.msg);
         int compared = 0;
-        for (int64_t i = 0; i < gguf_tensor_count(qf); i++) {
-            const gguf_tensor *t = gguf_tensor_at(qf, i);
+        for (int64_t i = 0; i < apr_gguf_tensor_count(qf); i++) {
+            const gguf_tensor *t = apr_gguf_tensor_at(qf, i);
             if (!apr_quant_is_block((apr_dtype)t->dtype)) continue; /* norms and rows not a whole block stay float */
-            const gguf_tensor *s = gguf_tensor_find(src, t->name);
+            const gguf_tensor *s = apr_gguf_tensor_find(src, t->name);
             cr_assert(s && s->dtype == APR_F32, "%s: no f32 %s in stories260K.gguf", models[mi], t->name);
             const int64_t n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
             uint8_t *q = malloc(t->size);
             cr_assert_eq(apr_quant_row((apr_dtype)t->dtype, s->data, q, n), (int64_t)t->size, "%s %s", models[mi], t->name);
             cr_assert(memcmp(q, t->data, t->size) == 0, "%s: tensor %s (%s) differs from llama.cpp's", models[mi], t->name,
-                      gguf_dtype_name(t->dtype));
+                      apr_gguf_dtype_name(t->dtype));
             free(q);
             compared++;
         }
         cr_assert_geq(compared, 20, "%s: only %d quantized tensors", models[mi], compared);
-        gguf_close(qf);
+        apr_gguf_close(qf);
     }
-    gguf_close(src);
+    apr_gguf_close(src);
 }
 
 /* Stronger than the contract (which asks only for an RMSE no worse than ggml's): the K-quant

@@ -125,10 +125,10 @@ static void qt_copy(const char *from, const char *to) {
  * tied. */
 static const char *qt_synth(const qt_dir *d, const char *name, bool tied, bool f16) {
     const char *path = qt_in(d, name);
-    gguf_writer *w = gguf_writer_new();
-    gguf_writer_set_str(w, "general.architecture", "llama");
-    gguf_writer_set_u32(w, "llama.block_count", 8);
-    gguf_writer_set_u32(w, "llama.embedding_length", 256);
+    gguf_writer *w = apr_gguf_writer_new();
+    apr_gguf_writer_set_str(w, "general.architecture", "llama");
+    apr_gguf_writer_set_u32(w, "llama.block_count", 8);
+    apr_gguf_writer_set_u32(w, "llama.embedding_length", 256);
     struct { const char *name; int64_t ne0, ne1; } shapes[] = {
         {"attn_norm.weight", 256, 1}, {"attn_q.weight", 256, 64}, {"attn_k.weight", 256, 32},
         {"attn_v.weight", 256, 32}, {"attn_output.weight", 256, 64}, {"ffn_norm.weight", 256, 1},
@@ -157,11 +157,11 @@ static const char *qt_synth(const qt_dir *d, const char *name, bool tied, bool f
             if (dt == APR_F16) ((uint16_t *)data[i])[j] = apr_f32_to_f16(v);
             else ((float *)data[i])[j] = v;
         }
-        gguf_writer_add_tensor(w, names[i], dt, vec ? 1 : 2, ne[i], data[i], (uint64_t)cnt * (dt == APR_F16 ? 2 : 4));
+        apr_gguf_writer_add_tensor(w, names[i], dt, vec ? 1 : 2, ne[i], data[i], (uint64_t)cnt * (dt == APR_F16 ? 2 : 4));
     }
     apr_error e;
-    cr_assert_eq(gguf_writer_write(w, path, &e), APR_OK, "%s", e.msg);
-    gguf_writer_free(w);
+    cr_assert_eq(apr_gguf_writer_write(w, path, &e), APR_OK, "%s", e.msg);
+    apr_gguf_writer_free(w);
     for (int i = 0; i < n; i++) free(data[i]);
     return path;
 }
@@ -229,27 +229,27 @@ static cJSON *qt_quantize_check(const char *in, const char *out, const char *typ
     cr_assert(root, "--type %s: stdout is not one JSON object: %s", type, r.out);
     gguf_file *fi, *fo;
     apr_error e;
-    cr_assert_eq(gguf_open(in, &fi, &e), APR_OK, "%s", e.msg);
-    cr_assert_eq(gguf_open(out, &fo, &e), APR_OK, "--type %s: the output does not open: %s", type, e.msg);
+    cr_assert_eq(apr_gguf_open(in, &fi, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_gguf_open(out, &fo, &e), APR_OK, "--type %s: the output does not open: %s", type, e.msg);
     uint32_t u;
-    cr_expect(gguf_get_u32(fo, "general.file_type", &u) && u == ftype, "--type %s: general.file_type %u, want %u", type, u, ftype);
-    cr_expect(gguf_get_u32(fo, "general.quantization_version", &u) && u == 2, "--type %s: general.quantization_version", type);
-    cr_expect_str_eq(gguf_get_str(fo, "general.architecture"), gguf_get_str(fi, "general.architecture"));
-    cr_expect_eq(gguf_kv_find(fo, "tokenizer.ggml.tokens") >= 0, gguf_kv_find(fi, "tokenizer.ggml.tokens") >= 0, "KVs not copied");
+    cr_expect(apr_gguf_get_u32(fo, "general.file_type", &u) && u == ftype, "--type %s: general.file_type %u, want %u", type, u, ftype);
+    cr_expect(apr_gguf_get_u32(fo, "general.quantization_version", &u) && u == 2, "--type %s: general.quantization_version", type);
+    cr_expect_str_eq(apr_gguf_get_str(fo, "general.architecture"), apr_gguf_get_str(fi, "general.architecture"));
+    cr_expect_eq(apr_gguf_kv_find(fo, "tokenizer.ggml.tokens") >= 0, apr_gguf_kv_find(fi, "tokenizer.ggml.tokens") >= 0, "KVs not copied");
     uint32_t n_layer = 0;
-    cr_assert(gguf_get_u32(fi, "llama.block_count", &n_layer));
-    bool has_output = gguf_tensor_find(fi, "output.weight") != NULL;
-    cr_assert_eq(gguf_tensor_count(fo), gguf_tensor_count(fi));
-    for (int64_t i = 0; i < gguf_tensor_count(fi); i++) {
-        const gguf_tensor *a = gguf_tensor_at(fi, i), *b = gguf_tensor_find(fo, a->name);
+    cr_assert(apr_gguf_get_u32(fi, "llama.block_count", &n_layer));
+    bool has_output = apr_gguf_tensor_find(fi, "output.weight") != NULL;
+    cr_assert_eq(apr_gguf_tensor_count(fo), apr_gguf_tensor_count(fi));
+    for (int64_t i = 0; i < apr_gguf_tensor_count(fi); i++) {
+        const gguf_tensor *a = apr_gguf_tensor_at(fi, i), *b = apr_gguf_tensor_find(fo, a->name);
         cr_assert(b, "--type %s: tensor %s missing", type, a->name);
         uint32_t want = qt_expect(type, a, (int)n_layer, has_output);
-        cr_expect_eq(b->dtype, want, "--type %s: %s is %s, want %s", type, a->name, gguf_dtype_name(b->dtype), gguf_dtype_name(want));
+        cr_expect_eq(b->dtype, want, "--type %s: %s is %s, want %s", type, a->name, apr_gguf_dtype_name(b->dtype), apr_gguf_dtype_name(want));
         cr_expect(b->n_dims == a->n_dims && !memcmp(a->ne, b->ne, sizeof a->ne), "%s: shape changed", a->name);
         if (a->n_dims == 1) cr_expect_eq(b->dtype, APR_F32, "%s: 1-D tensors stay f32", a->name);
         if (b->dtype == a->dtype) cr_expect(!memcmp(a->data, b->data, a->size), "--type %s: %s kept but changed", type, a->name);
         const cJSON *jt = qt_json_tensor(root, a->name);
-        cr_expect_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(jt, "to")), gguf_dtype_name(b->dtype), "%s", a->name);
+        cr_expect_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(jt, "to")), apr_gguf_dtype_name(b->dtype), "%s", a->name);
         double rmse = cJSON_GetNumberValue(cJSON_GetObjectItem(jt, "rmse"));
         cr_expect(isfinite(rmse) && rmse >= 0, "--type %s: %s rmse %g", type, a->name, rmse);
         if (b->dtype == a->dtype) cr_expect_eq(rmse, 0, "%s: copied, yet rmse %g", a->name, rmse);
@@ -260,7 +260,7 @@ static cJSON *qt_quantize_check(const char *in, const char *out, const char *typ
                            (b->dtype == APR_F16 || (strcmp(type, "q8_0") && b->dtype == APR_Q8_0) ||
                             ((b->dtype == APR_Q5_0 || b->dtype == APR_Q5_1) && strstr(type, "_k")));
         if (expect_fell) {
-            cr_expect(fell, "--type %s: %s fell back to %s but the JSON does not say so", type, a->name, gguf_dtype_name(b->dtype));
+            cr_expect(fell, "--type %s: %s fell back to %s but the JSON does not say so", type, a->name, apr_gguf_dtype_name(b->dtype));
             cr_expect(strstr(r.err, a->name) && strstr(r.err, "not a multiple"), "--type %s: no fallback note for %s on stderr: %s",
                       type, a->name, r.err);
         }
@@ -269,8 +269,8 @@ static cJSON *qt_quantize_check(const char *in, const char *out, const char *typ
     cr_expect(isfinite(total) && total > 0, "--type %s: total rmse %g", type, total);
     double bpw = cJSON_GetNumberValue(cJSON_GetObjectItem(root, "bpw_out"));
     cr_expect(bpw > 4 && bpw < 16, "--type %s: %g bits per weight", type, bpw);
-    gguf_close(fi);
-    gguf_close(fo);
+    apr_gguf_close(fi);
+    apr_gguf_close(fo);
     qt_free(&r);
     return root;
 }
@@ -332,33 +332,33 @@ Test(quantize, k_quants_and_mixes_on_a_256_wide_model, .timeout = 120) {
     /* spelled out for q4_k_m, 8 layers: use_more_bits picks layers 0, 3, 6, 7 */
     gguf_file *f;
     apr_error e;
-    cr_assert_eq(gguf_open(qt_in(&d, "s-q4_k_m.gguf"), &f, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_gguf_open(qt_in(&d, "s-q4_k_m.gguf"), &f, &e), APR_OK, "%s", e.msg);
     for (int l = 0; l < 8; l++) {
         char name[64];
         uint32_t want = l == 0 || l == 3 || l == 6 || l == 7 ? APR_Q6_K : APR_Q4_K;
         snprintf(name, sizeof name, "blk.%d.attn_v.weight", l);
-        cr_expect_eq(gguf_tensor_find(f, name)->dtype, want, "%s", name);
+        cr_expect_eq(apr_gguf_tensor_find(f, name)->dtype, want, "%s", name);
         snprintf(name, sizeof name, "blk.%d.ffn_down.weight", l);
-        cr_expect_eq(gguf_tensor_find(f, name)->dtype, want, "%s", name);
+        cr_expect_eq(apr_gguf_tensor_find(f, name)->dtype, want, "%s", name);
         snprintf(name, sizeof name, "blk.%d.attn_q.weight", l);
-        cr_expect_eq(gguf_tensor_find(f, name)->dtype, APR_Q4_K, "%s", name);
+        cr_expect_eq(apr_gguf_tensor_find(f, name)->dtype, APR_Q4_K, "%s", name);
         snprintf(name, sizeof name, "blk.%d.ffn_norm.weight", l);
-        cr_expect_eq(gguf_tensor_find(f, name)->dtype, APR_F32, "%s", name);
+        cr_expect_eq(apr_gguf_tensor_find(f, name)->dtype, APR_F32, "%s", name);
     }
-    cr_expect_eq(gguf_tensor_find(f, "output.weight")->dtype, APR_Q6_K);
-    cr_expect_eq(gguf_tensor_find(f, "token_embd.weight")->dtype, APR_Q4_K);
-    gguf_close(f);
+    cr_expect_eq(apr_gguf_tensor_find(f, "output.weight")->dtype, APR_Q6_K);
+    cr_expect_eq(apr_gguf_tensor_find(f, "token_embd.weight")->dtype, APR_Q4_K);
+    apr_gguf_close(f);
     /* tied embeddings: token_embd is the output, so q6_K */
-    cr_assert_eq(gguf_open(qt_in(&d, "t-q4_k_m.gguf"), &f, &e), APR_OK, "%s", e.msg);
-    cr_expect_eq(gguf_tensor_find(f, "token_embd.weight")->dtype, APR_Q6_K);
-    gguf_close(f);
+    cr_assert_eq(apr_gguf_open(qt_in(&d, "t-q4_k_m.gguf"), &f, &e), APR_OK, "%s", e.msg);
+    cr_expect_eq(apr_gguf_tensor_find(f, "token_embd.weight")->dtype, APR_Q6_K);
+    apr_gguf_close(f);
     /* q4_k (Q4_K_S): attn_v of layers 0-3 and ffn_down of layer 0 (< 8/8) in q5_K */
-    cr_assert_eq(gguf_open(qt_in(&d, "s-q4_k.gguf"), &f, &e), APR_OK, "%s", e.msg);
-    cr_expect_eq(gguf_tensor_find(f, "blk.3.attn_v.weight")->dtype, APR_Q5_K);
-    cr_expect_eq(gguf_tensor_find(f, "blk.4.attn_v.weight")->dtype, APR_Q4_K);
-    cr_expect_eq(gguf_tensor_find(f, "blk.0.ffn_down.weight")->dtype, APR_Q5_K);
-    cr_expect_eq(gguf_tensor_find(f, "blk.1.ffn_down.weight")->dtype, APR_Q4_K);
-    gguf_close(f);
+    cr_assert_eq(apr_gguf_open(qt_in(&d, "s-q4_k.gguf"), &f, &e), APR_OK, "%s", e.msg);
+    cr_expect_eq(apr_gguf_tensor_find(f, "blk.3.attn_v.weight")->dtype, APR_Q5_K);
+    cr_expect_eq(apr_gguf_tensor_find(f, "blk.4.attn_v.weight")->dtype, APR_Q4_K);
+    cr_expect_eq(apr_gguf_tensor_find(f, "blk.0.ffn_down.weight")->dtype, APR_Q5_K);
+    cr_expect_eq(apr_gguf_tensor_find(f, "blk.1.ffn_down.weight")->dtype, APR_Q4_K);
+    apr_gguf_close(f);
     qt_rmdir(&d);
 }
 
@@ -444,14 +444,14 @@ Test(quantize, hugging_face_folder_with_bf16_weights, .timeout = 120) {
     cJSON_Delete(root);
     gguf_file *f;
     apr_error e;
-    cr_assert_eq(gguf_open(out, &f, &e), APR_OK, "%s", e.msg);
-    cr_expect_null(gguf_tensor_find(f, "output.weight"));
-    cr_expect_eq(gguf_tensor_find(f, "token_embd.weight")->dtype, APR_Q8_0);
-    cr_expect_eq(gguf_tensor_find(f, "blk.0.ffn_down.weight")->dtype, APR_Q4_0);
-    cr_expect_eq(gguf_tensor_find(f, "blk.0.attn_v.weight")->dtype, APR_Q4_0);
-    cr_expect_eq(gguf_tensor_find(f, "blk.0.attn_norm.weight")->dtype, gguf_tensor_find(f, "output_norm.weight")->dtype);
-    cr_expect(gguf_kv_find(f, "tokenizer.ggml.tokens") >= 0);
-    gguf_close(f);
+    cr_assert_eq(apr_gguf_open(out, &f, &e), APR_OK, "%s", e.msg);
+    cr_expect_null(apr_gguf_tensor_find(f, "output.weight"));
+    cr_expect_eq(apr_gguf_tensor_find(f, "token_embd.weight")->dtype, APR_Q8_0);
+    cr_expect_eq(apr_gguf_tensor_find(f, "blk.0.ffn_down.weight")->dtype, APR_Q4_0);
+    cr_expect_eq(apr_gguf_tensor_find(f, "blk.0.attn_v.weight")->dtype, APR_Q4_0);
+    cr_expect_eq(apr_gguf_tensor_find(f, "blk.0.attn_norm.weight")->dtype, apr_gguf_tensor_find(f, "output_norm.weight")->dtype);
+    cr_expect(apr_gguf_kv_find(f, "tokenizer.ggml.tokens") >= 0);
+    apr_gguf_close(f);
     qt_free(&r);
     char cmd[PATH_MAX + 16];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", hf);
@@ -554,15 +554,15 @@ Test(quantize, keep_leaves_matching_tensors_in_their_input_dtype, .timeout = 60)
     cr_expect(strstr(r.err, "nothing.*") && strstr(r.err, "matches no"), "no warning for a pattern matching nothing: %s", r.err);
     gguf_file *f;
     apr_error e;
-    cr_assert_eq(gguf_open(out, &f, &e), APR_OK, "%s", e.msg);
-    for (int64_t i = 0; i < gguf_tensor_count(f); i++) {
-        const gguf_tensor *t = gguf_tensor_at(f, i);
+    cr_assert_eq(apr_gguf_open(out, &f, &e), APR_OK, "%s", e.msg);
+    for (int64_t i = 0; i < apr_gguf_tensor_count(f); i++) {
+        const gguf_tensor *t = apr_gguf_tensor_at(f, i);
         bool kept = !strncmp(t->name, "blk.1.", 6) || !strcmp(t->name, "output.weight") || t->n_dims == 1;
-        if (kept) cr_expect_eq(t->dtype, APR_F32, "%s is %s, want f32 (kept)", t->name, gguf_dtype_name(t->dtype));
+        if (kept) cr_expect_eq(t->dtype, APR_F32, "%s is %s, want f32 (kept)", t->name, apr_gguf_dtype_name(t->dtype));
         else if (strstr(t->name, "ffn_down")) cr_expect_eq(t->dtype, APR_F16, "%s", t->name);
-        else cr_expect_eq(t->dtype, APR_Q4_0, "%s is %s, want q4_0", t->name, gguf_dtype_name(t->dtype));
+        else cr_expect_eq(t->dtype, APR_Q4_0, "%s is %s, want q4_0", t->name, apr_gguf_dtype_name(t->dtype));
     }
-    gguf_close(f);
+    apr_gguf_close(f);
     cJSON *root = cJSON_Parse(r.out);
     cr_assert(root);
     const char *note = cJSON_GetStringValue(cJSON_GetObjectItem(qt_json_tensor(root, "blk.1.attn_q.weight"), "note"));
@@ -591,15 +591,15 @@ Test(quantize, quantized_input_is_copied_or_refused, .timeout = 60) {
     cr_expect_eq(r.status, 0, "exit %d: %s", r.status, r.err);
     gguf_file *a, *b;
     apr_error e;
-    cr_assert_eq(gguf_open(q40, &a, &e), APR_OK, "%s", e.msg);
-    cr_assert_eq(gguf_open(out, &b, &e), APR_OK, "%s", e.msg);
-    for (int64_t i = 0; i < gguf_tensor_count(a); i++) {
-        const gguf_tensor *ta = gguf_tensor_at(a, i), *tb = gguf_tensor_find(b, ta->name);
+    cr_assert_eq(apr_gguf_open(q40, &a, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_gguf_open(out, &b, &e), APR_OK, "%s", e.msg);
+    for (int64_t i = 0; i < apr_gguf_tensor_count(a); i++) {
+        const gguf_tensor *ta = apr_gguf_tensor_at(a, i), *tb = apr_gguf_tensor_find(b, ta->name);
         cr_assert(tb);
         cr_expect(ta->dtype == tb->dtype && ta->size == tb->size && !memcmp(ta->data, tb->data, ta->size), "%s not copied", ta->name);
     }
-    gguf_close(a);
-    gguf_close(b);
+    apr_gguf_close(a);
+    apr_gguf_close(b);
     qt_free(&r);
     /* q8_0 would requantize the q4_0 matrices */
     r = qt_run("apr-quantize", (const char *[]){q40, qt_in(&d, "p.gguf"), "--type", "q8_0", NULL});

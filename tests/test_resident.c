@@ -49,8 +49,8 @@ static bool res_model(const char *rel, gguf_file **f, llama_model **m) {
     char path[PATH_MAX + 256];
     snprintf(path, sizeof path, "%s/%s", tu_fixtures_dir(), rel);
     apr_error e;
-    cr_assert_eq(gguf_open(path, f, &e), APR_OK, "%s", e.msg);
-    cr_assert_eq(llama_model_load(*f, m, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_gguf_open(path, f, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_llama_model_load(*f, m, &e), APR_OK, "%s", e.msg);
     return true;
 }
 
@@ -65,10 +65,10 @@ static int32_t res_argmax(const float *x, int n) {
 static void res_greedy(llama_session *s, const int32_t *prompt, int n_prompt, int n_vocab, int n, int32_t *out) {
     float *logits = malloc(sizeof(float) * (size_t)n_vocab);
     apr_error e;
-    cr_assert_eq(llama_session_eval(s, prompt, n_prompt, false, logits, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_llama_session_eval(s, prompt, n_prompt, false, logits, &e), APR_OK, "%s", e.msg);
     for (int i = 0; i < n; i++) {
         out[i] = res_argmax(logits, n_vocab);
-        if (i + 1 < n) cr_assert_eq(llama_session_eval(s, &out[i], 1, false, logits, &e), APR_OK, "%s", e.msg);
+        if (i + 1 < n) cr_assert_eq(apr_llama_session_eval(s, &out[i], 1, false, logits, &e), APR_OK, "%s", e.msg);
     }
     free(logits);
 }
@@ -76,7 +76,7 @@ static void res_greedy(llama_session *s, const int32_t *prompt, int n_prompt, in
 /* Bytes of every tensor of the file (what placing the weights uploads). */
 static uint64_t res_weight_bytes(const gguf_file *f) {
     uint64_t n = 0;
-    for (int64_t i = 0; i < gguf_tensor_count(f); i++) n += gguf_tensor_at(f, i)->size;
+    for (int64_t i = 0; i < apr_gguf_tensor_count(f); i++) n += apr_gguf_tensor_at(f, i)->size;
     return n;
 }
 
@@ -96,26 +96,26 @@ static void res_single(const char *rel) {
     apr_error e;
     int32_t want[RES_N_DECODE], got[RES_N_DECODE];
     llama_session *s;
-    cr_assert_eq(llama_session_new(m, n_ctx, &ref, 1, &s, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_llama_session_new(m, n_ctx, &ref, 1, &s, &e), APR_OK, "%s", e.msg);
     res_greedy(s, res_prompt, RES_N_PROMPT, V, RES_N_DECODE, want);
-    llama_session_free(s);
+    apr_llama_session_free(s);
 
     opaque_counters_reset(c);
-    cr_assert_eq(llama_session_new(m, n_ctx, &op, 1, &s, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_llama_session_new(m, n_ctx, &op, 1, &s, &e), APR_OK, "%s", e.msg);
     /* load: every weight crosses once, into weights buffers; the cache is allocated there, zero bytes moved */
     cr_expect_eq(c->bytes_in_by_usage[APR_USAGE_WEIGHTS], res_weight_bytes(f));
     cr_expect_eq(c->n_allocs_by_usage[APR_USAGE_STATE], 2 * (uint64_t)m->hp.n_layer, "a K and a V table per layer");
     cr_expect_eq(c->bytes_in_by_usage[APR_USAGE_STATE], 0);
     float *logits = malloc(sizeof(float) * (size_t)V);
-    cr_assert_eq(llama_session_eval(s, res_prompt, RES_N_PROMPT, false, logits, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_llama_session_eval(s, res_prompt, RES_N_PROMPT, false, logits, &e), APR_OK, "%s", e.msg);
     cr_expect_eq(c->bytes_in_by_usage[APR_USAGE_WEIGHTS], res_weight_bytes(f), "prefill uploaded a weight");
     int new_plans = 0;
     for (int i = 0; i < RES_N_DECODE; i++) {
         got[i] = res_argmax(logits, V);
         if (i + 1 == RES_N_DECODE) break;
-        const int pos = llama_session_pos(s);
+        const int pos = apr_llama_session_pos(s);
         const opaque_counters before = *c;
-        cr_assert_eq(llama_session_eval(s, &got[i], 1, false, logits, &e), APR_OK, "%s", e.msg);
+        cr_assert_eq(apr_llama_session_eval(s, &got[i], 1, false, logits, &e), APR_OK, "%s", e.msg);
         /* in: id, position, cache slot and the mask row over the 64-rounded slots read; out: the logits */
         const uint64_t S = (uint64_t)((pos + 1 + 63) / 64 * 64 < n_ctx ? (pos + 1 + 63) / 64 * 64 : n_ctx);
         cr_assert_eq(c->bytes_in - before.bytes_in, 3 * 4 + 4 * S, "token %d: %llu bytes in", i,
@@ -132,23 +132,23 @@ static void res_single(const char *rel) {
                  RES_N_DECODE - 1);
     cr_expect_eq(c->n_computes, 0, "every split runs as a plugin plan");
     for (int i = 0; i < RES_N_DECODE; i++) cr_expect_eq(got[i], want[i], "token %d: %d, reference %d", i, got[i], want[i]);
-    llama_session_free(s);
+    apr_llama_session_free(s);
 
     /* the generation loop apr-run uses, on the opaque backend: the same tokens */
-    cr_assert_eq(llama_session_new(m, n_ctx, &op, 1, &s, &e), APR_OK, "%s", e.msg);
-    sampler_params sp = sampler_defaults();
+    cr_assert_eq(apr_llama_session_new(m, n_ctx, &op, 1, &s, &e), APR_OK, "%s", e.msg);
+    sampler_params sp = apr_sampler_defaults();
     sp.temperature = 0;
-    sampler *smp = sampler_new(&sp, V);
-    cr_assert_eq(llama_session_eval(s, res_prompt, RES_N_PROMPT, false, logits, &e), APR_OK, "%s", e.msg);
-    llama_gen_params gp = llama_gen_defaults(n_ctx);
+    sampler *smp = apr_sampler_new(&sp, V);
+    cr_assert_eq(apr_llama_session_eval(s, res_prompt, RES_N_PROMPT, false, logits, &e), APR_OK, "%s", e.msg);
+    llama_gen_params gp = apr_llama_gen_defaults(n_ctx);
     gp.n_predict = RES_N_DECODE;
     llama_gen_result r;
     const opaque_counters before = *c;
-    cr_assert_eq(llama_gen_run(s, smp, NULL, logits, logits, &gp, &r, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_llama_gen_run(s, smp, NULL, logits, logits, &gp, &r, &e), APR_OK, "%s", e.msg);
     cr_expect_eq(c->bytes_out - before.bytes_out, 4 * (uint64_t)V * (uint64_t)r.n_decoded);
     cr_expect_eq(c->bytes_in_by_usage[APR_USAGE_WEIGHTS], before.bytes_in_by_usage[APR_USAGE_WEIGHTS]);
-    sampler_free(smp);
-    llama_session_free(s);
+    apr_sampler_free(smp);
+    apr_llama_session_free(s);
     cr_expect_eq(apr_backend_uploaded_bytes(op), 0, "weights still placed after every session ended");
     cr_expect_eq(c->live_buffers, 1, "%llu buffers left after every session ended: only the arena the backend keeps for the next plan should be",
                  (unsigned long long)c->live_buffers);
@@ -157,8 +157,8 @@ static void res_single(const char *rel) {
     apr_backend_close(op);
     apr_backend_close(ref);
     apr_registry_close(reg);
-    llama_model_free(m);
-    gguf_close(f);
+    apr_llama_model_free(m);
+    apr_gguf_close(f);
 }
 
 Test(resident, stories260K_decodes_moving_only_ids_and_logits, .timeout = 300) { res_single("stories260K/stories260K.gguf"); }
@@ -171,11 +171,11 @@ static void res_two(apr_backend *be, const llama_model *m, const int32_t *alone_
     const int V = m->hp.n_vocab;
     const int32_t pa[] = {1, 403, 407, 261}, pb[] = {1, 284, 378, 261, 403, 407};
     const int na = 4, nb = 6;
-    llama_ctx_params cp = llama_ctx_defaults(64);
+    llama_ctx_params cp = apr_llama_ctx_defaults(64);
     cp.n_seq = 2;
     llama_ctx *ctx;
     apr_error e;
-    cr_assert_eq(llama_ctx_new(m, &cp, &be, 1, &ctx, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_llama_ctx_new(m, &cp, &be, 1, &ctx, &e), APR_OK, "%s", e.msg);
     /* both prompts in one batch, each wanting its last logits */
     int32_t ids[10], seq[10];
     bool want[10] = {0};
@@ -184,7 +184,7 @@ static void res_two(apr_backend *be, const llama_model *m, const int32_t *alone_
     want[na - 1] = want[na + nb - 1] = true;
     float *logits = malloc(sizeof(float) * 2 * (size_t)V);
     llama_batch b = {.n = na + nb, .ids = ids, .seq = seq, .logits = want};
-    cr_assert_eq(llama_ctx_decode(ctx, &b, logits, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_llama_ctx_decode(ctx, &b, logits, &e), APR_OK, "%s", e.msg);
     for (int t = 0; t < n; t++) {
         int32_t next[2] = {res_argmax(logits, V), res_argmax(logits + V, V)}, both[2] = {0, 1};
         cr_expect_eq(next[0], alone_a[t], "sequence 0, token %d: %d batched, %d alone", t, next[0], alone_a[t]);
@@ -192,16 +192,16 @@ static void res_two(apr_backend *be, const llama_model *m, const int32_t *alone_
         if (t + 1 == n) break;
         const uint64_t out_before = c ? c->bytes_out : 0, state_before = c ? c->bytes_out_by_usage[APR_USAGE_STATE] : 0;
         llama_batch d = {.n = 2, .ids = next, .seq = both, .logits = (bool[]){true, true}};
-        cr_assert_eq(llama_ctx_decode(ctx, &d, logits, &e), APR_OK, "%s", e.msg);
+        cr_assert_eq(apr_llama_ctx_decode(ctx, &d, logits, &e), APR_OK, "%s", e.msg);
         if (c) {
             cr_assert_eq(c->bytes_out - out_before, 8 * (uint64_t)V, "step %d: only the two rows of logits come out", t);
             cr_assert_eq(c->bytes_out_by_usage[APR_USAGE_STATE], state_before);
         }
     }
-    cr_expect_eq(llama_ctx_kv(ctx)->len[0], na + n - 1);
-    cr_expect_eq(llama_ctx_kv(ctx)->len[1], nb + n - 1);
+    cr_expect_eq(apr_llama_ctx_kv(ctx)->len[0], na + n - 1);
+    cr_expect_eq(apr_llama_ctx_kv(ctx)->len[1], nb + n - 1);
     free(logits);
-    llama_ctx_free(ctx);
+    apr_llama_ctx_free(ctx);
 }
 
 Test(resident, two_sequences_in_one_batch_equal_each_alone, .timeout = 300) {
@@ -218,12 +218,12 @@ Test(resident, two_sequences_in_one_batch_equal_each_alone, .timeout = 300) {
     const int32_t pa[] = {1, 403, 407, 261}, pb[] = {1, 284, 378, 261, 403, 407};
     int32_t a[N], b[N];
     llama_session *s;
-    cr_assert_eq(llama_session_new(m, 64, &ref, 1, &s, &e), APR_OK, "%s", e.msg);
+    cr_assert_eq(apr_llama_session_new(m, 64, &ref, 1, &s, &e), APR_OK, "%s", e.msg);
     res_greedy(s, pa, 4, V, N, a);
-    llama_session_free(s);
-    cr_assert_eq(llama_session_new(m, 64, &ref, 1, &s, &e), APR_OK, "%s", e.msg);
+    apr_llama_session_free(s);
+    cr_assert_eq(apr_llama_session_new(m, 64, &ref, 1, &s, &e), APR_OK, "%s", e.msg);
     res_greedy(s, pb, 6, V, N, b);
-    llama_session_free(s);
+    apr_llama_session_free(s);
     cr_expect(memcmp(a, b, sizeof a) != 0, "the two prompts should lead to different text");
     res_two(ref, m, a, b, N, NULL);
     res_two(op, m, a, b, N, apr_backend_instance(op));
@@ -232,8 +232,8 @@ Test(resident, two_sequences_in_one_batch_equal_each_alone, .timeout = 300) {
     apr_backend_close(op);
     apr_backend_close(ref);
     apr_registry_close(reg);
-    llama_model_free(m);
-    gguf_close(f);
+    apr_llama_model_free(m);
+    apr_gguf_close(f);
 }
 
 Test(resident, a_plugin_lists_each_device_as_a_backend) {

@@ -42,24 +42,24 @@ static void smp_expected(const float *l, int k, unsigned char *marks) {
 
 /* draws with temperature 1 and only top-k active; counts[id] += 1 per draw */
 static void smp_draw(const float *l, int k, uint64_t seed, int draws, int *counts) {
-    sampler_params p = sampler_defaults();
+    sampler_params p = apr_sampler_defaults();
     p.temperature = 1.0f;
     p.top_k = k;
     p.top_p = 1.0f;
     p.min_p = 0.0f;
     p.seed = seed;
-    sampler *s = sampler_new(&p, SMP_N);
+    sampler *s = apr_sampler_new(&p, SMP_N);
     cr_assert_not_null(s);
     float *scratch = malloc(sizeof(float) * SMP_N);
     cr_assert_not_null(scratch);
     for (int d = 0; d < draws; d++) {
         memcpy(scratch, l, sizeof(float) * SMP_N);
-        int32_t id = sampler_sample(s, scratch);
+        int32_t id = apr_sampler_sample(s, scratch);
         cr_assert(id >= 0 && id < SMP_N, "draw %d: id %d outside the vocabulary", d, id);
         counts[id]++;
     }
     free(scratch);
-    sampler_free(s);
+    apr_sampler_free(s);
 }
 
 Test(sampler, top_k_keeps_exactly_the_k_best_ties_to_the_lowest_id) {

@@ -51,13 +51,13 @@ static bool tt_valid_utf8(const char *s, size_t n) {
 
 /* Decodes ids through a stream, checking that every chunk handed out is valid UTF-8. */
 static char *tt_stream_decode(const tok_vocab *v, const int32_t *ids, size_t n, unsigned flags, size_t *len) {
-    tok_stream *s = tok_stream_new(v, flags);
+    tok_stream *s = apr_tok_stream_new(v, flags);
     cr_assert(s);
     size_t cap = 256, k = 0;
     char *out = malloc(cap);
     for (size_t i = 0; i <= n; i++) {
         size_t l;
-        const char *t = i < n ? tok_stream_push(s, ids[i], &l) : tok_stream_flush(s, &l);
+        const char *t = i < n ? apr_tok_stream_push(s, ids[i], &l) : apr_tok_stream_flush(s, &l);
         cr_assert(tt_valid_utf8(t, l), "stream chunk after id %zu is not valid UTF-8", i);
         cr_assert_eq(strlen(t), l);
         while (k + l + 1 > cap) out = realloc(out, cap *= 2);
@@ -65,7 +65,7 @@ static char *tt_stream_decode(const tok_vocab *v, const int32_t *ids, size_t n, 
         k += l;
     }
     out[k] = 0;
-    tok_stream_free(s);
+    apr_tok_stream_free(s);
     *len = k;
     return out;
 }
@@ -106,7 +106,7 @@ static void tt_vectors(const tok_vocab *v, const char *inp_path, const char *out
             cr_assert(nw < 4096);
             want[nw++] = (int32_t)x;
         }
-        int64_t got = tok_encode(v, p, n, 0, ids, 65536);
+        int64_t got = apr_tok_encode(v, p, n, 0, ids, 65536);
         cr_assert(got >= 0 && got <= 65536);
         bool ok = got == nw && !memcmp(ids, want, (size_t)nw * sizeof *ids);
         if (!ok && bad++ < 4) {
@@ -143,7 +143,7 @@ static tok_vocab *tt_load(const char *rel) {
     snprintf(p, sizeof p, "%s/%s", tt_fix, rel);
     tok_vocab *v;
     apr_error e;
-    apr_status st = tok_load_file(p, &v, &e);
+    apr_status st = apr_tok_load_file(p, &v, &e);
     cr_assert_eq(st, APR_OK, "%s: %s", p, e.msg);
     return v;
 }
@@ -156,7 +156,7 @@ static void tt_gguf_vectors(const char *name) {
     snprintf(inp, sizeof inp, "%s/%s.inp", tt_fix, rel);
     snprintf(out, sizeof out, "%s/%s.out", tt_fix, rel);
     tt_vectors(v, inp, out);
-    tok_free(v);
+    apr_tok_free(v);
 }
 
 /* tokenizer.json.gz is decompressed by the test into a temporary folder, beside a copy of
@@ -172,14 +172,14 @@ static void tt_hf_vectors(const char *name) {
     cr_assert_eq(system(cmd), 0, "%s", cmd);
     tok_vocab *v;
     apr_error e;
-    apr_status st = tok_load_hf(tt_tmp, &v, &e);
+    apr_status st = apr_tok_load_hf(tt_tmp, &v, &e);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tt_tmp);
     cr_assert_eq(system(cmd), 0);
     cr_assert_eq(st, APR_OK, "%s: %s", name, e.msg);
     snprintf(inp, sizeof inp, "%s/vocab/%s/tokenizer.inp", tt_fix, name);
     snprintf(out, sizeof out, "%s/vocab/%s/tokenizer.out", tt_fix, name);
     tt_vectors(v, inp, out);
-    tok_free(v);
+    apr_tok_free(v);
 }
 
 TestSuite(tokenizer, .init = tt_find_fixtures, .timeout = 60);
@@ -199,14 +199,14 @@ Test(tokenizer, hf_gpt2) { tt_hf_vectors("hf-gpt2"); }
 Test(tokenizer, hf_folder_with_gz) {
     tt_need("vocab/hf-gpt2/tokenizer.json.gz");
     tok_vocab *v = tt_load("vocab/hf-gpt2");
-    cr_assert_eq(tok_model_kind(v), TOK_MODEL_BPE);
-    cr_assert_eq(tok_n_vocab(v), 50257);
-    cr_assert_eq(tok_eos(v), 50256);
+    cr_assert_eq(apr_tok_model_kind(v), TOK_MODEL_BPE);
+    cr_assert_eq(apr_tok_n_vocab(v), 50257);
+    cr_assert_eq(apr_tok_eos(v), 50256);
     int32_t ids[8];
-    cr_assert_eq(tok_encode(v, "Hello world", 11, 0, ids, 8), 2);
+    cr_assert_eq(apr_tok_encode(v, "Hello world", 11, 0, ids, 8), 2);
     cr_assert_eq(ids[0], 15496);
     cr_assert_eq(ids[1], 995);
-    tok_free(v);
+    apr_tok_free(v);
 }
 
 /* ---------------------------------------------------------------- specials and flags */
@@ -214,24 +214,24 @@ Test(tokenizer, hf_folder_with_gz) {
 Test(tokenizer, spm_bos_and_special_parsing) {
     tt_need("vocab/ggml-vocab-llama-spm.gguf");
     tok_vocab *v = tt_load("vocab/ggml-vocab-llama-spm.gguf");
-    cr_assert_eq(tok_bos(v), 1);
-    cr_assert_eq(tok_eos(v), 2);
-    cr_assert(tok_add_bos(v));
+    cr_assert_eq(apr_tok_bos(v), 1);
+    cr_assert_eq(apr_tok_eos(v), 2);
+    cr_assert(apr_tok_add_bos(v));
     int32_t ids[32];
-    int64_t n = tok_encode(v, "Hello world", 11, TOK_ADD_SPECIAL, ids, 32);
+    int64_t n = apr_tok_encode(v, "Hello world", 11, TOK_ADD_SPECIAL, ids, 32);
     cr_assert_eq(n, 3);
     cr_assert_eq(ids[0], 1);
     /* "<s>" is text unless special parsing is asked for */
-    n = tok_encode(v, "<s>Hi", 5, 0, ids, 32);
+    n = apr_tok_encode(v, "<s>Hi", 5, 0, ids, 32);
     cr_assert_gt(n, 2);
-    n = tok_encode(v, "<s>Hi", 5, TOK_PARSE_SPECIAL, ids, 32);
+    n = apr_tok_encode(v, "<s>Hi", 5, TOK_PARSE_SPECIAL, ids, 32);
     cr_assert_eq(ids[0], 1);
     int32_t hi[8];
-    cr_assert_eq(tok_encode(v, "Hi", 2, 0, hi, 8), n - 1);
+    cr_assert_eq(apr_tok_encode(v, "Hi", 2, 0, hi, 8), n - 1);
     cr_assert_eq(memcmp(ids + 1, hi, (size_t)(n - 1) * sizeof *hi), 0);
     /* a too-small array gets the count anyway */
-    cr_assert_eq(tok_encode(v, "Hello world", 11, 0, ids, 1), 2);
-    tok_free(v);
+    cr_assert_eq(apr_tok_encode(v, "Hello world", 11, 0, ids, 1), 2);
+    apr_tok_free(v);
 }
 
 /* A long input stays fast (the merge loop is O(n log n)) and round-trips. */
@@ -248,16 +248,16 @@ Test(tokenizer, long_input) {
     if (n && (unsigned char)text[n - 1] >= 0xC0) n--;
     for (int m = 0; m < 2; m++) {
         tok_vocab *v = tt_load(models[m]);
-        int64_t k = tok_encode(v, text, n, 0, NULL, 0);
+        int64_t k = apr_tok_encode(v, text, n, 0, NULL, 0);
         cr_assert_gt(k, 0);
         int32_t *ids = malloc((size_t)k * sizeof *ids);
-        cr_assert_eq(tok_encode(v, text, n, 0, ids, k), k);
+        cr_assert_eq(apr_tok_encode(v, text, n, 0, ids, k), k);
         size_t dl;
-        char *dec = tok_decode(v, ids, (size_t)k, TOK_DECODE_STRIP_FIRST, &dl);
+        char *dec = apr_tok_decode(v, ids, (size_t)k, TOK_DECODE_STRIP_FIRST, &dl);
         cr_assert(dec && dl == n && !memcmp(dec, text, n), "%s: a long text does not round-trip", models[m]);
         free(dec);
         free(ids);
-        tok_free(v);
+        apr_tok_free(v);
     }
     free(text);
 }
@@ -274,8 +274,8 @@ Test(tokenizer, stories260k_expected_generation) {
     cJSON *root = cJSON_Parse(js);
     cr_assert(root, "%s: not JSON", p);
     tok_vocab *v = tt_load("stories260K/stories260K.gguf");
-    cr_assert_eq(tok_n_vocab(v), 512);
-    cr_assert_eq(tok_model_kind(v), TOK_MODEL_SPM);
+    cr_assert_eq(apr_tok_n_vocab(v), 512);
+    cr_assert_eq(apr_tok_model_kind(v), TOK_MODEL_SPM);
     int cases = 0;
     const cJSON *c;
     cJSON_ArrayForEach(c, cJSON_GetObjectItem(root, "cases")) {
@@ -290,23 +290,23 @@ Test(tokenizer, stories260k_expected_generation) {
         size_t dl;
         char *dec = tt_stream_decode(v, ids, n, 0, &dl);
         cr_assert_str_eq(dec, text, "case %d decodes differently", cases);
-        char *all = tok_decode(v, ids, n, 0, NULL);
+        char *all = apr_tok_decode(v, ids, n, 0, NULL);
         cr_assert_str_eq(all, text);
         free(all);
         free(dec);
         cases++;
     }
     cr_assert_gt(cases, 0);
-    tok_free(v);
+    apr_tok_free(v);
     cJSON_Delete(root);
     free(js);
 }
 
 static const char *tt_push(tok_stream *s, const tok_vocab *v, const char *piece) {
-    int32_t id = tok_find(v, piece, strlen(piece));
+    int32_t id = apr_tok_find(v, piece, strlen(piece));
     cr_assert_geq(id, 0, "no token %s", piece);
     size_t l;
-    const char *t = tok_stream_push(s, id, &l);
+    const char *t = apr_tok_stream_push(s, id, &l);
     cr_assert(tt_valid_utf8(t, l));
     return t;
 }
@@ -315,7 +315,7 @@ static const char *tt_push(tok_stream *s, const tok_vocab *v, const char *piece)
 Test(tokenizer, stream_split_character) {
     tt_need("stories260K/stories260K.gguf");
     tok_vocab *v = tt_load("stories260K/stories260K.gguf");
-    tok_stream *s = tok_stream_new(v, 0);
+    tok_stream *s = apr_tok_stream_new(v, 0);
     /* U+1F999 🦙 = F0 9F A6 99, then "é" = C3 A9 */
     cr_assert_str_eq(tt_push(s, v, "<0xF0>"), "");
     cr_assert_str_eq(tt_push(s, v, "<0x9F>"), "");
@@ -331,40 +331,40 @@ Test(tokenizer, stream_split_character) {
     cr_assert_str_eq(tt_push(s, v, "<0xE2>"), "");
     cr_assert_str_eq(tt_push(s, v, "<0x82>"), "");
     size_t l;
-    cr_assert_str_eq(tok_stream_flush(s, &l), "\xEF\xBF\xBD");
+    cr_assert_str_eq(apr_tok_stream_flush(s, &l), "\xEF\xBF\xBD");
     cr_assert_eq(l, 3);
     /* the leading space of the piece after BOS is dropped, later ones are kept */
     size_t k;
-    tok_stream_push(s, tok_bos(v), &k);
+    apr_tok_stream_push(s, apr_tok_bos(v), &k);
     cr_assert_eq(k, 0);
     int32_t ids[16];
-    int64_t n = tok_encode(v, "Once upon", 9, 0, ids, 16);
+    int64_t n = apr_tok_encode(v, "Once upon", 9, 0, ids, 16);
     cr_assert_gt(n, 1);
     char got[64] = "";
-    for (int64_t i = 0; i < n; i++) strcat(got, tok_stream_push(s, ids[i], NULL));
+    for (int64_t i = 0; i < n; i++) strcat(got, apr_tok_stream_push(s, ids[i], NULL));
     cr_assert_str_eq(got, "Once upon");
-    tok_stream_free(s);
-    tok_free(v);
+    apr_tok_stream_free(s);
+    apr_tok_free(v);
 }
 
 Test(tokenizer, bad_inputs) {
     tok_vocab *v;
     apr_error e;
-    cr_assert_eq(tok_load_file("/nonexistent/tokenizer", &v, &e), APR_ERR_NOT_FOUND);
+    cr_assert_eq(apr_tok_load_file("/nonexistent/tokenizer", &v, &e), APR_ERR_NOT_FOUND);
     cr_assert(strstr(e.msg, "/nonexistent/tokenizer"), "%s", e.msg);
     tt_need("stories260K/stories260K.gguf");
     v = tt_load("stories260K/stories260K.gguf");
-    cr_assert_null(tok_piece(v, 512));
-    cr_assert_eq(tok_token_bytes(v, -1, 0, NULL, 0), -1);
+    cr_assert_null(apr_tok_piece(v, 512));
+    cr_assert_eq(apr_tok_token_bytes(v, -1, 0, NULL, 0), -1);
     size_t l = 99;
-    tok_stream *s = tok_stream_new(v, 0);
-    cr_assert_str_eq(tok_stream_push(s, 100000, &l), "");
+    tok_stream *s = apr_tok_stream_new(v, 0);
+    cr_assert_str_eq(apr_tok_stream_push(s, 100000, &l), "");
     cr_assert_eq(l, 0);
     /* invalid UTF-8 in the text is tokenized (byte fallback), never rejected */
     int32_t ids[16];
-    cr_assert_gt(tok_encode(v, "\xFF\xFE" "a", 3, 0, ids, 16), 0);
-    tok_stream_free(s);
-    tok_free(v);
+    cr_assert_gt(apr_tok_encode(v, "\xFF\xFE" "a", 3, 0, ids, 16), 0);
+    apr_tok_stream_free(s);
+    apr_tok_free(v);
 }
 
 /* ---------------------------------------------------------------- SentencePiece-style tokenizer.json */
@@ -384,7 +384,7 @@ static int tt_merge_cmp(const void *a, const void *b) {
  * Mistral): the pieces as vocab, every split of a piece into two pieces as a merge, ordered by the
  * joined piece's score, byte fallback, and the Prepend + Replace normalizer. */
 static void tt_write_spm_json(const tok_vocab *v, const char *dir) {
-    int32_t n = tok_n_vocab(v);
+    int32_t n = apr_tok_n_vocab(v);
     size_t cap = 1 << 16, nm = 0;
     tt_merge *m = malloc(cap * sizeof *m);
     cr_assert(m);
@@ -394,8 +394,8 @@ static void tt_write_spm_json(const tok_vocab *v, const char *dir) {
     cJSON_AddStringToObject(model, "unk_token", "<unk>");
     cJSON *vocab = cJSON_AddObjectToObject(model, "vocab"), *added = cJSON_AddArrayToObject(root, "added_tokens");
     for (int32_t id = 0; id < n; id++) {
-        const char *p = tok_piece(v, id);
-        tok_type t = tok_token_type(v, id);
+        const char *p = apr_tok_piece(v, id);
+        tok_type t = apr_tok_token_type(v, id);
         cJSON_AddNumberToObject(vocab, p, id);
         if (t == TOK_TYPE_CONTROL || t == TOK_TYPE_UNKNOWN) {
             cJSON *a = cJSON_CreateObject();
@@ -408,7 +408,7 @@ static void tt_write_spm_json(const tok_vocab *v, const char *dir) {
         size_t len = strlen(p);
         for (size_t cut = 1; cut < len; cut++) {
             if (((unsigned char)p[cut] & 0xc0) == 0x80) continue; /* inside a character */
-            int32_t l = tok_find(v, p, cut), r = tok_find(v, p + cut, len - cut);
+            int32_t l = apr_tok_find(v, p, cut), r = apr_tok_find(v, p + cut, len - cut);
             if (l < 0 || r < 0) continue;
             if (nm == cap) cr_assert((m = realloc(m, (cap *= 2) * sizeof *m)));
             m[nm++] = (tt_merge){v->score[id], l, r};
@@ -417,7 +417,7 @@ static void tt_write_spm_json(const tok_vocab *v, const char *dir) {
     qsort(m, nm, sizeof *m, tt_merge_cmp);
     cJSON *merges = cJSON_AddArrayToObject(model, "merges");
     for (size_t i = 0; i < nm; i++) {
-        const char *l = tok_piece(v, m[i].left), *r = tok_piece(v, m[i].right);
+        const char *l = apr_tok_piece(v, m[i].left), *r = apr_tok_piece(v, m[i].right);
         char *s = malloc(strlen(l) + strlen(r) + 2);
         cr_assert(s);
         sprintf(s, "%s %s", l, r);
@@ -455,17 +455,17 @@ Test(tokenizer, hf_sentencepiece_style_json_matches_the_gguf_vectors) {
     tt_write_spm_json(g, dir);
     tok_vocab *v;
     apr_error e;
-    apr_status st = tok_load_hf(dir, &v, &e);
+    apr_status st = apr_tok_load_hf(dir, &v, &e);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_assert_eq(system(cmd), 0);
     cr_assert_eq(st, APR_OK, "%s", e.msg);
-    cr_expect_eq(tok_model_kind(v), TOK_MODEL_SPM);
-    cr_expect_eq(tok_n_vocab(v), tok_n_vocab(g));
-    cr_expect_eq(tok_bos(v), tok_bos(g));
-    cr_expect_eq(tok_token_type(v, tok_find(v, "<0x0A>", 6)), TOK_TYPE_BYTE);
+    cr_expect_eq(apr_tok_model_kind(v), TOK_MODEL_SPM);
+    cr_expect_eq(apr_tok_n_vocab(v), apr_tok_n_vocab(g));
+    cr_expect_eq(apr_tok_bos(v), apr_tok_bos(g));
+    cr_expect_eq(apr_tok_token_type(v, apr_tok_find(v, "<0x0A>", 6)), TOK_TYPE_BYTE);
     snprintf(inp, sizeof inp, "%s/vocab/ggml-vocab-llama-spm.gguf.inp", tt_fix);
     snprintf(out, sizeof out, "%s/vocab/ggml-vocab-llama-spm.gguf.out", tt_fix);
     tt_vectors(v, inp, out);
-    tok_free(v);
-    tok_free(g);
+    apr_tok_free(v);
+    apr_tok_free(g);
 }

@@ -63,15 +63,15 @@ int main(int argc, char **argv) {
     apr_error e;
     hf_import *im = NULL;
     fprintf(stderr, "reading %s%s%s ...\n", in, tok ? " with " : "", tok ? tok : "");
-    apr_status s = dir ? hf_import_folder(in, &im, &e) : hf_import_llama2c(in, tok, &im, &e);
+    apr_status s = dir ? apr_hf_import_folder(in, &im, &e) : apr_hf_import_llama2c(in, tok, &im, &e);
     if (!s) {
-        fprintf(stderr, "writing %s: architecture %s, %lld tensors, %lld parameters ...\n", out, hf_import_arch(im),
-                (long long)hf_import_tensors(im), (long long)hf_import_params(im));
-        s = hf_import_write(im, out, &e);
+        fprintf(stderr, "writing %s: architecture %s, %lld tensors, %lld parameters ...\n", out, apr_hf_import_arch(im),
+                (long long)apr_hf_import_tensors(im), (long long)apr_hf_import_params(im));
+        s = apr_hf_import_write(im, out, &e);
     }
     if (s) {
         fprintf(stderr, "error: %s\n", e.msg);
-        hf_import_free(im);
+        apr_hf_import_free(im);
         return CLI_EXIT_FAIL;
     }
     double secs = cli_now() - t0;
@@ -81,15 +81,15 @@ int main(int argc, char **argv) {
         cJSON_AddStringToObject(o, "input", in);
         cJSON_AddStringToObject(o, "output", out);
         cJSON_AddStringToObject(o, "format", dir ? "huggingface" : "llama2.c");
-        cJSON_AddStringToObject(o, "architecture", hf_import_arch(im));
-        cJSON_AddNumberToObject(o, "tensors", (double)hf_import_tensors(im));
-        cJSON_AddNumberToObject(o, "parameters", (double)hf_import_params(im));
+        cJSON_AddStringToObject(o, "architecture", apr_hf_import_arch(im));
+        cJSON_AddNumberToObject(o, "tensors", (double)apr_hf_import_tensors(im));
+        cJSON_AddNumberToObject(o, "parameters", (double)apr_hf_import_params(im));
         cJSON_AddNumberToObject(o, "seconds", secs);
         char *txt = cJSON_PrintUnformatted(o);
         if (txt) puts(txt);
         free(txt);
         cJSON_Delete(o);
     }
-    hf_import_free(im);
+    apr_hf_import_free(im);
     return CLI_EXIT_OK;
 }

@@ -93,7 +93,7 @@ typedef struct ppl_model {
 static bool ppl_load(ppl_model *pm, const char *path) {
     apr_error e;
     pm->path = path;
-    if (hf_open_as_gguf(path, &pm->f, &e) != APR_OK || llama_model_load(pm->f, &pm->m, &e) != APR_OK) {
+    if (apr_hf_open_as_gguf(path, &pm->f, &e) != APR_OK || apr_llama_model_load(pm->f, &pm->m, &e) != APR_OK) {
         fprintf(stderr, "error: %s\n", e.msg);
         return false;
     }
@@ -103,26 +103,26 @@ static bool ppl_load(ppl_model *pm, const char *path) {
 /* Packs the model's weights on be for the whole run, so each chunk's session only takes references. */
 static bool ppl_pack(ppl_model *pm, apr_backend *be) {
     apr_error e;
-    if (llama_pack_new(pm->m, be, &pm->pack, &e) == APR_OK) return true;
+    if (apr_llama_pack_new(pm->m, be, &pm->pack, &e) == APR_OK) return true;
     fprintf(stderr, "error: %s: %s\n", pm->path, e.msg);
     return false;
 }
 
 static void ppl_unload(ppl_model *pm) {
-    llama_model_free(pm->m);
-    gguf_close(pm->f);
+    apr_llama_model_free(pm->m);
+    apr_gguf_close(pm->f);
 }
 
 /* Runs ids[0..n) from an empty context; logits gets n x n_vocab. */
 static bool ppl_eval(const ppl_model *pm, apr_backend *be, const int32_t *ids, int n, float *logits) {
     apr_error e;
     llama_session *s = NULL;
-    llama_session_params p = llama_session_defaults(n);
+    llama_session_params p = apr_llama_session_defaults(n);
     p.pack_weights = pm->pack != NULL;
-    bool ok = llama_session_new_ex(pm->m, &p, &be, 1, &s, &e) == APR_OK &&
-              llama_session_eval(s, ids, n, true, logits, &e) == APR_OK;
+    bool ok = apr_llama_session_new_ex(pm->m, &p, &be, 1, &s, &e) == APR_OK &&
+              apr_llama_session_eval(s, ids, n, true, logits, &e) == APR_OK;
     if (!ok) fprintf(stderr, "\nerror: %s: %s\n", pm->path, e.msg);
-    llama_session_free(s);
+    apr_llama_session_free(s);
     return ok;
 }
 
@@ -200,17 +200,17 @@ int main(int argc, char **argv) {
                 o.model, n_vocab, o.base, pb.m->hp.n_vocab);
         goto done;
     }
-    if (tok_load_gguf(pm.f, &vocab, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
+    if (apr_tok_load_gguf(pm.f, &vocab, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
     if ((rc = cli_open_backend(&o.c, &reg, &be)) != CLI_EXIT_OK) goto done;
     rc = CLI_EXIT_FAIL;
     if (!o.no_pack && (!ppl_pack(&pm, be) || (o.base && !ppl_pack(&pb, be)))) goto done;
 
     /* tokenize: BOS in front of the text (llama.cpp: common_tokenize(..., add_special = true)) */
-    bool add_bos = tok_add_bos(vocab) && tok_bos(vocab) >= 0;
+    bool add_bos = apr_tok_add_bos(vocab) && apr_tok_bos(vocab) >= 0;
     unsigned flags = add_bos ? TOK_ADD_BOS : 0;
     int64_t cap = (int64_t)text_len + 16, n_tok; /* tokens never outnumber bytes by much: one call */
     for (;;) {
-        if (!(ids = malloc((size_t)cap * sizeof *ids)) || (n_tok = tok_encode(vocab, text, text_len, flags, ids, cap)) < 0) {
+        if (!(ids = malloc((size_t)cap * sizeof *ids)) || (n_tok = apr_tok_encode(vocab, text, text_len, flags, ids, cap)) < 0) {
             fprintf(stderr, "error: out of memory tokenizing %s\n", o.file);
             goto done;
         }
@@ -247,7 +247,7 @@ int main(int argc, char **argv) {
     double t_eval = 0;
     for (int64_t c = 0; c < n_chunks; c++) {
         memcpy(chunk, ids + c * n_ctx, (size_t)n_ctx * sizeof *chunk);
-        if (add_bos) chunk[0] = tok_bos(vocab);
+        if (add_bos) chunk[0] = apr_tok_bos(vocab);
         double t1 = cli_now();
         if (!ppl_eval(&pm, be, chunk, n_ctx, logits)) goto done;
         if (o.base && !ppl_eval(&pb, be, chunk, n_ctx, base_logits)) goto done;
@@ -354,9 +354,9 @@ done:
     free(chunk);
     free(ids);
     free(text);
-    tok_free(vocab);
-    llama_pack_free(pb.pack); /* while the backend they are packed on is open */
-    llama_pack_free(pm.pack);
+    apr_tok_free(vocab);
+    apr_llama_pack_free(pb.pack); /* while the backend they are packed on is open */
+    apr_llama_pack_free(pm.pack);
     apr_backend_close(be);
     apr_registry_close(reg);
     ppl_unload(&pb);

@@ -95,7 +95,7 @@ static const qz_type *qz_type_find(const char *name) {
 static bool qz_is_block(uint32_t dtype) { return apr_dtype_block_elems((apr_dtype)dtype) > 1; }
 
 static const char *qz_dtype_name(uint32_t dtype) {
-    const char *n = gguf_dtype_name(dtype);
+    const char *n = apr_gguf_dtype_name(dtype);
     return n ? n : "unknown";
 }
 
@@ -161,23 +161,23 @@ static int qz_keep_match(const char *name, char **keep, int n_keep, int *hits) {
 
 /* Chooses every tensor's output dtype; false (message printed) when a tensor cannot be converted. */
 static bool qz_plan(qz_run *r, const gguf_file *f, const qz_type *ty, char **keep, int n_keep, int *keep_hits) {
-    bool has_output = gguf_tensor_find(f, "output.weight") != NULL;
+    bool has_output = apr_gguf_tensor_find(f, "output.weight") != NULL;
     int n_layer = 0;
-    const char *arch = gguf_get_str(f, "general.architecture");
+    const char *arch = apr_gguf_get_str(f, "general.architecture");
     if (arch) {
         char key[160];
         snprintf(key, sizeof key, "%s.block_count", arch);
         uint32_t u;
-        if (gguf_get_u32(f, key, &u) && u < (1u << 20)) n_layer = (int)u;
+        if (apr_gguf_get_u32(f, key, &u) && u < (1u << 20)) n_layer = (int)u;
     }
     for (int64_t i = 0; i < r->n; i++) {
-        int l = qz_layer(gguf_tensor_at(f, i)->name);
+        int l = qz_layer(apr_gguf_tensor_at(f, i)->name);
         if (l >= n_layer) n_layer = l + 1;
     }
     int n_bad = 0;
     for (int64_t i = 0; i < r->n; i++) {
         qz_tensor *q = &r->t[i];
-        const gguf_tensor *t = gguf_tensor_at(f, i);
+        const gguf_tensor *t = apr_gguf_tensor_at(f, i);
         const char *name = t->name;
         size_t len = strlen(name);
         q->run = r;
@@ -607,8 +607,8 @@ int main(int argc, char **argv) {
     double t0 = cli_now();
     apr_error e;
     fprintf(stderr, "reading %s ...\n", r.in);
-    if (hf_open_as_gguf(r.in, &f, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
-    r.n = gguf_tensor_count(f);
+    if (apr_hf_open_as_gguf(r.in, &f, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
+    r.n = apr_gguf_tensor_count(f);
     if (!(r.t = calloc((size_t)(r.n ? r.n : 1), sizeof *r.t))) { fprintf(stderr, "error: out of memory\n"); goto done; }
     if (!qz_plan(&r, f, ty, keep, n_keep, keep_hits)) {
         fprintf(stderr, "error: %s not written\n", r.out);
@@ -616,13 +616,13 @@ int main(int argc, char **argv) {
     }
     for (int k = 0; k < n_keep; k++)
         if (!keep_hits[k]) fprintf(stderr, "warning: --keep '%s' matches no weight matrix of %s\n", keep[k], r.in);
-    if (!(w = gguf_writer_new())) { fprintf(stderr, "error: out of memory\n"); goto done; }
-    gguf_writer_copy_kv(w, f);
-    gguf_writer_set_u32(w, "general.quantization_version", 2);
-    gguf_writer_set_u32(w, "general.file_type", ty->ftype);
+    if (!(w = apr_gguf_writer_new())) { fprintf(stderr, "error: out of memory\n"); goto done; }
+    apr_gguf_writer_copy_kv(w, f);
+    apr_gguf_writer_set_u32(w, "general.quantization_version", 2);
+    apr_gguf_writer_set_u32(w, "general.file_type", ty->ftype);
     for (int64_t i = 0; i < r.n; i++) {
         const qz_tensor *q = &r.t[i];
-        gguf_writer_add_tensor_fn(w, q->src->name, (uint32_t)q->to, q->src->n_dims, q->src->ne, q->out_size, qz_fill, &r.t[i]);
+        apr_gguf_writer_add_tensor_fn(w, q->src->name, (uint32_t)q->to, q->src->n_dims, q->src->ne, q->out_size, qz_fill, &r.t[i]);
     }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -632,7 +632,7 @@ int main(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGXFSZ, SIG_IGN); /* past a file-size limit the write fails with EFBIG and is cleaned up */
     fprintf(stderr, "writing %s: %s, %lld tensors, %d threads ...\n", r.out, ty->name, (long long)r.n, r.threads);
-    apr_status s = gguf_writer_write(w, r.out, &e);
+    apr_status s = apr_gguf_writer_write(w, r.out, &e);
     if (r.tty) fputc('\n', stderr);
     if (s != APR_OK) {
         if (r.err[0]) fprintf(stderr, "error: %s\n", r.err);
@@ -645,10 +645,10 @@ int main(int argc, char **argv) {
     if (fflush(stdout) != 0) { fprintf(stderr, "error: writing the report: %s\n", strerror(errno)); goto done; }
     rc = CLI_EXIT_OK;
 done:
-    gguf_writer_free(w);
+    apr_gguf_writer_free(w);
     free(r.buf);
     free(r.t);
-    gguf_close(f);
+    apr_gguf_close(f);
     free(keep);
     free(keep_hits);
     return rc;

@@ -142,7 +142,7 @@ static const run_float_opt run_float_opts[] = {
 #define RUN_N_FLOAT_OPTS (sizeof run_float_opts / sizeof *run_float_opts)
 
 static int run_parse(int argc, char **argv, run_opts *o) {
-    o->sp = sampler_defaults();
+    o->sp = apr_sampler_defaults();
     o->n_predict = 128;
     for (int i = 1; i < argc; i++) {
         int r = cli_parse_common(argc, argv, &i, &o->c);
@@ -231,7 +231,7 @@ static int run_parse_ids(const char *s, int32_t *ids, int cap) {
 /* ---------------------------------------------------------------- the model and one generation */
 
 /* What every mode shares, loaded once. */
-#define RUN_MAX_EOG (LLAMA_GEN_MAX_EOG + 1) /* llama_gen_collect_eog's and the EOS apr-run assumes */
+#define RUN_MAX_EOG (LLAMA_GEN_MAX_EOG + 1) /* apr_llama_gen_collect_eog's and the EOS apr-run assumes */
 
 typedef struct run_model {
     const run_opts *o;
@@ -249,21 +249,21 @@ typedef struct run_model {
     char load_note[64];    /* ", N MiB of weights packed" for the statistics line, or "" */
 } run_model;
 
-/* The ids that end generation in every mode: llama_gen_collect_eog's, and the EOS of rm->eos, which
+/* The ids that end generation in every mode: apr_llama_gen_collect_eog's, and the EOS of rm->eos, which
  * is 2 where the file names none (llama2.c checkpoints, files without a vocabulary). */
 static void run_collect_eog(run_model *rm) {
-    rm->n_eog = llama_gen_collect_eog(rm->f, rm->vocab, rm->n_vocab, rm->eog, LLAMA_GEN_MAX_EOG);
+    rm->n_eog = apr_llama_gen_collect_eog(rm->f, rm->vocab, rm->n_vocab, rm->eog, LLAMA_GEN_MAX_EOG);
     rm->eog[rm->n_eog++] = (int32_t)rm->eos;
 }
 
 static apr_status run_session(const run_model *rm, llama_session **s, apr_error *e) {
-    llama_session_params p = llama_session_defaults(rm->n_ctx);
+    llama_session_params p = apr_llama_session_defaults(rm->n_ctx);
     p.kv_dtype = rm->o->kv_f32 ? APR_F32 : APR_F16;
     p.pack_weights = !rm->o->no_pack;
-    return llama_session_new_ex(rm->m, &p, &rm->be, 1, s, e);
+    return apr_llama_session_new_ex(rm->m, &p, &rm->be, 1, s, e);
 }
 
-/* Where one answer's ids, text and logits go: the user data of llama_gen_run's callbacks. */
+/* Where one answer's ids, text and logits go: the user data of apr_llama_gen_run's callbacks. */
 typedef struct run_gen {
     bool to_stdout;         /* stream pieces (ids without a vocabulary) to stdout */
     run_text *text;         /* and/or keep the text here (NULL: not kept) */
@@ -297,7 +297,7 @@ static apr_status run_on_logits(void *user, const float *logits, apr_error *e) {
 
 /* The loop's parameters for one answer into g: the model's end-of-generation ids, Ctrl-C. */
 static llama_gen_params run_gen_params(const run_model *rm, run_gen *g, long n_predict) {
-    llama_gen_params p = llama_gen_defaults(rm->n_ctx);
+    llama_gen_params p = apr_llama_gen_defaults(rm->n_ctx);
     p.n_predict = (int)n_predict;
     p.eog = rm->eog;
     p.n_eog = rm->n_eog;
@@ -327,7 +327,7 @@ static int run_single(const run_model *rm) {
     if (!rm->vocab && (o->prompt || o->prompt_file)) { fprintf(stderr, "error: a text prompt needs the model's vocabulary\n"); goto done; }
     if (run_session(rm, &s, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
     ids = malloc((size_t)n_ctx * sizeof *ids);
-    smp = sampler_new(&o->sp, n_vocab);
+    smp = apr_sampler_new(&o->sp, n_vocab);
     if (!ids || !smp) { fprintf(stderr, "error: out of memory\n"); goto done; }
     int n_prompt = 0;
     if (o->prompt || o->prompt_file) {
@@ -340,8 +340,8 @@ static int run_single(const run_model *rm) {
             }
             ptext = prompt_buf;
         }
-        unsigned flags = (!o->no_bos && tok_add_bos(rm->vocab)) ? TOK_ADD_BOS : 0;
-        int64_t n = tok_encode(rm->vocab, ptext, len, flags, ids, n_ctx);
+        unsigned flags = (!o->no_bos && apr_tok_add_bos(rm->vocab)) ? TOK_ADD_BOS : 0;
+        int64_t n = apr_tok_encode(rm->vocab, ptext, len, flags, ids, n_ctx);
         if (n < 0) { fprintf(stderr, "error: out of memory tokenizing the prompt\n"); goto done; }
         if (n > n_ctx) {
             fprintf(stderr, "error: the prompt is %lld tokens, more than the context of %d (--ctx)\n", (long long)n, n_ctx);
@@ -366,19 +366,19 @@ static int run_single(const run_model *rm) {
     /* logits of every prompt position only when they are dumped: n_ctx x n_vocab would be GBs */
     logits = malloc((size_t)(dump ? n_prompt : 1) * (size_t)n_vocab * sizeof *logits);
     if (!logits) { fprintf(stderr, "error: out of memory for the logits\n"); goto done; }
-    if (rm->vocab && !(stream = tok_stream_new(rm->vocab, 0))) { fprintf(stderr, "error: out of memory\n"); goto done; }
+    if (rm->vocab && !(stream = apr_tok_stream_new(rm->vocab, 0))) { fprintf(stderr, "error: out of memory\n"); goto done; }
     /* the stream sees the prompt so that the first generated piece is spaced as in the full text */
     for (int i = 0; stream && i < n_prompt; i++) {
         size_t len;
-        const char *piece = tok_stream_push(stream, ids[i], &len);
+        const char *piece = apr_tok_stream_push(stream, ids[i], &len);
         if (!json_ids) run_emit(&text, piece, len, true); /* echo the prompt, as llama.cpp does */
     }
     run_catch_sigint();
     double t1 = cli_now();
     bool all = dump != NULL;
-    if (llama_session_eval(s, ids, n_prompt, all, logits, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
+    if (apr_llama_session_eval(s, ids, n_prompt, all, logits, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
     double t_prefill = cli_now() - t1;
-    for (int i = 0; i < n_prompt; i++) sampler_accept(smp, ids[i]);
+    for (int i = 0; i < n_prompt; i++) apr_sampler_accept(smp, ids[i]);
     if (dump && fwrite(logits, sizeof(float) * (size_t)n_vocab, (size_t)n_prompt, dump) != (size_t)n_prompt) {
         fprintf(stderr, "error: writing %s: %s\n", o->dump_logits, strerror(errno));
         goto done;
@@ -387,7 +387,7 @@ static int run_single(const run_model *rm) {
     llama_gen_params gp = run_gen_params(rm, &g, o->n_predict);
     llama_gen_result r;
     float *last = logits + (all ? (size_t)(n_prompt - 1) * (size_t)n_vocab : 0);
-    if (llama_gen_run(s, smp, stream, last, logits, &gp, &r, &e) != APR_OK) { fprintf(stderr, "\nerror: %s\n", e.msg); goto done; }
+    if (apr_llama_gen_run(s, smp, stream, last, logits, &gp, &r, &e) != APR_OK) { fprintf(stderr, "\nerror: %s\n", e.msg); goto done; }
     if (!json_ids) printf("\n");
     fprintf(stderr, "%s: load %.3f s%s, prefill %d tokens at %.1f tok/s, decode %d tokens at %.1f tok/s, backend %s (%d threads)%s\n",
             o->model, rm->t_load, rm->load_note, n_prompt, run_rate(n_prompt, t_prefill), r.n_decoded, run_rate(r.n_decoded, r.t_decode),
@@ -417,11 +417,11 @@ done:
     cJSON_Delete(json_ids);
     free(text.buf);
     free(prompt_buf);
-    tok_stream_free(stream);
-    sampler_free(smp);
+    apr_tok_stream_free(stream);
+    apr_sampler_free(smp);
     free(logits);
     free(ids);
-    llama_session_free(s);
+    apr_llama_session_free(s);
     return rc;
 }
 
@@ -469,15 +469,15 @@ static cJSON *run_batch_answer(const run_model *rm, const cJSON *in, char *err, 
     if (!run_batch_params(in, &sp, &n_predict, err, errn)) return NULL;
     cJSON *out = NULL, *ids_json = cJSON_CreateArray();
     llama_session *s = NULL;
-    sampler *smp = sampler_new(&sp, rm->n_vocab);
-    tok_stream *stream = tok_stream_new(rm->vocab, 0);
+    sampler *smp = apr_sampler_new(&sp, rm->n_vocab);
+    tok_stream *stream = apr_tok_stream_new(rm->vocab, 0);
     int32_t *ids = malloc((size_t)rm->n_ctx * sizeof *ids);
     float *logits = malloc((size_t)rm->n_vocab * sizeof *logits);
     run_text text = {0};
     apr_error e;
     if (!ids_json || !smp || !stream || !ids || !logits) { snprintf(err, errn, "out of memory"); goto done; }
-    unsigned flags = (!rm->o->no_bos && tok_add_bos(rm->vocab)) ? TOK_ADD_BOS : 0;
-    int64_t n = tok_encode(rm->vocab, p->valuestring, strlen(p->valuestring), flags, ids, rm->n_ctx);
+    unsigned flags = (!rm->o->no_bos && apr_tok_add_bos(rm->vocab)) ? TOK_ADD_BOS : 0;
+    int64_t n = apr_tok_encode(rm->vocab, p->valuestring, strlen(p->valuestring), flags, ids, rm->n_ctx);
     if (n < 0) { snprintf(err, errn, "out of memory tokenizing the prompt"); goto done; }
     if (n == 0) { snprintf(err, errn, "empty prompt"); goto done; }
     if (n > rm->n_ctx) {
@@ -485,25 +485,25 @@ static cJSON *run_batch_answer(const run_model *rm, const cJSON *in, char *err, 
         goto done;
     }
     double t0 = cli_now();
-    if (run_session(rm, &s, &e) != APR_OK || llama_session_eval(s, ids, (int)n, false, logits, &e) != APR_OK) {
+    if (run_session(rm, &s, &e) != APR_OK || apr_llama_session_eval(s, ids, (int)n, false, logits, &e) != APR_OK) {
         snprintf(err, errn, "%s", e.msg);
         goto done;
     }
     double t_prefill = cli_now() - t0;
     for (int64_t i = 0; i < n; i++) {
-        sampler_accept(smp, ids[i]);
-        tok_stream_push(stream, ids[i], NULL); /* spaces the first generated piece as in the full text */
+        apr_sampler_accept(smp, ids[i]);
+        apr_tok_stream_push(stream, ids[i], NULL); /* spaces the first generated piece as in the full text */
     }
     run_gen g = {.text = &text, .ids = ids_json, .rm = rm};
     llama_gen_params gp = run_gen_params(rm, &g, n_predict);
     llama_gen_result r;
-    if (llama_gen_run(s, smp, stream, logits, logits, &gp, &r, &e) != APR_OK) { snprintf(err, errn, "%s", e.msg); goto done; }
+    if (apr_llama_gen_run(s, smp, stream, logits, logits, &gp, &r, &e) != APR_OK) { snprintf(err, errn, "%s", e.msg); goto done; }
     out = cJSON_CreateObject();
     cJSON_AddNumberToObject(out, "prompt_tokens", (double)n);
     cJSON_AddItemToObject(out, "generated_ids", ids_json);
     ids_json = NULL;
     cJSON_AddStringToObject(out, "text", text.buf ? text.buf : "");
-    cJSON_AddStringToObject(out, "stop", llama_gen_stop_name(r.stop));
+    cJSON_AddStringToObject(out, "stop", apr_llama_gen_stop_name(r.stop));
     cJSON_AddNumberToObject(out, "prefill_tok_s", run_rate((int)n, t_prefill));
     cJSON_AddNumberToObject(out, "decode_tok_s", run_rate(r.n_decoded, r.t_decode));
 done:
@@ -511,9 +511,9 @@ done:
     free(text.buf);
     free(logits);
     free(ids);
-    tok_stream_free(stream);
-    sampler_free(smp);
-    llama_session_free(s);
+    apr_tok_stream_free(stream);
+    apr_sampler_free(smp);
+    apr_llama_session_free(s);
     return out;
 }
 
@@ -591,8 +591,8 @@ static void run_conv_free(run_conv *c) {
 static int run_chat_eog(const run_model *rm, chat_family fam, int32_t *eog) {
     int n = rm->n_eog;
     memcpy(eog, rm->eog, (size_t)n * sizeof *eog);
-    const char *eot = chat_eot_text(fam);
-    int32_t id = eot ? tok_find(rm->vocab, eot, strlen(eot)) : -1;
+    const char *eot = apr_chat_eot_text(fam);
+    int32_t id = eot ? apr_tok_find(rm->vocab, eot, strlen(eot)) : -1;
     if (id >= 0) eog[n++] = id;
     return n;
 }
@@ -603,15 +603,15 @@ static int run_chat_eog(const run_model *rm, chat_family fam, int32_t *eog) {
  * run again from a fresh session, since the cache cannot be rewound. */
 static int run_chat(const run_model *rm) {
     const run_opts *o = rm->o;
-    const char *tmpl = gguf_get_str(rm->f, "tokenizer.chat_template");
-    chat_family fam = chat_detect(tmpl);
+    const char *tmpl = apr_gguf_get_str(rm->f, "tokenizer.chat_template");
+    chat_family fam = apr_chat_detect(tmpl);
     if (fam == CHAT_PLAIN)
         fprintf(stderr, "warning: %s; chatting in plain text\n",
                 tmpl ? "unrecognised chat template" : "the model has no chat template (tokenizer.chat_template)");
-    else fprintf(stderr, "chat template: %s\n", chat_family_name(fam));
-    int32_t bos_id = tok_bos(rm->vocab), eos_id = tok_eos(rm->vocab);
-    const char *bos_t = bos_id >= 0 ? tok_piece(rm->vocab, bos_id) : "";
-    const char *eos_t = eos_id >= 0 ? tok_piece(rm->vocab, eos_id) : "";
+    else fprintf(stderr, "chat template: %s\n", apr_chat_family_name(fam));
+    int32_t bos_id = apr_tok_bos(rm->vocab), eos_id = apr_tok_eos(rm->vocab);
+    const char *bos_t = bos_id >= 0 ? apr_tok_piece(rm->vocab, bos_id) : "";
+    const char *eos_t = eos_id >= 0 ? apr_tok_piece(rm->vocab, eos_id) : "";
     int32_t eog[RUN_MAX_EOG + 1];
     int n_eog = run_chat_eog(rm, fam, eog);
     bool tty = isatty(STDIN_FILENO);
@@ -621,8 +621,8 @@ static int run_chat(const run_model *rm) {
     run_text done_text = {0};  /* the text the cache holds */
     run_text answer = {0};
     llama_session *s = NULL;
-    sampler *smp = sampler_new(&o->sp, rm->n_vocab);
-    tok_stream *stream = tok_stream_new(rm->vocab, 0);
+    sampler *smp = apr_sampler_new(&o->sp, rm->n_vocab);
+    tok_stream *stream = apr_tok_stream_new(rm->vocab, 0);
     int32_t *ids = malloc((size_t)rm->n_ctx * sizeof *ids);
     float *logits = malloc((size_t)rm->n_vocab * sizeof *logits);
     char *line = NULL, *prompt = NULL;
@@ -647,10 +647,10 @@ static int run_chat(const run_model *rm) {
         if (!len) continue;
         if (!run_conv_add(&conv, "user", line)) { fprintf(stderr, "error: out of memory\n"); goto done; }
         free(prompt);
-        if (!(prompt = chat_format(fam, conv.v, conv.n, true, bos_t, eos_t))) { fprintf(stderr, "error: out of memory\n"); goto done; }
+        if (!(prompt = apr_chat_format(fam, conv.v, conv.n, true, bos_t, eos_t))) { fprintf(stderr, "error: out of memory\n"); goto done; }
         size_t plen = strlen(prompt);
         if (!s || plen < done_text.len || (done_text.len && memcmp(prompt, done_text.buf, done_text.len) != 0)) {
-            llama_session_free(s);
+            apr_llama_session_free(s);
             s = NULL;
             done_text.len = 0;
             if (run_session(rm, &s, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
@@ -658,9 +658,9 @@ static int run_chat(const run_model *rm) {
         const char *suffix = prompt + done_text.len;
         unsigned flags = TOK_PARSE_SPECIAL;
         /* BOS once, at the start, unless the template writes it itself */
-        if (llama_session_pos(s) == 0 && !o->no_bos && !(*bos_t && !strncmp(prompt, bos_t, strlen(bos_t)))) flags |= TOK_ADD_BOS;
-        int room = rm->n_ctx - llama_session_pos(s);
-        int64_t n = tok_encode(rm->vocab, suffix, strlen(suffix), flags, ids, rm->n_ctx);
+        if (apr_llama_session_pos(s) == 0 && !o->no_bos && !(*bos_t && !strncmp(prompt, bos_t, strlen(bos_t)))) flags |= TOK_ADD_BOS;
+        int room = rm->n_ctx - apr_llama_session_pos(s);
+        int64_t n = apr_tok_encode(rm->vocab, suffix, strlen(suffix), flags, ids, rm->n_ctx);
         if (n < 0) { fprintf(stderr, "error: out of memory tokenizing the prompt\n"); goto done; }
         if (n >= room) {
             fprintf(stderr, "error: the conversation no longer fits the context of %d positions (--ctx)\n", rm->n_ctx);
@@ -668,10 +668,10 @@ static int run_chat(const run_model *rm) {
         }
         if (n == 0) continue;
         double t0 = cli_now();
-        if (llama_session_eval(s, ids, (int)n, false, logits, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
+        if (apr_llama_session_eval(s, ids, (int)n, false, logits, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
         t_prefill += cli_now() - t0;
         n_prefill += (int)n;
-        for (int64_t i = 0; i < n; i++) sampler_accept(smp, ids[i]);
+        for (int64_t i = 0; i < n; i++) apr_sampler_accept(smp, ids[i]);
         run_text_add(&done_text, suffix, strlen(suffix));
         answer.len = 0;
         run_gen g = {.to_stdout = true, .text = &answer, .rm = rm};
@@ -680,7 +680,7 @@ static int run_chat(const run_model *rm) {
         gp.n_eog = n_eog;
         gp.eval_all = true; /* the cache then holds exactly the text, for the next turn */
         llama_gen_result r;
-        if (llama_gen_run(s, smp, stream, logits, logits, &gp, &r, &e) != APR_OK) { fprintf(stderr, "\nerror: %s\n", e.msg); goto done; }
+        if (apr_llama_gen_run(s, smp, stream, logits, logits, &gp, &r, &e) != APR_OK) { fprintf(stderr, "\nerror: %s\n", e.msg); goto done; }
         fputc('\n', stdout);
         fflush(stdout);
         turns++;
@@ -708,9 +708,9 @@ done:
     free(done_text.buf);
     free(logits);
     free(ids);
-    tok_stream_free(stream);
-    sampler_free(smp);
-    llama_session_free(s);
+    apr_tok_stream_free(stream);
+    apr_sampler_free(smp);
+    apr_llama_session_free(s);
     run_conv_free(&conv);
     return rc;
 }
@@ -731,7 +731,7 @@ int main(int argc, char **argv) {
     gguf_file *f = NULL;
     llama_model *m = NULL;
     rc = CLI_EXIT_FAIL;
-    if (hf_open_as_gguf(o.model, &f, &e) != APR_OK || llama_model_load(f, &m, &e) != APR_OK) {
+    if (apr_hf_open_as_gguf(o.model, &f, &e) != APR_OK || apr_llama_model_load(f, &m, &e) != APR_OK) {
         fprintf(stderr, "error: %s\n", e.msg);
         goto done;
     }
@@ -744,9 +744,9 @@ int main(int argc, char **argv) {
     rm.n_vocab = hp->n_vocab;
     rm.bos = 1;
     rm.eos = 2;
-    gguf_get_u32(f, "tokenizer.ggml.bos_token_id", &rm.bos);
-    gguf_get_u32(f, "tokenizer.ggml.eos_token_id", &rm.eos);
-    if (tok_load_gguf(f, &rm.vocab, &e) != APR_OK) {
+    apr_gguf_get_u32(f, "tokenizer.ggml.bos_token_id", &rm.bos);
+    apr_gguf_get_u32(f, "tokenizer.ggml.eos_token_id", &rm.eos);
+    if (apr_tok_load_gguf(f, &rm.vocab, &e) != APR_OK) {
         /* ids still work without a vocabulary; text does not */
         rm.vocab = NULL;
         if (o.prompt || o.prompt_file || o.chat || o.batch) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
@@ -754,17 +754,17 @@ int main(int argc, char **argv) {
     }
     run_collect_eog(&rm);
     /* packed here, once: the sessions of --chat and --batch-jsonl then only take references */
-    if (!o.no_pack && llama_pack_new(m, rm.be, &rm.pack, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
+    if (!o.no_pack && apr_llama_pack_new(m, rm.be, &rm.pack, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
     int64_t packed = apr_backend_packed_bytes(rm.be);
     if (packed > 0) snprintf(rm.load_note, sizeof rm.load_note, ", %.1f MiB of weights packed", (double)packed / (1 << 20));
     rm.t_load = cli_now() - t0;
     rc = o.chat ? run_chat(&rm) : o.batch ? run_batch(&rm) : run_single(&rm);
 done:
-    tok_free(rm.vocab);
-    llama_pack_free(rm.pack);
+    apr_tok_free(rm.vocab);
+    apr_llama_pack_free(rm.pack);
     apr_backend_close(rm.be);
     apr_registry_close(rm.reg);
-    llama_model_free(m);
-    gguf_close(f);
+    apr_llama_model_free(m);
+    apr_gguf_close(f);
     return rc;
 }

@@ -52,7 +52,7 @@ static char *tokenize_slurp(FILE *f, size_t *len) {
 /* The piece as printable text: the token's bytes, with controls and broken UTF-8 escaped. */
 static void tokenize_show(const tok_vocab *v, int32_t id, char *out, size_t cap) {
     char bytes[256];
-    int n = tok_token_bytes(v, id, TOK_DECODE_SPECIAL, bytes, (int)sizeof bytes);
+    int n = apr_tok_token_bytes(v, id, TOK_DECODE_SPECIAL, bytes, (int)sizeof bytes);
     if (n > (int)sizeof bytes) n = (int)sizeof bytes;
     size_t k = 0;
     for (int i = 0; i < n && k + 8 < cap;) {
@@ -102,7 +102,7 @@ int main(int argc, char **argv) {
 
     tok_vocab *voc;
     apr_error e;
-    if (tok_load_file(model, &voc, &e)) { fprintf(stderr, "apr-tokenize: %s\n", e.msg); free(in); return CLI_EXIT_FAIL; }
+    if (apr_tok_load_file(model, &voc, &e)) { fprintf(stderr, "apr-tokenize: %s\n", e.msg); free(in); return CLI_EXIT_FAIL; }
     if (!n_in) in[n_in++] = (tokenize_input){"-", NULL, 0};
     for (int k = 0; k < n_in; k++) {
         if (!in[k].name) continue;
@@ -122,15 +122,15 @@ int main(int argc, char **argv) {
     cJSON *root = c.json ? cJSON_CreateObject() : NULL, *arr = NULL;
     if (root) {
         cJSON_AddStringToObject(root, "model", model);
-        cJSON_AddStringToObject(root, "type", tok_model_kind(voc) == TOK_MODEL_SPM ? "spm" : "bpe");
-        cJSON_AddStringToObject(root, "pre", tok_pre_name(voc));
-        cJSON_AddNumberToObject(root, "n_vocab", tok_n_vocab(voc));
+        cJSON_AddStringToObject(root, "type", apr_tok_model_kind(voc) == TOK_MODEL_SPM ? "spm" : "bpe");
+        cJSON_AddStringToObject(root, "pre", apr_tok_pre_name(voc));
+        cJSON_AddNumberToObject(root, "n_vocab", apr_tok_n_vocab(voc));
         arr = cJSON_AddArrayToObject(root, "inputs");
     }
     for (int k = 0; k < n_in && rc == CLI_EXIT_OK; k++) {
-        int64_t n = tok_encode(voc, in[k].text, in[k].len, flags, NULL, 0);
+        int64_t n = apr_tok_encode(voc, in[k].text, in[k].len, flags, NULL, 0);
         int32_t *ids = n >= 0 ? malloc(((size_t)n + 1) * sizeof *ids) : NULL;
-        if (!ids || tok_encode(voc, in[k].text, in[k].len, flags, ids, n) != n) {
+        if (!ids || apr_tok_encode(voc, in[k].text, in[k].len, flags, ids, n) != n) {
             fprintf(stderr, "apr-tokenize: out of memory\n");
             free(ids);
             rc = CLI_EXIT_FAIL;
@@ -140,7 +140,7 @@ int main(int argc, char **argv) {
             cJSON *o = cJSON_CreateObject(), *ja = cJSON_AddArrayToObject(o, "ids"), *pa = cJSON_AddArrayToObject(o, "pieces");
             for (int64_t i = 0; i < n; i++) {
                 cJSON_AddItemToArray(ja, cJSON_CreateNumber(ids[i]));
-                cJSON_AddItemToArray(pa, cJSON_CreateString(tok_piece(voc, ids[i])));
+                cJSON_AddItemToArray(pa, cJSON_CreateString(apr_tok_piece(voc, ids[i])));
             }
             cJSON_AddItemToArray(arr, o);
         } else if (ids_only) {
@@ -168,6 +168,6 @@ done:
     for (int k = 0; k < n_in; k++)
         if (in[k].name) free(in[k].text);
     free(in);
-    tok_free(voc);
+    apr_tok_free(voc);
     return rc;
 }

@@ -125,22 +125,22 @@ static void genmodel_llama3_factors(float *ff, int n_rot, float base) {
 static int genmodel_copy_vocab(gguf_writer *w, const char *path, int n_vocab) {
     gguf_file *f;
     apr_error e;
-    if (gguf_open(path, &f, &e) != APR_OK) {
+    if (apr_gguf_open(path, &f, &e) != APR_OK) {
         fprintf(stderr, "apr-genmodel: %s\n", e.msg);
         return CLI_EXIT_FAIL;
     }
     gguf_type et;
     uint64_t n = 0;
-    if (!gguf_get_arr(f, "tokenizer.ggml.tokens", &et, &n) || n != (uint64_t)n_vocab) {
+    if (!apr_gguf_get_arr(f, "tokenizer.ggml.tokens", &et, &n) || n != (uint64_t)n_vocab) {
         fprintf(stderr, "apr-genmodel: %s: its vocabulary has %llu tokens, the shape needs %d\n", path,
                 (unsigned long long)n, n_vocab);
-        gguf_close(f);
+        apr_gguf_close(f);
         return CLI_EXIT_FAIL;
     }
-    for (int64_t i = 0; i < gguf_kv_count(f); i++)
-        if (!strncmp(gguf_kv_key(f, i), "tokenizer.", 10)) gguf_writer_set_value(w, gguf_kv_key(f, i), gguf_kv_value(f, i));
+    for (int64_t i = 0; i < apr_gguf_kv_count(f); i++)
+        if (!strncmp(apr_gguf_kv_key(f, i), "tokenizer.", 10)) apr_gguf_writer_set_value(w, apr_gguf_kv_key(f, i), apr_gguf_kv_value(f, i));
     /* the writer deep-copies values, so the file can close now */
-    gguf_close(f);
+    apr_gguf_close(f);
     fprintf(stderr, "apr-genmodel: tokenizer from %s\n", path);
     return CLI_EXIT_OK;
 }
@@ -175,21 +175,21 @@ static void genmodel_add(genmodel_job *j, const char *name, genmodel_fill kind, 
     *t = (genmodel_tensor){kind, dtype, genmodel_next(&s), 0, data, &j->done, 0};
     uint64_t size = (uint64_t)(ne0 * ne1) * (dtype == APR_F32 ? 4 : 2);
     j->total += size;
-    gguf_writer_add_tensor_fn(j->w, name, dtype, ne1 > 1 ? 2 : 1, (int64_t[]){ne0, ne1}, size, genmodel_fill_cb, t);
+    apr_gguf_writer_add_tensor_fn(j->w, name, dtype, ne1 > 1 ? 2 : 1, (int64_t[]){ne0, ne1}, size, genmodel_fill_cb, t);
 }
 
 static int genmodel_write(const genmodel_shape *sh, uint32_t dtype, uint64_t seed, const char *vocab, const char *out) {
-    gguf_writer *w = gguf_writer_new();
+    gguf_writer *w = apr_gguf_writer_new();
     if (!w) return CLI_EXIT_FAIL;
     const char *a = sh->arch;
     char key[128], name[160];
     const int hd = sh->n_embd / sh->n_head;
     snprintf(name, sizeof name, "random weights — not a trained model (apr-genmodel %s, seed %llu)", sh->name,
              (unsigned long long)seed);
-    gguf_writer_set_str(w, "general.architecture", a);
-    gguf_writer_set_str(w, "general.name", name);
-#define GEN_U32(k, v) (snprintf(key, sizeof key, "%s." k, a), gguf_writer_set_u32(w, key, (uint32_t)(v)))
-#define GEN_F32(k, v) (snprintf(key, sizeof key, "%s." k, a), gguf_writer_set_f32(w, key, (v)))
+    apr_gguf_writer_set_str(w, "general.architecture", a);
+    apr_gguf_writer_set_str(w, "general.name", name);
+#define GEN_U32(k, v) (snprintf(key, sizeof key, "%s." k, a), apr_gguf_writer_set_u32(w, key, (uint32_t)(v)))
+#define GEN_F32(k, v) (snprintf(key, sizeof key, "%s." k, a), apr_gguf_writer_set_f32(w, key, (v)))
     GEN_U32("block_count", sh->n_layer);
     GEN_U32("context_length", sh->n_ctx);
     GEN_U32("embedding_length", sh->n_embd);
@@ -237,14 +237,14 @@ static int genmodel_write(const genmodel_shape *sh, uint32_t dtype, uint64_t see
     fprintf(stderr, "apr-genmodel: writing %s (%s, %s, %llu MiB of random weights)\n", out, sh->name,
             apr_dtype_name((apr_dtype)dtype), (unsigned long long)(j.total >> 20));
     apr_error e;
-    if (gguf_writer_write(w, out, &e) != APR_OK) {
+    if (apr_gguf_writer_write(w, out, &e) != APR_OK) {
         fprintf(stderr, "apr-genmodel: %s\n", e.msg);
         rc = CLI_EXIT_FAIL;
     }
 done:
     free(ff);
     free(j.t);
-    gguf_writer_free(w);
+    apr_gguf_writer_free(w);
     return rc;
 }
 
