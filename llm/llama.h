@@ -8,7 +8,7 @@
 
 #include "apr/apr.h"
 #include "gguf.h"
-#include "kv_cache.h"
+#include "llama_kv.h"
 #include "llm_api.h"
 
 typedef struct llama_hparams {
@@ -83,7 +83,7 @@ LLM_API apr_status apr_llama_place_new(const llama_model *m, apr_backend *be, bo
 
 /* ---------------------------------------------------------------- contexts: batches over sequences */
 
-/* A model on a list of backends with a KV cache of n_seq sequences (kv_cache.h), its weights placed
+/* A model on a list of backends with a KV cache of n_seq sequences (llama_kv.h), its weights placed
  * on backends[0] for the context's life, and the graphs and plans of recent batch shapes kept. */
 typedef struct llama_ctx llama_ctx;
 

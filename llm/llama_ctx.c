@@ -257,6 +257,9 @@ apr_status apr_llama_ctx_decode(llama_ctx *c, const llama_batch *b, float *logit
         if (!st)
             st = apr_plan_get_output(p, k->io.logits, logits, (size_t)sh.n_out * (size_t)c->m->hp.n_vocab * sizeof(float), err);
     }
+    /* a prompt's graph rarely comes again, and its arena is the largest: the backend keeps that
+     * for the next plan instead */
+    if (k && sh.causal) kept_free(k);
     /* the cache now holds each sequence up to its last token (even after a failed run, the positions
      * from the batch's start on are not to be trusted) */
     for (int s = 0; shaped && s < kv->n_seq; s++)

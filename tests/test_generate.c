@@ -1,4 +1,4 @@
-/* test_generate.c — the shared generation loop (llm/generate.h) on stories260K: its ids against eval + argmax by hand, and every way it stops. */
+/* test_generate.c — the shared generation loop (llm/llama_gen.h) on stories260K: its ids against eval + argmax by hand, and every way it stops. */
 #include <criterion/criterion.h>
 #include <limits.h>
 #include <signal.h>
@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "apr/apr.h"
-#include "generate.h"
+#include "llama_gen.h"
 #include "gguf.h"
 #include "llama.h"
 #include "sampler.h"

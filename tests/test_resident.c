@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "apr/apr.h"
-#include "generate.h"
+#include "llama_gen.h"
 #include "gguf.h"
 #include "llama.h"
 #include "plugins/opaque.h"

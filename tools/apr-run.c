@@ -11,7 +11,7 @@
 
 #include "chat.h"
 #include "common/cli.h"
-#include "generate.h"
+#include "llama_gen.h"
 #include "gguf.h"
 #include "hf_import.h"
 #include "llama.h"

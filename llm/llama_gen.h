@@ -1,6 +1,6 @@
-/* generate.h — the generation loop the frontends share: sample from logits, stop at end-of-generation ids, stream the text out. */
-#ifndef APR_GENERATE_H
-#define APR_GENERATE_H
+/* llama_gen.h — the generation loop the frontends share: sample from logits, stop at end-of-generation ids, stream the text out. */
+#ifndef APR_LLAMA_GEN_H
+#define APR_LLAMA_GEN_H
 
 /*
  * A caller evaluates the prompt itself (apr_llama_session_eval, apr_sampler_accept for each prompt id,

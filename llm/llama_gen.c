@@ -1,5 +1,5 @@
-/* generate.c — the generation loop: sampling, end-of-generation ids, streamed text, stop reasons. */
-#include "generate.h"
+/* llama_gen.c — the generation loop: sampling, end-of-generation ids, streamed text, stop reasons. */
+#include "llama_gen.h"
 
 #include <string.h>
 #include <time.h>

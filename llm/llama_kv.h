@@ -1,7 +1,7 @@
-/* kv_cache.h — the KV cache of a Llama-family model: per layer, keys and values of every sequence's
+/* llama_kv.h — the KV cache of a Llama-family model: per layer, keys and values of every sequence's
  * positions in memory that lives on a backend, written in place by the forward graph. */
-#ifndef APR_KV_CACHE_H
-#define APR_KV_CACHE_H
+#ifndef APR_LLAMA_KV_H
+#define APR_LLAMA_KV_H
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -1,5 +1,5 @@
-/* kv_cache.c — per-layer key and value tables of every sequence, in memory on a backend (apr_mem). */
-#include "kv_cache.h"
+/* llama_kv.c — per-layer key and value tables of every sequence, in memory on a backend (apr_mem). */
+#include "llama_kv.h"
 
 #include <stdio.h>
 #include <stdlib.h>
