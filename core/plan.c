@@ -69,6 +69,8 @@ APR_API void apr_plan_free(apr_plan *p) {
         apr_backend *be = p->backends[p->splits[k].backend];
         if (p->splits[k].plugin_plan) be->api->plan_free(be->inst, p->splits[k].plugin_plan);
     }
+    for (int b = 0; b < p->n_backends; b++)
+        if (p->event[b]) p->backends[b]->api->event_free(p->backends[b]->inst, p->event[b]);
     free(p->staging);
     for (int i = 0; i < p->n_owned; i++) {
         apr_backend *be = p->backends[p->owned_backend[i]];

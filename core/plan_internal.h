@@ -73,6 +73,7 @@ struct apr_plan {
                                     * host can address (one fill at a time), allocated with the plan */
     int64_t staging_bytes;
     bool pending[PLAN_MAX_BACKENDS]; /* asynchronous writes from the plan's input buffers may be in flight */
+    void *event[PLAN_MAX_BACKENDS];  /* an event of each backend that sources peer copies (ABI 4), made on first use */
 };
 
 /* Source i of a node: src[i] for the first four, src_ext beyond (ABI 4). */

@@ -50,6 +50,27 @@ static apr_status plan_write(apr_plan *p, int b, uint64_t offset, const void *sr
     return to->api->buffer_write(to->inst, &p->arena[b], offset, src, (uint64_t)bytes, msg, msg_size);
 }
 
+/* Whether the plugin's events are all there (they come as a set). */
+static bool plan_has_events(const apr_plugin *api) {
+    return APR_PLUGIN_ASYNC(api) && APR_PLUGIN_HAS(api, event_create) && APR_PLUGIN_HAS(api, event_record) &&
+           APR_PLUGIN_HAS(api, event_wait) && APR_PLUGIN_HAS(api, event_free);
+}
+
+/* A copy from backend `from` to a peer instance of the same plugin, device to device: the
+ * destination waits for an event recorded on the source, so the host never waits. UNSUPPORTED
+ * when the two are not peers or the plugin cannot reach the source from the destination. */
+static apr_status plan_peer_copy(apr_plan *p, int from, int b, const apr_buffer *src, uint64_t src_off, uint64_t dst_off,
+                                 uint64_t n, char *msg, size_t msg_size) {
+    apr_backend *f = p->backends[from], *to = p->backends[b];
+    if (f->api != to->api || !APR_PLUGIN_HAS(to->api, buffer_copy) || !plan_has_events(to->api)) return APR_ERR_UNSUPPORTED;
+    apr_status s = APR_OK;
+    if (!p->event[from]) s = f->api->event_create(f->inst, &p->event[from], msg, msg_size);
+    if (s == APR_OK) s = f->api->event_record(f->inst, p->event[from], msg, msg_size);
+    if (s == APR_OK) s = to->api->event_wait(to->inst, p->event[from], msg, msg_size);
+    if (s == APR_OK) s = to->api->buffer_copy(to->inst, src, src_off, &p->arena[b], dst_off, n, msg, msg_size);
+    return s;
+}
+
 /* Fills the mirror of store i on backend b from wherever the store lives: host memory straight in;
  * another backend's memory directly when one side can address the other, else through the plan's
  * staging buffer. */
@@ -66,6 +87,8 @@ static apr_status plan_fill(apr_plan *p, int i, int b, apr_error *err) {
         s = plan_write(p, b, dst_off, st->host, st->bytes, st->t->kind == APR_KIND_INPUT, msg, sizeof msg);
     } else {
         apr_backend *from = p->backends[st->home];
+        s = plan_peer_copy(p, st->home, b, src, src_off, dst_off, n, msg, sizeof msg);
+        if (s != APR_ERR_UNSUPPORTED) goto done;
         /* the source's producer may still be running: its results are read only once it is done */
         if ((s = apr_backend_synchronize(from, err)) != APR_OK) return s;
         /* the destination's own copy from memory it can address, else the host's hands */
@@ -82,6 +105,7 @@ static apr_status plan_fill(apr_plan *p, int i, int b, apr_error *err) {
             if (s == APR_OK) s = to->api->buffer_write(to->inst, &p->arena[b], dst_off, p->staging, n, msg, sizeof msg);
         }
     }
+done:
     if (s != APR_OK) return apr_error_set(err, s, "copy of %s to %s failed: %s", st->t->name, apr_backend_name(to), msg);
     return APR_OK;
 }

@@ -98,12 +98,15 @@ Test(memory, placed_weights_cross_once_and_plans_never_upload_them) {
     apr_registry_close(reg);
 }
 
-/* rows computed on device 0 and written into a table on device 1: neither memory is host-visible,
- * so the executor copies through the staging buffer it made with the plan. */
-Test(memory, a_copy_between_two_devices_the_host_cannot_address_goes_through_staging) {
+/* Rows computed on device 0 and written into a table on device 1, neither memory host-visible:
+ * two peers of one plugin copy device to device, the destination waiting for an event recorded on
+ * the source; peers that cannot reach each other (refuse_peer_copy) go through the staging buffer
+ * the executor made with the plan. */
+static void mem_two_devices(bool peers) {
     apr_registry *reg = mem_registry();
     apr_backend *d0 = mem_open(reg, "opaque:0"), *d1 = mem_open(reg, "opaque:1");
     opaque_counters *c0 = mem_counters(d0), *c1 = mem_counters(d1);
+    c1->refuse_peer_copy = !peers;
     enum { D = 6, R = 4 };
     apr_error e;
     apr_mem *table;
@@ -126,8 +129,17 @@ Test(memory, a_copy_between_two_devices_the_host_cannot_address_goes_through_sta
         cr_assert_eq(apr_plan_set_input(p, x, xv, sizeof xv, &e), APR_OK, "%s", e.msg);
         cr_assert_eq(apr_plan_set_input(p, ids, (int32_t[]){R - 1 - r}, 4, &e), APR_OK, "%s", e.msg);
         cr_assert_eq(apr_plan_run(p, &e), APR_OK, "%s", e.msg);
-        cr_expect_eq(c0->bytes_out, sizeof(float) * D, "run %d: device 0 gave out only the rows", r);
-        cr_expect_eq(c1->bytes_in, sizeof(float) * D + 4, "run %d: device 1 took in only the rows and the id", r);
+        if (peers) {
+            cr_expect_eq(c0->bytes_out, 0, "run %d: the rows went device to device", r);
+            cr_expect_eq(c1->bytes_peer_copied, sizeof(float) * D, "run %d", r);
+            cr_expect_eq(c1->bytes_in, 4, "run %d: device 1 took in only the id from the host", r);
+            cr_expect_eq(c0->n_event_records, 1, "run %d", r);
+            cr_expect_eq(c1->n_event_waits, 1, "run %d", r);
+        } else {
+            cr_expect_eq(c0->bytes_out, sizeof(float) * D, "run %d: device 0 gave out only the rows", r);
+            cr_expect_eq(c1->bytes_in, sizeof(float) * D + 4, "run %d: device 1 took in only the rows and the id", r);
+            cr_expect_eq(c1->bytes_peer_copied, 0, "run %d", r);
+        }
     }
     float got[D * R];
     cr_assert_eq(apr_mem_read(table, 0, got, sizeof got, &e), APR_OK, "%s", e.msg);
@@ -141,6 +153,10 @@ Test(memory, a_copy_between_two_devices_the_host_cannot_address_goes_through_sta
     apr_backend_close(d0);
     apr_registry_close(reg);
 }
+
+Test(memory, peer_devices_copy_device_to_device_ordered_by_an_event) { mem_two_devices(true); }
+
+Test(memory, devices_that_cannot_reach_each_other_copy_through_staging) { mem_two_devices(false); }
 
 /* Host state written in place on a CPU backend: the caller sees the rows after the run; on the
  * opaque backend, which cannot reach host memory, the plan is refused with the reason. */

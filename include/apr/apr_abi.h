@@ -405,10 +405,12 @@ typedef struct apr_plugin {
                                      char *err, size_t err_size);
     apr_status (*buffer_read_async)(void *backend, const apr_buffer *buf, uint64_t offset, void *dst, uint64_t size,
                                     char *err, size_t err_size);
-    /* Copies size bytes into dst (a buffer of this instance) from src: a buffer of this instance, or
-     * a host-visible buffer of another backend (the direct path between two backends, with no host
-     * copy in between). APR_ERR_UNSUPPORTED when it cannot read src: the core stages the copy. NULL:
-     * the core stages every copy through host memory it allocated when the plan was made. */
+    /* Copies size bytes into dst (a buffer of this instance) from src: a buffer of this instance, a
+     * buffer of another instance of the same plugin (a peer device; the core first records an event
+     * on the source instance and makes this one wait for it), or a host-visible buffer of another
+     * backend: the direct paths between two backends, with no host copy in between.
+     * APR_ERR_UNSUPPORTED when it cannot read src: the core stages the copy. NULL: the core stages
+     * every copy through host memory it allocated when the plan was made. */
     apr_status (*buffer_copy)(void *backend, const apr_buffer *src, uint64_t src_offset, apr_buffer *dst,
                               uint64_t dst_offset, uint64_t size, char *err, size_t err_size);
     /* Events: record marks the point the instance's queue has reached; wait makes the instance's later

@@ -25,11 +25,15 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(&apr_plugin_entry), apr_p
 
 struct instance;
 
-/* What an apr_buffer's handle points to: the bytes and what the plugin knows of them. */
+/* What an apr_buffer's handle points to: the bytes and what the plugin knows of them. The record
+ * and its bytes live while referenced: by the owner's list until buffer_free / destroy, and by each
+ * peer copy from it still queued on another instance. */
 typedef struct opaque_mem {
-    uint32_t magic;           /* MEM_MAGIC while alive */
+    uint32_t magic;           /* MEM_MAGIC while alive (in its owner's list); 0 once freed. Written by
+                               * the owner's thread, read atomically by a peer's queue */
     uint32_t usage;           /* index of the *_by_usage counters */
-    struct instance *owner;
+    uint32_t refs;            /* references (atomic): 1 for the owner's list + 1 per queued peer copy */
+    struct instance *owner;   /* may dangle once magic is 0: never followed then */
     uint64_t size;
     unsigned char *bytes;     /* OPAQUE_ALIGN-aligned, never handed out */
     apr_buffer shadow;        /* what queued and planned nodes' descs point to instead of the core's apr_buffer */
@@ -45,13 +49,14 @@ typedef struct opaque_plan {
     opaque_mem **mems;        /* the buffers the nodes name, checked alive at each plan_compute */
 } opaque_plan;
 
-typedef enum qkind { Q_WRITE, Q_READ, Q_COPY, Q_NODES, Q_PLAN, Q_MARKER } qkind;
+typedef enum qkind { Q_WRITE, Q_READ, Q_COPY, Q_PEER_COPY, Q_NODES, Q_PLAN, Q_MARKER } qkind;
 
 typedef struct qitem {
     struct qitem *next;
     uint64_t seq;
     qkind kind;
-    opaque_mem *mem, *src_mem; /* WRITE/READ: mem; COPY: src_mem -> mem */
+    opaque_mem *mem, *src_mem; /* WRITE/READ: mem; COPY: src_mem -> mem; PEER_COPY: the same, src_mem
+                                * another instance's and referenced until the item has run */
     uint64_t offset, src_offset, size;
     const void *host_src;      /* WRITE: read when run */
     void *host_dst;            /* READ: written when run */
@@ -70,14 +75,45 @@ typedef struct instance {
     pthread_mutex_t lock;      /* the queue and what a drain touches (event_wait may drain another instance) */
     qitem *head, *tail;
     uint64_t next_seq, depth;
-    opaque_mem **mems;         /* live buffers, sorted by address */
+    opaque_mem **mems;         /* live buffers, sorted by address; changed only by the instance's own
+                                * thread and then under live_lock (other instances read it under live_lock) */
     size_t n_mems, cap_mems;
     uint64_t live_bytes, live_plans;
 } instance;
 
 /* ---------------------------------------------------------------- bookkeeping */
 
-/* Rewrites what a test's reset may have zeroed and the gauges. */
+/* Every live instance of this process, so that buffer_copy can tell a peer's buffer from anything
+ * else without following a handle that may not be a buffer, and event_wait an instance still alive
+ * from one destroyed. Instances are used from different threads: live_lock guards this list and
+ * every change to an instance's mems array. Lock order: live_lock before an instance's lock. */
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct instance **live;
+static size_t n_live, cap_live;
+
+static bool live_has(const struct instance *x) { /* live_lock held */
+    for (size_t i = 0; i < n_live; i++)
+        if (live[i] == x) return true;
+    return false;
+}
+
+static void mem_ref(opaque_mem *m) { __atomic_add_fetch(&m->refs, 1, __ATOMIC_RELAXED); }
+
+static void mem_unref(opaque_mem *m) {
+    if (__atomic_sub_fetch(&m->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+    free(m->bytes);
+    free(m);
+}
+
+/* The owner is done with m (buffer_free, destroy), m already out of its list: a peer copy still
+ * queued from it finds it dead, but its bytes stay valid until that copy has run. */
+static void mem_kill(opaque_mem *m) {
+    __atomic_store_n(&m->magic, 0u, __ATOMIC_RELEASE);
+    mem_unref(m);
+}
+
+/* Rewrites what a test's reset may have zeroed and the gauges; refuse_peer_copy, the test's to set,
+ * is left alone. */
 static void publish(instance *in) {
     in->counters.magic = OPAQUE_MAGIC;
     in->counters.device = in->device;
@@ -272,6 +308,15 @@ static apr_status run_item(instance *in, qitem *q, char *err, size_t err_size) {
     case Q_WRITE: memcpy(q->mem->bytes + q->offset, q->host_src, (size_t)q->size); return APR_OK;
     case Q_READ: memcpy(q->host_dst, q->mem->bytes + q->offset, (size_t)q->size); return APR_OK;
     case Q_COPY: memmove(q->mem->bytes + q->offset, q->src_mem->bytes + q->src_offset, (size_t)q->size); return APR_OK;
+    case Q_PEER_COPY:
+        /* the peer's memory, as its queue has left it: the core made this queue wait for an event
+         * recorded there, which drained the peer up to that marker */
+        if (__atomic_load_n(&q->src_mem->magic, __ATOMIC_ACQUIRE) != MEM_MAGIC)
+            return msg_set(err, err_size, APR_ERR_INVALID,
+                           "opaque: a queued copy of %llu bytes from a peer's buffer ran after that buffer was freed",
+                           (unsigned long long)q->size);
+        memcpy(q->mem->bytes + q->offset, q->src_mem->bytes + q->src_offset, (size_t)q->size);
+        return APR_OK;
     case Q_NODES:
     case Q_PLAN: return run_nodes(in, q->plan, err, err_size);
     case Q_MARKER: return APR_OK;
@@ -296,6 +341,7 @@ static apr_status drain(instance *in, uint64_t upto, char *err, size_t err_size)
             if (first == APR_OK) first = msg_set(err, err_size, st, "%s", why);
         }
         if (q->kind == Q_NODES) plan_destroy(q->plan);
+        if (q->kind == Q_PEER_COPY) mem_unref(q->src_mem);
         free(q);
     }
     publish(in);
@@ -353,22 +399,43 @@ static apr_status opaque_create(const apr_backend_config *cfg, void **backend, c
         return msg_set(err, err_size, APR_ERR_INTERNAL, "opaque: cannot create a mutex");
     }
     in->device = device;
+    pthread_mutex_lock(&live_lock);
+    if (n_live == cap_live) {
+        size_t cap = cap_live ? 2 * cap_live : 8;
+        instance **nl = realloc(live, cap * sizeof *nl);
+        if (nl) live = nl, cap_live = cap;
+    }
+    bool listed = n_live < cap_live;
+    if (listed) live[n_live++] = in;
+    pthread_mutex_unlock(&live_lock);
+    if (!listed) {
+        pthread_mutex_destroy(&in->lock);
+        free(in);
+        return msg_set(err, err_size, APR_ERR_NOMEM, "opaque: out of memory listing instances");
+    }
     publish(in);
     *backend = in;
     return APR_OK;
 }
 
-static void mem_release(opaque_mem *m) {
-    m->magic = 0;
-    free(m->bytes);
-    free(m);
-}
-
 static void opaque_destroy(void *backend) {
     instance *in = backend;
     if (!in) return;
+    /* off the list first: no peer copy can name its buffers from now on, and no event_wait drains it */
+    pthread_mutex_lock(&live_lock);
+    for (size_t i = 0; i < n_live; i++)
+        if (live[i] == in) {
+            live[i] = live[--n_live];
+            break;
+        }
+    if (!n_live) {
+        free(live);
+        live = NULL;
+        cap_live = 0;
+    }
+    pthread_mutex_unlock(&live_lock);
     drain_all(in, NULL, 0);
-    for (size_t i = 0; i < in->n_mems; i++) mem_release(in->mems[i]);
+    for (size_t i = 0; i < in->n_mems; i++) mem_kill(in->mems[i]);
     free(in->mems);
     pthread_mutex_destroy(&in->lock);
     free(in);
@@ -391,13 +458,6 @@ static apr_status mem_new(instance *in, uint64_t size, uint32_t usage, apr_buffe
         return msg_set(err, err_size, APR_ERR_NOMEM, "opaque: cannot allocate %llu bytes", (unsigned long long)size);
     size_t rounded = ((size_t)size + OPAQUE_ALIGN - 1) / OPAQUE_ALIGN * OPAQUE_ALIGN;
     if (!rounded) rounded = OPAQUE_ALIGN;
-    if (in->n_mems == in->cap_mems) {
-        size_t cap = in->cap_mems ? 2 * in->cap_mems : 64;
-        opaque_mem **nm = realloc(in->mems, cap * sizeof *nm);
-        if (!nm) return msg_set(err, err_size, APR_ERR_NOMEM, "opaque: out of memory listing buffers");
-        in->mems = nm;
-        in->cap_mems = cap;
-    }
     opaque_mem *m = calloc(1, sizeof *m);
     unsigned char *bytes = aligned_alloc(OPAQUE_ALIGN, rounded);
     if (!m || !bytes) {
@@ -408,14 +468,30 @@ static apr_status mem_new(instance *in, uint64_t size, uint32_t usage, apr_buffe
     memset(bytes, 0, rounded);
     m->magic = MEM_MAGIC;
     m->usage = usage;
+    m->refs = 1;
     m->owner = in;
     m->size = size;
     m->bytes = bytes;
     m->shadow = (apr_buffer){.struct_size = sizeof(apr_buffer), .flags = 0, .size = size, .host_ptr = NULL, .handle = m};
-    size_t pos = mem_pos(in, m);
-    memmove(in->mems + pos + 1, in->mems + pos, (in->n_mems - pos) * sizeof *in->mems);
-    in->mems[pos] = m;
-    in->n_mems++;
+    pthread_mutex_lock(&live_lock); /* a peer's buffer_copy may be searching the list */
+    if (in->n_mems == in->cap_mems) {
+        size_t cap = in->cap_mems ? 2 * in->cap_mems : 64;
+        opaque_mem **nm = realloc(in->mems, cap * sizeof *nm);
+        if (nm) in->mems = nm, in->cap_mems = cap;
+    }
+    bool listed = in->n_mems < in->cap_mems;
+    if (listed) {
+        size_t pos = mem_pos(in, m);
+        memmove(in->mems + pos + 1, in->mems + pos, (in->n_mems - pos) * sizeof *in->mems);
+        in->mems[pos] = m;
+        in->n_mems++;
+    }
+    pthread_mutex_unlock(&live_lock);
+    if (!listed) {
+        free(bytes);
+        free(m);
+        return msg_set(err, err_size, APR_ERR_NOMEM, "opaque: out of memory listing buffers");
+    }
     in->live_bytes += size;
     out->flags = 0; /* never host visible: every byte goes through buffer_write / buffer_read */
     out->size = size;
@@ -459,11 +535,13 @@ static void opaque_free(void *backend, apr_buffer *buf) {
     opaque_mem *m = mem_find(in, buf->handle);
     if (!m) return; /* not ours (or freed twice): nothing to do */
     drain_implicit(in, NULL, 0); /* queued work may still name it */
+    pthread_mutex_lock(&live_lock); /* a peer's buffer_copy may be searching the list */
     size_t pos = mem_pos(in, m);
     memmove(in->mems + pos, in->mems + pos + 1, (in->n_mems - pos - 1) * sizeof *in->mems);
     in->n_mems--;
+    pthread_mutex_unlock(&live_lock);
     in->live_bytes -= m->size;
-    mem_release(m);
+    mem_kill(m); /* a peer copy from it still queued elsewhere keeps its bytes and fails when it runs */
     buf->handle = NULL;
     buf->host_ptr = NULL;
     buf->size = 0;
@@ -550,8 +628,11 @@ static apr_status opaque_read_async(void *backend, const apr_buffer *buf, uint64
     return APR_OK;
 }
 
-/* Only between two buffers of this instance; a host-visible buffer of another backend (or any other
- * buffer) is APR_ERR_UNSUPPORTED, so the core stages the copy through buffer_write. */
+/* Between two buffers of this instance, or from a buffer of another live opaque instance (a peer
+ * device) into one of this instance: both are queued here and run when this queue is drained. A
+ * host-visible buffer of another backend, or anything else, is APR_ERR_UNSUPPORTED (the core stages
+ * the copy through buffer_write), and so is a peer's buffer while refuse_peer_copy is set on either
+ * side. */
 static apr_status opaque_copy(void *backend, const apr_buffer *src, uint64_t src_offset, apr_buffer *dst,
                               uint64_t dst_offset, uint64_t size, char *err, size_t err_size) {
     instance *in = backend;
@@ -559,21 +640,64 @@ static apr_status opaque_copy(void *backend, const apr_buffer *src, uint64_t src
     opaque_mem *d = mem_of(in, dst);
     if (!d) return msg_set(err, err_size, APR_ERR_INVALID, "opaque: copy into a buffer that is not a live buffer of this instance");
     opaque_mem *s = mem_of(in, src);
-    if (!s) {
+    if (s) {
+        if (!range_ok(s, src_offset, size) || !range_ok(d, dst_offset, size))
+            return msg_set(err, err_size, APR_ERR_INVALID,
+                           "opaque: copy of %llu bytes from %llu of %llu to %llu of %llu is out of range",
+                           (unsigned long long)size, (unsigned long long)src_offset, (unsigned long long)s->size,
+                           (unsigned long long)dst_offset, (unsigned long long)d->size);
+        qitem it = {.kind = Q_COPY, .mem = d, .offset = dst_offset, .src_mem = s, .src_offset = src_offset, .size = size};
+        apr_status st = enqueue(in, &it, err, err_size);
+        if (st != APR_OK) return st;
+        in->counters.bytes_copied += size;
+        in->counters.n_copies++;
+        in->counters.bytes_copied_by_usage[d->usage] += size;
+        publish(in);
+        return APR_OK;
+    }
+
+    /* a peer's? Every other live instance's list is searched under live_lock, so src->handle is
+     * followed only once it is known to be a live record, and a reference is taken before the lock
+     * is let go: a free from the peer's thread cannot pull the bytes from under the queued copy. */
+    instance *peer = NULL;
+    bool refused = false, in_range = false;
+    int32_t peer_device = -1;
+    uint64_t src_size = 0;
+    pthread_mutex_lock(&live_lock);
+    for (size_t i = 0; src && i < n_live && !s; i++)
+        if (live[i] != in && (s = mem_of(live[i], src)) != NULL) peer = live[i];
+    if (s) {
+        peer_device = peer->device;
+        src_size = s->size;
+        refused = __atomic_load_n(&in->counters.refuse_peer_copy, __ATOMIC_RELAXED) != 0 ||
+                  __atomic_load_n(&peer->counters.refuse_peer_copy, __ATOMIC_RELAXED) != 0;
+        in_range = range_ok(s, src_offset, size) && range_ok(d, dst_offset, size);
+        if (!refused && in_range) mem_ref(s);
+    }
+    pthread_mutex_unlock(&live_lock);
+    if (!s || refused) {
         in->counters.n_copies_refused++;
         publish(in);
-        return msg_set(err, err_size, APR_ERR_UNSUPPORTED, "opaque: copies only between its own buffers");
+        if (!s)
+            return msg_set(err, err_size, APR_ERR_UNSUPPORTED,
+                           "opaque: copies only from its own buffers or a live buffer of another opaque instance");
+        return msg_set(err, err_size, APR_ERR_UNSUPPORTED, "opaque: device %d cannot reach device %d (refuse_peer_copy)",
+                       (int)in->device, (int)peer_device);
     }
-    if (!range_ok(s, src_offset, size) || !range_ok(d, dst_offset, size))
-        return msg_set(err, err_size, APR_ERR_INVALID, "opaque: copy of %llu bytes from %llu of %llu to %llu of %llu is out of range",
-                       (unsigned long long)size, (unsigned long long)src_offset, (unsigned long long)s->size,
+    if (!in_range)
+        return msg_set(err, err_size, APR_ERR_INVALID,
+                       "opaque: peer copy of %llu bytes from %llu of %llu to %llu of %llu is out of range",
+                       (unsigned long long)size, (unsigned long long)src_offset, (unsigned long long)src_size,
                        (unsigned long long)dst_offset, (unsigned long long)d->size);
-    qitem it = {.kind = Q_COPY, .mem = d, .offset = dst_offset, .src_mem = s, .src_offset = src_offset, .size = size};
+    qitem it = {.kind = Q_PEER_COPY, .mem = d, .offset = dst_offset, .src_mem = s, .src_offset = src_offset, .size = size};
     apr_status st = enqueue(in, &it, err, err_size);
-    if (st != APR_OK) return st;
-    in->counters.bytes_copied += size;
-    in->counters.n_copies++;
-    in->counters.bytes_copied_by_usage[d->usage] += size;
+    if (st != APR_OK) {
+        mem_unref(s);
+        return st;
+    }
+    /* nothing crosses to the host: bytes_in / bytes_out stay as they are */
+    in->counters.bytes_peer_copied += size;
+    in->counters.n_peer_copies++;
     publish(in);
     return APR_OK;
 }
@@ -677,8 +801,22 @@ static apr_status opaque_event_record(void *backend, void *event, char *err, siz
     return APR_OK;
 }
 
+/* Drains the instance e was recorded on up to its marker, when that instance is still alive (a
+ * destroyed one drained everything first). Another instance's is drained under live_lock, so that it
+ * cannot be destroyed meanwhile. */
+static apr_status drain_to_event(instance *in, const opaque_event *e, char *err, size_t err_size) {
+    if (!e->owner) return APR_OK; /* never recorded: nothing to wait for */
+    if (e->owner == in) return drain(in, e->seq, err, err_size);
+    pthread_mutex_lock(&live_lock);
+    apr_status st = live_has(e->owner) ? drain(e->owner, e->seq, err, err_size) : APR_OK;
+    pthread_mutex_unlock(&live_lock);
+    return st;
+}
+
 /* One queue per instance runs in order, so an event of this instance needs nothing; one of another
- * instance (same plugin) is waited for by draining that instance up to its marker now. */
+ * instance (same plugin) is waited for by draining that instance up to its marker now, so that the
+ * work queued here afterwards (a peer copy from that instance's memory) sees what came before the
+ * marker. */
 static apr_status opaque_event_wait(void *backend, void *event, char *err, size_t err_size) {
     instance *in = backend;
     opaque_event *e = event_of(event);
@@ -686,7 +824,7 @@ static apr_status opaque_event_wait(void *backend, void *event, char *err, size_
     in->counters.n_event_waits++;
     publish(in);
     if (!e->owner || e->owner == in) return APR_OK;
-    return drain(e->owner, e->seq, err, err_size);
+    return drain_to_event(in, e, err, err_size);
 }
 
 static apr_status opaque_event_synchronize(void *backend, void *event, char *err, size_t err_size) {
@@ -695,8 +833,7 @@ static apr_status opaque_event_synchronize(void *backend, void *event, char *err
     if (!in || !e) return msg_set(err, err_size, APR_ERR_INVALID, "opaque: event_synchronize on something not a live event");
     in->counters.n_event_syncs++;
     publish(in);
-    if (!e->owner) return APR_OK; /* never recorded: nothing to wait for */
-    return drain(e->owner, e->seq, err, err_size);
+    return drain_to_event(in, e, err, err_size);
 }
 
 static void opaque_event_free(void *backend, void *event) {

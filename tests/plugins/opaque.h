@@ -17,6 +17,19 @@
  * drained), and synchronize, event_synchronize, buffer_write and buffer_read drain it in order. A
  * core that reads host memory before synchronize sees stale bytes.
  *
+ * Peer copies: buffer_copy also takes, as src, a live buffer of ANOTHER live opaque instance of the
+ * same process (the other device, or another instance of the same one), as a CUDA peer copy would.
+ * The copy is queued on the destination instance like any other and reads the peer's memory when
+ * that queue is drained; nothing goes through the host. The core orders it with an event recorded on
+ * the source and waited for by the destination: event_wait on another instance's event drains that
+ * instance up to the marker, so the copy reads the source as the work before the marker left it. A
+ * core that skips the event reads whatever the source's queue has not yet written (stale bytes), and
+ * one that lets the source overwrite the buffer before the destination's queue has run the copy
+ * reads the newer bytes (a race, as on a device). A source buffer freed before the queued copy ran
+ * fails that copy (APR_ERR_INVALID, counted in n_async_errors); its memory stays valid until then.
+ * refuse_peer_copy (set on either instance) makes the two unable to reach each other: such a copy is
+ * APR_ERR_UNSUPPORTED and the core stages it through the host.
+ *
  * It serves two devices (probe's n_devices = 2: backends "opaque:0" and "opaque:1"), scores 1 and
  * states no caps.
  *
@@ -24,7 +37,7 @@
  *     opaque_counters *c = apr_backend_instance(be);   // check c->magic == OPAQUE_MAGIC
  * Counts grow from create; a test resets them with opaque_counters_reset (or by writing zeros:
  * the plugin rewrites magic, device and the gauges after every call, so a memset of the whole
- * struct is harmless too).
+ * struct is harmless too, though it also clears refuse_peer_copy, which the plugin never rewrites).
  */
 
 #define OPAQUE_MAGIC 0x4f504151u /* "OPAQ": heads the counters */
@@ -40,6 +53,14 @@
 typedef struct opaque_counters {
     uint32_t magic;               /* OPAQUE_MAGIC */
     int32_t device;               /* apr_backend_config.device this instance was created for */
+
+    /* control: set by a test, read by the plugin at each buffer_copy from a peer; neither rewritten
+     * by the plugin nor zeroed by opaque_counters_reset */
+    uint32_t refuse_peer_copy;    /* nonzero: this instance and its peers cannot reach each other, so a
+                                   * buffer_copy from a peer's buffer (into this instance, or into a peer
+                                   * from this one) is APR_ERR_UNSUPPORTED and counts n_copies_refused
+                                   * on the destination */
+    uint32_t reserved0;
 
     /* gauges: the plugin's state right now (not reset) */
     uint64_t live_buffers;        /* buffers allocated and not yet freed */
@@ -60,16 +81,20 @@ typedef struct opaque_counters {
     /* traffic across the boundary, counted when the call is made */
     uint64_t bytes_in;            /* host -> plugin: buffer_write + buffer_write_async */
     uint64_t bytes_out;           /* plugin -> host: buffer_read + buffer_read_async */
-    uint64_t bytes_copied;        /* plugin -> plugin: buffer_copy between two of its buffers */
+    uint64_t bytes_copied;        /* plugin -> plugin: buffer_copy between two of this instance's buffers */
+    uint64_t bytes_peer_copied;   /* peer -> this instance: buffer_copy from another instance's buffer (on the destination) */
     uint64_t n_writes;            /* buffer_write + buffer_write_async calls that were accepted */
     uint64_t n_writes_async;      /* of those, buffer_write_async */
     uint64_t n_reads;             /* buffer_read + buffer_read_async calls that were accepted */
     uint64_t n_reads_async;       /* of those, buffer_read_async */
-    uint64_t n_copies;            /* buffer_copy calls that were accepted */
-    uint64_t n_copies_refused;    /* buffer_copy calls from a buffer not its own (APR_ERR_UNSUPPORTED) */
+    uint64_t n_copies;            /* buffer_copy calls between two of this instance's buffers that were accepted */
+    uint64_t n_peer_copies;       /* buffer_copy calls from a peer's buffer that were accepted (on the destination) */
+    uint64_t n_copies_refused;    /* buffer_copy calls refused with APR_ERR_UNSUPPORTED: from a buffer of no live
+                                   * opaque instance (a freed one included), or from a peer's while
+                                   * refuse_peer_copy is set on either side */
     uint64_t bytes_in_by_usage[OPAQUE_N_USAGES];
     uint64_t bytes_out_by_usage[OPAQUE_N_USAGES];
-    uint64_t bytes_copied_by_usage[OPAQUE_N_USAGES]; /* by the destination's usage */
+    uint64_t bytes_copied_by_usage[OPAQUE_N_USAGES]; /* by the destination's usage; same-instance copies only */
     uint64_t n_writes_by_usage[OPAQUE_N_USAGES];
     uint64_t n_reads_by_usage[OPAQUE_N_USAGES];
 
@@ -94,7 +119,7 @@ typedef struct opaque_counters {
     uint64_t n_events_freed;
 } opaque_counters;
 
-/* Zeroes the counts, keeping magic, device and the gauges. */
+/* Zeroes the counts, keeping magic, device, refuse_peer_copy and the gauges. */
 static inline void opaque_counters_reset(opaque_counters *c) {
     memset(&c->n_allocs, 0, sizeof *c - offsetof(opaque_counters, n_allocs));
 }
