@@ -66,7 +66,7 @@ apr_status apr_llama_ctx_new(const llama_model *m, const llama_ctx_params *p, ap
     apr_status st = APR_OK;
     if (home < 0)
         st = apr_error_set(err, APR_ERR_UNSUPPORTED, "no backend can hold the KV cache (%s: %s)", apr_backend_name(backends[0]), why[0]);
-    if (!st) st = apr_llama_kv_new(backends[home], p->kv_dtype, m->hp.n_layer, (int64_t)m->hp.head_dim * m->hp.n_head_kv, p->n_ctx,
+    if (!st) st = apr_llama_kv_new(backends[home], p->kv_dtype, m->hp.n_layer, m->hp.head_dim, m->hp.n_head_kv, p->n_ctx,
                                    p->n_seq, &c->kv, err);
     if (!st) st = apr_llama_place_new(m, backends[0], p->pack_weights, &c->placed, err);
     if (st) {
@@ -227,27 +227,29 @@ apr_status apr_llama_ctx_decode(llama_ctx *c, const llama_batch *b, float *logit
     llama_kv *kv = c->kv;
     const int n = b->n;
     if (n < 1) return apr_error_set(err, APR_ERR_INVALID, "no tokens to evaluate");
-    if (!ctx_reserve(c, 3 * (size_t)n, 0)) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
+    const int Hkv = kv->n_head_kv;
+    if (!ctx_reserve(c, (2 + (size_t)Hkv) * (size_t)n, 0)) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
     int *start = c->seq_span, *end = start + kv->n_seq;
-    int32_t *pos = c->scratch_i, *slots = pos + n, *out_ids = slots + n;
+    int32_t *pos = c->scratch_i, *rows = pos + n, *out_ids = rows + (size_t)Hkv * n;
     llama_shape sh;
     apr_status st = ctx_shape(c, b, pos, start, end, &sh, err);
     const bool shaped = st == APR_OK;
     if (!st && sh.masked && !ctx_reserve(c, 0, (size_t)sh.S * (size_t)n))
         st = apr_error_set(err, APR_ERR_NOMEM, "out of memory for the mask");
-    pos = c->scratch_i, slots = pos + n, out_ids = slots + n; /* the scratch may have moved */
+    pos = c->scratch_i, rows = pos + n, out_ids = rows + (size_t)Hkv * n; /* the scratch may have moved */
     llama_kept *k = NULL;
     if (!st) st = ctx_graph(c, &sh, &k, err);
     if (!st) {
         int n_out = 0;
         for (int i = 0; i < n; i++) {
-            slots[i] = (int32_t)llama_kv_slot(kv, b->seq ? b->seq[i] : 0, pos[i]);
+            const int64_t slot = llama_kv_slot(kv, b->seq ? b->seq[i] : 0, pos[i]);
+            for (int h = 0; h < Hkv; h++) rows[(size_t)Hkv * i + h] = (int32_t)(h * kv->n_slots + slot);
             if (b->logits ? b->logits[i] : i == n - 1) out_ids[n_out++] = i;
         }
         apr_plan *p = k->p;
         st = apr_plan_set_input(p, k->io.ids, b->ids, (size_t)n * sizeof(int32_t), err);
         if (!st) st = apr_plan_set_input(p, k->io.pos, pos, (size_t)n * sizeof(int32_t), err);
-        if (!st) st = apr_plan_set_input(p, k->io.slots, slots, (size_t)n * sizeof(int32_t), err);
+        if (!st) st = apr_plan_set_input(p, k->io.slots, rows, (size_t)Hkv * n * sizeof(int32_t), err);
         if (!st && k->io.out_ids) st = apr_plan_set_input(p, k->io.out_ids, out_ids, (size_t)n_out * sizeof(int32_t), err);
         if (!st && k->io.mask) {
             ctx_fill_mask(c, b, pos, &sh, c->scratch_mask);

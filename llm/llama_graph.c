@@ -27,15 +27,14 @@ static apr_tensor *graph_heads(apr_graph *g, apr_tensor *x, int64_t hd, int64_t 
     return norm ? apr_mul(g, apr_rms_norm(g, x, eps), graph_norm_weight(g, norm)) : x;
 }
 
-/* Writes x [hd, Hkv, n] into rows io->slots of the cache table mem, then returns the slots
- * [s0, s0 + S) of the table as attention reads them: [hd, S, Hkv]. */
+/* Writes x [hd, Hkv, n] into rows io->slots of the head-major cache table in mem, then returns the
+ * slots [s0, s0 + S) of the table as attention reads them: [hd, S, Hkv], each head's run in order. */
 static apr_tensor *graph_cache(apr_graph *g, const llama_kv *kv, apr_mem *mem, apr_tensor *x, const llama_shape *sh,
-                               const llama_graph_io *io, int64_t hd, int64_t Hkv, const char *name) {
-    const int64_t n_slots = (int64_t)kv->n_ctx * kv->n_seq;
-    apr_tensor *table = apr_resident(g, kv->dtype, 2, (int64_t[]){kv->row, n_slots}, mem, 0, name);
-    table = apr_set_rows(g, table, apr_reshape(g, x, 2, (int64_t[]){kv->row, sh->n}), io->slots);
-    apr_tensor *seen = apr_reshape(g, apr_slice(g, table, 1, sh->s0, sh->S), 3, (int64_t[]){hd, Hkv, sh->S});
-    return apr_permute(g, seen, 0, 2, 1, 3);
+                               const llama_graph_io *io, const char *name) {
+    const int64_t hd = kv->head_dim, Hkv = kv->n_head_kv;
+    apr_tensor *table = apr_resident(g, kv->dtype, 2, (int64_t[]){hd, kv->n_slots * Hkv}, mem, 0, name);
+    table = apr_set_rows(g, table, apr_reshape(g, x, 2, (int64_t[]){hd, Hkv * sh->n}), io->slots);
+    return apr_slice(g, apr_reshape(g, table, 3, (int64_t[]){hd, kv->n_slots, Hkv}), 1, sh->s0, sh->S);
 }
 
 void llama_graph_build(const llama_model *m, const llama_kv *kv, const llama_shape *sh, apr_graph *g, llama_graph_io *io) {
@@ -45,7 +44,7 @@ void llama_graph_build(const llama_model *m, const llama_kv *kv, const llama_sha
     const apr_rope_params rope = {hp->n_rot, hp->rope_layout, hp->rope_base, hp->rope_scale};
     io->ids = apr_input(g, APR_I32, 1, (int64_t[]){n}, "ids");
     io->pos = apr_input(g, APR_I32, 1, (int64_t[]){n}, "positions");
-    io->slots = apr_input(g, APR_I32, 1, (int64_t[]){n}, "kv_slots");
+    io->slots = apr_input(g, APR_I32, 1, (int64_t[]){Hkv * n}, "kv_rows");
     io->mask = sh->masked ? apr_input(g, APR_F32, 2, (int64_t[]){sh->S, n}, "kv_mask") : NULL;
     io->out_ids = !sh->last_only && sh->n_out < n ? apr_input(g, APR_I32, 1, (int64_t[]){sh->n_out}, "out_ids") : NULL;
     apr_tensor *x = apr_get_rows(g, graph_weight(g, m->tok_embd), io->ids);
@@ -63,8 +62,8 @@ void llama_graph_build(const llama_model *m, const llama_kv *kv, const llama_sha
         v = graph_heads(g, graph_bias(g, v, L->bv), hd, Hkv, n, NULL, 0);
         q = apr_rope(g, q, io->pos, ff, &rope);
         k = apr_rope(g, k, io->pos, ff, &rope);
-        apr_tensor *k_all = graph_cache(g, kv, kv->k[l], k, sh, io, hd, Hkv, "k_cache");
-        apr_tensor *v_all = graph_cache(g, kv, kv->v[l], v, sh, io, hd, Hkv, "v_cache");
+        apr_tensor *k_all = graph_cache(g, kv, kv->k[l], k, sh, io, "k_cache");
+        apr_tensor *v_all = graph_cache(g, kv, kv->v[l], v, sh, io, "v_cache");
         /* q [hd, heads, tokens] -> [hd, tokens, heads], the layout attention reads */
         apr_tensor *att = apr_attention(g, apr_permute(g, q, 0, 2, 1, 3), k_all, v_all, io->mask,
                                         1.0f / sqrtf((float)hd), sh->causal);

@@ -19,7 +19,7 @@ typedef struct llama_shape {
 typedef struct llama_graph_io {
     apr_tensor *ids;     /* [n] i32 */
     apr_tensor *pos;     /* [n] i32 positions */
-    apr_tensor *slots;   /* [n] i32 cache slots the tokens' keys and values go to */
+    apr_tensor *slots;   /* [n_head_kv * n] i32 rows of the cache tables each token's heads go to */
     apr_tensor *mask;    /* [S, n] f32 or NULL */
     apr_tensor *out_ids; /* [n_out] i32 tokens whose logits are wanted, or NULL (all, or the last) */
     apr_tensor *logits;  /* [n_vocab, n_out] f32 */

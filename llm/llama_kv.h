@@ -9,13 +9,16 @@
 #include "apr/apr.h"
 #include "llm_api.h"
 
-/* Sequence s holds its position p in slot s * n_ctx + p of every layer's tables: a table is
- * [head_dim * n_head_kv, n_seq * n_ctx] of dtype, one row per slot. */
+/* Sequence s holds its position p in slot s * n_ctx + p of every layer's tables. A table is
+ * [head_dim, n_seq * n_ctx, n_head_kv] of dtype, head-major: the row of head h and slot i is row
+ * h * n_slots + i, so that attention streams each head's keys and values in order. */
 typedef struct llama_kv {
     apr_backend *be;        /* where the tables live */
     apr_dtype dtype;        /* APR_F16 or APR_F32 */
     int n_layer;
-    int64_t row;            /* elements of one slot: head_dim * n_head_kv */
+    int head_dim;           /* elements of one row */
+    int n_head_kv;          /* rows of one slot (one per key/value head) */
+    int64_t n_slots;        /* n_seq * n_ctx */
     int n_ctx;              /* positions per sequence */
     int n_seq;              /* sequences */
     apr_mem **k, **v;       /* [n_layer] tables */
@@ -23,7 +26,7 @@ typedef struct llama_kv {
 } llama_kv;
 
 /* Tables for n_seq sequences of n_ctx positions on be; zeroed. A failure names what did not fit. */
-LLM_API apr_status apr_llama_kv_new(apr_backend *be, apr_dtype dtype, int n_layer, int64_t row, int n_ctx, int n_seq,
+LLM_API apr_status apr_llama_kv_new(apr_backend *be, apr_dtype dtype, int n_layer, int head_dim, int n_head_kv, int n_ctx, int n_seq,
                                     llama_kv **out, apr_error *err);
 LLM_API void apr_llama_kv_free(llama_kv *kv);
 /* Bytes of the tables, all layers, keys and values. */

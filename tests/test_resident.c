@@ -116,9 +116,10 @@ static void res_single(const char *rel) {
         const int pos = apr_llama_session_pos(s);
         const opaque_counters before = *c;
         cr_assert_eq(apr_llama_session_eval(s, &got[i], 1, false, logits, &e), APR_OK, "%s", e.msg);
-        /* in: id, position, cache slot and the mask row over the 64-rounded slots read; out: the logits */
+        /* in: id, position, a cache row per kv head and the mask row over the 64-rounded slots read;
+         * out: the logits */
         const uint64_t S = (uint64_t)((pos + 1 + 63) / 64 * 64 < n_ctx ? (pos + 1 + 63) / 64 * 64 : n_ctx);
-        cr_assert_eq(c->bytes_in - before.bytes_in, 3 * 4 + 4 * S, "token %d: %llu bytes in", i,
+        cr_assert_eq(c->bytes_in - before.bytes_in, 4 * (2 + (uint64_t)m->hp.n_head_kv) + 4 * S, "token %d: %llu bytes in", i,
                      (unsigned long long)(c->bytes_in - before.bytes_in));
         cr_assert_eq(c->bytes_out - before.bytes_out, 4 * (uint64_t)V, "token %d: bytes out", i);
         cr_assert_eq(c->bytes_copied, before.bytes_copied);
