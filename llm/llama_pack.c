@@ -24,39 +24,6 @@ static int llama_pack_list(const llama_model *m, const gguf_tensor **out) {
     return n;
 }
 
-apr_status apr_llama_pack_new(const llama_model *m, apr_backend *be, llama_pack **out, apr_error *err) {
-    *out = NULL;
-    const int cap = 7 * m->hp.n_layer + 1;
-    llama_pack *p = calloc(1, sizeof *p);
-    const gguf_tensor **list = calloc((size_t)cap, sizeof *list);
-    if (p) p->data = calloc((size_t)cap, sizeof *p->data);
-    if (!p || !list || !p->data) {
-        if (p) free(p->data);
-        free(p);
-        free(list);
-        return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
-    }
-    p->be = be;
-    int n = llama_pack_list(m, list);
-    apr_status st = APR_OK;
-    for (int i = 0; i < n && st == APR_OK; i++) {
-        const gguf_tensor *t = list[i];
-        /* exactly what graph_weight hands apr_weight, so plans find the copy */
-        apr_error e;
-        apr_status s = apr_backend_pack_weight(be, (apr_dtype)t->dtype, t->n_dims, t->ne, t->data, t->name, &e);
-        if (s == APR_OK) p->data[p->n++] = t->data;
-        else if (s != APR_ERR_UNSUPPORTED) /* the backend keeps this one in the file's layout */
-            st = apr_error_set(err, s, "packing the weights for %s: %s", apr_backend_name(be), e.msg);
-    }
-    free(list);
-    if (st != APR_OK) {
-        apr_llama_pack_free(p);
-        return st;
-    }
-    *out = p;
-    return APR_OK;
-}
-
 /* Every weight the forward graph reads, matmul weights first (n_mm of them, as llama_pack_list). */
 static int llama_place_list(const llama_model *m, const gguf_tensor **out, int *n_mm) {
     int n = llama_pack_list(m, out);
@@ -73,7 +40,10 @@ static int llama_place_list(const llama_model *m, const gguf_tensor **out, int *
     return n;
 }
 
-apr_status apr_llama_place_new(const llama_model *m, apr_backend *be, bool pack, llama_pack **out, apr_error *err) {
+/* The holder of pack (place false: only the matmul weights, packed, those the backend declines
+ * skipped) or of every weight placed (place true), the matmul ones packed too when pack is set. */
+static apr_status llama_hold(const llama_model *m, apr_backend *be, bool place, bool pack, llama_pack **out,
+                             apr_error *err) {
     *out = NULL;
     const int cap = 14 * m->hp.n_layer + 4;
     llama_pack *p = calloc(1, sizeof *p);
@@ -86,18 +56,20 @@ apr_status apr_llama_place_new(const llama_model *m, apr_backend *be, bool pack,
         return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
     }
     p->be = be;
-    int n_mm, n = llama_place_list(m, list, &n_mm);
+    int n_mm, n = place ? llama_place_list(m, list, &n_mm) : (n_mm = llama_pack_list(m, list));
     apr_status st = APR_OK;
     for (int i = 0; i < n && st == APR_OK; i++) {
         const gguf_tensor *t = list[i];
         apr_error e;
         /* the dtype, shape and data graph_weight and graph_norm_weight hand apr_weight (norms and
-         * biases as 1-D), so that plans find the placed copy */
+         * biases as 1-D), so that plans find the copy */
         const int n_dims = i < n_mm || t == m->tok_embd ? t->n_dims : 1;
-        apr_status s = apr_backend_place_weight(be, (apr_dtype)t->dtype, n_dims, t->ne, t->data,
-                                                pack && i < n_mm ? APR_PLACE_PACK : 0, t->name, &e);
+        apr_status s = place ? apr_backend_place_weight(be, (apr_dtype)t->dtype, n_dims, t->ne, t->data,
+                                                        pack && i < n_mm ? APR_PLACE_PACK : 0, t->name, &e)
+                             : apr_backend_pack_weight(be, (apr_dtype)t->dtype, n_dims, t->ne, t->data, t->name, &e);
         if (s == APR_OK) p->data[p->n++] = t->data;
-        else st = apr_error_set(err, s, "placing the weights on %s: %s", apr_backend_name(be), e.msg);
+        else if (place || s != APR_ERR_UNSUPPORTED) /* a declined pack keeps the file's layout */
+            st = apr_error_set(err, s, "%s the weights on %s: %s", place ? "placing" : "packing", apr_backend_name(be), e.msg);
     }
     free(list);
     if (st != APR_OK) {
@@ -106,6 +78,14 @@ apr_status apr_llama_place_new(const llama_model *m, apr_backend *be, bool pack,
     }
     *out = p;
     return APR_OK;
+}
+
+apr_status apr_llama_pack_new(const llama_model *m, apr_backend *be, llama_pack **out, apr_error *err) {
+    return llama_hold(m, be, false, true, out, err);
+}
+
+apr_status apr_llama_place_new(const llama_model *m, apr_backend *be, bool pack, llama_pack **out, apr_error *err) {
+    return llama_hold(m, be, true, pack, out, err);
 }
 
 void apr_llama_pack_free(llama_pack *p) {

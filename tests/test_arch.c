@@ -11,6 +11,7 @@
 #include "gguf.h"
 #include "llama.h"
 #include "plugins/packtest.h"
+#include "util/tu_paths.h"
 
 /* ---------------------------------------------------------------- a tiny model, kept in memory for the oracle */
 
@@ -373,14 +374,7 @@ Test(arch, mistral_sliding_window_matches_the_oracle) {
 
 /* A registry that also holds the test plugins of <build>/tests/plugins (packtest). */
 static apr_registry *arch_test_registry(void) {
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    cr_assert(n > 0);
-    exe[n] = 0;
-    *strrchr(exe, '/') = 0;
-    char dir[PATH_MAX + 16];
-    snprintf(dir, sizeof dir, "%s/plugins", exe);
-    apr_registry_options o = {.plugin_path = dir};
+    apr_registry_options o = {.plugin_path = tu_test_plugins_dir()};
     apr_registry *reg;
     apr_error e;
     cr_assert_eq(apr_registry_open(&o, &reg, &e), APR_OK, "%s", e.msg);

@@ -10,16 +10,10 @@
 
 #include "apr/apr.h"
 #include "plugins/opaque.h"
+#include "util/tu_paths.h"
 
 static apr_registry *mem_registry(void) {
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    cr_assert(n > 0);
-    exe[n] = 0;
-    *strrchr(exe, '/') = 0;
-    char dir[PATH_MAX + 16];
-    snprintf(dir, sizeof dir, "%s/plugins", exe);
-    apr_registry_options o = {.plugin_path = dir};
+    apr_registry_options o = {.plugin_path = tu_test_plugins_dir()};
     apr_registry *reg;
     apr_error e;
     cr_assert_eq(apr_registry_open(&o, &reg, &e), APR_OK, "%s", e.msg);
@@ -253,5 +247,64 @@ Test(memory, queued_input_writes_are_settled_before_the_next_input_lands) {
     apr_plan_free(p);
     apr_graph_free(g);
     apr_backend_close(op);
+    apr_registry_close(reg);
+}
+
+/* The CPU plugins still serve cores from before ABI 4, whose node descriptors end before src_ext:
+ * two ADD nodes laid out at that stride run, and supports() takes the shorter struct. */
+Test(memory, cpu_plugins_take_the_node_size_of_cores_before_abi_4) {
+    apr_registry *reg = mem_registry();
+    const char *names[] = {"reference", NULL};
+    for (int b = 0; b < 2; b++) {
+        apr_backend *be;
+        apr_error e;
+        cr_assert_eq(apr_backend_open(reg, names[b], 1, &be, &e), APR_OK, "%s", e.msg);
+        const apr_plugin *api = apr_backend_plugin(be);
+        void *inst = apr_backend_instance(be);
+        float a[8], c[8], y[8], z[8];
+        for (int i = 0; i < 8; i++) a[i] = (float)i, c[i] = 10.0f * (float)i;
+        const size_t stride = (APR_NODE_DESC_SIZE_V3 + _Alignof(apr_node_desc) - 1) / _Alignof(apr_node_desc) * _Alignof(apr_node_desc);
+        char *nodes = calloc(2, stride);
+        for (int k = 0; k < 2; k++) {
+            apr_node_desc full;
+            memset(&full, 0, sizeof full);
+            full.struct_size = (uint32_t)APR_NODE_DESC_SIZE_V3;
+            full.op = APR_OP_ADD;
+            full.n_src = 2;
+            apr_tensor_desc *t[3] = {&full.src[0], &full.src[1], &full.dst};
+            float *data[3] = {k ? y : a, c, k ? z : y}; /* y = a + c, then z = y + c */
+            for (int j = 0; j < 3; j++) {
+                t[j]->struct_size = sizeof(apr_tensor_desc);
+                t[j]->dtype = APR_F32;
+                t[j]->ne[0] = 8;
+                t[j]->ne[1] = t[j]->ne[2] = t[j]->ne[3] = 1;
+                t[j]->nb[0] = 4;
+                for (int d = 1; d < 4; d++) t[j]->nb[d] = 32;
+                t[j]->data = data[j];
+            }
+            full.name = "add";
+            memcpy(nodes + k * stride, &full, APR_NODE_DESC_SIZE_V3); /* what an older core lays out */
+        }
+        char why[256] = "";
+        /* each tensor in a host buffer of its own (a, c, y, z), at offset 0 */
+        apr_buffer bufs[4];
+        for (int k = 0; k < 2; k++) {
+            apr_node_desc *n = (apr_node_desc *)(nodes + k * stride);
+            apr_tensor_desc *t[3] = {&n->src[0], &n->src[1], &n->dst};
+            for (int j = 0; j < 3; j++) {
+                apr_buffer *bb = &bufs[k ? (j == 0 ? 2 : j == 1 ? 1 : 3) : (j == 0 ? 0 : j == 1 ? 1 : 2)];
+                *bb = (apr_buffer){.struct_size = sizeof *bb, .flags = APR_BUFFER_HOST_VISIBLE, .size = sizeof a,
+                                   .host_ptr = t[j]->data};
+                t[j]->buffer = bb;
+            }
+        }
+        cr_expect_eq(api->supports(inst, (apr_node_desc *)nodes, why, sizeof why), APR_OK, "%s: %s", apr_backend_name(be), why);
+        apr_subgraph sg = {.struct_size = sizeof sg, .node_stride = (uint32_t)stride, .n_nodes = 2,
+                           .nodes = (const apr_node_desc *)nodes};
+        cr_assert_eq(api->compute(inst, &sg, why, sizeof why), APR_OK, "%s: %s", apr_backend_name(be), why);
+        for (int i = 0; i < 8; i++) cr_expect_eq(z[i], 21.0f * (float)i, "%s: z[%d]", apr_backend_name(be), i);
+        free(nodes);
+        apr_backend_close(be);
+    }
     apr_registry_close(reg);
 }

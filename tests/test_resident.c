@@ -22,14 +22,7 @@
 #define RES_N_DECODE 70 /* crosses a 64-position step, so one decode plan is replaced */
 
 static apr_registry *res_registry(void) {
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    cr_assert(n > 0);
-    exe[n] = 0;
-    *strrchr(exe, '/') = 0;
-    char dir[PATH_MAX + 16];
-    snprintf(dir, sizeof dir, "%s/plugins", exe);
-    apr_registry_options o = {.plugin_path = dir};
+    apr_registry_options o = {.plugin_path = tu_test_plugins_dir()};
     apr_registry *reg;
     apr_error e;
     cr_assert_eq(apr_registry_open(&o, &reg, &e), APR_OK, "%s", e.msg);

@@ -309,6 +309,11 @@ typedef struct apr_node_desc {
                                                * ABI >= 4 whose node_stride covers this field. */
 } apr_node_desc;
 
+/* The size of apr_node_desc (and the node_stride) from cores before ABI 4, which have no src_ext: a
+ * plugin that still serves them accepts nodes of at least this size and reads src_ext only when
+ * struct_size covers it. */
+#define APR_NODE_DESC_SIZE_V3 offsetof(apr_node_desc, src_ext)
+
 /* A subgraph handed to one backend: nodes in an order that respects every dependency. The
  * plugin may record, fuse or reorder as long as the results are the same. */
 typedef struct apr_subgraph {

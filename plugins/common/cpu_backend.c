@@ -218,8 +218,9 @@ apr_status cpu_backend_compute(void *backend, const apr_subgraph *g, char *err, 
     cpu_backend *be = backend;
     if (!be || !g) return msg_set(err, err_size, APR_ERR_INVALID, "compute: NULL argument");
     if (g->struct_size < sizeof(apr_subgraph)) return msg_set(err, err_size, APR_ERR_ABI, "compute: subgraph struct too small");
-    if (g->n_nodes && (!g->nodes || g->node_stride < sizeof(apr_node_desc)))
-        return msg_set(err, err_size, APR_ERR_ABI, "compute: node stride %u below %zu", g->node_stride, sizeof(apr_node_desc));
+    if (g->n_nodes && (!g->nodes || g->node_stride < APR_NODE_DESC_SIZE_V3))
+        return msg_set(err, err_size, APR_ERR_ABI, "compute: node stride %u below %zu", g->node_stride,
+                       (size_t)APR_NODE_DESC_SIZE_V3);
     /* another subgraph may hold other nodes at the addresses of the last one's */
     be->ahead_of = NULL;
     for (int t = 0; t < be->n_threads; t++) be->ahead[t].n = 0;

@@ -216,7 +216,7 @@ static apr_status cpu_supports_op(const apr_node_desc *n, char *why, size_t why_
 apr_status cpu_supports_node(void *backend, const apr_node_desc *n, char *why, size_t why_size) {
     (void)backend;
     if (!n) return msg_set(why, why_size, APR_ERR_INVALID, "NULL node");
-    if (n->struct_size < sizeof(apr_node_desc)) return msg_set(why, why_size, APR_ERR_ABI, "node struct too small");
+    if (n->struct_size < APR_NODE_DESC_SIZE_V3) return msg_set(why, why_size, APR_ERR_ABI, "node struct too small");
     if (n->n_src > APR_MAX_SRC) return msg_set(why, why_size, APR_ERR_INVALID, "n_src %u > %d", n->n_src, APR_MAX_SRC);
     /* structure first (shared with every backend); the ABI wants UNSUPPORTED from supports() */
     if (opcheck_node(n, why, why_size) != APR_OK) return APR_ERR_UNSUPPORTED;

@@ -363,9 +363,9 @@ static apr_status check_tensor(const check *c, const apr_tensor_desc *t) {
 
 apr_status opcheck_node(const apr_node_desc *n, char *why, size_t why_size) {
     if (!n) return msg_set(why, why_size, APR_ERR_INVALID, "node is NULL");
-    if (n->struct_size < sizeof(apr_node_desc))
+    if (n->struct_size < APR_NODE_DESC_SIZE_V3)
         return msg_set(why, why_size, APR_ERR_INVALID, "node struct_size %u < %zu", (unsigned)n->struct_size,
-                       sizeof(apr_node_desc));
+                       (size_t)APR_NODE_DESC_SIZE_V3);
     const op_info *info = op_lookup(n->op);
     if (!info) return msg_set(why, why_size, APR_ERR_UNSUPPORTED, "unknown op %u", (unsigned)n->op);
     check c = {n, info->name, why, why_size};

@@ -98,15 +98,15 @@ static apr_status refplugin_compute(void *backend, const apr_subgraph *graph, ch
                        (unsigned)graph->n_nodes);
     /* A stride that is too small or misaligned would make every node after the first unreadable. */
     if (graph->n_nodes &&
-        (graph->node_stride < sizeof(apr_node_desc) || graph->node_stride % _Alignof(apr_node_desc) != 0))
+        (graph->node_stride < APR_NODE_DESC_SIZE_V3 || graph->node_stride % _Alignof(apr_node_desc) != 0))
         return msg_set(err, err_size, APR_ERR_INVALID, "reference: node_stride %u, want a multiple of %zu and >= %zu",
-                       (unsigned)graph->node_stride, _Alignof(apr_node_desc), sizeof(apr_node_desc));
+                       (unsigned)graph->node_stride, _Alignof(apr_node_desc), (size_t)APR_NODE_DESC_SIZE_V3);
     for (uint32_t i = 0; i < graph->n_nodes; i++) {
         const apr_node_desc *n = (const apr_node_desc *)((const char *)graph->nodes + (size_t)i * graph->node_stride);
         char why[384] = "";
         apr_status st = run_node(n, why, sizeof why);
         if (st != APR_OK) {
-            const char *name = n->struct_size >= sizeof(apr_node_desc) && n->name ? n->name : "unnamed";
+            const char *name = n->struct_size >= APR_NODE_DESC_SIZE_V3 && n->name ? n->name : "unnamed";
             return msg_set(err, err_size, st, "node %u (%s): %s", (unsigned)i, name, why);
         }
     }

@@ -29,6 +29,19 @@ const char *tu_fixtures_dir(void) {
 
 bool tu_have_fixtures(void) { return access(tu_fixtures_dir(), R_OK) == 0; }
 
+const char *tu_test_plugins_dir(void) {
+    static char dir[PATH_MAX + 16];
+    if (dir[0]) return dir;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return strcpy(dir, "plugins");
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = 0;
+    snprintf(dir, sizeof dir, "%s/plugins", exe);
+    return dir;
+}
+
 char *tu_read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     cr_assert(f, "cannot open %s", path);

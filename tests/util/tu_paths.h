@@ -11,6 +11,8 @@ const char *tu_repo_dir(void);
 const char *tu_fixtures_dir(void);
 /* True when the fixtures folder is readable. */
 bool tu_have_fixtures(void);
+/* <build>/tests/plugins, where the test plugins (packtest, opaque, ...) are built. */
+const char *tu_test_plugins_dir(void);
 
 /* A whole file, NUL-terminated, malloc'd; *len (may be NULL) its size. Fails the test when the
  * file cannot be read. */
