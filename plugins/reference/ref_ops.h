@@ -36,6 +36,10 @@ void refrow_argmax(const apr_node_desc *n);
 /* ref_rope.c */
 void refrope_run(const apr_node_desc *n);
 
+/* ref_kernel.c: runs the kernel of n's op; n has passed opcheck_node and opcheck_bounds, and its
+ * tensors have host addresses. */
+apr_status refkernel_run(const apr_node_desc *n, char *err, size_t err_size);
+
 /* ref_attn.c */
 apr_status refattn_run(const apr_node_desc *n, char *err, size_t err_size);
 

@@ -65,28 +65,7 @@ static apr_status run_node(const apr_node_desc *n, char *err, size_t err_size) {
     if (st == APR_OK) st = opcheck_bounds(n, err, err_size);
     if (st == APR_OK) st = check_host(n, err, err_size);
     if (st != APR_OK) return st;
-    switch ((apr_op)n->op) {
-    case APR_OP_GET_ROWS: return refcopy_get_rows(n, err, err_size);
-    case APR_OP_MATMUL: return refmatmul_run(n, err, err_size);
-    case APR_OP_ADD: refelem_add(n); return APR_OK;
-    case APR_OP_MUL: refelem_mul(n); return APR_OK;
-    case APR_OP_SCALE: refelem_scale(n); return APR_OK;
-    case APR_OP_RMS_NORM: refrow_rms_norm(n); return APR_OK;
-    case APR_OP_ROPE: refrope_run(n); return APR_OK;
-    case APR_OP_SOFTMAX: refrow_softmax(n); return APR_OK;
-    case APR_OP_SILU: refelem_silu(n); return APR_OK;
-    case APR_OP_GELU: refelem_gelu(n); return APR_OK;
-    case APR_OP_SWIGLU: refelem_swiglu(n); return APR_OK;
-    case APR_OP_ATTENTION: return refattn_run(n, err, err_size);
-    case APR_OP_CPY: refcopy_cpy(n); return APR_OK;
-    case APR_OP_CONCAT: refcopy_concat(n); return APR_OK;
-    case APR_OP_ARGMAX: refrow_argmax(n); return APR_OK;
-    case APR_OP_SET_ROWS: return refcopy_set_rows(n, err, err_size); /* = APR_OP_COUNT_V1 */
-    case APR_OP_NONE:
-    case APR_OP_COUNT_V4: break;
-    }
-    /* opcheck_node knows exactly the ops above, so this is a bug in one of the two lists. */
-    return msg_set(err, err_size, APR_ERR_INTERNAL, "reference: op %u passed opcheck but has no kernel", (unsigned)n->op);
+    return refkernel_run(n, err, err_size);
 }
 
 static apr_status refplugin_compute(void *backend, const apr_subgraph *graph, char *err, size_t err_size) {

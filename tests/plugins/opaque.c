@@ -163,30 +163,6 @@ static apr_status check_host(const apr_node_desc *n, char *err, size_t err_size)
     return APR_OK;
 }
 
-/* Dispatch as ref_plugin.c's run_node does, on a node already checked and translated. */
-static apr_status run_kernel(const apr_node_desc *n, char *err, size_t err_size) {
-    switch (n->op) {
-    case APR_OP_GET_ROWS: return refcopy_get_rows(n, err, err_size);
-    case APR_OP_MATMUL: return refmatmul_run(n, err, err_size);
-    case APR_OP_ADD: refelem_add(n); return APR_OK;
-    case APR_OP_MUL: refelem_mul(n); return APR_OK;
-    case APR_OP_SCALE: refelem_scale(n); return APR_OK;
-    case APR_OP_RMS_NORM: refrow_rms_norm(n); return APR_OK;
-    case APR_OP_ROPE: refrope_run(n); return APR_OK;
-    case APR_OP_SOFTMAX: refrow_softmax(n); return APR_OK;
-    case APR_OP_SILU: refelem_silu(n); return APR_OK;
-    case APR_OP_GELU: refelem_gelu(n); return APR_OK;
-    case APR_OP_SWIGLU: refelem_swiglu(n); return APR_OK;
-    case APR_OP_ATTENTION: return refattn_run(n, err, err_size);
-    case APR_OP_CPY: refcopy_cpy(n); return APR_OK;
-    case APR_OP_CONCAT: refcopy_concat(n); return APR_OK;
-    case APR_OP_ARGMAX: refrow_argmax(n); return APR_OK;
-    case APR_OP_SET_ROWS: return refcopy_set_rows(n, err, err_size);
-    default: break;
-    }
-    return msg_set(err, err_size, APR_ERR_INTERNAL, "opaque: op %u passed opcheck but has no kernel", (unsigned)n->op);
-}
-
 /* Points t (a copy) into the plugin's memory: data = bytes + offset, buffer = the record's shadow.
  * An absent tensor (no buffer) stays as it is. */
 static apr_status translate(instance *in, apr_tensor_desc *t, const char *what, opaque_plan *p, size_t cap_mems,
@@ -295,7 +271,7 @@ static apr_status run_nodes(instance *in, const opaque_plan *p, char *err, size_
     for (uint32_t i = 0; i < p->n_nodes; i++) {
         const apr_node_desc *n = &p->nodes[i];
         char why[384] = "";
-        apr_status st = run_kernel(n, why, sizeof why);
+        apr_status st = refkernel_run(n, why, sizeof why);
         if (st != APR_OK) return msg_set(err, err_size, st, "opaque: queued node %u: %s", (unsigned)i, why);
         in->counters.n_nodes_run++;
         if (n->op < OPAQUE_N_OPS) in->counters.nodes_by_op[n->op]++;
