@@ -18,7 +18,7 @@ WERROR ?= -Werror
 OPT ?= -O2
 SAN ?=
 
-PKGS := hwloc libcjson libpcre2-8
+PKGS := hwloc libcjson libpcre2-8 libutf8proc
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CRIT_CFLAGS := $(shell pkg-config --cflags criterion 2>/dev/null)

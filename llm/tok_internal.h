@@ -26,6 +26,21 @@ typedef struct tok_merge {
 } tok_merge;
 
 typedef struct pre_tokenizer pre_tokenizer;   /* tok_pre.c */
+typedef struct tok_norm tok_norm;             /* tok_norm.c */
+
+/* Bits of tok_vocab.strip: how a Hugging Face added token is matched. */
+enum {
+    TOK_ADDED_LSTRIP = 1,          /* swallows the whitespace before it */
+    TOK_ADDED_RSTRIP = 2,          /* swallows the whitespace after it */
+    TOK_ADDED_NORMALIZED = 4,      /* matched in the normalized text (listed in nspecials), not the raw text */
+};
+
+/* An added token matched after normalization, by its content as the normalizer leaves it. */
+typedef struct tok_nspecial {
+    int32_t id;
+    uint32_t len;
+    char *text;                    /* malloc'd, NUL-terminated */
+} tok_nspecial;
 
 struct tok_vocab {
     tok_model model;
@@ -34,7 +49,7 @@ struct tok_vocab {
     uint32_t *len;                 /* [n] byte lengths */
     float *score;                  /* [n] SPM scores (0 for BPE) */
     uint8_t *type;                 /* [n] tok_type */
-    uint8_t *strip;                /* [n] bit 0: lstrip, bit 1: rstrip (added tokens) */
+    uint8_t *strip;                /* [n] TOK_ADDED_* bits (added tokens) */
     char *arena;
 
     int32_t *hash;                 /* [hash_cap] text -> id, open addressing, -1 = empty */
@@ -45,6 +60,9 @@ struct tok_vocab {
 
     int32_t *specials;             /* ids cut out before tokenizing, longest text first */
     int32_t n_specials;
+    tok_norm *norm;                /* tokenizer.json's normalizer, applied to the text between specials; NULL = none */
+    tok_nspecial *nspecials;       /* TOK_ADDED_NORMALIZED specials (when norm is set), longest first */
+    int32_t n_nspecials;
 
     int32_t bos, eos, unk, pad;    /* -1 = none */
     bool add_bos, add_eos;
@@ -77,6 +95,42 @@ void pre_free(pre_tokenizer *p);
  * Returns false when memory ran out. */
 bool pre_split(const pre_tokenizer *p, const char *text, size_t len,
                void (*fn)(const char *piece, size_t n, void *ctx), void *ctx);
+
+/* ---- tok_norm.c: Hugging Face normalizers (NFC/NFD/NFKC/NFKD, Lowercase, Strip, Replace, Prepend, Sequence) */
+struct cJSON;
+/* The normalizer a tokenizer.json's "normalizer" node describes; *out = NULL for null or none.
+ * A type not implemented is APR_ERR_UNSUPPORTED, with a message naming path and the type. */
+apr_status norm_parse(const struct cJSON *node, const char *path, tok_norm **out, apr_error *err);
+/* s[0, len) normalized: malloc'd and NUL-terminated, *out_len bytes; NULL when memory ran out.
+ * Bytes that are not valid UTF-8 pass through unchanged. */
+char *norm_apply(const tok_norm *n, const char *s, size_t len, size_t *out_len);
+void norm_free(tok_norm *n);
+/* Fills v->nspecials with the TOK_ADDED_NORMALIZED specials' normalized texts (v->norm set). */
+apr_status norm_specials(tok_vocab *v, apr_error *err);
+
+/* A growable output string of the normalizer steps. */
+typedef struct norm_buf {
+    char *p;
+    size_t n, cap;
+    bool oom;                      /* an append failed; the text is incomplete */
+} norm_buf;
+void norm_buf_put(norm_buf *b, const void *s, size_t n);
+
+/* ---- tok_norm_unicode.c: the steps that need Unicode data (utf8proc) */
+typedef enum norm_form { NORM_NFC, NORM_NFD, NORM_NFKC, NORM_NFKD } norm_form;
+void norm_unicode_form(norm_form form, const char *s, size_t len, norm_buf *out);
+/* Every character replaced by its full lowercase mapping (Rust's char::to_lowercase). */
+void norm_unicode_lower(const char *s, size_t len, norm_buf *out);
+/* Leading (left) and / or trailing (right) White_Space characters removed. */
+void norm_unicode_strip(const char *s, size_t len, bool left, bool right, norm_buf *out);
+bool norm_unicode_is_space(uint32_t cp);
+
+/* ---- tok_norm_replace.c: Replace with a literal string or a PCRE2 regex */
+typedef struct norm_replace norm_replace;
+apr_status norm_replace_new(const char *pattern, bool regex, const char *content, norm_replace **out, apr_error *err);
+/* s[0, len) with every match replaced by the content, appended to out. */
+void norm_replace_run(const norm_replace *r, const char *s, size_t len, norm_buf *out);
+void norm_replace_free(norm_replace *r);
 
 /* ---- tok_spm.c / tok_bpe.c: one run of raw text */
 void spm_tokenize(const tok_vocab *v, const char *text, size_t len, bool prefix_space, tok_ids *out);

@@ -3,8 +3,9 @@
  * Supported: model BPE with a ByteLevel pre-tokenizer, alone (GPT-2 regex) or after Split
  * (Regex or String, behavior Isolated), Digits and Punctuation steps in a Sequence; added tokens
  * (special -> control, otherwise user-defined; lstrip / rstrip kept); ignore_merges; merges as
- * "a b" strings or [a, b] pairs. The NFC normalizer is accepted but not applied; other
- * normalizers, Metaspace and non-BPE models are refused with APR_ERR_UNSUPPORTED.
+ * "a b" strings or [a, b] pairs; the normalizer (tok_norm.c: NFC, NFD, NFKC, NFKD, Lowercase, Strip,
+ * Replace, Prepend, Sequence), applied before pre-tokenization. Other normalizers, Metaspace
+ * (outside the SentencePiece form below) and non-BPE models are refused with APR_ERR_UNSUPPORTED.
  * tokenizer.json.gz is read through the system's gzip (no zlib dependency). */
 #include <cJSON.h>
 #include <errno.h>
@@ -339,7 +340,6 @@ static apr_status loadhf_build(const char *path, const cJSON *root, const cJSON 
     if (!cJSON_IsObject(vocab) || !cJSON_IsArray(merges)) return apr_error_set(err, APR_ERR_FORMAT, "%s: model.vocab or model.merges is missing", path);
 
     const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
-    const char *ntype = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(norm, "type"));
     /* SentencePiece converted to tokenizer.json: byte fallback, no ByteLevel step, "▁" for spaces */
     loadhf_pre spm_pre = {0};
     bool spm_prefix = false;
@@ -350,14 +350,14 @@ static apr_status loadhf_build(const char *path, const cJSON *root, const cJSON 
         return loadhf_build_spm(path, root, cfg, prefix, out, err);
     }
     for (int i = 0; i < spm_pre.n; i++) free(spm_pre.re[i]);
-    if (norm && !cJSON_IsNull(norm) && (!ntype || strcmp(ntype, "NFC")))
-        return apr_error_set(err, APR_ERR_UNSUPPORTED, "%s: normalizer '%s' is not supported", path, ntype ? ntype : "?");
 
     loadhf_pre pre = {0};
     tok_vocab *v = NULL;
     const char **texts = NULL;
-    apr_status st = loadhf_pre_node(cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), &pre, path, err);
+    tok_norm *normalizer = NULL;
+    apr_status st = norm_parse(norm, path, &normalizer, err);
     if (st) goto done;
+    if ((st = loadhf_pre_node(cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), &pre, path, err))) goto done;
     if (!pre.byte_level) {
         st = apr_error_set(err, APR_ERR_UNSUPPORTED, "%s: BPE without a ByteLevel pre-tokenizer (SentencePiece-style) is not supported; use the GGUF", path);
         goto done;
@@ -393,8 +393,11 @@ static apr_status loadhf_build(const char *path, const cJSON *root, const cJSON 
     cJSON_ArrayForEach(it, added) {
         int id = cJSON_GetObjectItemCaseSensitive(it, "id")->valueint;
         texts[id] = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "content"));
-        v->type[id] = loadhf_bool(it, "special", false) ? TOK_TYPE_CONTROL : TOK_TYPE_USER_DEFINED;
-        v->strip[id] = (uint8_t)(loadhf_bool(it, "lstrip", false) | loadhf_bool(it, "rstrip", false) << 1);
+        bool special = loadhf_bool(it, "special", false);
+        v->type[id] = special ? TOK_TYPE_CONTROL : TOK_TYPE_USER_DEFINED;
+        v->strip[id] = (uint8_t)((loadhf_bool(it, "lstrip", false) ? TOK_ADDED_LSTRIP : 0) |
+                                 (loadhf_bool(it, "rstrip", false) ? TOK_ADDED_RSTRIP : 0) |
+                                 (loadhf_bool(it, "normalized", !special) ? TOK_ADDED_NORMALIZED : 0));
     }
     if ((st = vocab_set_texts(v, texts, NULL, err))) goto done;
 
@@ -428,12 +431,15 @@ static apr_status loadhf_build(const char *path, const cJSON *root, const cJSON 
         v->add_eos = loadhf_bool(cfg, "add_eos_token", false);
     }
     snprintf(v->pre_name, sizeof v->pre_name, "tokenizer.json");
-    if ((st = vocab_finish(v, (const char *const *)pre.re, pre.n, err))) {
+    v->norm = normalizer;
+    normalizer = NULL;
+    if ((st = vocab_finish(v, (const char *const *)pre.re, pre.n, err)) || (st = norm_specials(v, err))) {
         char m[sizeof err->msg];
         snprintf(m, sizeof m, "%s", err ? err->msg : "");
         apr_error_set(err, st, "%s: %s", path, m);
     }
 done:
+    norm_free(normalizer);
     for (int i = 0; i < pre.n; i++) free(pre.re[i]);
     free(texts);
     if (st) apr_tok_free(v);

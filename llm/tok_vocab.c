@@ -157,6 +157,9 @@ apr_status vocab_finish(tok_vocab *v, const char *const *regexes, int n_regex, a
 void apr_tok_free(tok_vocab *v) {
     if (!v) return;
     pre_free(v->pre);
+    norm_free(v->norm);
+    for (int32_t i = 0; i < v->n_nspecials; i++) free(v->nspecials[i].text);
+    free(v->nspecials);
     free(v->text);
     free(v->len);
     free(v->score);

@@ -29,9 +29,14 @@
  *     for (int64_t i = 0; i < n && i < 256; i++) { size_t len; fputs(apr_tok_stream_push(s, ids[i], &len), stdout); }
  *     apr_tok_stream_free(s); apr_tok_free(v);
  *
- * Known limits: Hugging Face normalizers other than NFC are refused and NFC itself is not
- * applied (text that is already NFC, as nearly all text is, tokenizes exactly); the HF
- * Metaspace / SentencePiece-as-BPE form of tokenizer.json is not supported (use the GGUF).
+ * A tokenizer.json's normalizer (NFC, NFD, NFKC, NFKD, Lowercase, Strip, Replace, Prepend, or a
+ * Sequence of them; utf8proc's Unicode data) is applied to the text between special tokens
+ * before pre-tokenization, as Hugging Face tokenizers does; any other normalizer is refused when
+ * loading. GGUF files carry no normalizer and none is applied, as in llama.cpp.
+ *
+ * Known limits: the HF Metaspace / SentencePiece-as-BPE form of tokenizer.json is supported only
+ * with the normalizer SentencePiece itself implies (Prepend "▁" + Replace " " -> "▁"; else use
+ * the GGUF).
  */
 
 #include <stdbool.h>
@@ -97,6 +102,11 @@ enum {
  * -1 when memory ran out. */
 LLM_API int64_t apr_tok_encode(const tok_vocab *v, const char *text, size_t len, unsigned flags, int32_t *ids,
                                int64_t cap);
+
+/* The text as the vocabulary's normalizer leaves it (no normalizer: a copy): malloc'd,
+ * NUL-terminated, *out_len (may be NULL) its length; NULL when out of memory. Special tokens are
+ * not cut out first, as apr_tok_encode does. Bytes that are not valid UTF-8 pass through. */
+LLM_API char *apr_tok_normalize(const tok_vocab *v, const char *text, size_t len, size_t *out_len);
 
 /* ---------------------------------------------------------------- decoding */
 

@@ -7,8 +7,8 @@
 #                             once per CPU model in AA_QEMU_CPUS (AA_QEMU_CPUS="max cortex-a72" for two)
 #   make clean-aarch64
 #
-# The arm64 builds of hwloc, cJSON and PCRE2 come from Debian's arm64 packages, unpacked (never
-# installed) into $(AA_SYSROOT) by scripts/deps.sh; libc comes with the cross compiler in
+# The arm64 builds of hwloc, cJSON, PCRE2 and utf8proc come from Debian's arm64 packages, unpacked
+# (never installed) into $(AA_SYSROOT) by scripts/deps.sh; libc comes with the cross compiler in
 # $(AA_LIBC). binfmt_misc is not assumed: every program runs as `qemu-aarch64 -L $(AA_LIBC) ...`.
 # The test programs link a small Criterion-compatible runner (tests/shim/) instead of libcriterion,
 # whose arm64 package cannot sit beside the amd64 one and whose runner does not start under qemu.
@@ -34,7 +34,7 @@ AA_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra $(WERROR) -O2 -g -fPIC -pthrea
 # on a loop in tests/test_quant.c at -O2; test programs do not need the vectoriser.
 AA_TEST_CFLAGS := -fno-tree-vectorize
 AA_PKG_CFLAGS := -I$(AA_SYSROOT)/usr/include -I$(AA_SYSROOT)/usr/include/aarch64-linux-gnu -I$(AA_SYSROOT)/usr/include/cjson
-AA_PKG_LIBS := -L$(AA_SYSLIB) -Wl,-rpath-link,$(AA_SYSLIB) -lhwloc -lcjson -lpcre2-8
+AA_PKG_LIBS := -L$(AA_SYSLIB) -Wl,-rpath-link,$(AA_SYSLIB) -lhwloc -lcjson -lpcre2-8 -lutf8proc
 AA_LDFLAGS := -pthread
 
 AA_CORE_OBJS := $(CORE_SRCS:%.c=$(AA_B)/obj/%.o)
@@ -64,7 +64,7 @@ AA_TESTPLUGS := $(TESTPLUG_SRCS:tests/plugins/%.c=$(AA_B)/tests/plugins/%.so)
 # test_import's one test that executes apr-import
 # (an aarch64 program cannot exec another without binfmt_misc; test_run and test_quantize, which
 # exec apr-run / apr-quantize / apr-perplexity throughout, are left out for the same reason).
-AA_CHECK_TESTS := test_conformance test_tokenizer test_llama test_arch test_loader test_executor test_wpack test_fused test_gguf \
+AA_CHECK_TESTS := test_conformance test_tokenizer test_tok_norm test_tok_unicode test_llama test_arch test_loader test_executor test_wpack test_fused test_gguf \
                   test_chat test_import test_quant test_sampler test_tpool
 AA_EXCLUDE := --exclude 'import/apr_import_tool_exit_codes_and_summary'
 
@@ -76,9 +76,10 @@ aarch64: aarch64-lib $(AA_TEST_BINS) $(AA_TESTPLUGS)
 
 aarch64-lib: $(AA_LIBAPR) $(AA_LIBLLM) $(AA_PLUGINS) $(AA_TOOLS)
 
-# The arm64 libraries (and the cross compiler and qemu, when missing).
-$(AA_STAMP):
-	scripts/deps.sh aarch64 $(AA_SYSROOT)
+# The arm64 libraries (and the cross compiler and qemu, when missing); again when deps.sh changes,
+# which unpacks only when its package list differs from the one the stamp holds.
+$(AA_STAMP): scripts/deps.sh
+	scripts/deps.sh aarch64 $(AA_SYSROOT) && touch $@
 
 $(AA_B)/obj/core/%.o: core/%.c $(wildcard include/apr/*.h core/*.h) | $(AA_STAMP)
 	@mkdir -p $(dir $@)

@@ -23,7 +23,7 @@ if [ "${1:-}" = "aarch64" ]; then
     need="gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
     # The arm64 builds of the libraries libapr/libaprllm link; libudev1 is libhwloc15's one dependency
     # beyond libc (which comes with the cross compiler).
-    debs="libhwloc15 libhwloc-dev libudev1 libcjson1 libcjson-dev libpcre2-8-0 libpcre2-dev"
+    debs="libhwloc15 libhwloc-dev libudev1 libcjson1 libcjson-dev libpcre2-8-0 libpcre2-dev libutf8proc2 libutf8proc-dev"
     missing=$(missing_of $need)
     # apt only fetches arm64 packages once the architecture is known to dpkg; nothing arm64 is installed.
     if ! dpkg --print-foreign-architectures | grep -qx arm64; then
@@ -40,19 +40,22 @@ if [ "${1:-}" = "aarch64" ]; then
         echo "apr: installing missing Debian packages:$missing" >&2
         $sudo apt-get install -y -qq --no-install-recommends $missing >&2
     fi
-    [ -f "$sysroot/.complete" ] && exit 0
+    # the stamp lists the packages unpacked, so a sysroot from before a package was added is refilled
+    [ -f "$sysroot/.complete" ] && [ "$(cat "$sysroot/.complete")" = "$debs" ] && exit 0
     echo "apr: unpacking arm64 libraries into $sysroot:" $debs >&2
     mkdir -p "$sysroot/debs"
     arm=""
     for p in $debs; do arm="$arm $p:arm64"; done
     (cd "$sysroot/debs" && apt-get download -o APT::Sandbox::User=root $arm >&2)
     for d in "$sysroot"/debs/*.deb; do dpkg-deb -x "$d" "$sysroot"; done
-    touch "$sysroot/.complete"
+    echo "$debs" > "$sysroot/.complete"
     echo "apr: arm64 sysroot ready" >&2
     exit 0
 fi
 
-need="make gcc pkg-config libcjson-dev libhwloc-dev libcriterion-dev libpcre2-dev"
+need="make gcc pkg-config libcjson-dev libhwloc-dev libcriterion-dev libpcre2-dev libutf8proc-dev"
+# The tokenizer tests check the normalizers against Unicode's own data files (NormalizationTest.txt.bz2).
+need="$need unicode-data bzip2"
 # OpenBLAS is optional: apr-bench compares against it when present.
 want="libopenblas0"
 missing=$(missing_of $need $want)

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <utf8proc.h>
 
 #include "tok_internal.h"
 #include "tokenizer.h"
@@ -161,8 +162,8 @@ static void tt_gguf_vectors(const char *name) {
 
 /* tokenizer.json.gz is decompressed by the test into a temporary folder, beside a copy of
  * tokenizer_config.json, and loaded from there. */
-static void tt_hf_vectors(const char *name) {
-    char rel[256], cmd[PATH_MAX * 8], inp[PATH_MAX * 2], out[PATH_MAX * 2];
+static tok_vocab *tt_hf_load(const char *name) {
+    char rel[256], cmd[PATH_MAX * 8];
     snprintf(rel, sizeof rel, "vocab/%s/tokenizer.json.gz", name);
     tt_need(rel);
     snprintf(tt_tmp, sizeof tt_tmp, "/tmp/apr-tok-XXXXXX");
@@ -176,6 +177,12 @@ static void tt_hf_vectors(const char *name) {
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tt_tmp);
     cr_assert_eq(system(cmd), 0);
     cr_assert_eq(st, APR_OK, "%s: %s", name, e.msg);
+    return v;
+}
+
+static void tt_hf_vectors(const char *name) {
+    char inp[PATH_MAX * 2], out[PATH_MAX * 2];
+    tok_vocab *v = tt_hf_load(name);
     snprintf(inp, sizeof inp, "%s/vocab/%s/tokenizer.inp", tt_fix, name);
     snprintf(out, sizeof out, "%s/vocab/%s/tokenizer.out", tt_fix, name);
     tt_vectors(v, inp, out);
@@ -194,6 +201,59 @@ Test(tokenizer, gguf_deepseek_coder) { tt_gguf_vectors("deepseek-coder"); }
 Test(tokenizer, hf_llama3) { tt_hf_vectors("hf-llama3"); }
 Test(tokenizer, hf_qwen2) { tt_hf_vectors("hf-qwen2"); }
 Test(tokenizer, hf_gpt2) { tt_hf_vectors("hf-gpt2"); }
+
+/* Qwen2's tokenizer.json normalizes to NFC before pre-tokenizing, so text written decomposed
+ * gets the ids of its composed form: every fixture input s that is in NFC, given as NFD(s),
+ * must give the Hugging Face tokenizer's ids for s. */
+Test(tokenizer, hf_qwen2_nfd_input_gets_the_ids_of_its_nfc_form) {
+    tok_vocab *v = tt_hf_load("hf-qwen2");
+    char inp_path[PATH_MAX * 2], out_path[PATH_MAX * 2];
+    snprintf(inp_path, sizeof inp_path, "%s/vocab/hf-qwen2/tokenizer.inp", tt_fix);
+    snprintf(out_path, sizeof out_path, "%s/vocab/hf-qwen2/tokenizer.out", tt_fix);
+    size_t il;
+    char *inp = tu_read_file(inp_path, &il), *outs = tu_read_file(out_path, NULL), *op = outs;
+    static const char sep[] = "\n__ggml_vocab_test__\n";
+    int total = 0, decomposed = 0, bad = 0;
+    int32_t ids[4096], want[4096];
+    for (char *p = inp, *end; p < inp + il && (end = strstr(p, sep)); p = end + sizeof sep - 1) {
+        char *nl = strchr(op, '\n');
+        cr_assert(nl, "%s: fewer output lines than inputs", out_path);
+        *nl = 0;
+        int nw = 0;
+        for (char *q = op, *e; nw < 4096; q = e) {
+            long x = strtol(q, &e, 10);
+            if (e == q) break;
+            want[nw++] = (int32_t)x;
+        }
+        op = nl + 1;
+        *end = 0;
+        char *nfc = (char *)utf8proc_NFC((const utf8proc_uint8_t *)p), *nfd = (char *)utf8proc_NFD((const utf8proc_uint8_t *)p);
+        cr_assert(nfc && nfd, "%s: input %d is not valid UTF-8", inp_path, total);
+        if (!strcmp(nfc, p)) {
+            total++;
+            decomposed += strcmp(nfd, p) != 0;
+            int64_t got = apr_tok_encode(v, nfd, strlen(nfd), 0, ids, 4096);
+            if ((got != nw || memcmp(ids, want, (size_t)nw * sizeof *ids)) && bad++ < 4) {
+                char shown[512];
+                tt_show(p, strlen(p), shown, sizeof shown);
+                cr_log_error("NFD of \"%s\": %lld ids where Hugging Face gives %d", shown, (long long)got, nw);
+            }
+        }
+        free(nfc);
+        free(nfd);
+    }
+    free(inp);
+    free(outs);
+    cr_assert_gt(decomposed, 0, "no fixture input changes under NFD: the test checks nothing");
+    cr_assert_eq(bad, 0, "%d of %d NFD inputs tokenize differently from their NFC form", bad, total);
+    /* "café" with U+0301: 2 tokens ("caf" + "é"), as for the composed U+00E9 */
+    int32_t a[8], b[8];
+    int64_t na = apr_tok_encode(v, "cafe\xCC\x81", 6, 0, a, 8), nb = apr_tok_encode(v, "caf\xC3\xA9", 5, 0, b, 8);
+    cr_assert_eq(nb, 2);
+    cr_assert_eq(na, nb, "cafe + U+0301 gives %lld tokens, caf\u00e9 %lld", (long long)na, (long long)nb);
+    cr_assert_eq(memcmp(a, b, sizeof *a * 2), 0);
+    apr_tok_free(v);
+}
 
 /* The loader also reads a folder holding only tokenizer.json.gz (through gzip). */
 Test(tokenizer, hf_folder_with_gz) {
