@@ -390,5 +390,39 @@ APR_API apr_tensor *apr_set_rows(apr_graph *g, apr_tensor *table, apr_tensor *ro
     /* the result is the table itself: its storage, written in place */
     t->base = table;
     t->in_place = true;
+    t->written = 1u;
+    return t;
+}
+
+/* A leaf a graph may write in place: resident memory or host state, never a weight or a view. */
+static bool graph_is_writable_leaf(const struct apr_tensor *t) {
+    return t->kind == APR_KIND_RESIDENT || (t->kind == APR_KIND_WEIGHT && t->is_state);
+}
+
+APR_API apr_tensor *apr_adamw(apr_graph *g, apr_tensor *param, apr_tensor *grad, apr_tensor *m, apr_tensor *v,
+                              apr_tensor *hp) {
+    if (!param || !grad || !m || !v || !hp) return NULL;
+    struct apr_tensor *const w[3] = {param, m, v};
+    for (int i = 0; i < 3; i++) {
+        GRAPH_NEED(g, graph_is_writable_leaf(w[i]), "adamw: %s must be a resident or state leaf (it is written in place)",
+                   w[i]->name);
+        GRAPH_NEED(g, w[i]->dtype == APR_F32, "adamw: %s must be f32", w[i]->name);
+        for (int j = 0; j < i; j++) GRAPH_NEED(g, w[i] != w[j], "adamw: %s is given twice", w[i]->name);
+    }
+    GRAPH_NEED(g, grad->dtype == APR_F32 && hp->dtype == APR_F32, "adamw: gradient %s and hyperparameters %s must be f32",
+               grad->name, hp->name);
+    for (int d = 0; d < APR_MAX_DIMS; d++)
+        GRAPH_NEED(g, grad->ne[d] == param->ne[d] && m->ne[d] == param->ne[d] && v->ne[d] == param->ne[d],
+                   "adamw: %s, %s, %s and %s must have one shape", param->name, grad->name, m->name, v->name);
+    GRAPH_NEED(g, hp->ne[0] == APR_ADAMW_HP_COUNT && hp->ne[1] == 1 && hp->ne[2] == 1 && hp->ne[3] == 1,
+               "adamw: hyperparameters %s must be [%d]", hp->name, APR_ADAMW_HP_COUNT);
+    GRAPH_NEED(g, grad->base != param && grad->base != m && grad->base != v && hp->base != param && hp->base != m &&
+                      hp->base != v, "adamw: the gradient and hyperparameters must not be the tensors it writes");
+    struct apr_tensor *t = graph_op(g, APR_OP_ADAMW, APR_F32, param->ne, 5,
+                                    (struct apr_tensor *[]){param, grad, m, v, hp}, "adamw");
+    if (!t) return NULL;
+    t->base = param;
+    t->in_place = true;
+    t->written = 1u | 1u << 2 | 1u << 3;
     return t;
 }

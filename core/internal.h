@@ -40,7 +40,9 @@ struct apr_tensor {
     struct apr_tensor *view_of;      /* APR_KIND_VIEW: the tensor it was made from (it runs first) */
     const void *data;                /* weight data (APR_KIND_WEIGHT) */
     bool is_state;                   /* APR_KIND_WEIGHT made by apr_state: data may change between runs */
-    bool in_place;                   /* APR_KIND_OP writing its base leaf in place (SET_ROWS) */
+    bool in_place;                   /* APR_KIND_OP writing its base leaf in place (SET_ROWS, ADAMW) */
+    unsigned written;                /* in-place ops: bit i set when source i is written (its base, a
+                                      * leaf, is src0's for bit 0; ADAMW also sets bits 2 and 3) */
     apr_mem *mem;                    /* APR_KIND_RESIDENT: the memory, and the offset of the leaf in it */
     uint64_t mem_offset;
     bool is_output;

@@ -131,14 +131,17 @@ static int plan_backend_index(const apr_plan *p, const apr_backend *be) {
 }
 
 /* Why backend b may not run node t whatever its supports() says, or NULL: an in-place write runs
- * where its table lives (resident) or on a backend that reaches host memory in place (state); more
- * than four sources need a plugin whose node desc has src_ext. */
+ * where every leaf it writes lives (resident) or on a backend that reaches host memory in place
+ * (state); more than four sources need a plugin whose node desc has src_ext. */
 static const char *plan_forbids(const apr_plan *p, const struct apr_tensor *t, int b) {
     const apr_backend *be = p->backends[b];
-    if (t->in_place && t->base->kind == APR_KIND_RESIDENT && t->base->mem->be != be)
-        return "its table lives on another backend";
-    if (t->in_place && t->base->kind != APR_KIND_RESIDENT && !apr_backend_computes_on_host(be))
-        return "it writes host state in place, which this backend cannot reach";
+    for (int i = 0; i < t->n_src; i++) {
+        if (!(t->written >> i & 1u)) continue;
+        const struct apr_tensor *leaf = t->src[i]->base;
+        if (leaf->kind == APR_KIND_RESIDENT && leaf->mem->be != be) return "a leaf it writes lives on another backend";
+        if (leaf->kind != APR_KIND_RESIDENT && !apr_backend_computes_on_host(be))
+            return "it writes host state in place, which this backend cannot reach";
+    }
     if (t->n_src > APR_MAX_SRC && be->api->abi_version < 4) return "more than 4 sources need a plugin of ABI >= 4";
     return NULL;
 }
@@ -234,8 +237,9 @@ static apr_status plan_collect_stores(apr_plan *p, apr_error *err) {
     for (int s = 0; s < p->n_steps; s++) {
         struct apr_tensor *t = p->steps[s];
         int b = p->step_backend[s];
-        if (t->in_place) p->stores[p->store_of[t->base->id]].writer = b;
-        else p->stores[p->store_of[t->id]].loc[b].kind = PLAN_LOC_HOME;
+        if (!t->in_place) p->stores[p->store_of[t->id]].loc[b].kind = PLAN_LOC_HOME;
+        for (int i = 0; i < t->n_src; i++)
+            if (t->written >> i & 1u) p->stores[p->store_of[t->src[i]->base->id]].writer = b;
         for (int i = 0; i < t->n_src; i++) {
             if (!t->src[i]) continue;
             plan_store *ps = &p->stores[p->store_of[t->src[i]->base->id]];

@@ -31,7 +31,7 @@ typedef struct plan_store {
     int home;                /* producing backend index, or PLAN_HOST for leaves */
     int64_t bytes;           /* contiguous size */
     void *host;              /* leaves: weight data or the plan's input buffer; NULL for resident leaves */
-    int writer;              /* the backend of a step that writes it in place (SET_ROWS), which must
+    int writer;              /* the backend of a step that writes it in place (SET_ROWS, ADAMW), which must
                               * reach it in place; -1 when none does */
     int64_t home_offset;     /* op results: offset in the home arena */
     int first, last;         /* op results: step produced, last step read (n_steps = kept to the end) */

@@ -92,6 +92,8 @@ static const tolerance tolerances[] = {
     {APR_OP_CONCAT, "", TU_CMP_EXACT, 0, "moves bits"},
     {APR_OP_ARGMAX, "", TU_CMP_EXACT, 0, "an index"},
     {APR_OP_SET_ROWS, "", TU_CMP_EXACT, 0, "moves bits; f32 rows round to nearest even as cpy's do (NaN matches NaN)"},
+    {APR_OP_ADAMW, "", TU_CMP_NMSE, 1e-12,
+     "a dozen f32 operations per element: a few ulps where a kernel fuses multiply-adds (parameters, m and v alike)"},
 };
 
 static const tolerance *tol(uint32_t op, const char *key) {
@@ -104,7 +106,7 @@ static const tolerance *tol(uint32_t op, const char *key) {
 static const char *op_name(uint32_t op) {
     static const char *const names[] = {"none", "get_rows", "matmul", "add", "mul", "scale", "rms_norm", "rope",
                                         "softmax", "silu", "gelu", "swiglu", "attention", "cpy", "concat", "argmax",
-                                        "set_rows"};
+                                        "set_rows", "adamw"};
     return op < sizeof names / sizeof names[0] ? names[op] : "?";
 }
 
@@ -468,11 +470,24 @@ static void watch_case(const char *backend, const char *text) {
 }
 
 /* Runs one case (and frees it): on the reference, then on the backend under test, and judges. */
+static bool further_check(conf_run *r, const tu_node *n, unsigned char *const *got, unsigned char *const *want,
+                          const tolerance *t, const char *text);
+static bool adamw_host_check(const tu_node *n, const unsigned char *w, unsigned char *const *mv, char *why, size_t size);
+
 static void conf_check(conf_run *r, tu_node *n, const tolerance *t) {
     char text[640], msg[768];
     case_text(n, text, sizeof text);
     unsigned char *want = malloc(n->dst.size), *got = malloc(n->dst.size);
     cr_assert(want && got, "out of memory");
+    /* sources the node writes besides dst: the oracle's and the tested backend's copies */
+    unsigned char *want_w[TU_MAX_SRC] = {0}, *got_w[TU_MAX_SRC] = {0};
+    for (int i = 1; i < TU_MAX_SRC; i++)
+        if (n->written >> i & 1u) {
+            want_w[i] = malloc(n->src[i].size);
+            got_w[i] = malloc(n->src[i].size);
+            cr_assert(want_w[i] && got_w[i], "out of memory");
+        }
+    memcpy(n->written_out, want_w, sizeof want_w);
 
     watch_case(r->ref.name, text);
     /* the oracle reads the weight as it is; only the backend under test packs it */
@@ -487,6 +502,8 @@ static void conf_check(conf_run *r, tu_node *n, const tolerance *t) {
         if (o == TU_DECLINED) report_fail(r, text, "the reference declined a valid case: %s", msg);
         else if (o == TU_BROKEN) report_fail(r, text, "%s", msg);
         else if (!result_check(n, want, why, sizeof why)) report_fail(r, text, "%s", why);
+        else if (n->op == APR_OP_ADAMW && !adamw_host_check(n, want, want_w, why, sizeof why))
+            report_fail(r, text, "against the host-computed step: %s", why);
         else if (result_open(n)) r->passed++;
         else if (host_expect(n, &host)) {
             tu_cmp_result c = tu_compare(&n->dst, want, host.data, TU_CMP_EXACT, 0);
@@ -503,6 +520,7 @@ static void conf_check(conf_run *r, tu_node *n, const tolerance *t) {
         goto done;
     }
     watch_case(r->test.name, text);
+    memcpy(n->written_out, got_w, sizeof got_w);
     o = tu_node_run(&r->test, n, APR_OK, got, msg, sizeof msg);
     if (o == TU_DECLINED) {
         fprintf(stderr, "unsupported: %s %s: %s\n", r->test.name, text, msg);
@@ -526,6 +544,7 @@ static void conf_check(conf_run *r, tu_node *n, const tolerance *t) {
         report_fail(r, text, "%s", c.msg);
         goto done;
     }
+    if (!further_check(r, n, got_w, want_w, t, text)) goto done;
     r->passed++;
     if (t->mode == TU_CMP_NMSE && t->max_nmse > 0 && c.nmse / t->max_nmse >= r->worst_ratio) {
         r->worst_ratio = c.nmse / t->max_nmse;
@@ -534,7 +553,66 @@ static void conf_check(conf_run *r, tu_node *n, const tolerance *t) {
 done:
     free(want);
     free(got);
+    for (int i = 0; i < TU_MAX_SRC; i++) {
+        free(want_w[i]);
+        free(got_w[i]);
+    }
+    memset(n->written_out, 0, sizeof n->written_out);
     tu_node_free(n);
+}
+
+/* The further sources the node wrote in place, each judged as dst is. false (and reported) on the first miss. */
+static bool further_check(conf_run *r, const tu_node *n, unsigned char *const *got, unsigned char *const *want,
+                          const tolerance *t, const char *text) {
+    for (int i = 1; i < TU_MAX_SRC; i++) {
+        if (!(n->written >> i & 1u)) continue;
+        tu_cmp_result c = tu_compare(&n->src[i], got[i], want[i], t->mode, t->max_nmse);
+        if (!c.ok) {
+            report_fail(r, text, "src%d (written in place): %s", i, c.msg);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ---------------------------------------------------------------- ADAMW on the host */
+
+/* The step in double from the definition, against the reference's f32 parameters (w) and moments
+ * (mv[2], mv[3]): each within the op's tolerance, and all finite. */
+static bool adamw_host_check(const tu_node *n, const unsigned char *w, unsigned char *const *mv, char *why, size_t size) {
+    const tu_tensor *tw = &n->src[0], *tg = &n->src[1], *tm = &n->src[2], *tv = &n->src[3], *thp = &n->src[4];
+    double h[APR_ADAMW_HP_COUNT];
+    for (int k = 0; k < APR_ADAMW_HP_COUNT; k++) h[k] = tu_getf(thp, k, 0, 0, 0);
+    const tu_tensor *layout[3] = {tw, tm, tv};
+    const unsigned char *got[3] = {w, mv[2], mv[3]};
+    double d2[3] = {0}, b2[3] = {0};
+    int64_t ne = tu_tensor_nelements(tw), i[APR_MAX_DIMS];
+    for (int64_t k = 0; k < ne; k++) {
+        tu_tensor_index(tw, k, i);
+        double g = (double)tu_getf(tg, i[0], i[1], i[2], i[3]) * h[APR_ADAMW_GSCALE];
+        double m = h[APR_ADAMW_BETA1] * tu_getf(tm, i[0], i[1], i[2], i[3]) + (1.0 - h[APR_ADAMW_BETA1]) * g;
+        double v = h[APR_ADAMW_BETA2] * tu_getf(tv, i[0], i[1], i[2], i[3]) + (1.0 - h[APR_ADAMW_BETA2]) * g * g;
+        double x = tu_getf(tw, i[0], i[1], i[2], i[3]);
+        x -= h[APR_ADAMW_LR] * (h[APR_ADAMW_WEIGHT_DECAY] * x + m * h[APR_ADAMW_C1] / (sqrt(v * h[APR_ADAMW_C2]) + h[APR_ADAMW_EPS]));
+        const double expect[3] = {x, m, v};
+        for (int o = 0; o < 3; o++) {
+            double a = tu_load_f(APR_F32, got[o] + tu_tensor_byte(layout[o], i));
+            if (!isfinite(a)) {
+                snprintf(why, size, "%s element %lld is %g", o ? (o == 1 ? "m" : "v") : "w", (long long)k, a);
+                return false;
+            }
+            d2[o] += (a - expect[o]) * (a - expect[o]);
+            b2[o] += expect[o] * expect[o];
+        }
+    }
+    for (int o = 0; o < 3; o++) {
+        double nmse = b2[o] > 0 ? d2[o] / b2[o] : d2[o];
+        if (!(nmse <= 1e-12)) {
+            snprintf(why, size, "%s: nmse %.3g against the double-precision step > 1e-12", o ? (o == 1 ? "m" : "v") : "w", nmse);
+            return false;
+        }
+    }
+    return true;
 }
 
 /* ---------------------------------------------------------------- cases per op */
@@ -1090,6 +1168,45 @@ static void cases_argmax(conf_run *r) {
     }
 }
 
+/* ADAMW over shapes and layouts: parameters, gradient, moments (v >= 0) and hyperparameters drawn
+ * as training sees them, from the first step (zero moments, c1 = 1 / (1 - beta1)) to late ones. */
+static void cases_adamw(conf_run *r) {
+    static const struct { int64_t ne[4]; int lw, lg, lm; } shapes[] = {
+        {{1, 1, 1, 1}, 0, 0, 0},   {{7, 3, 1, 1}, 0, 0, 0},   {{33, 5, 3, 2}, 0, 0, 0}, {{4099, 2, 1, 1}, 0, 0, 0},
+        {{9000, 1, 1, 1}, 0, 0, 0}, {{64, 8, 4, 1}, 0, 1, 0}, {{37, 9, 2, 1}, 2, 0, 3}, {{31, 6, 1, 1}, 1, 3, 1},
+        {{32, 16, 1, 1}, 3, 2, 1},
+    };
+    static const tu_layout lays[] = {TU_CONTIG, TU_PADDED, TU_TRANSPOSED, TU_STEP2};
+    for (int first = 0; first < 2; first++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            const int64_t *ne = shapes[s].ne;
+            tu_rng rng = conf_next(r);
+            tu_node n;
+            node_init(&n, APR_OP_ADAMW, 5);
+            n.in_place = true;
+            n.written = 1u << 2 | 1u << 3;
+            tu_fill_uniform(add_src(&n, 0, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[shapes[s].lw]), &rng, -1, 1);
+            tu_fill_uniform(add_src(&n, 1, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[shapes[s].lg]), &rng, -3, 3);
+            tu_tensor *m = add_src(&n, 2, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[shapes[s].lm]);
+            tu_tensor *v = add_src(&n, 3, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[(shapes[s].lm + 1) % 4]);
+            tu_fill_uniform(m, &rng, first ? 0 : -0.3, first ? 0 : 0.3);
+            tu_fill_uniform(v, &rng, 0, first ? 0 : 0.5);
+            tu_tensor *hp = add_src(&n, 4, APR_F32, APR_ADAMW_HP_COUNT, 1, 1, 1, TU_CONTIG);
+            const double b1 = tu_rng_uniform(&rng, 0.8, 0.95), b2 = tu_rng_uniform(&rng, 0.95, 0.9999);
+            const double t = first ? 1 : (double)tu_rng_int(&rng, 2, 5000);
+            const double h[APR_ADAMW_HP_COUNT] = {
+                [APR_ADAMW_LR] = tu_rng_uniform(&rng, 1e-5, 1e-2), [APR_ADAMW_BETA1] = b1, [APR_ADAMW_BETA2] = b2,
+                [APR_ADAMW_EPS] = tu_rng_uniform(&rng, 1e-9, 1e-6), [APR_ADAMW_WEIGHT_DECAY] = tu_rng_uniform(&rng, 0, 0.1),
+                [APR_ADAMW_C1] = 1 / (1 - pow(b1, t)), [APR_ADAMW_C2] = 1 / (1 - pow(b2, t)),
+                [APR_ADAMW_GSCALE] = tu_rng_uniform(&rng, 0.25, 2),
+            };
+            for (int k = 0; k < APR_ADAMW_HP_COUNT; k++) tu_setf(hp, k, 0, 0, 0, (float)h[k]);
+            tu_tensor_init_like(&n.dst, &n.src[0]);
+            node_name(&n, "step %g lr=%.3g b1=%.4g b2=%.6g wd=%.3g", t, h[APR_ADAMW_LR], b1, b2, h[APR_ADAMW_WEIGHT_DECAY]);
+            conf_check(r, &n, tol(APR_OP_ADAMW, ""));
+        }
+}
+
 static void conf_cases(conf_run *r) {
     static const double unary_ranges[] = {8, 100};
     static const double scale_ranges[] = {2};
@@ -1108,6 +1225,7 @@ static void conf_cases(conf_run *r) {
     case APR_OP_CONCAT: cases_concat(r); break;
     case APR_OP_ARGMAX: cases_argmax(r); break;
     case APR_OP_SET_ROWS: cases_set_rows(r); break;
+    case APR_OP_ADAMW: cases_adamw(r); break;
     default: cr_assert_fail("no cases for op %u", (unsigned)r->op);
     }
 }
@@ -1220,6 +1338,7 @@ CONF_OP_TEST(cpy, APR_OP_CPY)
 CONF_OP_TEST(concat, APR_OP_CONCAT)
 CONF_OP_TEST(argmax, APR_OP_ARGMAX)
 CONF_OP_TEST(set_rows, APR_OP_SET_ROWS)
+CONF_OP_TEST(adamw, APR_OP_ADAMW)
 
 /* SET_ROWS with one id outside [0, R): APR_ERR_INVALID from compute(), and not one byte of the
  * table written, whichever position the bad id has (the valid ids before it included). */

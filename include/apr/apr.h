@@ -93,8 +93,12 @@ apr_status apr_host_query(apr_host_info *out, apr_error *err);
 typedef struct apr_registry apr_registry;
 
 typedef struct apr_registry_options {
-    const char *plugin_path;     /* colon-separated dirs searched first; NULL = getenv("APR_PLUGIN_PATH") */
+    const char *plugin_path;     /* colon-separated dirs searched first; NULL = APR_PLUGIN_PATH, which a
+                                  * setuid or setgid program ignores (secure_getenv) */
     bool skip_default_dir;       /* true: do not scan <prefix>/lib/apr/plugins */
+    const char *backends;        /* comma-separated backends the caller will open ("cpu-avx2,reference"):
+                                  * only the files providing them are loaded and listed (every file when
+                                  * one of them is missing or unusable); NULL = every file */
 } apr_registry_options;
 
 typedef enum apr_plugin_state { APR_PLUGIN_OK = 0, APR_PLUGIN_REJECTED = 1 } apr_plugin_state;
@@ -279,6 +283,12 @@ apr_tensor *apr_argmax(apr_graph *g, apr_tensor *x);
  * reader runs after the write. table is a resident or state leaf [D, R] of f32, f16 or bf16; the
  * node runs on the backend that holds it. */
 apr_tensor *apr_set_rows(apr_graph *g, apr_tensor *table, apr_tensor *rows, apr_tensor *ids);
+/* One AdamW step (APR_OP_ADAMW) that writes param, m and v in place, and returns param as it is
+ * after the step. param, m and v are resident or state leaves of one shape, f32; grad is an f32
+ * tensor of that shape; hp is an f32 tensor of APR_ADAMW_HP_COUNT elements (apr_adamw_hp), an input
+ * or a leaf, so a plan kept across steps takes each step's learning rate and bias corrections. The
+ * node runs where param lives; m and v must live there too. */
+apr_tensor *apr_adamw(apr_graph *g, apr_tensor *param, apr_tensor *grad, apr_tensor *m, apr_tensor *v, apr_tensor *hp);
 
 /* ---------------------------------------------------------------- plans (the executor) */
 

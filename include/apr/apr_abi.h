@@ -192,8 +192,36 @@ typedef enum apr_op {
      *           whose elements do not overlap (else APR_ERR_INVALID); rows is a strided view; rows and
      *           ids do not overlap the table. (A KV cache is written where it lives this way.) */
     APR_OP_SET_ROWS = 16,
-    APR_OP_COUNT_V4 = 17, /* ops known to ABI version 4 are below this */
+    /* ADAMW     (ABI 4) one AdamW step (decoupled weight decay) written in place into three sources:
+     *           src0 parameters w, src1 gradient g, src2 first moment m, src3 second moment v, all F32
+     *           of one shape [ne] (strided views whose elements do not overlap); src4 hp [8, 1, 1, 1]
+     *           F32 = {lr, beta1, beta2, eps, weight_decay, c1, c2, gscale}, read when the node runs (so
+     *           one kept plan serves every step), where c1 = 1 / (1 - beta1^t) and c2 = 1 / (1 - beta2^t)
+     *           are step t's bias corrections and gscale multiplies g (clipping, loss scaling). Per
+     *           element, in f32:
+     *               g' = g * gscale
+     *               m  = beta1 * m + (1 - beta1) * g'
+     *               v  = beta2 * v + (1 - beta2) * g' * g'
+     *               w  = w - lr * (weight_decay * w + (m * c1) / (sqrt(v * c2) + eps))
+     *           with the new m and v. dst is src0 itself (as for SET_ROWS); src2 and src3 are written in
+     *           place too; src1 and src4 overlap none of the three. src4 is src_ext[0]: the first op of
+     *           more than four sources. */
+    APR_OP_ADAMW = 17,
+    APR_OP_COUNT_V4 = 18, /* ops known to ABI version 4 are below this */
 } apr_op;
+
+/* (ABI 4) The elements of ADAMW's hyperparameter source, in order. */
+typedef enum apr_adamw_hp {
+    APR_ADAMW_LR = 0,
+    APR_ADAMW_BETA1 = 1,
+    APR_ADAMW_BETA2 = 2,
+    APR_ADAMW_EPS = 3,
+    APR_ADAMW_WEIGHT_DECAY = 4,
+    APR_ADAMW_C1 = 5,     /* 1 / (1 - beta1^t) */
+    APR_ADAMW_C2 = 6,     /* 1 / (1 - beta2^t) */
+    APR_ADAMW_GSCALE = 7, /* multiplies the gradient */
+    APR_ADAMW_HP_COUNT = 8,
+} apr_adamw_hp;
 
 /* ---------------------------------------------------------------- structs */
 

@@ -119,7 +119,7 @@ apr_status cpu_backend_create(const apr_backend_config *cfg, void **backend, cha
 static int cpu_backend_host_visible(const apr_node_desc *n) {
     if (opcheck_nelements(&n->dst) && !n->dst.data) return 0;
     for (uint32_t i = 0; i < n->n_src; i++)
-        if (cpu_supports_has_src(n, (int)i) && opcheck_nelements(&n->src[i]) && !n->src[i].data) return 0;
+        if (cpu_supports_has_src(n, (int)i) && opcheck_nelements(opcheck_src(n, i)) && !opcheck_src(n, i)->data) return 0;
     return 1;
 }
 
@@ -127,8 +127,8 @@ static int cpu_backend_host_visible(const apr_node_desc *n) {
  * matmul kernels know the packed layouts. */
 static int cpu_backend_packed_misused(const apr_node_desc *n) {
     if (n->dst.buffer && (n->dst.buffer->flags & APR_BUFFER_PACKED)) return 1;
-    for (uint32_t i = 0; i < n->n_src && i < APR_MAX_SRC; i++)
-        if (cpu_supports_has_src(n, (int)i) && n->src[i].buffer && (n->src[i].buffer->flags & APR_BUFFER_PACKED) &&
+    for (uint32_t i = 0; i < n->n_src; i++)
+        if (cpu_supports_has_src(n, (int)i) && opcheck_src(n, i)->buffer && (opcheck_src(n, i)->buffer->flags & APR_BUFFER_PACKED) &&
             !(n->op == APR_OP_MATMUL && i == 0))
             return 1;
     return 0;
@@ -160,6 +160,7 @@ static apr_status cpu_backend_node(cpu_backend *be, const apr_node_desc *n, char
     case APR_OP_CONCAT: return convert_run(be, n, err, err_size);
     case APR_OP_SET_ROWS: return set_rows_run(be, n, err, err_size);
     case APR_OP_ARGMAX: return argmax_run(be, n, err, err_size);
+    case APR_OP_ADAMW: return adamw_run(be, n, err, err_size);
     default: return msg_set(err, err_size, APR_ERR_UNSUPPORTED, "op %u not supported", n->op);
     }
 }

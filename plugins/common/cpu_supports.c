@@ -61,8 +61,8 @@ static apr_status cpu_supports_op(const apr_node_desc *n, char *why, size_t why_
     const apr_tensor_desc *d = &n->dst, *a = &n->src[0], *b = &n->src[1];
     const char *op = "op";
     if (!cpu_supports_nonneg(d)) SUP_BAD("negative dimension in dst");
-    for (uint32_t i = 0; i < n->n_src && i < APR_MAX_SRC; i++)
-        if (!cpu_supports_nonneg(&n->src[i])) SUP_BAD("negative dimension in src%u", i);
+    for (uint32_t i = 0; i < n->n_src; i++)
+        if (!cpu_supports_nonneg(opcheck_src(n, i))) SUP_BAD("negative dimension in src%u", i);
     switch (n->op) {
     case APR_OP_GET_ROWS:
         op = "get_rows";
@@ -201,6 +201,14 @@ static apr_status cpu_supports_op(const apr_node_desc *n, char *why, size_t why_
         if (!cpu_same_tensor(d, a)) SUP_BAD("set_rows: dst is not the table itself");
         return APR_OK;
     }
+    case APR_OP_ADAMW:
+        op = "adamw";
+        for (uint32_t i = 0; i < 4; i++)
+            if (n->src[i].dtype != APR_F32) SUP_FAIL("adamw: src%u dtype %s not supported (f32 only)", i, cpu_supports_dtype_name(n->src[i].dtype));
+        if (n->src_ext[0].dtype != APR_F32) SUP_FAIL("adamw: hyperparameters of dtype %s not supported (f32 only)",
+                                                     cpu_supports_dtype_name(n->src_ext[0].dtype));
+        if (!cpu_same_tensor(d, a)) SUP_BAD("adamw: dst is not the parameters themselves");
+        return APR_OK;
     case APR_OP_ARGMAX:
         op = "argmax";
         SUP_F32(a, "src0");
@@ -217,7 +225,8 @@ apr_status cpu_supports_node(void *backend, const apr_node_desc *n, char *why, s
     (void)backend;
     if (!n) return msg_set(why, why_size, APR_ERR_INVALID, "NULL node");
     if (n->struct_size < APR_NODE_DESC_SIZE_V3) return msg_set(why, why_size, APR_ERR_ABI, "node struct too small");
-    if (n->n_src > APR_MAX_SRC) return msg_set(why, why_size, APR_ERR_INVALID, "n_src %u > %d", n->n_src, APR_MAX_SRC);
+    if (n->n_src > APR_MAX_SRC + APR_MAX_SRC_EXT)
+        return msg_set(why, why_size, APR_ERR_INVALID, "n_src %u > %d", n->n_src, APR_MAX_SRC + APR_MAX_SRC_EXT);
     /* structure first (shared with every backend); the ABI wants UNSUPPORTED from supports() */
     if (opcheck_node(n, why, why_size) != APR_OK) return APR_ERR_UNSUPPORTED;
     apr_status st = cpu_supports_op(n, why, why_size);

@@ -51,8 +51,10 @@ static apr_status fail(const check *c, apr_status status, const char *fmt, ...) 
 }
 
 static const char *tname(const check *c, const apr_tensor_desc *t) {
-    static const char *const names[APR_MAX_SRC] = {"src0", "src1", "src2", "src3"};
+    static const char *const names[APR_MAX_SRC + APR_MAX_SRC_EXT] = {"src0", "src1", "src2", "src3",
+                                                                     "src4", "src5", "src6", "src7"};
     if (t == &c->n->dst) return "dst";
+    if (t >= c->n->src_ext && t < c->n->src_ext + APR_MAX_SRC_EXT) return names[APR_MAX_SRC + (t - c->n->src_ext)];
     return names[t - c->n->src];
 }
 
@@ -316,6 +318,23 @@ static apr_status check_set_rows(const check *c) {
     return APR_OK;
 }
 
+/* Written in place: w (src0, also dst), m (src2) and v (src3); read: g (src1) and hp (src4). */
+static apr_status check_adamw(const check *c) {
+    const apr_tensor_desc *w = &c->n->src[0];
+    for (uint32_t i = 0; i < 4; i++) {
+        const apr_tensor_desc *t = &c->n->src[i];
+        TRY(want_dtype(c, t, DT(APR_F32)));
+        if (i) TRY(want_ne(c, t, w->ne[0], w->ne[1], w->ne[2], w->ne[3]));
+        if ((i == 0 || i >= 2) && !elements_disjoint(t))
+            return fail(c, APR_ERR_INVALID, "%s ne=" NE_FMT " nb=" NE_FMT ": it is written in place, and its elements may "
+                        "overlap", tname(c, t), NE_ARGS(t->ne), NE_ARGS(t->nb));
+    }
+    const apr_tensor_desc *hp = &c->n->src_ext[0];
+    TRY(want_dtype(c, hp, DT(APR_F32)));
+    TRY(want_ne(c, hp, APR_ADAMW_HP_COUNT, 1, 1, 1));
+    return want_in_place(c);
+}
+
 static const op_info ops[APR_OP_COUNT_V4] = {
     [APR_OP_GET_ROWS] = {"get_rows", 2, 2, check_get_rows},
     [APR_OP_MATMUL] = {"matmul", 2, 2, check_matmul},
@@ -333,6 +352,7 @@ static const op_info ops[APR_OP_COUNT_V4] = {
     [APR_OP_CONCAT] = {"concat", 2, 2, check_concat},
     [APR_OP_ARGMAX] = {"argmax", 1, 1, check_argmax},
     [APR_OP_SET_ROWS] = {"set_rows", 3, 3, check_set_rows},
+    [APR_OP_ADAMW] = {"adamw", 5, 5, check_adamw},
 };
 
 static const op_info *op_lookup(uint32_t op) {
@@ -369,6 +389,9 @@ apr_status opcheck_node(const apr_node_desc *n, char *why, size_t why_size) {
     const op_info *info = op_lookup(n->op);
     if (!info) return msg_set(why, why_size, APR_ERR_UNSUPPORTED, "unknown op %u", (unsigned)n->op);
     check c = {n, info->name, why, why_size};
+    if (n->n_src > APR_MAX_SRC && n->struct_size < offsetof(apr_node_desc, src_ext) + (n->n_src - APR_MAX_SRC) * sizeof n->src_ext[0])
+        return fail(&c, APR_ERR_INVALID, "node struct_size %u holds no source %u (a core before ABI 4?)",
+                    (unsigned)n->struct_size, (unsigned)n->n_src - 1);
     if (n->n_src < info->min_src || n->n_src > info->max_src) {
         if (info->min_src == info->max_src)
             return fail(&c, APR_ERR_INVALID, "n_src=%u, want %u", (unsigned)n->n_src, (unsigned)info->min_src);
@@ -377,7 +400,7 @@ apr_status opcheck_node(const apr_node_desc *n, char *why, size_t why_size) {
     }
     TRY(check_tensor(&c, &n->dst));
     for (uint32_t i = 0; i < n->n_src; i++)
-        if (opcheck_src_present(n, i)) TRY(check_tensor(&c, &n->src[i]));
+        if (opcheck_src_present(n, i)) TRY(check_tensor(&c, opcheck_src(n, i)));
     return info->check(&c);
 }
 
@@ -415,17 +438,17 @@ apr_status opcheck_bounds(const apr_node_desc *n, char *why, size_t why_size) {
     check c = {n, info ? info->name : "?", why, why_size};
     TRY(tensor_bounds(&c, &n->dst));
     for (uint32_t i = 0; i < n->n_src; i++)
-        if (opcheck_src_present(n, i)) TRY(tensor_bounds(&c, &n->src[i]));
+        if (opcheck_src_present(n, i)) TRY(tensor_bounds(&c, opcheck_src(n, i)));
     return APR_OK;
 }
 
 bool opcheck_src_present(const apr_node_desc *n, uint32_t i) {
     const op_info *info = op_lookup(n->op);
-    if (!info || i >= n->n_src || i >= APR_MAX_SRC) return false;
+    if (!info || i >= n->n_src || i >= APR_MAX_SRC + APR_MAX_SRC_EXT) return false;
     if (i < info->min_src) return true;
     /* A zeroed slot (struct_size 0) is absent without reading further; any other slot is a real
      * desc, and check_tensor refuses it when it is too small to hold buffer. */
-    const apr_tensor_desc *t = &n->src[i];
+    const apr_tensor_desc *t = opcheck_src(n, i);
     if (t->struct_size == 0) return false;
     if (t->struct_size < offsetof(apr_tensor_desc, buffer) + sizeof t->buffer) return true;
     return t->buffer != NULL;

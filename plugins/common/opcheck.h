@@ -27,9 +27,9 @@
 
 /* Structural validity: struct sizes, op number, source count, dtypes, shapes and parameters as
  * apr_abi.h defines them for each op. Strides are not judged (any view is meaningful), except for
- * an op that writes in place: SET_ROWS's dst must be its src0 (same dtype, ne, nb, buffer, offset
- * and data; in supports() the same placeholder), and that table's elements must not overlap (each
- * |nb| at least the extent of the dims of smaller stride). Data is not read. APR_ERR_UNSUPPORTED
+ * an op that writes in place: SET_ROWS's and ADAMW's dst must be their src0 (same dtype, ne, nb,
+ * buffer, offset and data; in supports() the same placeholder), and the elements of every tensor they
+ * write must not overlap (each |nb| at least the extent of the dims of smaller stride). Data is not read. APR_ERR_UNSUPPORTED
  * for an op or dtype this ABI version does not know, otherwise APR_ERR_INVALID for anything that
  * breaks a definition. */
 apr_status opcheck_node(const apr_node_desc *n, char *why, size_t why_size);
@@ -39,8 +39,14 @@ apr_status opcheck_node(const apr_node_desc *n, char *why, size_t why_size);
  * APR_ERR_INVALID otherwise. */
 apr_status opcheck_bounds(const apr_node_desc *n, char *why, size_t why_size);
 
-/* True when src[i] is present under the rule above; call after opcheck_node succeeded. */
+/* True when source i is present under the rule above; call after opcheck_node succeeded. */
 bool opcheck_src_present(const apr_node_desc *n, uint32_t i);
+
+/* Source i: src[i] for the first APR_MAX_SRC, src_ext beyond (ABI 4; opcheck_node has checked that
+ * struct_size covers every source below n_src). */
+static inline const apr_tensor_desc *opcheck_src(const apr_node_desc *n, uint32_t i) {
+    return i < APR_MAX_SRC ? &n->src[i] : &n->src_ext[i - APR_MAX_SRC];
+}
 
 /* "matmul", ...; NULL for a number this ABI version does not know (APR_OP_NONE included). */
 const char *opcheck_op_name(uint32_t op);

@@ -21,6 +21,7 @@ apr_status refkernel_run(const apr_node_desc *n, char *err, size_t err_size) {
     case APR_OP_CONCAT: refcopy_concat(n); return APR_OK;
     case APR_OP_ARGMAX: refrow_argmax(n); return APR_OK;
     case APR_OP_SET_ROWS: return refcopy_set_rows(n, err, err_size); /* = APR_OP_COUNT_V1 */
+    case APR_OP_ADAMW: refoptim_adamw(n); return APR_OK;
     case APR_OP_NONE:
     case APR_OP_COUNT_V4: break;
     }

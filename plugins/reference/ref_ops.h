@@ -36,6 +36,9 @@ void refrow_argmax(const apr_node_desc *n);
 /* ref_rope.c */
 void refrope_run(const apr_node_desc *n);
 
+/* ref_optim.c: ADAMW, written in place into src0 (= dst), src2 and src3. */
+void refoptim_adamw(const apr_node_desc *n);
+
 /* ref_kernel.c: runs the kernel of n's op; n has passed opcheck_node and opcheck_bounds, and its
  * tensors have host addresses. */
 apr_status refkernel_run(const apr_node_desc *n, char *err, size_t err_size);

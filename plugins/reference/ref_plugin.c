@@ -54,7 +54,7 @@ static apr_status check_host(const apr_node_desc *n, char *err, size_t err_size)
     if (opcheck_nelements(&n->dst) && !n->dst.data)
         return msg_set(err, err_size, APR_ERR_INVALID, "%s: dst has no host address", opcheck_op_name(n->op));
     for (uint32_t i = 0; i < n->n_src; i++)
-        if (opcheck_src_present(n, i) && opcheck_nelements(&n->src[i]) && !n->src[i].data)
+        if (opcheck_src_present(n, i) && opcheck_nelements(opcheck_src(n, i)) && !opcheck_src(n, i)->data)
             return msg_set(err, err_size, APR_ERR_INVALID, "%s: src%u has no host address", opcheck_op_name(n->op),
                            (unsigned)i);
     return APR_OK;

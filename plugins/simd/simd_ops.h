@@ -24,5 +24,6 @@ apr_status attention_run(cpu_backend *be, const apr_node_desc *n, char *err, siz
 apr_status convert_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);     /* CPY GET_ROWS CONCAT */
 apr_status set_rows_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);    /* SET_ROWS, in place */
 apr_status argmax_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);
+apr_status adamw_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);      /* ADAMW, in place */
 
 #endif

@@ -157,8 +157,8 @@ static bool range_ok(const opaque_mem *m, uint64_t offset, uint64_t size) {
 static apr_status check_host(const apr_node_desc *n, char *err, size_t err_size) {
     if (opcheck_nelements(&n->dst) && !n->dst.data)
         return msg_set(err, err_size, APR_ERR_INVALID, "%s: dst has no memory", opcheck_op_name(n->op));
-    for (uint32_t i = 0; i < n->n_src && i < APR_MAX_SRC; i++)
-        if (opcheck_src_present(n, i) && opcheck_nelements(&n->src[i]) && !n->src[i].data)
+    for (uint32_t i = 0; i < n->n_src; i++)
+        if (opcheck_src_present(n, i) && opcheck_nelements(opcheck_src(n, i)) && !opcheck_src(n, i)->data)
             return msg_set(err, err_size, APR_ERR_INVALID, "%s: src%u has no memory", opcheck_op_name(n->op), (unsigned)i);
     return APR_OK;
 }
@@ -229,7 +229,7 @@ static apr_status plan_build(instance *in, const apr_subgraph *graph, opaque_pla
                 char what[16];
                 snprintf(what, sizeof what, "src%u", (unsigned)k);
                 apr_tensor_desc *t = k < APR_MAX_SRC ? &n->src[k] : &n->src_ext[k - APR_MAX_SRC];
-                if (k < APR_MAX_SRC ? opcheck_src_present(n, k) : t->struct_size != 0 && t->buffer != NULL)
+                if (opcheck_src_present(n, k))
                     st = translate(in, t, what, p, cap_mems, why, sizeof why);
                 else if (t->struct_size >= offsetof(apr_tensor_desc, data) + sizeof t->data && t->data)
                     st = msg_set(why, sizeof why, APR_ERR_INVALID, "%s: absent, but data is set", what);
@@ -860,6 +860,10 @@ static const apr_plugin opaque_table = {
     .event_free = opaque_event_free,
 };
 
+/* The same backend presented as an ABI 3 plugin (APR_OPAQUE_ABI=3): a table that ends before the
+ * ABI 4 slots, so the core must treat it as a plugin that predates them (src_ext included). */
+static apr_plugin opaque_table_v3;
+
 apr_status apr_plugin_entry(uint32_t core_abi_version, const apr_plugin **out, char *err, size_t err_size) {
     if (!out) return msg_set(err, err_size, APR_ERR_INVALID, "opaque: entry called without an output pointer");
     *out = NULL;
@@ -867,6 +871,14 @@ apr_status apr_plugin_entry(uint32_t core_abi_version, const apr_plugin **out, c
     if (core_abi_version < 4)
         return msg_set(err, err_size, APR_ERR_ABI, "opaque implements ABI %u and needs a core of ABI >= 4; this core speaks %u",
                        (unsigned)APR_ABI_VERSION, (unsigned)core_abi_version);
+    const char *abi = getenv("APR_OPAQUE_ABI");
+    if (abi && !strcmp(abi, "3")) {
+        opaque_table_v3 = opaque_table;
+        opaque_table_v3.struct_size = offsetof(apr_plugin, caps);
+        opaque_table_v3.abi_version = 3;
+        *out = &opaque_table_v3;
+        return APR_OK;
+    }
     *out = &opaque_table;
     return APR_OK;
 }

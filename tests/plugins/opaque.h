@@ -31,7 +31,9 @@
  * APR_ERR_UNSUPPORTED and the core stages it through the host.
  *
  * It serves two devices (probe's n_devices = 2: backends "opaque:0" and "opaque:1"), scores 1 and
- * states no caps.
+ * states no caps. With APR_OPAQUE_ABI=3 in the environment when the registry loads it, its table
+ * says ABI 3 and ends before the ABI 4 slots (one device, synchronous as far as the core knows: its
+ * buffer_read and buffer_write drain the queue).
  *
  * Each instance has its own counters, the first member of the instance, so
  *     opaque_counters *c = apr_backend_instance(be);   // check c->magic == OPAQUE_MAGIC

@@ -41,7 +41,7 @@ void tu_backend_close(tu_backend *b) {
 }
 
 void tu_node_free(tu_node *n) {
-    for (int i = 0; i < APR_MAX_SRC; i++) tu_tensor_free(&n->src[i]);
+    for (int i = 0; i < TU_MAX_SRC; i++) tu_tensor_free(&n->src[i]);
     tu_tensor_free(&n->dst);
 }
 
@@ -89,6 +89,12 @@ static void tu_node_desc(apr_node_desc *nd, const tu_node *n) {
     memcpy(nd->fparams, n->fparams, sizeof nd->fparams);
     nd->name = n->name;
     for (int i = 0; i < APR_MAX_SRC; i++) tu_desc_absent(&nd->src[i]);
+    for (int i = 0; i < APR_MAX_SRC_EXT; i++) tu_desc_absent(&nd->src_ext[i]);
+}
+
+/* Source i of a node desc: src, then src_ext. */
+static apr_tensor_desc *tu_src_slot(apr_node_desc *nd, int i) {
+    return i < APR_MAX_SRC ? &nd->src[i] : &nd->src_ext[i - APR_MAX_SRC];
 }
 
 /* Describes the first byte that differs between a and b in [0, n), relative to the tensor. */
@@ -108,10 +114,10 @@ tu_outcome tu_node_run(const tu_backend *b, const tu_node *n, apr_status expect,
     /* supports() sees shapes, strides and dtypes but no memory: a size-0 placeholder buffer. */
     apr_buffer placeholder = {.struct_size = sizeof placeholder};
     for (uint32_t i = 0; i < n->n_src; i++)
-        if (n->src[i].present) tu_desc(&nd.src[i], &n->src[i], &placeholder, n->src[i].offset);
+        if (n->src[i].present) tu_desc(tu_src_slot(&nd, (int)i), &n->src[i], &placeholder, n->src[i].offset);
     tu_desc(&nd.dst, &n->dst, &placeholder, n->dst.offset);
     nd.dst.data = NULL;
-    for (uint32_t i = 0; i < n->n_src; i++) nd.src[i].data = NULL;
+    for (uint32_t i = 0; i < n->n_src; i++) tu_src_slot(&nd, (int)i)->data = NULL;
     if (n->in_place) {
         if (n->pack_src0 || n->n_src == 0 || !n->src[0].present) {
             snprintf(msg, msg_size, "harness misuse: in_place needs a present src0 and no pack_src0");
@@ -126,19 +132,19 @@ tu_outcome tu_node_run(const tu_backend *b, const tu_node *n, apr_status expect,
         return TU_DECLINED;
     }
 
-    /* Slot APR_MAX_SRC is dst. */
-    tu_slot slots[APR_MAX_SRC + 1];
+    /* Slot TU_MAX_SRC is dst. */
+    tu_slot slots[TU_MAX_SRC + 1];
     memset(slots, 0, sizeof slots);
-    const tu_tensor *tens[APR_MAX_SRC + 1];
-    for (int i = 0; i < APR_MAX_SRC; i++) tens[i] = i < (int)n->n_src && n->src[i].present ? &n->src[i] : NULL;
-    tens[APR_MAX_SRC] = n->in_place ? NULL : &n->dst; /* in place: dst lives in src0's buffer */
+    const tu_tensor *tens[TU_MAX_SRC + 1];
+    for (int i = 0; i < TU_MAX_SRC; i++) tens[i] = i < (int)n->n_src && n->src[i].present ? &n->src[i] : NULL;
+    tens[TU_MAX_SRC] = n->in_place ? NULL : &n->dst; /* in place: dst lives in src0's buffer */
     tu_outcome result = TU_BROKEN;
     apr_buffer packed = {.struct_size = sizeof packed};
     bool have_packed = false;
     unsigned char *readback = NULL, *mask = NULL;
     char err[512] = "";
 
-    for (int i = 0; i <= APR_MAX_SRC; i++) {
+    for (int i = 0; i <= TU_MAX_SRC; i++) {
         const tu_tensor *t = tens[i];
         if (!t) continue;
         tu_slot *s = &slots[i];
@@ -146,7 +152,7 @@ tu_outcome tu_node_run(const tu_backend *b, const tu_node *n, apr_status expect,
         s->image = malloc(s->total);
         if (!s->image) { snprintf(msg, msg_size, "harness out of memory"); goto done; }
         memset(s->image, TU_GUARD_BYTE, s->total);
-        if (i == APR_MAX_SRC) tu_tensor_poison(t, s->image + TU_GUARD); /* dst: NaN everywhere */
+        if (i == TU_MAX_SRC) tu_tensor_poison(t, s->image + TU_GUARD); /* dst: NaN everywhere */
         else memcpy(s->image + TU_GUARD, t->data, t->size);
         s->buf.struct_size = sizeof s->buf;
         st = api->buffer_alloc(b->inst, s->total, &s->buf, err, sizeof err);
@@ -160,8 +166,8 @@ tu_outcome tu_node_run(const tu_backend *b, const tu_node *n, apr_status expect,
             snprintf(msg, msg_size, "buffer_write failed: %s: %s", apr_status_name(st), err);
             goto done;
         }
-        if (i == APR_MAX_SRC) tu_desc(&nd.dst, t, &s->buf, TU_GUARD + t->offset);
-        else tu_desc(&nd.src[i], t, &s->buf, TU_GUARD + t->offset);
+        if (i == TU_MAX_SRC) tu_desc(&nd.dst, t, &s->buf, TU_GUARD + t->offset);
+        else tu_desc(tu_src_slot(&nd, i), t, &s->buf, TU_GUARD + t->offset);
     }
     if (n->in_place) nd.dst = nd.src[0];
 
@@ -207,7 +213,7 @@ tu_outcome tu_node_run(const tu_backend *b, const tu_node *n, apr_status expect,
     }
 
     /* Read everything back: sources must be untouched, dst only at its elements. */
-    for (int i = 0; i <= APR_MAX_SRC; i++) {
+    for (int i = 0; i <= TU_MAX_SRC; i++) {
         const tu_tensor *t = tens[i];
         if (!t) continue;
         tu_slot *s = &slots[i];
@@ -220,8 +226,9 @@ tu_outcome tu_node_run(const tu_backend *b, const tu_node *n, apr_status expect,
             goto done;
         }
         const unsigned char *skip = NULL;
-        /* The tensor written: dst, or src0 when the node writes in place. */
-        const bool written = n->in_place ? i == 0 : i == APR_MAX_SRC;
+        /* The tensor written: dst, or src0 when the node writes in place; and any further source it writes. */
+        const bool further = n->in_place && i > 0 && i < TU_MAX_SRC && (n->written >> i & 1u);
+        const bool written = (n->in_place ? i == 0 : i == TU_MAX_SRC) || further;
         if (written) {
             free(mask);
             mask = calloc(1, s->total);
@@ -233,21 +240,22 @@ tu_outcome tu_node_run(const tu_backend *b, const tu_node *n, apr_status expect,
         if (k >= 0) {
             const char *where = k < TU_GUARD ? "guard before" : (uint64_t)k >= s->total - TU_GUARD ? "guard after" : "gap inside";
             if (written)
-                snprintf(msg, msg_size, "%s: byte %lld of the buffer (%s the tensor, storage byte %lld) changed from 0x%02x to 0x%02x",
-                         n->in_place ? "src0 (dst in place)" : "dst", (long long)k, where, (long long)k - TU_GUARD, s->image[k],
-                         readback[k]);
+                snprintf(msg, msg_size, "%s%.0d: byte %lld of the buffer (%s the tensor, storage byte %lld) changed from 0x%02x to 0x%02x",
+                         further ? "src" : n->in_place ? "src0 (dst in place)" : "dst", further ? i : 0, (long long)k, where,
+                         (long long)k - TU_GUARD, s->image[k], readback[k]);
             else
                 snprintf(msg, msg_size, "src%d was modified: buffer byte %lld (storage byte %lld) 0x%02x -> 0x%02x", i,
                          (long long)k, (long long)k - TU_GUARD, s->image[k], readback[k]);
             goto done;
         }
-        if (written) memcpy(out, readback + TU_GUARD, t->size);
+        if (further) memcpy(n->written_out[i], readback + TU_GUARD, t->size);
+        else if (written) memcpy(out, readback + TU_GUARD, t->size);
     }
     result = TU_RAN;
 
 done:
     if (have_packed) api->buffer_free(b->inst, &packed);
-    for (int i = 0; i <= APR_MAX_SRC; i++) {
+    for (int i = 0; i <= TU_MAX_SRC; i++) {
         if (slots[i].allocated) api->buffer_free(b->inst, &slots[i].buf);
         free(slots[i].image);
     }

@@ -25,18 +25,24 @@ typedef struct tu_backend {
 bool tu_backend_open(apr_registry *reg, const char *name, int n_threads, tu_backend *out, char *err, size_t err_size);
 void tu_backend_close(tu_backend *b);
 
+/* Sources a node may have: src, then (ABI 4) src_ext. */
+#define TU_MAX_SRC (APR_MAX_SRC + APR_MAX_SRC_EXT)
+
 /* One op node over host tensors: dst = op(src[0..n_src-1]). */
 typedef struct tu_node {
     uint32_t op;
     uint32_t n_src;                     /* sources counted, absent optional ones included */
     int32_t iparams[APR_MAX_PARAMS];
     float fparams[APR_MAX_PARAMS];
-    tu_tensor src[APR_MAX_SRC];         /* src[i].present false = absent optional source */
+    tu_tensor src[TU_MAX_SRC];          /* src[i].present false = absent optional source */
     tu_tensor dst;                      /* its storage is only the layout; contents are ignored */
     char name[256];                     /* the case, for messages */
     bool pack_src0;                     /* hand src[0] to the plugin's weight_pack (ABI 3) and run on the packed copy */
     bool in_place;                      /* dst is src[0] itself (SET_ROWS): same buffer, offset, shape and strides;
                                            dst above is not allocated (give it src[0]'s layout for comparisons) */
+    unsigned written;                   /* with in_place: bit i (i >= 1) for each further source the node writes
+                                           in place (ADAMW's moments); its storage comes back in written_out[i] */
+    unsigned char *written_out[TU_MAX_SRC]; /* the caller's buffers of src[i].size bytes, for the bits of written */
 } tu_node;
 
 void tu_node_free(tu_node *n);

@@ -34,6 +34,7 @@ static inline vec_t vec_add(vec_t a, vec_t b) { return vaddq_f32(a, b); }
 static inline vec_t vec_sub(vec_t a, vec_t b) { return vsubq_f32(a, b); }
 static inline vec_t vec_mul(vec_t a, vec_t b) { return vmulq_f32(a, b); }
 static inline vec_t vec_div(vec_t a, vec_t b) { return vdivq_f32(a, b); }
+static inline vec_t vec_sqrt(vec_t a) { return vsqrtq_f32(a); }
 static inline vec_t vec_fma(vec_t a, vec_t b, vec_t c) { return vfmaq_f32(c, a, b); }
 /* FMAXNM/FMINNM: a quiet NaN operand loses to a number, so passing the accumulator second skips
  * NaNs (the accumulators never hold one), as x86's max/min do. */

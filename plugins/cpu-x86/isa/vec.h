@@ -32,6 +32,7 @@ static inline vec_t vec_add(vec_t a, vec_t b) { return _mm512_add_ps(a, b); }
 static inline vec_t vec_sub(vec_t a, vec_t b) { return _mm512_sub_ps(a, b); }
 static inline vec_t vec_mul(vec_t a, vec_t b) { return _mm512_mul_ps(a, b); }
 static inline vec_t vec_div(vec_t a, vec_t b) { return _mm512_div_ps(a, b); }
+static inline vec_t vec_sqrt(vec_t a) { return _mm512_sqrt_ps(a); }
 static inline vec_t vec_fma(vec_t a, vec_t b, vec_t c) { return _mm512_fmadd_ps(a, b, c); }
 /* max/min return the second operand when either is NaN: pass the accumulator second to skip NaNs. */
 static inline vec_t vec_max(vec_t a, vec_t b) { return _mm512_max_ps(a, b); }
@@ -106,6 +107,7 @@ static inline vec_t vec_add(vec_t a, vec_t b) { return _mm256_add_ps(a, b); }
 static inline vec_t vec_sub(vec_t a, vec_t b) { return _mm256_sub_ps(a, b); }
 static inline vec_t vec_mul(vec_t a, vec_t b) { return _mm256_mul_ps(a, b); }
 static inline vec_t vec_div(vec_t a, vec_t b) { return _mm256_div_ps(a, b); }
+static inline vec_t vec_sqrt(vec_t a) { return _mm256_sqrt_ps(a); }
 static inline vec_t vec_fma(vec_t a, vec_t b, vec_t c) { return _mm256_fmadd_ps(a, b, c); }
 static inline vec_t vec_max(vec_t a, vec_t b) { return _mm256_max_ps(a, b); }
 static inline vec_t vec_min(vec_t a, vec_t b) { return _mm256_min_ps(a, b); }
