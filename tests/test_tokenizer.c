@@ -255,6 +255,23 @@ Test(tokenizer, hf_qwen2_nfd_input_gets_the_ids_of_its_nfc_form) {
     apr_tok_free(v);
 }
 
+/* A GGUF vocabulary carries no normalizer, and none is applied: llama.cpp's BPE and SPM sessions
+ * tokenize the raw text (its converter writes no normalizer, even for Qwen2's NFC), so a GGUF
+ * gives llama.cpp's ids for decomposed text, not the composed form's. */
+Test(tokenizer, gguf_applies_no_normalizer) {
+    tt_need("vocab/ggml-vocab-gpt-2.gguf");
+    tok_vocab *v = tt_load("vocab/ggml-vocab-gpt-2.gguf");
+    static const char nfd[] = "cafe\xCC\x81 \xC4\xB0";
+    size_t n;
+    char *t = apr_tok_normalize(v, nfd, sizeof nfd - 1, &n);
+    cr_assert(t && n == sizeof nfd - 1 && !memcmp(t, nfd, n), "a GGUF vocabulary changed the text");
+    free(t);
+    int32_t a[16], b[16];
+    int64_t na = apr_tok_encode(v, nfd, 6, 0, a, 16), nb = apr_tok_encode(v, "caf\xC3\xA9", 5, 0, b, 16);
+    cr_assert(na > 0 && nb > 0 && (na != nb || memcmp(a, b, (size_t)na * sizeof *a)), "the GGUF composed cafe + U+0301");
+    apr_tok_free(v);
+}
+
 /* The loader also reads a folder holding only tokenizer.json.gz (through gzip). */
 Test(tokenizer, hf_folder_with_gz) {
     tt_need("vocab/hf-gpt2/tokenizer.json.gz");
