@@ -106,6 +106,7 @@ int main(int argc, char **argv) {
 
     int rc = CLI_EXIT_FAIL;
     apr_registry *reg = NULL;
+    modelbench_model *model = NULL;
     peer *pe = NULL;
     ceiling_reader *reader = NULL;
     apr_error e;
@@ -118,6 +119,8 @@ int main(int argc, char **argv) {
     int n_backends;
     if ((rc = main_backends(reg, o.backend, backends, &n_backends)) != CLI_EXIT_OK) goto out;
     rc = CLI_EXIT_FAIL;
+    /* the arguments are checked before the ceilings, which take seconds to measure */
+    if (o.model && !(model = modelbench_load(o.model))) goto out;
     int cores = host->n_physical_cores > 0 ? host->n_physical_cores : 1;
     if (!o.n_threads) o.threads[o.n_threads++] = cores;
 
@@ -161,7 +164,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < n_ceil && !o.json; i++)
             printf("  %d thread(s): read %.1f GB/s, f32 FMA %.1f GFLOP/s\n", ceilings[i].threads, ceilings[i].read_gbps,
                    ceilings[i].fma_gflops);
-        rc = modelbench_run(&o, reg, backends, n_backends, ceilings, n_ceil, reader) ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+        rc = modelbench_run(&o, model, reg, backends, n_backends, ceilings, n_ceil, reader) ? CLI_EXIT_FAIL : CLI_EXIT_OK;
         goto out;
     }
 
@@ -192,6 +195,7 @@ int main(int argc, char **argv) {
         rc = CLI_EXIT_FAIL;
     }
 out:
+    modelbench_free(model);
     ceiling_reader_free(reader);
     peer_close(pe);
     if (reg) apr_registry_close(reg);

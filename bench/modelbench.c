@@ -116,16 +116,35 @@ out:
     return rc;
 }
 
-int modelbench_run(const opts *o, apr_registry *reg, const char *const *backends, int n_backends,
+struct modelbench_model {
+    gguf_file *f;
+    llama_model *m;
+};
+
+modelbench_model *modelbench_load(const char *path) {
+    apr_error e;
+    modelbench_model *mm = calloc(1, sizeof *mm);
+    if (!mm) { fprintf(stderr, "error: out of memory\n"); return NULL; }
+    if (apr_gguf_open(path, &mm->f, &e) != APR_OK || apr_llama_model_load(mm->f, &mm->m, &e) != APR_OK) {
+        fprintf(stderr, "error: %s\n", e.msg);
+        modelbench_free(mm);
+        return NULL;
+    }
+    return mm;
+}
+
+void modelbench_free(modelbench_model *mm) {
+    if (!mm) return;
+    apr_llama_model_free(mm->m);
+    apr_gguf_close(mm->f);
+    free(mm);
+}
+
+int modelbench_run(const opts *o, const modelbench_model *mm, apr_registry *reg, const char *const *backends, int n_backends,
                    const ceiling *ceilings, int n_ceilings, ceiling_reader *reader) {
     apr_error e;
-    gguf_file *f = NULL;
-    llama_model *m = NULL;
-    if (apr_gguf_open(o->model, &f, &e) != APR_OK || apr_llama_model_load(f, &m, &e) != APR_OK) {
-        fprintf(stderr, "error: %s\n", e.msg);
-        apr_gguf_close(f);
-        return -1;
-    }
+    const gguf_file *f = mm->f;
+    const llama_model *m = mm->m;
     double bytes = modelbench_bytes_per_token(f, m);
     cJSON *rows = o->json ? cJSON_CreateArray() : NULL;
     if (!o->json) {
@@ -192,7 +211,5 @@ int modelbench_run(const opts *o, apr_registry *reg, const char *const *backends
         free(text);
         cJSON_Delete(root);
     }
-    apr_llama_model_free(m);
-    apr_gguf_close(f);
     return rc;
 }

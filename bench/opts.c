@@ -19,7 +19,8 @@ void opts_help(FILE *f) {
         "\n"
         "options:\n"
         "  --backend NAME   only this backend (an unknown name is an error listing the usable ones)\n"
-        "  --threads N[,N]  thread counts to run, e.g. --threads 1,2 (default: physical cores)\n"
+        "  --threads N[,N]  thread counts to run, e.g. --threads 1,2 (default: physical cores); each at\n"
+        "                   most 4 x the logical CPUs, 8 on any machine\n"
         "  --quick          a short subset: GEMV f32/f16 4096x4096, GEMM 1024^3, rms_norm, decode\n"
         "                   attention (under a minute on a 2-core machine)\n"
         "  --repeat N       samples per benchmark (default 7; 5 with --quick). A sample repeats the run\n"
@@ -65,9 +66,10 @@ static int opts_threads(const char *v, opts *o) {
     snprintf(buf, sizeof buf, "%s", v);
     o->n_threads = 0;
     for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        long n;
-        if (!cli_parse_int(tok, 1, 4096, &n)) {
-            fprintf(stderr, "error: --threads wants numbers from 1 to 4096 separated by commas, got '%s'\n", v);
+        long n, cap = cli_max_threads();
+        if (!cli_parse_int(tok, 1, cap, &n)) {
+            fprintf(stderr, "error: --threads wants numbers from 1 to %ld (%d per logical CPU, at least %d) separated by commas, got '%s'\n",
+                    cap, CLI_THREADS_PER_CPU, CLI_THREADS_FLOOR, v);
             return 2;
         }
         bool dup = false;
@@ -124,39 +126,21 @@ int opts_parse(int argc, char **argv, opts *o) {
         else if ((v = cli_option_value(argc, argv, &i, "--threads"))) {
             if (opts_threads(v, o)) return 2;
         } else if ((v = cli_option_value(argc, argv, &i, "--repeat"))) {
-            if (!cli_parse_int(v, 1, 1000, &n)) {
-                fprintf(stderr, "error: --repeat wants a number from 1 to 1000, got '%s'\n", v);
-                return 2;
-            }
+            if (!cli_option_int("--repeat", v, 1, 1000, &n)) return 2;
             o->repeat = (int)n;
         } else if ((v = cli_option_value(argc, argv, &i, "--timeout"))) {
-            if (!cli_parse_int(v, 0, 86400, &n)) {
-                fprintf(stderr, "error: --timeout wants seconds from 0 (none) to 86400, got '%s'\n", v);
-                return 2;
-            }
+            if (!cli_option_int("--timeout", v, 0, 86400, &n)) return 2;
             o->timeout_s = n;
         } else if ((v = cli_option_value(argc, argv, &i, "--bw-mib"))) {
-            if (!cli_parse_int(v, 16, 1 << 20, &n)) {
-                fprintf(stderr, "error: --bw-mib wants a number from 16 up, got '%s'\n", v);
-                return 2;
-            }
+            if (!cli_option_int("--bw-mib", v, 16, 1 << 20, &n)) return 2;
             o->bw_mib = n;
         } else if ((v = cli_option_value(argc, argv, &i, "--ref-cap"))) {
-            char *end;
-            double g = strtod(v, &end);
-            if (!*v || *end || !(g >= 0)) {
-                fprintf(stderr, "error: --ref-cap wants GFLOP (a number >= 0), got '%s'\n", v);
-                return 2;
-            }
-            o->ref_cap_gflop = g;
+            if (!cli_option_float("--ref-cap", v, 0, 1e9, &o->ref_cap_gflop)) return 2;
         } else if ((v = cli_option_value(argc, argv, &i, "--model"))) {
             o->model = v;
         } else if ((v = cli_option_value(argc, argv, &i, "--prefill")) || (v = cli_option_value(argc, argv, &i, "--decode"))) {
             bool pre = !strncmp(a, "--prefill", 9);
-            if (!cli_parse_int(v, 1, 65536, &n)) {
-                fprintf(stderr, "error: %s wants a token count, got '%s'\n", pre ? "--prefill" : "--decode", v);
-                return 2;
-            }
+            if (!cli_option_int(pre ? "--prefill" : "--decode", v, 1, 65536, &n)) return 2;
             *(pre ? &o->prefill : &o->decode) = (int)n;
         } else if ((v = cli_option_value(argc, argv, &i, "--case"))) {
             if (opts_cases(v, o)) return 2;

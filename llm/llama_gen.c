@@ -21,6 +21,21 @@ static void gen_add(int32_t *eog, int *n, int cap, int64_t id, int n_vocab) {
     if (id >= 0 && id < n_vocab && *n < cap && !gen_has(eog, *n, (int32_t)id)) eog[(*n)++] = (int32_t)id;
 }
 
+apr_status apr_llama_gen_check_ids(const gguf_file *f, int n_vocab, apr_error *err) {
+    static const char *const keys[] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id",
+                                       "tokenizer.ggml.eom_token_id"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        int64_t id;
+        if (apr_gguf_kv_find(f, keys[i]) < 0) continue;
+        if (!apr_gguf_get_i64(f, keys[i], &id))
+            return apr_error_set(err, APR_ERR_FORMAT, "%s: %s is not an integer", apr_gguf_path(f), keys[i]);
+        if (id != -1 && id != (int64_t)UINT32_MAX && (id < 0 || id >= n_vocab))
+            return apr_error_set(err, APR_ERR_FORMAT, "%s: %s is %lld, outside the vocabulary of %d tokens", apr_gguf_path(f),
+                                 keys[i], (long long)id, n_vocab);
+    }
+    return APR_OK;
+}
+
 int apr_llama_gen_collect_eog(const gguf_file *f, const tok_vocab *vocab, int n_vocab, int32_t *eog, int cap) {
     static const char *const keys[] = {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"};
     static const char *const marks[] = {"<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>",

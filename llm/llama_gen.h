@@ -41,6 +41,11 @@
  * distinct ids below n_vocab and returns their count. */
 LLM_API int apr_llama_gen_collect_eog(const gguf_file *f, const tok_vocab *vocab, int n_vocab, int32_t *eog, int cap);
 
+/* The special ids a frontend and apr_llama_gen_collect_eog read from f: tokenizer.ggml.bos_token_id,
+ * eos, eot and eom. Each one present must be an id below n_vocab, or all ones (-1, 0xFFFFFFFF),
+ * which means none; otherwise APR_ERR_FORMAT naming the file, the key and the value. */
+LLM_API apr_status apr_llama_gen_check_ids(const gguf_file *f, int n_vocab, apr_error *err);
+
 /* Why a generation ended. */
 typedef enum llama_gen_stop {
     LLAMA_GEN_STOP_LENGTH = 0,      /* n_predict tokens kept */

@@ -2,17 +2,27 @@
  *
  * tokenizer.ggml.model "llama" is SPM, "gpt2" byte-level BPE; tokens, scores, token_type,
  * merges, bos/eos/unknown/padding ids, add_bos_token / add_eos_token, add_space_prefix and pre
- * (the pre-tokenizer family) are read as llama.cpp writes them. */
+ * (the pre-tokenizer family) are read as llama.cpp writes them. A special id outside the
+ * vocabulary is an error naming the key, where llama.cpp warns and falls back to a default. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tok_internal.h"
 
-static int32_t loadgguf_id(const gguf_file *f, const char *key, int32_t n, int32_t dflt) {
+/* The id under key: dflt when absent, -1 when all ones (-1, 0xFFFFFFFF: "none", as llama.cpp
+ * writes it); any other value outside [0, n) is an error naming the file and the key. */
+static apr_status loadgguf_id(const gguf_file *f, const char *key, int32_t n, int32_t dflt, int32_t *out, apr_error *err) {
     int64_t id;
-    if (!apr_gguf_get_i64(f, key, &id)) return dflt;
-    return id >= 0 && id < n ? (int32_t)id : -1;   /* 0xFFFFFFFF and the like mean "none" */
+    *out = dflt;
+    if (apr_gguf_kv_find(f, key) < 0) return APR_OK;
+    if (!apr_gguf_get_i64(f, key, &id))
+        return apr_error_set(err, APR_ERR_FORMAT, "%s: %s is not an integer", apr_gguf_path(f), key);
+    if (id == -1 || id == (int64_t)UINT32_MAX) *out = -1;
+    else if (id >= 0 && id < n) *out = (int32_t)id;
+    else return apr_error_set(err, APR_ERR_FORMAT, "%s: %s is %lld, outside the vocabulary of %d tokens", apr_gguf_path(f), key,
+                              (long long)id, (int)n);
+    return APR_OK;
 }
 
 static apr_status loadgguf_arr(const gguf_file *f, const char *key, gguf_type want, uint64_t n, bool required,
@@ -90,10 +100,11 @@ apr_status apr_tok_load_gguf(const gguf_file *f, tok_vocab **out, apr_error *err
     }
 
     bool spm = kind == TOK_MODEL_SPM;
-    v->bos = loadgguf_id(f, "tokenizer.ggml.bos_token_id", v->n, spm ? 1 : -1);
-    v->eos = loadgguf_id(f, "tokenizer.ggml.eos_token_id", v->n, spm ? 2 : -1);
-    v->unk = loadgguf_id(f, "tokenizer.ggml.unknown_token_id", v->n, spm ? 0 : -1);
-    v->pad = loadgguf_id(f, "tokenizer.ggml.padding_token_id", v->n, -1);
+    if ((st = loadgguf_id(f, "tokenizer.ggml.bos_token_id", v->n, spm ? 1 : -1, &v->bos, err)) ||
+        (st = loadgguf_id(f, "tokenizer.ggml.eos_token_id", v->n, spm ? 2 : -1, &v->eos, err)) ||
+        (st = loadgguf_id(f, "tokenizer.ggml.unknown_token_id", v->n, spm ? 0 : -1, &v->unk, err)) ||
+        (st = loadgguf_id(f, "tokenizer.ggml.padding_token_id", v->n, -1, &v->pad, err)))
+        goto fail;
     v->add_bos = spm;
     v->add_eos = false;
     v->add_space_prefix = spm;

@@ -187,3 +187,75 @@ Test(run, chat_from_a_pipe_answers_and_ends_at_eof, .timeout = 120) {
     cr_expect(strstr(r.err, "2 turns"), "%s", r.err);
     run_free(&r);
 }
+
+/* A prompt file is read only as far as a context of --ctx tokens could hold: more is refused with
+ * the bound, and /dev/zero ends there instead of filling memory. */
+Test(run, a_prompt_file_is_bounded_by_the_context, .timeout = 60) {
+    RUN_NEED_MODEL();
+    char path[] = "/tmp/apr-test-run-prompt-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    static char words[1 << 20];
+    for (size_t i = 0; i + 1 < sizeof words; i++) words[i] = "Once upon a time "[i % 17];
+    cr_assert_eq(write(fd, words, sizeof words - 1), (ssize_t)(sizeof words - 1));
+    close(fd);
+    run_result r = run_tool(NULL, (const char *[]){"--model", run_model, "--file", path, "--ctx", "64", "-n", "1", NULL});
+    unlink(path);
+    cr_assert_eq(r.status, 1, "exit %d: %s", r.status, r.err);
+    cr_assert(strstr(r.err, path) && strstr(r.err, "bytes") && strstr(r.err, "context of 64 tokens"), "%s", r.err);
+    cr_expect_eq(run_count_lines(r.err), 1, "want one line: %s", r.err);
+    run_free(&r);
+    r = run_tool(NULL, (const char *[]){"--model", run_model, "--file", "/dev/zero", "--ctx", "64", "-n", "1", NULL});
+    cr_expect_eq(r.status, 1, "exit %d: %s", r.status, r.err);
+    cr_expect(strstr(r.err, "/dev/zero") && strstr(r.err, "context of 64 tokens"), "%s", r.err);
+    run_free(&r);
+    /* a prompt that fits is still read whole */
+    r = run_tool(NULL, (const char *[]){"--model", run_model, "--file", "/dev/null", "-n", "1", NULL});
+    cr_expect_eq(r.status, 0, "exit %d: %s", r.status, r.err);
+    run_free(&r);
+}
+
+Test(run, a_directory_as_prompt_file_says_it_is_a_directory) {
+    RUN_NEED_MODEL();
+    run_result r = run_tool(NULL, (const char *[]){"--model", run_model, "--file", "/tmp", "-n", "1", NULL});
+    cr_expect_eq(r.status, 1, "exit %d: %s", r.status, r.err);
+    cr_expect(strstr(r.err, "/tmp") && strstr(r.err, "directory"), "%s", r.err);
+    cr_expect(!strstr(r.err, "Input/output error"), "%s", r.err);
+    cr_expect_eq(run_count_lines(r.err), 1, "want one line: %s", r.err);
+    run_free(&r);
+}
+
+/* stdout and stderr into one file, as `apr-run ... > log 2>&1` does: the statistics line must not
+ * run on from the generated text, which stays in stdout's buffer unless flushed. */
+Test(run, the_statistics_line_starts_on_its_own_line, .timeout = 60) {
+    RUN_NEED_MODEL();
+    FILE *out = tmpfile();
+    cr_assert(out);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDONLY);
+        dup2(devnull, 0);
+        dup2(fileno(out), 1);
+        dup2(fileno(out), 2);
+        execl(run_bin, run_bin, "--model", run_model, "--prompt", "Once upon a time", "-n", "8", "--temp", "0", (char *)NULL);
+        _exit(127);
+    }
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "apr-run failed (status %d)", st);
+    fseek(out, 0, SEEK_END);
+    long n = ftell(out);
+    rewind(out);
+    char *buf = calloc((size_t)n + 1, 1);
+    cr_assert(buf && fread(buf, 1, (size_t)n, out) == (size_t)n);
+    fclose(out);
+    char want[PATH_MAX + 80];
+    snprintf(want, sizeof want, "%s: load ", run_model);
+    const char *stats = strstr(buf, want);
+    cr_assert(stats, "no statistics line in: %s", buf);
+    cr_expect(stats > buf && stats[-1] == '\n', "the statistics follow the text on its line: %s", buf);
+    cr_expect(strstr(buf, "Once upon a time"), "%s", buf);
+    free(buf);
+}

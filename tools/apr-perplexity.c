@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "common/cli.h"
+#include "common/cli_text.h"
 #include "gguf.h"
 #include "hf_import.h"
 #include "llama.h"
@@ -35,7 +36,7 @@ static const char *ppl_usage =
     "\n"
     "options:\n"
     "  --model FILE|DIR   the model: a GGUF file or a Hugging Face folder\n"
-    "  --file TEXT        the text to score (e.g. wiki.test.raw)\n"
+    "  --file TEXT        the text to score (e.g. wiki.test.raw), at most 256 MiB\n"
     "  --ctx N            tokens per chunk (default 128; at least 4)\n"
     "  --chunks N         score at most N chunks (default: all)\n"
     "  --kl-base BASE     a GGUF file or Hugging Face folder to compare against\n"
@@ -64,10 +65,10 @@ static int ppl_parse(int argc, char **argv, ppl_opts *o) {
         else if ((v = cli_option_value(argc, argv, &i, "--kl-base"))) o->base = v;
         else if (!strcmp(argv[i], "--no-pack")) o->no_pack = true;
         else if ((v = cli_option_value(argc, argv, &i, "--ctx"))) {
-            if (!cli_parse_int(v, 4, 1 << 20, &n)) { fprintf(stderr, "error: --ctx wants a count from 4 to %d, got '%s'\n", 1 << 20, v); return CLI_EXIT_USAGE; }
+            if (!cli_option_int("--ctx", v, 4, 1 << 20, &n)) return CLI_EXIT_USAGE;
             o->n_ctx = n;
         } else if ((v = cli_option_value(argc, argv, &i, "--chunks"))) {
-            if (!cli_parse_int(v, 1, 1L << 30, &n)) { fprintf(stderr, "error: --chunks wants a positive count, got '%s'\n", v); return CLI_EXIT_USAGE; }
+            if (!cli_option_int("--chunks", v, 1, 1L << 30, &n)) return CLI_EXIT_USAGE;
             o->max_chunks = n;
         } else {
             fprintf(stderr, "error: unknown argument '%s' (see apr-perplexity --help)\n", argv[i]);
@@ -191,7 +192,11 @@ int main(int argc, char **argv) {
     float *logits = NULL, *base_logits = NULL;
     double *kls = NULL;
     size_t text_len = 0;
-    if (!(text = cli_read_file(o.file, &text_len))) { fprintf(stderr, "error: cannot read %s: %s\n", o.file, strerror(errno)); goto done; }
+    if (!(text = cli_read_file(o.file, CLI_TEXT_MAX, &text_len))) {
+        if (errno == EFBIG) fprintf(stderr, "error: %s holds more than %zu MiB, more text than apr-perplexity reads\n", o.file, CLI_TEXT_MAX >> 20);
+        else fprintf(stderr, "error: cannot read %s: %s\n", o.file, strerror(errno));
+        goto done;
+    }
     if (!ppl_load(&pm, o.model)) goto done;
     if (o.base && !ppl_load(&pb, o.base)) goto done;
     const int n_vocab = pm.m->hp.n_vocab;

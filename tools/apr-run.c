@@ -11,6 +11,7 @@
 
 #include "chat.h"
 #include "common/cli.h"
+#include "common/cli_text.h"
 #include "llama_gen.h"
 #include "gguf.h"
 #include "hf_import.h"
@@ -31,7 +32,8 @@ static const char *run_usage =
     "  --model FILE|DIR      the model: a GGUF v2/v3 file, or a Hugging Face folder (config.json,\n"
     "                        *.safetensors, tokenizer.json), converted on the fly\n"
     "  --prompt TEXT         the prompt (default: empty, i.e. generation starts from BOS)\n"
-    "  --file F              read the prompt from a file\n"
+    "  --file F              read the prompt from a file (refused when larger than --ctx tokens could\n"
+    "                        hold: twice the longest token's bytes per position)\n"
     "  --tokens \"ID ...\"     the prompt as token ids instead of text\n"
     "  --no-bos              do not put BOS in front of the prompt\n"
     "  -n N                  tokens to generate (default 128; per answer with --chat; generation also stops at EOS)\n"
@@ -116,16 +118,6 @@ typedef struct run_opts {
     sampler_params sp;
 } run_opts;
 
-static bool run_parse_float(const char *s, float *out) {
-    if (!s || !*s) return false;
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || *end) return false;
-    *out = (float)v;
-    return true;
-}
-
 /* The ranges the sampling options accept, shared by the command line and --batch-jsonl. */
 typedef struct run_float_opt {
     const char *flag, *key;
@@ -150,7 +142,7 @@ static int run_parse(int argc, char **argv, run_opts *o) {
         if (r > 0) continue;
         const char *v;
         long n;
-        float f;
+        double f;
         if ((v = cli_option_value(argc, argv, &i, "--model"))) o->model = v;
         else if ((v = cli_option_value(argc, argv, &i, "--tokens"))) o->tokens = v;
         else if ((v = cli_option_value(argc, argv, &i, "--prompt"))) o->prompt = v;
@@ -164,30 +156,27 @@ static int run_parse(int argc, char **argv, run_opts *o) {
         else if (!strcmp(argv[i], "--no-bos")) o->no_bos = true;
         else if (!strcmp(argv[i], "--no-pack")) o->no_pack = true;
         else if ((v = cli_option_value(argc, argv, &i, "-n")) || (v = cli_option_value(argc, argv, &i, "--n-predict"))) {
-            if (!cli_parse_int(v, 0, 1 << 24, &n)) { fprintf(stderr, "error: -n wants a count, got '%s'\n", v); return CLI_EXIT_USAGE; }
+            if (!cli_option_int("-n", v, 0, 1 << 24, &n)) return CLI_EXIT_USAGE;
             o->n_predict = n;
         } else if ((v = cli_option_value(argc, argv, &i, "--ctx"))) {
-            if (!cli_parse_int(v, 1, 1 << 24, &n)) { fprintf(stderr, "error: --ctx wants a positive count, got '%s'\n", v); return CLI_EXIT_USAGE; }
+            if (!cli_option_int("--ctx", v, 1, 1 << 24, &n)) return CLI_EXIT_USAGE;
             o->n_ctx = n;
         } else if ((v = cli_option_value(argc, argv, &i, "--kv-type"))) {
             if (strcmp(v, "f16") && strcmp(v, "f32")) { fprintf(stderr, "error: --kv-type is f16 or f32, got '%s'\n", v); return CLI_EXIT_USAGE; }
             o->kv_f32 = !strcmp(v, "f32");
         } else if ((v = cli_option_value(argc, argv, &i, "--seed"))) {
-            if (!cli_parse_int(v, 0, 0x7fffffffL, &n)) { fprintf(stderr, "error: --seed wants a number, got '%s'\n", v); return CLI_EXIT_USAGE; }
+            if (!cli_option_int("--seed", v, 0, 0x7fffffffL, &n)) return CLI_EXIT_USAGE;
             o->sp.seed = (uint64_t)n;
         } else if ((v = cli_option_value(argc, argv, &i, "--top-k"))) {
-            if (!cli_parse_int(v, 0, 1 << 24, &n)) { fprintf(stderr, "error: --top-k wants a count, got '%s'\n", v); return CLI_EXIT_USAGE; }
+            if (!cli_option_int("--top-k", v, 0, 1 << 24, &n)) return CLI_EXIT_USAGE;
             o->sp.top_k = (int)n;
         } else {
             bool done = false;
             for (size_t k = 0; k < RUN_N_FLOAT_OPTS && !done; k++) {
                 const run_float_opt *fo = &run_float_opts[k];
                 if (!(v = cli_option_value(argc, argv, &i, fo->flag))) continue;
-                if (!run_parse_float(v, &f) || f < fo->lo || f > fo->hi) {
-                    fprintf(stderr, "error: %s wants a number from %g to %g, got '%s'\n", fo->flag, fo->lo, fo->hi, v);
-                    return CLI_EXIT_USAGE;
-                }
-                *(float *)((char *)&o->sp + fo->off) = f;
+                if (!cli_option_float(fo->flag, v, fo->lo, fo->hi, &f)) return CLI_EXIT_USAGE;
+                *(float *)((char *)&o->sp + fo->off) = (float)f;
                 done = true;
             }
             if (!done) {
@@ -253,7 +242,7 @@ typedef struct run_model {
  * is 2 where the file names none (llama2.c checkpoints, files without a vocabulary). */
 static void run_collect_eog(run_model *rm) {
     rm->n_eog = apr_llama_gen_collect_eog(rm->f, rm->vocab, rm->n_vocab, rm->eog, LLAMA_GEN_MAX_EOG);
-    rm->eog[rm->n_eog++] = (int32_t)rm->eos;
+    if (rm->eos < (uint32_t)rm->n_vocab) rm->eog[rm->n_eog++] = (int32_t)rm->eos; /* all ones: the file names none */
 }
 
 static apr_status run_session(const run_model *rm, llama_session **s, apr_error *e) {
@@ -334,8 +323,12 @@ static int run_single(const run_model *rm) {
         size_t len = o->prompt ? strlen(o->prompt) : 0;
         const char *ptext = o->prompt;
         if (o->prompt_file) {
-            if (!(prompt_buf = cli_read_file(o->prompt_file, &len))) {
-                fprintf(stderr, "error: cannot read %s: %s\n", o->prompt_file, strerror(errno));
+            size_t max = cli_text_bound(rm->vocab, n_ctx);
+            if (!(prompt_buf = cli_read_file(o->prompt_file, max, &len))) {
+                if (errno == EFBIG)
+                    fprintf(stderr, "error: %s holds more than %zu bytes, more text than a context of %d tokens can hold (%zu bytes a token at most; --ctx)\n",
+                            o->prompt_file, max, n_ctx, cli_text_bytes_per_token(rm->vocab));
+                else fprintf(stderr, "error: cannot read %s: %s\n", o->prompt_file, strerror(errno));
                 goto done;
             }
             ptext = prompt_buf;
@@ -348,7 +341,7 @@ static int run_single(const run_model *rm) {
             goto done;
         }
         n_prompt = (int)n;
-    } else if (!o->no_bos) ids[n_prompt++] = (int32_t)rm->bos;
+    } else if (!o->no_bos && rm->bos < (uint32_t)n_vocab) ids[n_prompt++] = (int32_t)rm->bos;
     if (o->tokens) {
         int n = run_parse_ids(o->tokens, ids + n_prompt, n_ctx - n_prompt);
         if (n < 0) {
@@ -388,7 +381,10 @@ static int run_single(const run_model *rm) {
     llama_gen_result r;
     float *last = logits + (all ? (size_t)(n_prompt - 1) * (size_t)n_vocab : 0);
     if (apr_llama_gen_run(s, smp, stream, last, logits, &gp, &r, &e) != APR_OK) { fprintf(stderr, "\nerror: %s\n", e.msg); goto done; }
-    if (!json_ids) printf("\n");
+    if (!json_ids) {
+        printf("\n");
+        fflush(stdout); /* before the statistics on stderr, which may go to the same file */
+    }
     fprintf(stderr, "%s: load %.3f s%s, prefill %d tokens at %.1f tok/s, decode %d tokens at %.1f tok/s, backend %s (%d threads)%s\n",
             o->model, rm->t_load, rm->load_note, n_prompt, run_rate(n_prompt, t_prefill), r.n_decoded, run_rate(r.n_decoded, r.t_decode),
             apr_backend_name(rm->be), apr_backend_threads(rm->be), run_stop ? " (stopped by Ctrl-C)" : "");
@@ -737,6 +733,7 @@ int main(int argc, char **argv) {
     }
     rm.f = f;
     rm.m = m;
+    if (apr_llama_gen_check_ids(f, m->hp.n_vocab, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
     if ((rc = cli_open_backend(&o.c, &rm.reg, &rm.be)) != CLI_EXIT_OK) goto done;
     rc = CLI_EXIT_FAIL;
     const llama_hparams *hp = &m->hp;
@@ -746,10 +743,12 @@ int main(int argc, char **argv) {
     rm.eos = 2;
     apr_gguf_get_u32(f, "tokenizer.ggml.bos_token_id", &rm.bos);
     apr_gguf_get_u32(f, "tokenizer.ggml.eos_token_id", &rm.eos);
-    if (apr_tok_load_gguf(f, &rm.vocab, &e) != APR_OK) {
-        /* ids still work without a vocabulary; text does not */
+    apr_status tst = apr_tok_load_gguf(f, &rm.vocab, &e);
+    if (tst != APR_OK) {
+        /* ids still work without a vocabulary, or with one of a kind apr lacks; text does not, and a broken one is an error */
         rm.vocab = NULL;
-        if (o.prompt || o.prompt_file || o.chat || o.batch) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
+        bool broken = tst == APR_ERR_FORMAT && apr_gguf_get_str(f, "tokenizer.ggml.model");
+        if (broken || o.prompt || o.prompt_file || o.chat || o.batch) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
         fprintf(stderr, "warning: %s; printing token ids\n", e.msg);
     }
     run_collect_eog(&rm);

@@ -4,8 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/cli.h"
+#include "common/cli_text.h"
 #include "tokenizer.h"
 
 static const char *tokenize_usage =
@@ -19,10 +21,11 @@ static const char *tokenize_usage =
     "  --model FILE     a GGUF file, or a Hugging Face folder with tokenizer.json (or .json.gz)\n"
     "                   and tokenizer_config.json, or the path of a tokenizer.json\n"
     "  --prompt TEXT    text to tokenize\n"
-    "  --file F         tokenize the contents of F\n"
+    "  --file F         tokenize the contents of F (at most 256 MiB, as stdin)\n"
     "  --ids            print only the ids\n"
     "  --no-bos         do not add the BOS token the model asks for\n"
     "  --special        control tokens written in the text (\"<s>\", \"<|eot_id|>\") become their ids\n"
+    "  --backend NAME   accepted and checked as by the other tools; tokenizing runs on no backend\n"
     "  --json           machine-readable output on stdout\n"
     "  -h, --help       this text\n"
     "\n"
@@ -34,19 +37,30 @@ typedef struct tokenize_input {
     size_t len;
 } tokenize_input;
 
-static char *tokenize_slurp(FILE *f, size_t *len) {
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap) break;
-        char *b = realloc(buf, cap *= 2);
-        if (!b) { free(buf); buf = NULL; }
-        else buf = b;
+/* What apr_tok_load_file takes: a folder, or a regular file that is GGUF, gzip (tokenizer.json.gz)
+ * or JSON text. Anything else gets one line saying what it is not, before anything opens it (a
+ * FIFO or a device would block or stream forever). */
+static bool tokenize_check_model(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) { fprintf(stderr, "apr-tokenize: %s: %s\n", path, strerror(errno)); return false; }
+    if (S_ISDIR(st.st_mode)) return true;
+    if (!S_ISREG(st.st_mode)) {
+        fprintf(stderr, "apr-tokenize: %s is not a regular file or a folder (a GGUF file, a tokenizer.json or its folder)\n", path);
+        return false;
     }
-    if (!buf || ferror(f)) { free(buf); return NULL; }
-    *len = n;
-    return buf;
+    unsigned char head[64];
+    size_t n = 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) { fprintf(stderr, "apr-tokenize: %s: %s\n", path, strerror(errno)); return false; }
+    n = fread(head, 1, sizeof head, fp);
+    fclose(fp);
+    if (n >= 4 && !memcmp(head, "GGUF", 4)) return true;
+    if (n >= 2 && head[0] == 0x1f && head[1] == 0x8b) return true;
+    size_t k = n >= 3 && !memcmp(head, "\xEF\xBB\xBF", 3) ? 3 : 0; /* a UTF-8 byte order mark */
+    while (k < n && (head[k] == ' ' || head[k] == '\t' || head[k] == '\r' || head[k] == '\n')) k++;
+    if (k < n && head[k] == '{') return true;
+    fprintf(stderr, "apr-tokenize: %s is not a GGUF file (no GGUF magic) nor a tokenizer.json (no JSON object)\n", path);
+    return false;
 }
 
 /* The piece as printable text: the token's bytes, with controls and broken UTF-8 escaped. */
@@ -102,17 +116,26 @@ int main(int argc, char **argv) {
 
     tok_vocab *voc;
     apr_error e;
+    if (c.backend) { /* tokenizing runs on no backend, but a name is checked as every tool checks it */
+        apr_registry *reg;
+        apr_backend *be;
+        int brc = cli_open_backend(&c, &reg, &be);
+        if (brc != CLI_EXIT_OK) { free(in); return brc; }
+        apr_backend_close(be);
+        apr_registry_close(reg);
+    }
+    if (!tokenize_check_model(model)) { free(in); return CLI_EXIT_FAIL; }
     if (apr_tok_load_file(model, &voc, &e)) { fprintf(stderr, "apr-tokenize: %s\n", e.msg); free(in); return CLI_EXIT_FAIL; }
     if (!n_in) in[n_in++] = (tokenize_input){"-", NULL, 0};
     for (int k = 0; k < n_in; k++) {
         if (!in[k].name) continue;
-        FILE *f = strcmp(in[k].name, "-") ? fopen(in[k].name, "rb") : stdin;
-        if (f) {
-            in[k].text = tokenize_slurp(f, &in[k].len);
-            if (f != stdin) fclose(f);
-        }
-        if (!f || !in[k].text) {
-            fprintf(stderr, "apr-tokenize: %s: %s\n", strcmp(in[k].name, "-") ? in[k].name : "stdin", f ? "read failed" : strerror(errno));
+        bool std_in = !strcmp(in[k].name, "-");
+        in[k].text = std_in ? cli_read_stream(stdin, CLI_TEXT_MAX, &in[k].len) : cli_read_file(in[k].name, CLI_TEXT_MAX, &in[k].len);
+        if (!in[k].text) {
+            if (errno == EFBIG)
+                fprintf(stderr, "apr-tokenize: %s holds more than %zu MiB, more text than apr-tokenize reads\n", std_in ? "stdin" : in[k].name,
+                        CLI_TEXT_MAX >> 20);
+            else fprintf(stderr, "apr-tokenize: cannot read %s: %s\n", std_in ? "stdin" : in[k].name, strerror(errno));
             rc = CLI_EXIT_FAIL;
             goto done;
         }
