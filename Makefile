@@ -194,11 +194,24 @@ $(B)/tests/plugins/deps/libaprmissing.so: tests/plugins/deps/aprmissing.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) -shared -o $@ $<
 
+# tests/badplugins: plugins that crash, exit, hang, print or leave messages unterminated
+# (tests/test_discovery.c copies them into plugin dirs of its own; never instrumented, so that their
+# crashes stay crashes under the sanitizers, as a foreign plugin's would), and apr-probe with the core
+# linked in, for the setuid test (a setuid program ignores the $ORIGIN rpath that finds libapr).
+BADPLUGS := $(patsubst tests/badplugins/%.c,$(B)/tests/badplugins/%.so,$(wildcard tests/badplugins/*.c))
+BADPROBE := $(B)/tests/badplugins/apr-probe-core
+$(B)/tests/badplugins/%.so: tests/badplugins/%.c $(COMMON_SRCS) $(PLUGIN_HDRS) $(wildcard tests/plugins/*.h tests/badplugins/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) -fvisibility=hidden -shared -o $@ $< $(COMMON_SRCS) $(LDFLAGS_ALL) -fno-sanitize=all -lm
+$(BADPROBE): tools/apr-probe.c tools/common/cli.c $(CORE_OBJS) $(wildcard tools/common/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) $(PKG_CFLAGS) -Itools -Illm -o $@ $< tools/common/cli.c $(CORE_OBJS) $(LDFLAGS_ALL) $(PKG_LIBS) -ldl -lm
+
 $(B)/tests/%: tests/%.c $(TEST_UTIL) $(LIBAPR) $(LIBLLM) $(wildcard tests/util/*.h tests/plugins/*.h llm/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) $(PKG_CFLAGS) $(CRIT_CFLAGS) -Itests -Icore -Illm -o $@ $< $(TEST_UTIL) -L$(B)/lib $(LLM_LINK) -lapr $(RPATH) $(LDFLAGS_ALL) $(CRIT_LIBS) $(PKG_LIBS) -ldl -lm
 
-tests-build: all $(TEST_BINS) $(TESTPLUGS)
+tests-build: all $(TEST_BINS) $(TESTPLUGS) $(BADPLUGS) $(BADPROBE)
 
 # Each test program runs with the build tree's plugins; Criterion prints its Synthesis line.
 check: tests-build

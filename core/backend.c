@@ -50,6 +50,7 @@ APR_API apr_status apr_backend_open(apr_registry *reg, const char *name, int n_t
                               .device = be->device};
     char msg[256] = "";
     apr_status st = be->api->create(&cfg, &be->inst, msg, sizeof msg);
+    msg[sizeof msg - 1] = 0; /* the plugin may have filled it without a terminator */
     if (st != APR_OK) {
         pthread_mutex_destroy(&be->arena_lock);
         free(be);
@@ -100,6 +101,7 @@ APR_API apr_status apr_backend_synchronize(apr_backend *be, apr_error *err) {
     if (!APR_PLUGIN_ASYNC(be->api)) return APR_OK;
     char msg[256] = "";
     apr_status s = be->api->synchronize(be->inst, msg, sizeof msg);
+    msg[sizeof msg - 1] = 0;
     if (s != APR_OK) return apr_error_set(err, s, "%s: synchronize failed: %s", be->slot->name, msg[0] ? msg : apr_status_name(s));
     return APR_OK;
 }
@@ -132,6 +134,7 @@ APR_API bool apr_backend_can_set_rows(apr_backend *be, apr_dtype table, apr_dtyp
     }
     char msg[160] = "";
     if (be->api->supports(be->inst, &n, msg, sizeof msg) == APR_OK) return true;
+    msg[sizeof msg - 1] = 0;
     if (why) snprintf(why, why_size, "%s", msg[0] ? msg : "declined");
     return false;
 }

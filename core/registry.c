@@ -1,78 +1,42 @@
-/* registry.c — finds plugin files, checks and loads them, probes them, and records every verdict. */
+/* registry.c — finds plugin files, checks and loads them, probes them, and records every verdict.
+ *
+ * A file's first load is tried in a child process (plugin_trial.c) and the verdict remembered
+ * (plugin_cache.c), so that a plugin that crashes, exits or hangs is listed as rejected instead of
+ * taking the host down; only then is it loaded here, with stdout pointed at /dev/null meanwhile. */
 #include <dirent.h>
 #include <dlfcn.h>
-#include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
+#include "plugin_cache.h"
+#include "plugin_file.h"
+#include "plugin_trial.h"
 
-#if defined(__x86_64__)
-#define REGISTRY_ELF_MACHINE EM_X86_64
-#define REGISTRY_ARCH_NAME "x86-64"
-#elif defined(__aarch64__)
-#define REGISTRY_ELF_MACHINE EM_AARCH64
-#define REGISTRY_ARCH_NAME "aarch64"
-#else
-#define REGISTRY_ELF_MACHINE EM_NONE
-#define REGISTRY_ARCH_NAME "this architecture"
-#endif
+/* One scan: the registry being filled, the trial cache, and the files found in search order. */
+typedef struct registry_scan {
+    apr_registry *reg;
+    plugin_cache *cache;
+    double timeout_s;
+    char **paths;      /* [n_paths] every *.so found, directory by directory, each sorted */
+    bool *taken;       /* [n_paths] already handled */
+    size_t n_paths, cap_paths;
+} registry_scan;
 
-static const char *registry_machine_name(unsigned m) {
-    switch (m) {
-    case EM_X86_64: return "x86-64";
-    case EM_AARCH64: return "aarch64";
-    case EM_386: return "i386";
-    case EM_ARM: return "32-bit arm";
-    case EM_RISCV: return "riscv";
-    case EM_PPC64: return "ppc64";
-    case EM_S390: return "s390";
-    default: return NULL;
-    }
+/* A message a plugin wrote into a buffer of size bytes, terminated on this side whatever it did. */
+static const char *registry_msg(char *msg, size_t size) {
+    msg[size - 1] = 0;
+    return msg;
 }
 
-/* Reads the ELF header so that the common mistakes get a precise reason before dlopen. */
-static bool registry_check_elf(const char *path, char *why, size_t why_size) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(why, why_size, "cannot open: %s", strerror(errno));
-        return false;
-    }
-    unsigned char h[64] = {0};
-    size_t n = fread(h, 1, sizeof h, f);
-    fclose(f);
-    if (n < 20 || memcmp(h, ELFMAG, SELFMAG) != 0) {
-        snprintf(why, why_size, "not an ELF shared object (%s)", n < 4 ? "file too short" : "bad magic bytes");
-        return false;
-    }
-    if (h[EI_CLASS] != ELFCLASS64) {
-        snprintf(why, why_size, "32-bit ELF file; this machine needs 64-bit %s", REGISTRY_ARCH_NAME);
-        return false;
-    }
-    if (h[EI_DATA] != ELFDATA2LSB) {
-        snprintf(why, why_size, "big-endian ELF file; this machine is little-endian");
-        return false;
-    }
-    unsigned type = (unsigned)h[16] | (unsigned)h[17] << 8;
-    unsigned machine = (unsigned)h[18] | (unsigned)h[19] << 8;
-    if (machine != REGISTRY_ELF_MACHINE) {
-        const char *name = registry_machine_name(machine);
-        if (name) snprintf(why, why_size, "wrong architecture: built for %s, this machine is %s", name, REGISTRY_ARCH_NAME);
-        else snprintf(why, why_size, "wrong architecture: ELF machine %u, this machine is %s", machine, REGISTRY_ARCH_NAME);
-        return false;
-    }
-    if (type != ET_DYN) {
-        snprintf(why, why_size, "not a shared object (ELF type %u)", type);
-        return false;
-    }
-    return true;
-}
-
-/* Opens one file and fills the slot; returns true when the plugin is usable. */
+/* Loads the plugin in s (whose file passed plugin_file_check) and probes it; returns true when it
+ * is usable. The host runs this after the file's trial, and the trial's child runs the same code. */
 static bool registry_load(apr_registry *reg, apr_plugin_slot *s) {
-    if (!registry_check_elf(s->path, s->reason, sizeof s->reason)) return false;
+    plugin_trial_stage(PLUGIN_TRIAL_LOAD);
     dlerror();
     void *dl = dlopen(s->path, RTLD_NOW | RTLD_LOCAL);
     if (!dl) {
@@ -90,10 +54,18 @@ static bool registry_load(apr_registry *reg, apr_plugin_slot *s) {
     memcpy(&entry, &sym, sizeof entry); /* object-to-function pointer, as POSIX dlsym requires */
     const apr_plugin *api = NULL;
     char msg[256] = "";
+    plugin_trial_stage(PLUGIN_TRIAL_ENTRY);
     apr_status st = entry(APR_ABI_VERSION, &api, msg, sizeof msg);
-    if (st != APR_OK || !api) {
+    registry_msg(msg, sizeof msg);
+    if (st != APR_OK) {
         snprintf(s->reason, sizeof s->reason, "plugin refused core ABI %d: %s", APR_ABI_VERSION,
                  msg[0] ? msg : apr_status_name(st));
+        dlclose(dl);
+        return false;
+    }
+    if (!api) {
+        snprintf(s->reason, sizeof s->reason, "%s returned no plugin table (status ok, table NULL)",
+                 APR_PLUGIN_ENTRY_SYMBOL);
         dlclose(dl);
         return false;
     }
@@ -104,9 +76,11 @@ static bool registry_load(apr_registry *reg, apr_plugin_slot *s) {
         return false;
     }
     s->rec.abi_version = api->abi_version;
-    if (api->name) snprintf(s->name, sizeof s->name, "%s", api->name);
+    /* the precisions bound what is read of strings the plugin may have left unterminated */
+    if (api->name) snprintf(s->name, sizeof s->name, "%.*s", (int)sizeof s->name - 1, api->name);
     snprintf(s->plugin_name, sizeof s->plugin_name, "%s", s->name);
-    if (api->description) snprintf(s->description, sizeof s->description, "%s", api->description);
+    if (api->description)
+        snprintf(s->description, sizeof s->description, "%.*s", (int)sizeof s->description - 1, api->description);
     if (api->abi_version > APR_ABI_VERSION) {
         snprintf(s->reason, sizeof s->reason, "plugin ABI version %u is newer than this core's ABI version %d; "
                  "update apr or use a plugin built for ABI %d", api->abi_version, APR_ABI_VERSION, APR_ABI_VERSION);
@@ -138,9 +112,11 @@ static bool registry_load(apr_registry *reg, apr_plugin_slot *s) {
     memset(&pr, 0, sizeof pr);
     pr.struct_size = sizeof pr;
     msg[0] = 0;
+    plugin_trial_stage(PLUGIN_TRIAL_PROBE);
     st = api->probe(&reg->host, &pr, msg, sizeof msg);
-    pr.reason[sizeof pr.reason - 1] = 0;
-    pr.features[sizeof pr.features - 1] = 0;
+    registry_msg(msg, sizeof msg);
+    registry_msg(pr.reason, sizeof pr.reason);
+    registry_msg(pr.features, sizeof pr.features);
     snprintf(s->features, sizeof s->features, "%s", pr.features);
     if (st != APR_OK) {
         snprintf(s->reason, sizeof s->reason, "probe failed: %s", msg[0] ? msg : apr_status_name(st));
@@ -169,9 +145,11 @@ static void registry_probe_device(apr_registry *reg, apr_plugin_slot *s, int d) 
     char msg[256] = "";
     s->rec.device = d;
     snprintf(s->name, sizeof s->name, "%.40s:%d", s->plugin_name, d);
+    plugin_trial_stage(PLUGIN_TRIAL_DEVICE);
     apr_status st = s->api->probe_device(&reg->host, (uint32_t)d, &pr, msg, sizeof msg);
-    pr.reason[sizeof pr.reason - 1] = 0;
-    pr.features[sizeof pr.features - 1] = 0;
+    registry_msg(msg, sizeof msg);
+    registry_msg(pr.reason, sizeof pr.reason);
+    registry_msg(pr.features, sizeof pr.features);
     snprintf(s->features, sizeof s->features, "%s", pr.features);
     if (st != APR_OK || pr.score <= 0) {
         if (st != APR_OK) snprintf(s->reason, sizeof s->reason, "device %d: probe failed: %s", d, msg[0] ? msg : apr_status_name(st));
@@ -183,7 +161,6 @@ static void registry_probe_device(apr_registry *reg, apr_plugin_slot *s, int d) 
     snprintf(s->reason, sizeof s->reason, "%s", pr.reason);
     s->rec.score = pr.score;
 }
-
 #define REGISTRY_MAX_DEVICES 64
 
 /* A plugin that reports devices gets one slot per device, "name:0" (the slot it was loaded into,
@@ -208,15 +185,47 @@ static apr_status registry_devices(apr_registry *reg, int first, apr_error *err)
     return APR_OK;
 }
 
-static int registry_cmp(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+
+typedef struct registry_trial_ctx {
+    apr_registry *reg;
+    int slot;
+} registry_trial_ctx;
+
+/* The trial's child: the host's own load and probes, then the plugin's name for the cache. */
+static void registry_trial_child(void *p) {
+    registry_trial_ctx *c = p;
+    apr_registry *reg = c->reg;
+    reg->slots[0] = reg->slots[c->slot]; /* this copy of the process judges the file alone, as a later start may */
+    reg->n_slots = 1;
+    if (registry_load(reg, &reg->slots[0]) && reg->slots[0].rec.device > 0) registry_devices(reg, 0, NULL);
+    if (reg->slots[0].rec.abi_version) plugin_trial_name(reg->slots[0].plugin_name);
 }
 
-static apr_status registry_append(apr_registry *reg, const char *path, apr_error *err) {
+/* True when the file in slot i may be loaded here: its trial in a child, remembered or run now,
+ * finished. Otherwise the slot's reason says how the child died. */
+static bool registry_tried(registry_scan *sc, int i, const struct stat *st) {
+    apr_plugin_slot *s = &sc->reg->slots[i];
+    const plugin_cache_entry *ce = plugin_cache_find(sc->cache, s->path, st);
+    if (ce) {
+        if (!ce->ok) snprintf(s->reason, sizeof s->reason, "%s", ce->reason);
+        return ce->ok;
+    }
+    registry_trial_ctx ctx = {sc->reg, i};
+    char name[64], why[400];
+    bool transient;
+    bool ok = plugin_trial_run(registry_trial_child, &ctx, sc->timeout_s, name, sizeof name, why, sizeof why, &transient);
+    if (!ok) snprintf(s->reason, sizeof s->reason, "%s", why);
+    if (!transient) plugin_cache_put(sc->cache, s->path, st, ok, name, ok ? "" : why);
+    return ok;
+}
+
+static apr_status registry_append(registry_scan *sc, const char *path, apr_error *err) {
+    apr_registry *reg = sc->reg;
     apr_plugin_slot *slots = realloc(reg->slots, (size_t)(reg->n_slots + 1) * sizeof *slots);
     if (!slots) return apr_error_set(err, APR_ERR_NOMEM, "out of memory listing plugins");
     reg->slots = slots;
-    apr_plugin_slot *s = &slots[reg->n_slots];
+    int i = reg->n_slots;
+    apr_plugin_slot *s = &slots[i];
     memset(s, 0, sizeof *s);
     s->path = strdup(path);
     if (!s->path) return apr_error_set(err, APR_ERR_NOMEM, "out of memory listing plugins");
@@ -226,13 +235,40 @@ static apr_status registry_append(apr_registry *reg, const char *path, apr_error
     snprintf(s->name, sizeof s->name, "%.*s", (int)(strlen(base) > 3 ? strlen(base) - 3 : strlen(base)), base);
     snprintf(s->plugin_name, sizeof s->plugin_name, "%s", s->name);
     s->rec.device = -1;
-    if (registry_load(reg, s) && s->rec.device > 0) return registry_devices(reg, reg->n_slots - 1, err);
+    struct stat st;
+    if (!plugin_file_check(path, &st, s->reason, sizeof s->reason) || !registry_tried(sc, i, &st)) return APR_OK;
+    if (registry_load(reg, s) && s->rec.device > 0) return registry_devices(reg, i, err);
     if (s->rec.device > 0) s->rec.device = -1;
     return APR_OK;
 }
 
-/* Scans one directory; a missing directory is not an error (the default may not exist yet). */
-static apr_status registry_scan_dir(apr_registry *reg, const char *dir, apr_error *err) {
+static int registry_cmp(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static apr_status registry_push_path(registry_scan *sc, const char *dir, const char *name, apr_error *err) {
+    if (sc->n_paths == sc->cap_paths) {
+        size_t cap = sc->cap_paths ? 2 * sc->cap_paths : 16;
+        char **np = realloc(sc->paths, cap * sizeof *np);
+        if (!np) return apr_error_set(err, APR_ERR_NOMEM, "out of memory scanning %s", dir);
+        sc->paths = np;
+        bool *nt = realloc(sc->taken, cap * sizeof *nt);
+        if (!nt) return apr_error_set(err, APR_ERR_NOMEM, "out of memory scanning %s", dir);
+        sc->taken = nt;
+        sc->cap_paths = cap;
+    }
+    size_t len = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(len);
+    if (!p) return apr_error_set(err, APR_ERR_NOMEM, "out of memory scanning %s", dir);
+    snprintf(p, len, "%s/%s", dir, name);
+    sc->taken[sc->n_paths] = false;
+    sc->paths[sc->n_paths++] = p;
+    return APR_OK;
+}
+
+/* Lists one directory's *.so files, sorted; a missing directory is not an error (the default may
+ * not exist yet). Nothing is opened here. */
+static apr_status registry_scan_dir(registry_scan *sc, const char *dir, apr_error *err) {
     DIR *d = opendir(dir);
     if (!d) return APR_OK;
     char **names = NULL;
@@ -254,11 +290,7 @@ static apr_status registry_scan_dir(apr_registry *reg, const char *dir, apr_erro
     closedir(d);
     if (st == APR_OK && n) qsort(names, n, sizeof *names, registry_cmp);
     for (size_t i = 0; i < n; i++) {
-        if (st == APR_OK) {
-            char path[4096];
-            snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-            st = registry_append(reg, path, err);
-        }
+        if (st == APR_OK) st = registry_push_path(sc, dir, names[i], err);
         free(names[i]);
     }
     free(names);
@@ -277,14 +309,113 @@ static bool registry_default_dir(char *out, size_t size) {
     return true;
 }
 
-static apr_status registry_add_dir(apr_registry *reg, const char *dir, apr_error *err) {
+static apr_status registry_add_dir(registry_scan *sc, const char *dir, apr_error *err) {
+    apr_registry *reg = sc->reg;
     size_t old = reg->search_path ? strlen(reg->search_path) : 0;
     char *p = realloc(reg->search_path, old + strlen(dir) + 2);
     if (!p) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
     if (old) p[old++] = ':';
     strcpy(p + old, dir);
     reg->search_path = p;
-    return registry_scan_dir(reg, dir, err);
+    return registry_scan_dir(sc, dir, err);
+}
+
+/* Whether name (a backend or file name, without any ":device") is in the comma-separated list,
+ * whose items may name a device ("cuda:1"). */
+static bool registry_wanted(const char *list, const char *name, size_t name_len) {
+    for (const char *item = list; *item;) {
+        size_t len = strcspn(item, ",");
+        size_t base = strcspn(item, ",:");
+        if (base == name_len && !strncmp(item, name, name_len)) return true;
+        item += len;
+        if (*item == ',') item++;
+    }
+    return false;
+}
+
+/* Whether every backend in the list was loaded and is usable. */
+static bool registry_all_usable(const apr_registry *reg, const char *list) {
+    for (const char *item = list; *item;) {
+        size_t len = strcspn(item, ",");
+        bool found = len == 0;
+        for (int i = 0; i < reg->n_slots && !found; i++) {
+            const apr_plugin_slot *s = &reg->slots[i];
+            found = s->api && ((strlen(s->name) == len && !strncmp(s->name, item, len)) ||
+                               (strlen(s->plugin_name) == len && !strncmp(s->plugin_name, item, len)));
+        }
+        if (!found) return false;
+        item += len;
+        if (*item == ',') item++;
+    }
+    return true;
+}
+
+/* Loads the files a backend list names: by file name ("cpu-avx2.so") or by the plugin name their
+ * trial reported. When that leaves a named backend missing, the caller loads the rest. */
+static apr_status registry_load_wanted(registry_scan *sc, const char *list, apr_error *err) {
+    apr_status st = APR_OK;
+    for (size_t i = 0; i < sc->n_paths && st == APR_OK; i++) {
+        const char *path = sc->paths[i];
+        const char *base = strrchr(path, '/') + 1;
+        bool want = registry_wanted(list, base, strlen(base) - 3);
+        struct stat sb;
+        const plugin_cache_entry *ce = !want && stat(path, &sb) == 0 ? plugin_cache_find(sc->cache, path, &sb) : NULL;
+        if (ce && ce->name[0]) want = registry_wanted(list, ce->name, strlen(ce->name));
+        if (!want) continue;
+        sc->taken[i] = true;
+        st = registry_append(sc, path, err);
+    }
+    if (st == APR_OK && registry_all_usable(sc->reg, list))
+        for (size_t i = 0; i < sc->n_paths; i++) sc->taken[i] = true;
+    return st;
+}
+
+/* Points stdout at /dev/null while plugins load, so that a constructor's output cannot reach the
+ * tool's (a --json document, say); returns the saved descriptor, or -1 when nothing was redirected. */
+static int registry_quiet_begin(void) {
+    fflush(stdout);
+    int saved = fcntl(1, F_DUPFD_CLOEXEC, 3);
+    if (saved < 0) return -1;
+    int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (null < 0 || dup2(null, 1) < 0) {
+        if (null >= 0) close(null);
+        close(saved);
+        return -1;
+    }
+    close(null);
+    return saved;
+}
+
+static void registry_quiet_end(int saved) {
+    if (saved < 0) return;
+    fflush(stdout); /* what a plugin left in stdio's buffer goes to /dev/null too */
+    dup2(saved, 1);
+    close(saved);
+}
+
+static apr_status registry_scan_all(registry_scan *sc, const apr_registry_options *opts, apr_error *err) {
+    apr_status st = APR_OK;
+    /* a setuid or setgid program ignores the variable: the invoking user must not choose its code */
+    const char *env = opts && opts->plugin_path ? opts->plugin_path : secure_getenv("APR_PLUGIN_PATH");
+    if (env && *env) {
+        char *copy = strdup(env);
+        if (!copy) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
+        char *save = NULL;
+        for (char *dir = strtok_r(copy, ":", &save); dir && st == APR_OK; dir = strtok_r(NULL, ":", &save))
+            st = registry_add_dir(sc, dir, err);
+        free(copy);
+    }
+    char dir[4096];
+    if (st == APR_OK && !(opts && opts->skip_default_dir) && registry_default_dir(dir, sizeof dir))
+        st = registry_add_dir(sc, dir, err);
+    if (st != APR_OK) return st;
+    int quiet = registry_quiet_begin();
+    const char *list = opts && opts->backends && *opts->backends ? opts->backends : NULL;
+    if (list) st = registry_load_wanted(sc, list, err);
+    for (size_t i = 0; i < sc->n_paths && st == APR_OK; i++)
+        if (!sc->taken[i]) st = registry_append(sc, sc->paths[i], err);
+    registry_quiet_end(quiet);
+    return st;
 }
 
 APR_API apr_status apr_registry_open(const apr_registry_options *opts, apr_registry **out, apr_error *err) {
@@ -294,18 +425,13 @@ APR_API apr_status apr_registry_open(const apr_registry_options *opts, apr_regis
     apr_status st = apr_host_query(&reg->host, err);
     if (st != APR_OK) { apr_registry_close(reg); return st; }
     reg->search_path = calloc(1, 1);
-    const char *env = opts && opts->plugin_path ? opts->plugin_path : getenv("APR_PLUGIN_PATH");
-    if (env && *env) {
-        char *copy = strdup(env);
-        if (!copy) { apr_registry_close(reg); return apr_error_set(err, APR_ERR_NOMEM, "out of memory"); }
-        char *save = NULL;
-        for (char *dir = strtok_r(copy, ":", &save); dir && st == APR_OK; dir = strtok_r(NULL, ":", &save))
-            st = registry_add_dir(reg, dir, err);
-        free(copy);
-    }
-    char dir[4096];
-    if (st == APR_OK && !(opts && opts->skip_default_dir) && registry_default_dir(dir, sizeof dir))
-        st = registry_add_dir(reg, dir, err);
+    if (!reg->search_path) { apr_registry_close(reg); return apr_error_set(err, APR_ERR_NOMEM, "out of memory"); }
+    registry_scan sc = {.reg = reg, .cache = plugin_cache_open(), .timeout_s = plugin_trial_timeout()};
+    st = registry_scan_all(&sc, opts, err);
+    plugin_cache_close(sc.cache);
+    for (size_t i = 0; i < sc.n_paths; i++) free(sc.paths[i]);
+    free(sc.paths);
+    free(sc.taken);
     if (st != APR_OK) { apr_registry_close(reg); return st; }
     for (int i = 0; i < reg->n_slots; i++) {
         apr_plugin_slot *s = &reg->slots[i];
@@ -319,7 +445,6 @@ APR_API apr_status apr_registry_open(const apr_registry_options *opts, apr_regis
     *out = reg;
     return APR_OK;
 }
-
 APR_API void apr_registry_close(apr_registry *reg) {
     if (!reg) return;
     for (int i = 0; i < reg->n_slots; i++) {

@@ -12,7 +12,7 @@ apr_status apr_hf_open_as_gguf(const char *dir, gguf_file **out, apr_error *err)
     *out = NULL;
     struct stat sb;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) return apr_gguf_open(dir, out, err); /* a file: GGUF as it is */
-    const char *tmp = getenv("TMPDIR");
+    const char *tmp = secure_getenv("TMPDIR"); /* a setuid or setgid program ignores it */
     char tdir[4096];
     snprintf(tdir, sizeof tdir, "%s/apr-import-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(tdir)) {

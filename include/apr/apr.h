@@ -118,7 +118,9 @@ typedef struct apr_plugin_record {
 } apr_plugin_record;
 
 /* Scans and probes. Fails only when nothing could be scanned at all; individual bad files are
- * recorded as rejected. opts may be NULL. */
+ * recorded as rejected. opts may be NULL. A file seen for the first time is tried in a forked
+ * child first (a crash there rejects it), and while plugins load, file descriptor 1 points at
+ * /dev/null: call it before other threads write to stdout. */
 apr_status apr_registry_open(const apr_registry_options *opts, apr_registry **out, apr_error *err);
 void apr_registry_close(apr_registry *reg);
 int apr_registry_count(const apr_registry *reg);
