@@ -20,7 +20,7 @@ void opts_help(FILE *f) {
         "options:\n"
         "  --backend NAME   only this backend (an unknown name is an error listing the usable ones)\n"
         "  --threads N[,N]  thread counts to run, e.g. --threads 1,2 (default: physical cores); each at\n"
-        "                   most 4 x the logical CPUs, 8 on any machine\n"
+        "                   most 4 x the logical CPUs (never less than 8)\n"
         "  --quick          a short subset: GEMV f32/f16 4096x4096, GEMM 1024^3, rms_norm, decode\n"
         "                   attention (under a minute on a 2-core machine)\n"
         "  --repeat N       samples per benchmark (default 7; 5 with --quick). A sample repeats the run\n"

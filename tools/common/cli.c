@@ -12,8 +12,8 @@
 
 const char *const cli_common_help =
     "  --backend NAME   run on this backend (default: the best one apr-probe reports)\n"
-    "  --threads N      worker threads (default: physical cores); at most 4 x the logical CPUs,\n"
-    "                   8 on any machine: more only contend for the same cores\n"
+    "  --threads N      worker threads (default: physical cores); at most 4 x the logical CPUs\n"
+    "                   (never less than 8), as more only contend for the same cores\n"
     "  --json           machine-readable output on stdout\n"
     "  -h, --help       this text\n";
 
