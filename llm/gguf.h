@@ -110,9 +110,12 @@ int64_t apr_gguf_tensor_count(const gguf_file *f);
 const gguf_tensor *apr_gguf_tensor_at(const gguf_file *f, int64_t i);
 const gguf_tensor *apr_gguf_tensor_find(const gguf_file *f, const char *name);
 
-/* Writer: collects metadata and tensors, then writes OUT as GGUF v3 atomically (a temporary file
- * "OUT.tmp.XXXXXX" in the same directory, fsync, rename, fsync of the directory; on any failure
- * before the rename the temporary file is removed and an existing OUT is untouched). Tensors are
+/* Writer: collects metadata and tensors, then writes OUT as GGUF v3 atomically: into an unnamed
+ * file (O_TMPFILE) in OUT's directory, fsynced and linked into place at the end (through a
+ * temporary name renamed over OUT when OUT exists), so that no partial file is ever seen under
+ * any name, even after SIGKILL; where the filesystem has no O_TMPFILE (or APR_GGUF_NO_TMPFILE=1)
+ * through a named temporary file "OUT.tmp.XXXXXX" renamed over OUT. The directory is fsynced
+ * after. On any failure a temporary file is removed and an existing OUT is untouched. Tensors are
  * laid out in the order added, each at a multiple of the alignment (general.alignment if set, as
  * a uint32 power of two, else 32), and the file is padded to it. The set and add calls cannot
  * fail: an allocation failure (APR_ERR_NOMEM) or an invalid call (APR_ERR_INVALID: wrong size for
@@ -146,5 +149,8 @@ typedef int (*gguf_writer_fill_fn)(void *ctx, uint64_t offset, void *buf, size_t
 void apr_gguf_writer_add_tensor_fn(gguf_writer *w, const char *name, uint32_t dtype, int n_dims, const int64_t *ne,
                                    uint64_t size, gguf_writer_fill_fn fill, void *ctx);
 apr_status apr_gguf_writer_write(gguf_writer *w, const char *path, apr_error *err);
+/* Removes the named temporary files of the writes in progress (the O_TMPFILE fallback); async-signal-
+ * safe, for a tool's SIGINT / SIGTERM / SIGHUP handler, which then re-raises the signal. */
+void apr_gguf_writer_unlink_temps(void);
 
 #endif

@@ -1,14 +1,17 @@
 /* gguf_writer_write.c — apr_gguf_writer_write: lays out and serializes a GGUF v3 file and puts it in place
- * atomically (temporary file in the same directory, fsync, rename, fsync of the directory). */
+ * atomically (gguf_writer_place.c: an unnamed or temporary file in the same directory, fsync, link or
+ * rename, fsync of the directory). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "gguf_internal.h"
+#include "gguf_writer_place.h"
 
 /* Buffered output to a file descriptor that remembers the first error (errno). */
 typedef struct write_out {
@@ -122,7 +125,7 @@ static bool write_layout(gguf_writer *w, uint64_t align, uint64_t *total) {
     return true;
 }
 
-static void write_file(write_out *o, const gguf_writer *w, uint64_t align) {
+static void write_file(write_out *o, const gguf_writer *w, uint64_t align, bool stop_after_first) {
     write_u32(o, GGUF_MAGIC);
     write_u32(o, 3);
     write_u64(o, w->n_tensors);
@@ -147,6 +150,10 @@ static void write_file(write_out *o, const gguf_writer *w, uint64_t align) {
         if (t->fill) write_filled(o, t);
         else write_bytes(o, t->data, t->size);
         write_zeros(o, (align - t->size % align) % align);
+        if (i == 0 && stop_after_first) {
+            write_flush(o);
+            raise(SIGSTOP);
+        }
     }
     write_flush(o);
 }
@@ -167,24 +174,6 @@ static mode_t write_umask(void) {
     return m;
 }
 
-/* fsyncs the directory holding path, so that the rename survives a crash. */
-static int write_sync_dir(const char *path) {
-    char *dir = strdup(path);
-    if (!dir) return ENOMEM;
-    char *slash = strrchr(dir, '/');
-    const char *d = ".";
-    if (slash == dir) d = "/";
-    else if (slash) *slash = '\0', d = dir;
-    int e = 0, fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) e = errno;
-    else {
-        if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS) e = errno;
-        close(fd);
-    }
-    free(dir);
-    return e;
-}
-
 LLM_API apr_status apr_gguf_writer_write(gguf_writer *w, const char *path, apr_error *err) {
     uint64_t align = GGUF_DEFAULT_ALIGNMENT, data_size;
     if (!w || !path) return apr_error_set(err, APR_ERR_INVALID, "apr_gguf_writer_write: no writer or no path");
@@ -200,41 +189,33 @@ LLM_API apr_status apr_gguf_writer_write(gguf_writer *w, const char *path, apr_e
     if (!write_layout(w, align, &data_size))
         return apr_error_set(err, APR_ERR_INVALID, "%s: the tensor data is too large", path);
 
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + sizeof ".tmp.XXXXXX");
-    if (!tmp) return apr_error_set(err, APR_ERR_NOMEM, "%s: out of memory", path);
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
     write_out *o = malloc(sizeof *o);
-    if (!o) {
-        free(tmp);
-        return apr_error_set(err, APR_ERR_NOMEM, "%s: out of memory", path);
-    }
+    if (!o) return apr_error_set(err, APR_ERR_NOMEM, "%s: out of memory", path);
     o->n = 0;
     o->total = 0;
     o->error = 0;
-    o->fd = mkostemp(tmp, O_CLOEXEC);
-    if (o->fd < 0) {
-        int e = errno;
+    gguf_place pl;
+    int e = gguf_place_open(&pl, path);
+    if (e) {
         free(o);
-        free(tmp);
         return apr_error_set(err, APR_ERR_IO, "%s: cannot create a temporary file beside it: %s", path, strerror(e));
     }
+    o->fd = pl.fd;
+    /* test hook: APR_GGUF_WRITE_STOP=OUT stops the process (SIGSTOP) after OUT's first tensor, so tests signal a write mid-way */
+    const char *stop = secure_getenv("APR_GGUF_WRITE_STOP");
     const char *step = "cannot write";
-    write_file(o, w, align);
-    int e = o->error;
-    if (!e && fchmod(o->fd, 0666 & ~write_umask()) != 0) e = errno, step = "cannot set the mode of";
-    if (!e && fsync(o->fd) != 0) e = errno, step = "cannot sync";
-    if (close(o->fd) != 0 && !e) e = errno, step = "cannot close";
-    if (!e && rename(tmp, path) != 0) e = errno, step = "cannot rename the temporary file onto";
+    write_file(o, w, align, stop && !strcmp(stop, path));
+    e = o->error;
     free(o);
+    if (!e && fchmod(pl.fd, 0666 & ~write_umask()) != 0) e = errno, step = "cannot set the mode of";
+    if (!e && fsync(pl.fd) != 0) e = errno, step = "cannot sync";
+    if (!e) e = gguf_place_commit(&pl, &step);
     if (e) {
-        unlink(tmp);
-        free(tmp);
+        gguf_place_close(&pl);
         return apr_error_set(err, APR_ERR_IO, "%s: %s it: %s", path, step, strerror(e));
     }
-    free(tmp);
-    e = write_sync_dir(path);
+    e = gguf_place_sync_dir(&pl);
+    gguf_place_close(&pl);
     if (e)
         return apr_error_set(err, APR_ERR_IO, "%s: written, but its directory cannot be synced: %s", path, strerror(e));
     return APR_OK;

@@ -1,10 +1,13 @@
 /* hf_import.c — the import object: owned buffers, tensor bookkeeping, the q/k row permutation, the final write. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "hf_internal.h"
 
@@ -48,8 +51,20 @@ void hf_import_permute_rows(void *dst, const void *src, int n_head, int head_dim
 }
 
 char *hf_import_slurp(const char *path, size_t max, size_t *len_out, apr_error *err) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) { apr_error_set(err, APR_ERR_IO, "%s: %s", path, strerror(errno)); return NULL; }
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block the import */
+    struct stat sb;
+    if (fd < 0) { apr_error_set(err, APR_ERR_IO, "%s: %s", path, strerror(errno)); return NULL; }
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        apr_error_set(err, APR_ERR_IO, "%s: not a regular file", path);
+        return NULL;
+    }
+    FILE *fp = fdopen(fd, "rb");
+    if (!fp) {
+        apr_error_set(err, APR_ERR_IO, "%s: %s", path, strerror(errno));
+        close(fd);
+        return NULL;
+    }
     char *buf = NULL;
     size_t len = 0, cap = 0;
     for (;;) {

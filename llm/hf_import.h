@@ -30,6 +30,11 @@ LLM_API apr_status apr_hf_import_llama2c(const char *bin, const char *tokenizer,
 /* Writes the GGUF atomically (the writer's temp-file-and-rename). Call once. */
 LLM_API apr_status apr_hf_import_write(hf_import *im, const char *path, apr_error *err);
 LLM_API void apr_hf_import_free(hf_import *im);
+/* APR_ERR_INVALID, with a message naming the file, when out is, or would replace, a file that importing
+ * in reads: in itself, tokenizer (may be NULL), and for a folder its config, tokenizer files, weights,
+ * index and every shard the index names. Compared by device and inode (symlinks and hard links
+ * count) and, for names that do not exist yet, by resolved directory and name. */
+LLM_API apr_status apr_hf_import_check_output(const char *in, const char *tokenizer, const char *out, apr_error *err);
 
 /* For summaries: the architecture written, tensors and parameters (elements). */
 LLM_API const char *apr_hf_import_arch(const hf_import *im);

@@ -86,7 +86,7 @@ apr_status apr_hf_import_llama2c(const char *bin, const char *tokenizer, hf_impo
     hf_import *im = hf_import_new();
     if (!im) return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
     apr_status st = APR_OK;
-    int fd = open(bin, O_RDONLY | O_CLOEXEC);
+    int fd = open(bin, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block the import */
     struct stat sb;
     if (fd < 0 || fstat(fd, &sb) || !S_ISREG(sb.st_mode)) st = apr_error_set(err, APR_ERR_IO, "%s: %s", bin, fd < 0 ? strerror(errno) : "not a regular file");
     else if (sb.st_size < (off_t)sizeof(hf_import_llama2c_hdr)) st = apr_error_set(err, APR_ERR_FORMAT, "%s: too short for a llama2.c header", bin);
@@ -103,17 +103,20 @@ apr_status apr_hf_import_llama2c(const char *bin, const char *tokenizer, hf_impo
     int64_t V = shared ? h.vocab : -(int64_t)h.vocab, D = h.dim, F = h.hidden, L = h.layers;
     if (D < 2 || F < 1 || L < 1 || h.heads < 1 || h.kv_heads < 1 || V < 3 || h.seq_len < 1 || D > 65536 || F > 1 << 20 ||
         L > 4096 || V > 1 << 24 || h.seq_len > 1 << 24 || D % h.heads || h.heads % h.kv_heads || (D / h.heads) % 2) {
+        st = apr_error_set(err, APR_ERR_FORMAT, "%s: implausible llama2.c header (dim %d, hidden %d, layers %d, heads %d/%d, vocab %d, seq %d)",
+                           bin, h.dim, h.hidden, h.layers, h.heads, h.kv_heads, h.vocab, h.seq_len);
         apr_hf_import_free(im);
-        return apr_error_set(err, APR_ERR_FORMAT, "%s: implausible llama2.c header (dim %d, hidden %d, layers %d, heads %d/%d, vocab %d, seq %d)",
-                              bin, h.dim, h.hidden, h.layers, h.heads, h.kv_heads, h.vocab, h.seq_len);
+        return st;
     }
     int64_t hs = D / h.heads, KV = hs * h.kv_heads;
     /* every count is bounded above, so this sum fits in int64 */
     int64_t floats = V * D + L * (2 * D + D * D + 2 * D * KV + D * D + 3 * D * F) + D + (int64_t)h.seq_len * hs + (shared ? 0 : V * D);
     if ((uint64_t)floats * 4 > im->map_size - sizeof h) {
+        /* the message reads im, so it is written before im is freed */
+        st = apr_error_set(err, APR_ERR_FORMAT, "%s: %zu bytes, but the header asks for %lld floats of weights", bin, im->map_size,
+                           (long long)floats);
         apr_hf_import_free(im);
-        return apr_error_set(err, APR_ERR_FORMAT, "%s: %zu bytes, but the header asks for %lld floats of weights", bin, im->map_size,
-                              (long long)floats);
+        return st;
     }
     im->arch[0] = 0;
     snprintf(im->arch, sizeof im->arch, "llama");
