@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,7 +18,9 @@
 #include "llama.h"
 #include "safetensors.h"
 #include "tokenizer.h"
+#include "util/tu_dir.h"
 #include "util/tu_rand.h"
+#include "util/tu_spawn.h"
 
 /* <repo>/../shared/fixtures */
 static char imp_fixtures[PATH_MAX + 32];
@@ -749,5 +752,186 @@ Test(import, apr_import_tool_exit_codes_and_summary, .timeout = 60) {
     cr_expect_neq(access(dir, F_OK), -1);
     snprintf(args, sizeof args, "%s/x.gguf", dir);
     cr_expect_eq(access(args, F_OK), -1, "nothing written on failure");
+    imp_rmdir(dir);
+}
+
+/* ---------------------------------------------------------------- llama2.c checkpoints that lie about their size */
+
+/* A llama2.c header (dim 8, hidden 16, 1 layer, 2/2 heads, the given vocab, seq 4) padded with zeros to size bytes. */
+static void imp_llama2c_stub(const char *path, int32_t vocab, size_t size) {
+    int32_t h[7] = {8, 16, 1, 2, 2, vocab, 4};
+    unsigned char *img = calloc(1, size);
+    memcpy(img, h, sizeof h);
+    imp_write_file(path, img, size);
+    free(img);
+}
+
+/* The size check once read the freed import for its message (heap use after free under ASan), with
+ * a shared (positive) vocabulary and with an unshared (negative) one alike. */
+Test(import, truncated_llama2c_checkpoint_is_refused_naming_its_size) {
+    char dir[64], bin[128], tok[128];
+    imp_tmpdir(dir, sizeof dir);
+    snprintf(bin, sizeof bin, "%s/t.bin", dir);
+    snprintf(tok, sizeof tok, "%s/tok.bin", dir);
+    imp_write_file(tok, "\0\0\0\0", 4);
+    const int32_t vocabs[] = {32, -32};
+    for (int k = 0; k < 2; k++) {
+        imp_llama2c_stub(bin, vocabs[k], 100);
+        hf_import *im = NULL;
+        apr_error e = {{0}};
+        cr_expect_eq(apr_hf_import_llama2c(bin, tok, &im, &e), APR_ERR_FORMAT, "vocab %d", vocabs[k]);
+        cr_expect_null(im);
+        cr_expect(strstr(e.msg, "t.bin") && strstr(e.msg, "100 bytes"), "vocab %d: %s", vocabs[k], e.msg);
+    }
+    imp_rmdir(dir);
+}
+
+/* ---------------------------------------------------------------- apr-import's OUT never is, nor replaces, a file it reads */
+
+/* Runs apr-import with args (NULL-terminated); the exit status (-1 when killed: a hang ends in SIGALRM) and *log. */
+static int imp_run(const char *const *args, char **log) {
+    tu_proc p = tu_spawn(tu_tool("apr-import"), args, NULL, 20);
+    cr_assert(!tu_proc_wait(&p));
+    *log = tu_proc_output(&p);
+    return WIFEXITED(p.status) ? WEXITSTATUS(p.status) : -1;
+}
+
+/* apr-import IN OUT [--tokenizer TOK] exits 2 with one line naming the clash; victim (may be NULL: OUT does not exist)
+ * keeps its bytes, and no folder in dirs gains or loses a file. */
+static void imp_refused(const char *in, const char *tok, const char *out, const char *victim, const char *const *dirs) {
+    size_t n0 = 0, n1 = 0;
+    char *before = victim ? tu_read_file(victim, &n0) : NULL, lists[2][4096], now[4096];
+    for (int d = 0; d < 2 && dirs[d]; d++) tu_dir_list(dirs[d], lists[d], sizeof lists[d]);
+    const char *args[] = {in, out, tok ? "--tokenizer" : NULL, tok, NULL};
+    char *log;
+    int rc = imp_run(args, &log);
+    cr_expect_eq(rc, 2, "OUT %s: exit %d: %s", out, rc, log);
+    cr_expect(strstr(log, "error: OUT") && strstr(log, "choose another name") && !strchr(strchr(log, '\n') + 1, '\n'),
+              "OUT %s: %s", out, log);
+    if (victim) {
+        char *after = tu_read_file(victim, &n1);
+        cr_expect(n0 == n1 && !memcmp(before, after, n0), "OUT %s: %s was changed", out, victim);
+        free(after);
+    }
+    for (int d = 0; d < 2 && dirs[d]; d++) cr_expect_str_eq(tu_dir_list(dirs[d], now, sizeof now), lists[d], "OUT %s", out);
+    free(before);
+    free(log);
+}
+
+Test(import, output_that_is_or_replaces_an_input_file_is_refused, .timeout = 120) {
+    if (!imp_find_fixtures()) cr_skip_test("fixtures not found at %s", imp_fixtures);
+    static imp_model m;
+    char dir[64], a[96], b[96], p[24][160], cmd[3 * PATH_MAX];
+    imp_tmpdir(dir, sizeof dir);
+    snprintf(a, sizeof a, "%s/sharded", dir);
+    snprintf(b, sizeof b, "%s/single", dir);
+    cr_assert(mkdir(a, 0755) == 0 && mkdir(b, 0755) == 0);
+    imp_small_folder(&m, a, "LlamaForCausalLM", "", "hf-gpt2", 50257, false);
+    /* the same model as one model.safetensors with a plain tokenizer.json */
+    snprintf(p[0], sizeof p[0], "%s/model.safetensors", b);
+    imp_write_safetensors(&m, p[0]);
+    snprintf(cmd, sizeof cmd, "cp '%s/config.json' '%s/' && gzip -dc '%s/tokenizer.json.gz' > '%s/tokenizer.json'", a, b, a, b);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    const char *dirs_a[] = {a, dir, NULL}, *dirs_b[] = {b, dir, NULL};
+    /* the cases: the weights and the tokenizer of a one-file folder */
+    imp_refused(b, NULL, p[0], p[0], dirs_b);
+    snprintf(p[1], sizeof p[1], "%s/tokenizer.json", b);
+    imp_refused(b, NULL, p[1], p[1], dirs_b);
+    /* every file of a sharded folder: shards, index, config, tokenizer files */
+    const char *names[] = {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json",
+                           "config.json", "tokenizer.json.gz", "tokenizer_config.json"};
+    for (int i = 0; i < 6; i++) {
+        snprintf(p[2 + i], sizeof p[2 + i], "%s/%s", a, names[i]);
+        imp_refused(a, NULL, p[2 + i], p[2 + i], dirs_a);
+    }
+    /* another spelling, a symlink and a hard link to an input; the folder itself */
+    snprintf(p[8], sizeof p[8], "%s/../sharded/./model-00002-of-00002.safetensors", a);
+    imp_refused(a, NULL, p[8], p[3], dirs_a);
+    snprintf(p[9], sizeof p[9], "%s/link.gguf", dir);
+    cr_assert_eq(symlink(p[3], p[9]), 0);
+    imp_refused(a, NULL, p[9], p[3], dirs_a);
+    snprintf(p[10], sizeof p[10], "%s/hard.gguf", dir);
+    cr_assert_eq(link(p[5], p[10]), 0);
+    imp_refused(a, NULL, p[10], p[5], dirs_a);
+    imp_refused(a, NULL, a, p[5], dirs_a);
+    /* a name the import would read had it been there */
+    snprintf(p[11], sizeof p[11], "%s/generation_config.json", a);
+    imp_refused(a, NULL, p[11], NULL, dirs_a);
+    /* a llama2.c checkpoint and its tokenizer */
+    snprintf(p[12], sizeof p[12], "%s/m.bin", dir);
+    snprintf(p[13], sizeof p[13], "%s/tok.bin", dir);
+    snprintf(cmd, sizeof cmd, "cp '%s/stories260K/stories260K.bin' '%s' && cp '%s/stories260K/tok512.bin' '%s'", imp_fixtures, p[12],
+             imp_fixtures, p[13]);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    const char *dirs_d[] = {dir, NULL};
+    imp_refused(p[12], p[13], p[13], p[13], dirs_d);
+    imp_refused(p[12], p[13], p[12], p[12], dirs_d);
+    /* a new name inside the input folder is fine */
+    snprintf(p[14], sizeof p[14], "%s/out.gguf", a);
+    char *log;
+    int rc = imp_run((const char *[]){a, p[14], NULL}, &log);
+    cr_expect_eq(rc, 0, "%s", log);
+    cr_expect_eq(access(p[14], R_OK), 0);
+    free(log);
+    imp_free(&m);
+    imp_rmdir(dir);
+}
+
+/* ---------------------------------------------------------------- apr-import's input checks */
+
+/* A GGUF file needs no import: the message says so, not that a tokenizer is missing. */
+Test(import, gguf_input_is_named_as_already_gguf, .timeout = 30) {
+    char dir[64], in[96], out[96];
+    imp_tmpdir(dir, sizeof dir);
+    snprintf(in, sizeof in, "%s/m.gguf", dir);
+    snprintf(out, sizeof out, "%s/o.gguf", dir);
+    gguf_writer *w = apr_gguf_writer_new();
+    apr_gguf_writer_set_str(w, "general.architecture", "llama");
+    apr_error e;
+    cr_assert_eq(apr_gguf_writer_write(w, in, &e), APR_OK, "%s", e.msg);
+    apr_gguf_writer_free(w);
+    const char *const cases[][5] = {{in, out, NULL}, {in, out, "--tokenizer", in, NULL}};
+    for (int k = 0; k < 2; k++) {
+        char *log;
+        int rc = imp_run(cases[k], &log);
+        cr_expect_eq(rc, 2, "case %d: exit %d: %s", k, rc, log);
+        cr_expect(strstr(log, "m.gguf is already a GGUF file") && !strstr(log, "needs --tokenizer"), "case %d: %s", k, log);
+        free(log);
+    }
+    cr_expect_neq(access(out, F_OK), 0);
+    imp_rmdir(dir);
+}
+
+/* A FIFO or a device as the checkpoint, the tokenizer or a file of the folder fails at once, naming it. */
+Test(import, fifo_or_device_input_fails_at_once, .timeout = 60) {
+    char dir[64], fifo[96], bin[96], tok[96], hf[96], cfg[128], out[96];
+    imp_tmpdir(dir, sizeof dir);
+    snprintf(fifo, sizeof fifo, "%s/f.bin", dir);
+    snprintf(bin, sizeof bin, "%s/m.bin", dir);
+    snprintf(tok, sizeof tok, "%s/tok.bin", dir);
+    snprintf(hf, sizeof hf, "%s/hf", dir);
+    snprintf(cfg, sizeof cfg, "%s/config.json", hf);
+    snprintf(out, sizeof out, "%s/o.gguf", dir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    cr_assert_eq(mkdir(hf, 0755), 0);
+    cr_assert_eq(mkfifo(cfg, 0600), 0);
+    imp_llama2c_stub(bin, 32, 100);
+    imp_write_file(tok, "\0\0\0\0", 4);
+    const char *const cases[][5] = {
+        {fifo, "--tokenizer", tok, out, NULL},
+        {bin, "--tokenizer", fifo, out, NULL},
+        {"/dev/zero", "--tokenizer", tok, out, NULL},
+        {bin, "--tokenizer", "/dev/zero", out, NULL},
+        {hf, out, NULL},
+    };
+    const char *named[] = {fifo, fifo, "/dev/zero", "/dev/zero", cfg};
+    for (int k = 0; k < 5; k++) {
+        char *log;
+        int rc = imp_run(cases[k], &log);
+        cr_expect_eq(rc, 1, "case %d: exit %d (-1: it hung until the alarm): %s", k, rc, log);
+        cr_expect(strstr(log, named[k]) && strstr(log, "not a regular file"), "case %d: %s", k, log);
+        free(log);
+    }
+    cr_expect_neq(access(out, F_OK), 0);
     imp_rmdir(dir);
 }

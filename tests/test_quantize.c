@@ -17,6 +17,7 @@
 #include "apr/apr.h"
 #include "apr/apr_float16.h"
 #include "gguf.h"
+#include "util/tu_dir.h"
 #include "util/tu_paths.h"
 #include "util/tu_run.h"
 
@@ -466,12 +467,14 @@ Test(quantize, out_equal_to_in_is_refused_and_in_untouched, .timeout = 60) {
     qt_copy(qt_model, in);
     size_t n0, n1;
     char *before = tu_read_file(in, &n0);
-    char other[PATH_MAX], hard[PATH_MAX];
+    char other[PATH_MAX], hard[PATH_MAX], sym[PATH_MAX];
     snprintf(other, sizeof other, "%s/./m.gguf", d.path);  /* another spelling of the same file */
     snprintf(hard, sizeof hard, "%s/hard.gguf", d.path);   /* another name of the same inode */
+    snprintf(sym, sizeof sym, "%s/sym.gguf", d.path);      /* a symlink to it */
     cr_assert_eq(link(in, hard), 0, "link: %s", strerror(errno));
-    const char *outs[] = {in, other, hard};
-    for (int k = 0; k < 3; k++) {
+    cr_assert_eq(symlink("m.gguf", sym), 0, "symlink: %s", strerror(errno));
+    const char *outs[] = {in, other, hard, sym};
+    for (int k = 0; k < 4; k++) {
         qt_result r = qt_run("apr-quantize", (const char *[]){in, outs[k], "--type", "q8_0", NULL});
         cr_expect_eq(r.status, 2, "OUT %s: exit %d: %s", outs[k], r.status, r.err);
         cr_expect(strstr(r.err, "is the input"), "OUT %s: %s", outs[k], r.err);
@@ -482,6 +485,65 @@ Test(quantize, out_equal_to_in_is_refused_and_in_untouched, .timeout = 60) {
     cr_expect_eq(qt_count(&d, "m.gguf.tmp"), 0);
     free(before);
     free(after);
+    qt_rmdir(&d);
+}
+
+/* apr-quantize HF OUT exits 2 when OUT is, or would replace, a file of the folder; victim keeps its bytes and the
+ * folder its files. */
+static void qt_refused(const char *hf, const char *out, const char *victim) {
+    size_t n0, n1;
+    char *before = tu_read_file(victim, &n0), list0[4096], list1[4096];
+    tu_dir_list(hf, list0, sizeof list0);
+    qt_result r = qt_run("apr-quantize", (const char *[]){hf, out, "--type", "q8_0", NULL});
+    cr_expect_eq(r.status, 2, "OUT %s: exit %d: %s", out, r.status, r.err);
+    cr_expect(strstr(r.err, "error: OUT") && strstr(r.err, "choose another name"), "OUT %s: %s", out, r.err);
+    char *after = tu_read_file(victim, &n1);
+    cr_expect(n0 == n1 && !memcmp(before, after, n0), "OUT %s: %s was changed", out, victim);
+    cr_expect_str_eq(tu_dir_list(hf, list1, sizeof list1), list0, "OUT %s", out);
+    free(before);
+    free(after);
+    qt_free(&r);
+}
+
+/* OUT inside a Hugging Face input folder: its weights (one file, then a shard of an index), the index, config and
+ * tokenizer are refused; a new name there is written. */
+Test(quantize, output_replacing_a_file_of_a_hugging_face_input_is_refused, .timeout = 120) {
+    QT_NEED_MODEL();
+    qt_dir d = qt_mkdir();
+    char hf[PATH_MAX], p[6][PATH_MAX + 64];
+    snprintf(hf, sizeof hf, "%s", qt_in(&d, "hf"));
+    cr_assert_eq(mkdir(hf, 0755), 0);
+    if (!qt_hf_folder(hf)) cr_skip_test("the hf-gpt2 tokenizer fixture is missing");
+    const char *names[] = {"model.safetensors", "config.json", "tokenizer.json"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(p[i], sizeof p[i], "%s/%s", hf, names[i]);
+        qt_refused(hf, p[i], p[i]);
+    }
+    /* the same weights as the one shard of an index */
+    snprintf(p[3], sizeof p[3], "%s/model-00001-of-00001.safetensors", hf);
+    snprintf(p[4], sizeof p[4], "%s/model.safetensors.index.json", hf);
+    cr_assert_eq(rename(p[0], p[3]), 0);
+    FILE *fp = fopen(p[4], "wb");
+    cr_assert(fp);
+    fputs("{\"metadata\":{},\"weight_map\":{", fp);
+    const char *tensors[] = {"model.embed_tokens.weight", "model.layers.0.input_layernorm.weight",
+                             "model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight",
+                             "model.layers.0.self_attn.v_proj.weight", "model.layers.0.self_attn.o_proj.weight",
+                             "model.layers.0.post_attention_layernorm.weight", "model.layers.0.mlp.gate_proj.weight",
+                             "model.layers.0.mlp.up_proj.weight", "model.layers.0.mlp.down_proj.weight", "model.norm.weight"};
+    for (int i = 0; i < 11; i++) fprintf(fp, "%s\"%s\":\"model-00001-of-00001.safetensors\"", i ? "," : "", tensors[i]);
+    fputs("}}", fp);
+    cr_assert_eq(fclose(fp), 0);
+    qt_refused(hf, p[3], p[3]);
+    qt_refused(hf, p[4], p[4]);
+    snprintf(p[5], sizeof p[5], "%s/q8.gguf", hf);
+    qt_result r = qt_run("apr-quantize", (const char *[]){hf, p[5], "--type", "q8_0", NULL});
+    cr_expect_eq(r.status, 0, "the sharded folder does not quantize: %s", r.err);
+    cr_expect_eq(access(p[5], R_OK), 0);
+    qt_free(&r);
+    char cmd[PATH_MAX + 16];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", hf);
+    cr_expect_eq(system(cmd), 0);
     qt_rmdir(&d);
 }
 

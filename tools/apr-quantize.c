@@ -16,6 +16,7 @@
 #include "apr/apr_float16.h"
 #include "apr/apr_quant.h"
 #include "common/cli.h"
+#include "common/cli_signal.h"
 #include "gguf.h"
 #include "hf_import.h"
 
@@ -46,9 +47,11 @@ static const char *qz_usage =
     "quantized is copied when it already has the chosen format, and refused otherwise (quantizing\n"
     "twice adds error twice): quantize from the f32/f16/bf16 model, or --keep it.\n"
     "\n"
-    "OUT is written atomically: a temporary file beside it, synced and renamed over OUT; on any\n"
-    "failure (bad input, full disk, Ctrl-C) the temporary file is removed and no OUT is left (an\n"
-    "existing OUT is untouched). OUT may not be IN.\n"
+    "OUT is written atomically: an unnamed file in its folder, synced and linked into place at the\n"
+    "end (where the filesystem lacks that, a temporary file renamed over OUT); on any failure (bad\n"
+    "input, full disk, Ctrl-C, TERM, HUP) no OUT and no temporary file is left (an existing OUT is\n"
+    "untouched). OUT may not be, or replace, IN or any file of an IN folder (config, tokenizer,\n"
+    "weights, shards, index): that is a usage error.\n"
     "\n"
     "At the end a table gives, per tensor, its shape, its format before and after, and the RMSE\n"
     "of dequantize(quantize(x)) against x (also relative to the RMS of x); for tensors of more than\n"
@@ -149,9 +152,6 @@ struct qz_run {
     size_t buf_cap;
     char err[700];           /* the first failure inside the write, or "" */
 };
-
-static volatile sig_atomic_t qz_stop;
-static void qz_on_sigint(int sig) { (void)sig; qz_stop = 1; }
 
 static int qz_keep_match(const char *name, char **keep, int n_keep, int *hits) {
     for (int k = 0; k < n_keep; k++)
@@ -307,7 +307,6 @@ static void *qz_work_rows(void *arg) {
     float *x = malloc((size_t)n * sizeof *x), *back = malloc((size_t)n * sizeof *back);
     if (!x || !back) { w->nomem = true; goto done; }
     for (int64_t r = w->r0; r < w->r1; r++) {
-        if (qz_stop) break;
         qz_load_row(q->src->dtype, (const uint8_t *)q->src->data + r * in_bytes, x, n);
         if (finite_needed) {
             bool ok = true;
@@ -380,10 +379,6 @@ static int qz_convert(qz_tensor *q, uint8_t *out) {
     q->sampled = stride > 1;
     free(w);
     free(th);
-    if (!rc && qz_stop) {
-        snprintf(r->err, sizeof r->err, "interrupted (Ctrl-C)");
-        rc = EINTR;
-    }
     return rc;
 }
 
@@ -400,10 +395,6 @@ static void qz_progress(qz_run *r, const qz_tensor *q) {
 static int qz_fill(void *ctx, uint64_t offset, void *buf, size_t n) {
     qz_tensor *q = ctx;
     qz_run *r = q->run;
-    if (qz_stop) {
-        if (!r->err[0]) snprintf(r->err, sizeof r->err, "interrupted (Ctrl-C)");
-        return EINTR;
-    }
     if (!q->convert) {
         if (offset == 0) qz_progress(r, q);
         memcpy(buf, (const uint8_t *)q->src->data + offset, n);
@@ -546,13 +537,6 @@ static void qz_print_json(const qz_run *r, const qz_type *ty, double secs) {
 
 /* ---------------------------------------------------------------- main */
 
-/* Same file: same device and inode (OUT may not exist yet, which is fine). */
-static bool qz_same(const char *a, const char *b) {
-    struct stat sa, sb;
-    if (!strcmp(a, b)) return true;
-    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-}
-
 int main(int argc, char **argv) {
     const char *pos[2] = {0}, *type_name = NULL, *v;
     char **keep = calloc((size_t)argc, sizeof *keep);
@@ -594,18 +578,18 @@ int main(int argc, char **argv) {
     }
     r.in = pos[0];
     r.out = pos[1];
-    if (qz_same(r.in, r.out)) {
-        fprintf(stderr, "error: OUT %s is the input; choose another name (IN is left as it is)\n", r.out);
-        goto done;
-    }
     struct stat st;
     if (stat(r.in, &st) != 0) { fprintf(stderr, "error: %s: %s\n", r.in, strerror(errno)); rc = CLI_EXIT_FAIL; goto done; }
+    apr_error e;
+    if (apr_hf_import_check_output(r.in, NULL, r.out, &e) != APR_OK) {
+        fprintf(stderr, "error: %s\n", e.msg);
+        goto done;
+    }
     rc = CLI_EXIT_FAIL;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     r.threads = c.threads ? c.threads : (int)(ncpu > 0 ? (ncpu < 256 ? ncpu : 256) : 1);
     r.tty = isatty(STDERR_FILENO);
     double t0 = cli_now();
-    apr_error e;
     fprintf(stderr, "reading %s ...\n", r.in);
     if (apr_hf_open_as_gguf(r.in, &f, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
     r.n = apr_gguf_tensor_count(f);
@@ -624,12 +608,7 @@ int main(int argc, char **argv) {
         const qz_tensor *q = &r.t[i];
         apr_gguf_writer_add_tensor_fn(w, q->src->name, (uint32_t)q->to, q->src->n_dims, q->src->ne, q->out_size, qz_fill, &r.t[i]);
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = qz_on_sigint;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    cli_signal_cleanup_temps();
     signal(SIGXFSZ, SIG_IGN); /* past a file-size limit the write fails with EFBIG and is cleaned up */
     fprintf(stderr, "writing %s: %s, %lld tensors, %d threads ...\n", r.out, ty->name, (long long)r.n, r.threads);
     apr_status s = apr_gguf_writer_write(w, r.out, &e);

@@ -10,14 +10,18 @@
 
 #include "apr/apr_float16.h"
 #include "common/cli.h"
+#include "common/cli_signal.h"
 #include "gguf.h"
+#include "hf_import.h"
 
 static const char *genmodel_usage =
     "usage: apr-genmodel [--shape NAME] [--dtype f16|f32|bf16] [--seed S] [--vocab-from FILE.gguf | --no-vocab] OUT.gguf\n"
     "\n"
     "Writes a model of random weights (normal, std 0.02; norms 1) in the exact shape of a real one,\n"
     "so that the runtime can be run and timed without a trained checkpoint. The text it generates\n"
-    "is gibberish: general.name says these are random weights.\n"
+    "is gibberish: general.name says these are random weights. OUT is written atomically: an unnamed\n"
+    "file linked into place when done (where the filesystem lacks that, a temporary file renamed\n"
+    "over OUT, removed on Ctrl-C, TERM or HUP).\n"
     "\n"
     "shapes:\n"
     "  tiny            llama: 4 layers, width 256, 8 heads / 4 KV heads, ffn 688, vocab 32000 (default)\n"
@@ -31,7 +35,7 @@ static const char *genmodel_usage =
     "  --vocab-from F    copy the tokenizer.* keys of F (its vocabulary must have the shape's size);\n"
     "                    by default tiny and tinyllama-1.1b copy ../shared/fixtures/vocab/ggml-vocab-llama-spm.gguf\n"
     "                    when it is there, so that apr-run can print text\n"
-    "  --no-vocab        write no tokenizer (apr-run then takes --tokens)\n"
+    "  --no-vocab        write no tokenizer (apr-run then takes --tokens); not with --vocab-from\n"
     "  --json            a JSON summary on stdout when done\n"
     "  -h, --help        this text (--backend and --threads are accepted and ignored)\n"
     "\n"
@@ -284,12 +288,21 @@ int main(int argc, char **argv) {
                 !sh ? "unknown --shape" : !out ? "no output file given" : "--dtype must be f16, f32 or bf16", genmodel_usage);
         return CLI_EXIT_USAGE;
     }
+    if (no_vocab && vocab) {
+        fprintf(stderr, "apr-genmodel: --vocab-from and --no-vocab contradict each other; give one\n");
+        return CLI_EXIT_USAGE;
+    }
     char found[PATH_MAX + 64];
     if (!vocab && !no_vocab && sh->vocab) {
         if (genmodel_default_vocab(sh->vocab, found, sizeof found)) vocab = found;
         else fprintf(stderr, "apr-genmodel: warning: %s not found; writing no tokenizer\n", sh->vocab);
     }
-    if (no_vocab) vocab = NULL;
+    apr_error e;
+    if (vocab && apr_hf_import_check_output(vocab, NULL, out, &e) != APR_OK) {
+        fprintf(stderr, "apr-genmodel: %s\n", e.msg);
+        return CLI_EXIT_USAGE;
+    }
+    cli_signal_cleanup_temps();
     int rc = genmodel_write(sh, (uint32_t)dt, (uint64_t)seed, vocab, out);
     if (!rc && common.json) {
         cJSON *o = cJSON_CreateObject();
