@@ -1,8 +1,8 @@
 /* plugin_cache.c — the verdicts of plugin trials, one line per file, in the user's cache directory.
  *
- * Format: a header "apr-plugin-cache 1 abi N", then per file
- * "DEV INO SIZE MTIME_S MTIME_NS ok|bad<TAB>NAME<TAB>PATH<TAB>REASON". Any line that does not parse
- * discards the whole file; it is rewritten through a temporary file renamed into place. */
+ * Format: a header "apr-plugin-cache 2 abi N", then per file "DEV INO SIZE MTIME_S MTIME_NS MACHINE
+ * ok|bad<TAB>NAME<TAB>PATH<TAB>REASON" (MACHINE in hex). Any line that does not parse discards the
+ * whole file; it is rewritten through a temporary file renamed into place. */
 #include "plugin_cache.h"
 
 #include <errno.h>
@@ -16,10 +16,11 @@
 
 #define CACHE_MAX_ENTRIES 256
 #define CACHE_MAX_BYTES (1 << 20)
-#define CACHE_MAGIC "apr-plugin-cache 1 abi"
+#define CACHE_MAGIC "apr-plugin-cache 2 abi"
 
 struct plugin_cache {
     char dir[4096];
+    unsigned long long machine;
     plugin_cache_entry *e; /* [n], oldest first */
     int n;
     bool dirty;
@@ -73,7 +74,8 @@ static bool cache_parse_line(plugin_cache *c, char *line) {
     memset(&e, 0, sizeof e);
     char verdict[8];
     int used = 0;
-    if (sscanf(line, "%llu %llu %llu %llu %llu %7s%n", &e.dev, &e.ino, &e.size, &e.mtime_s, &e.mtime_ns, verdict, &used) != 6)
+    if (sscanf(line, "%llu %llu %llu %llu %llu %llx %7s%n", &e.dev, &e.ino, &e.size, &e.mtime_s, &e.mtime_ns, &e.machine,
+               verdict, &used) != 7)
         return false;
     if (line[used] != '\t') return false;
     if (!strcmp(verdict, "ok")) e.ok = true;
@@ -124,10 +126,19 @@ static bool cache_dir(char *out, size_t size) {
     return strlen(out) + 32 < size;
 }
 
-plugin_cache *plugin_cache_open(void) {
+unsigned long long plugin_cache_machine(const char *cpu_model, const char *cpu_features) {
+    unsigned long long h = 14695981039346656037ull; /* FNV-1a */
+    for (const char *s = cpu_model; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull;
+    for (const char *s = cpu_features; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+plugin_cache *plugin_cache_open(unsigned long long machine) {
     if (getauxval(AT_SECURE)) return NULL; /* setuid or setgid: the invoking user's files are not trusted */
     plugin_cache *c = calloc(1, sizeof *c);
     if (!c) return NULL;
+    c->machine = machine;
     if (!cache_dir(c->dir, sizeof c->dir)) {
         free(c);
         return NULL;
@@ -145,7 +156,8 @@ static bool cache_matches(const plugin_cache_entry *e, const struct stat *st) {
 const plugin_cache_entry *plugin_cache_find(const plugin_cache *c, const char *path, const struct stat *st) {
     if (!c) return NULL;
     for (int i = c->n - 1; i >= 0; i--)
-        if (!strcmp(c->e[i].path, path)) return cache_matches(&c->e[i], st) ? &c->e[i] : NULL;
+        if (c->e[i].machine == c->machine && !strcmp(c->e[i].path, path))
+            return cache_matches(&c->e[i], st) ? &c->e[i] : NULL;
     return NULL;
 }
 
@@ -153,7 +165,7 @@ void plugin_cache_put(plugin_cache *c, const char *path, const struct stat *st, 
                       const char *reason) {
     if (!c || path[0] != '/' || !cache_clean(path) || !cache_clean(name) || !cache_clean(reason)) return;
     for (int i = 0; i < c->n; i++)
-        if (!strcmp(c->e[i].path, path)) {
+        if (c->e[i].machine == c->machine && !strcmp(c->e[i].path, path)) {
             free(c->e[i].path);
             memmove(c->e + i, c->e + i + 1, (size_t)(c->n - i - 1) * sizeof *c->e);
             c->n--;
@@ -167,6 +179,7 @@ void plugin_cache_put(plugin_cache *c, const char *path, const struct stat *st, 
     e.size = (unsigned long long)st->st_size;
     e.mtime_s = (unsigned long long)st->st_mtim.tv_sec;
     e.mtime_ns = (unsigned long long)st->st_mtim.tv_nsec;
+    e.machine = c->machine;
     e.ok = ok;
     snprintf(e.name, sizeof e.name, "%s", name);
     snprintf(e.reason, sizeof e.reason, "%s", reason);
@@ -201,8 +214,8 @@ static void cache_write(plugin_cache *c) {
     fprintf(f, "%s %d\n", CACHE_MAGIC, APR_ABI_VERSION);
     for (int i = 0; i < c->n; i++) {
         const plugin_cache_entry *e = &c->e[i];
-        fprintf(f, "%llu %llu %llu %llu %llu %s\t%s\t%s\t%s\n", e->dev, e->ino, e->size, e->mtime_s, e->mtime_ns,
-                e->ok ? "ok" : "bad", e->name, e->path, e->reason);
+        fprintf(f, "%llu %llu %llu %llu %llu %llx %s\t%s\t%s\t%s\n", e->dev, e->ino, e->size, e->mtime_s, e->mtime_ns,
+                e->machine, e->ok ? "ok" : "bad", e->name, e->path, e->reason);
     }
     bool bad = fflush(f) != 0 || ferror(f);
     if (fclose(f) != 0) bad = true;

@@ -426,7 +426,8 @@ APR_API apr_status apr_registry_open(const apr_registry_options *opts, apr_regis
     if (st != APR_OK) { apr_registry_close(reg); return st; }
     reg->search_path = calloc(1, 1);
     if (!reg->search_path) { apr_registry_close(reg); return apr_error_set(err, APR_ERR_NOMEM, "out of memory"); }
-    registry_scan sc = {.reg = reg, .cache = plugin_cache_open(), .timeout_s = plugin_trial_timeout()};
+    registry_scan sc = {.reg = reg, .timeout_s = plugin_trial_timeout(),
+                        .cache = plugin_cache_open(plugin_cache_machine(reg->host.cpu_model, reg->host.cpu_features))};
     st = registry_scan_all(&sc, opts, err);
     plugin_cache_close(sc.cache);
     for (size_t i = 0; i < sc.n_paths; i++) free(sc.paths[i]);

@@ -246,6 +246,21 @@ Test(discovery, verdicts_are_remembered_so_later_starts_do_not_try_again) {
     disc_expect_rejected(reg, "ctor_segv.so", "SIGSEGV");
     apr_registry_close(reg);
     cr_expect_eq(disc_trials(), 2);
+    /* a verdict of another kind of machine (another CPU model or feature set) does not count here,
+     * and both are kept */
+    char cmd[2 * PATH_MAX];
+    snprintf(cmd, sizeof cmd, "sed -i -E '2,$ s/^(([0-9]+ ){5})[0-9a-f]+ /\\1abc /' '%s'", cache);
+    cr_assert(system(cmd) == 0, "%s", cmd);
+    reg = disc_open(NULL);
+    disc_expect_hostile_verdicts(reg);
+    apr_registry_close(reg);
+    cr_expect_eq(disc_trials(), 3);
+    text = tu_read_file(cache, NULL);
+    int n_segv = 0;
+    for (const char *p = text; (p = strstr(p, "ctor_segv.so\tkilled")); p++) n_segv++;
+    cr_expect_eq(n_segv, 2, "%s", text);
+    cr_expect(strstr(text, " abc bad\t"), "%s", text);
+    free(text);
 }
 
 Test(discovery, a_corrupt_or_unreadable_cache_is_ignored) {
