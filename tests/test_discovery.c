@@ -376,13 +376,16 @@ Test(discovery, tools_survive_hostile_plugins_and_json_stays_valid) {
     if (!tu_have_fixtures()) cr_skip_test("apr-run part: fixtures missing at %s", tu_fixtures_dir());
     char model[PATH_MAX + 64];
     snprintf(model, sizeof model, "%s/stories260K/stories260K.gguf", tu_fixtures_dir());
-    r = disc_tool("apr-run", (const char *const[]){"--model", model, "--prompt", "Once", "-n", "4", "--temp", "0",
-                                                    "--backend", "reference", "--json", NULL});
-    cr_expect_eq(r.status, 0, "apr-run: %d\n%s", r.status, r.err);
-    cJSON *doc = cJSON_Parse(r.out);
-    cr_expect(doc, "apr-run --json printed invalid JSON:\n%s", r.out);
-    cJSON_Delete(doc);
-    tu_run_free(&r);
+    /* with a chosen backend (only reference.so is loaded) and with the default (every file is) */
+    for (int chosen = 1; chosen >= 0; chosen--) {
+        r = disc_tool("apr-run", (const char *const[]){"--model", model, "--prompt", "Once", "-n", "4", "--temp", "0",
+                                                        "--json", chosen ? "--backend" : NULL, "reference", NULL});
+        cr_expect_eq(r.status, 0, "apr-run: %d\n%s", r.status, r.err);
+        cJSON *doc = cJSON_Parse(r.out);
+        cr_expect(doc, "apr-run --json printed invalid JSON:\n%s", r.out);
+        cJSON_Delete(doc);
+        tu_run_free(&r);
+    }
 }
 
 /* Runs bin --json as user and group 65534 with APR_PLUGIN_PATH=plugin_dir; returns its stdout. */
