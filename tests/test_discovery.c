@@ -261,6 +261,19 @@ Test(discovery, verdicts_are_remembered_so_later_starts_do_not_try_again) {
     cr_expect_eq(n_segv, 2, "%s", text);
     cr_expect(strstr(text, " abc bad\t"), "%s", text);
     free(text);
+    /* a file that is gone leaves the cache when it is next written */
+    char gone[PATH_MAX + 32];
+    snprintf(gone, sizeof gone, "%s/ctor_abort.so", disc_dir);
+    cr_assert(unlink(gone) == 0);
+    times[1].tv_sec = 2000000000;
+    cr_assert(utimensat(AT_FDCWD, path, times, 0) == 0);
+    reg = disc_open(NULL);
+    apr_registry_close(reg);
+    cr_expect_eq(disc_trials(), 4);
+    text = tu_read_file(cache, NULL);
+    cr_expect_null(strstr(text, "ctor_abort.so"), "%s", text);
+    cr_expect(strstr(text, "ctor_segv.so"), "%s", text);
+    free(text);
 }
 
 Test(discovery, a_corrupt_or_unreadable_cache_is_ignored) {
