@@ -72,6 +72,7 @@ AVX512_OBJS := $(X86_BASE_SRCS:%.c=$(B)/obj/cpu-avx512/%.o) $(X86_ISA_SRCS:%.c=$
 
 PLUGINS := $(PLUGDIR)/reference.so $(PLUGDIR)/cpu-avx2.so $(PLUGDIR)/cpu-avx512.so
 PLUGIN_LDFLAGS := -shared -Wl,--version-script=plugins/plugin.map -Wl,-z,defs $(LDFLAGS_ALL) -lm
+include mk/vulkan.mk
 
 # ---------------------------------------------------------------- tools and bench
 TOOLS := $(patsubst tools/%.c,$(B)/bin/%,$(wildcard tools/apr-*.c))

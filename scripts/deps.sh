@@ -56,6 +56,9 @@ fi
 need="make gcc pkg-config libcjson-dev libhwloc-dev libcriterion-dev libpcre2-dev libutf8proc-dev"
 # The tokenizer tests check the normalizers against Unicode's own data files (NormalizationTest.txt.bz2).
 need="$need unicode-data bzip2"
+# The vulkan plugin: Vulkan headers and the loader, glslc for its shaders, and Mesa's lavapipe (a
+# Vulkan driver on the CPU) so that its tests run on machines without a GPU.
+need="$need libvulkan-dev glslc mesa-vulkan-drivers"
 # OpenBLAS is optional: apr-bench compares against it when present.
 want="libopenblas0"
 missing=$(missing_of $need $want)

@@ -1,0 +1,111 @@
+/* test_vulkan.c — the vulkan plugin as a user meets it: apr-probe lists each device with its name,
+ * driver and subgroup size; a machine whose loader finds no device lists the plugin as rejected
+ * with the reason; apr-run --backend vulkan gives the published greedy text of stories260K. (The
+ * conformance suite checks every op it runs against the reference; test_llama decodes on it too.)
+ * Skipped, saying so, where the plugin was not built or no Vulkan device (lavapipe included) exists. */
+#include <criterion/criterion.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "util/tu_paths.h"
+#include "util/tu_run.h"
+
+static char vk_build[PATH_MAX];
+
+/* The build tree, or a skip when vulkan.so is not in it. */
+static void vk_need_plugin(void) {
+    const char *b = getenv("APR_TEST_BUILD");
+    snprintf(vk_build, sizeof vk_build, "%s", b && *b ? b : "build");
+    char so[PATH_MAX + 64];
+    snprintf(so, sizeof so, "%s/lib/apr/plugins/vulkan.so", vk_build);
+    if (access(so, R_OK) != 0)
+        cr_skip_test("%s is not built (it needs libvulkan-dev and glslc, which scripts/deps.sh installs)", so);
+}
+
+/* apr-probe --json's record of the first vulkan device, or NULL; *root owns it. */
+static cJSON *vk_probe_record(cJSON **root) {
+    char tool[PATH_MAX + 32];
+    snprintf(tool, sizeof tool, "%s/bin/apr-probe", vk_build);
+    tu_run_result r = tu_run(tool, NULL, (const char *[]){"--json", NULL}, 0);
+    cr_assert_eq(r.status, 0, "apr-probe --json: exit %d: %s", r.status, r.err);
+    *root = cJSON_Parse(r.out);
+    cr_assert(*root, "apr-probe --json printed no JSON: %s", r.out);
+    tu_run_free(&r);
+    cJSON *plugins = cJSON_GetObjectItem(*root, "plugins"), *p;
+    cJSON_ArrayForEach(p, plugins) {
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItem(p, "name"));
+        if (name && !strncmp(name, "vulkan", 6)) return p;
+    }
+    return NULL;
+}
+
+Test(vulkan, probe_names_each_device_and_its_subgroup) {
+    vk_need_plugin();
+    cJSON *root;
+    cJSON *p = vk_probe_record(&root);
+    cr_assert(p, "apr-probe lists no vulkan record");
+    const char *state = cJSON_GetStringValue(cJSON_GetObjectItem(p, "status"));
+    const char *reason = cJSON_GetStringValue(cJSON_GetObjectItem(p, "reason"));
+    cr_assert(state && reason);
+    if (strcmp(state, "ok") != 0) {
+        cJSON_Delete(root);
+        cr_skip_test("no usable Vulkan device here: %s", reason);
+    }
+    cr_expect(strstr(reason, "driver ") && strstr(reason, "subgroup ") && strstr(reason, "Vulkan 1."),
+              "the reason should name the device, driver, Vulkan version and subgroup size: %s", reason);
+    cJSON_Delete(root);
+}
+
+/* A loader that finds no driver: the plugin is listed, rejected, with the loader's answer. */
+Test(vulkan, no_device_is_a_rejection_with_the_reason) {
+    vk_need_plugin();
+    cJSON *root;
+    setenv("VK_ICD_FILENAMES", "/nonexistent/icd.json", 1);
+    setenv("VK_DRIVER_FILES", "/nonexistent/icd.json", 1);
+    cJSON *p = vk_probe_record(&root);
+    unsetenv("VK_ICD_FILENAMES");
+    unsetenv("VK_DRIVER_FILES");
+    cr_assert(p, "apr-probe lists no vulkan record when the loader finds no device");
+    cr_expect_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(p, "status")), "rejected");
+    const char *reason = cJSON_GetStringValue(cJSON_GetObjectItem(p, "reason"));
+    cr_expect(reason && strstr(reason, "device"), "reason: %s", reason ? reason : "(none)");
+    cJSON_Delete(root);
+}
+
+Test(vulkan, apr_run_gives_the_published_greedy_text, .timeout = 300) {
+    vk_need_plugin();
+    if (!tu_have_fixtures()) cr_skip_test("fixtures not found at %s", tu_fixtures_dir());
+    char model[PATH_MAX + 64], expected[PATH_MAX + 64], tool[PATH_MAX + 32];
+    snprintf(model, sizeof model, "%s/stories260K/stories260K.gguf", tu_fixtures_dir());
+    snprintf(expected, sizeof expected, "%s/stories260K/expected_generation.json", tu_fixtures_dir());
+    snprintf(tool, sizeof tool, "%s/bin/apr-run", vk_build);
+    FILE *f = fopen(expected, "rb");
+    cr_assert(f, "cannot open %s", expected);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    cJSON *root = cJSON_Parse(buf);
+    cr_assert(root, "%s is not JSON", expected);
+    const char *want = cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(root, "cases"), 0), "text"));
+    cr_assert(want, "%s: no cases[0].text", expected);
+    tu_run_result r = tu_run(tool, NULL, (const char *[]){"--model", model, "-n", "256", "--temp", "0", "--backend", "vulkan", NULL}, 0);
+    if (r.status != 0 && strstr(r.err, "vulkan") && strstr(r.err, "usable backends")) {
+        tu_run_free(&r);
+        cJSON_Delete(root);
+        cr_skip_test("no usable Vulkan device here");
+    }
+    cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
+    size_t len = strlen(r.out);
+    cr_assert(len > 0 && r.out[len - 1] == '\n', "output does not end in a newline");
+    r.out[len - 1] = 0;
+    cr_expect_str_eq(r.out, want);
+    cr_expect(strstr(r.err, "backend vulkan:0"), "the statistics line names another backend: %s", r.err);
+    tu_run_free(&r);
+    cJSON_Delete(root);
+}
