@@ -175,7 +175,8 @@ apr_status apr_safetensors_open_memory(const void *data, size_t size, const char
 
 apr_status apr_safetensors_open(const char *path, safetensors_file **out, apr_error *err) {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO in a shard's place is refused below instead of waiting for a writer */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return apr_error_set(err, APR_ERR_IO, "%s: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) || !S_ISREG(sb.st_mode)) {

@@ -935,3 +935,26 @@ Test(import, fifo_or_device_input_fails_at_once, .timeout = 60) {
     cr_expect_neq(access(out, F_OK), 0);
     imp_rmdir(dir);
 }
+
+/* A FIFO where a folder's weights should be: refused at once, naming the file, not an open that
+ * waits for a writer. */
+Test(import, fifo_shard_fails_at_once, .timeout = 60) {
+    if (!imp_find_fixtures()) cr_skip_test("fixtures not found at %s", imp_fixtures);
+    static imp_model m;
+    imp_build(&m);
+    char dir[64], shard[128], out[128];
+    imp_tmpdir(dir, sizeof dir);
+    imp_write_folder(&m, dir);
+    snprintf(shard, sizeof shard, "%s/model.safetensors", dir);
+    snprintf(out, sizeof out, "%s.gguf", dir);
+    cr_assert_eq(unlink(shard), 0);
+    cr_assert_eq(mkfifo(shard, 0600), 0);
+    char *log;
+    int rc = imp_run((const char *const[]){dir, out, NULL}, &log);
+    cr_expect_eq(rc, 1, "exit %d (-1: it hung until the alarm): %s", rc, log);
+    cr_expect(strstr(log, shard) && strstr(log, "not a regular file"), "%s", log);
+    cr_expect_neq(access(out, F_OK), 0);
+    free(log);
+    imp_free(&m);
+    imp_rmdir(dir);
+}
