@@ -185,7 +185,6 @@ static apr_status registry_devices(apr_registry *reg, int first, apr_error *err)
     return APR_OK;
 }
 
-
 typedef struct registry_trial_ctx {
     apr_registry *reg;
     int slot;
