@@ -109,3 +109,44 @@ Test(vulkan, apr_run_gives_the_published_greedy_text, .timeout = 300) {
     tu_run_free(&r);
     cJSON_Delete(root);
 }
+
+/* The pipeline cache: written under $XDG_CACHE_HOME/apr after a first run, one file per device,
+ * driver and plugin build; a damaged file is ignored and the run gives the same text. */
+Test(vulkan, pipeline_cache_is_written_and_a_damaged_one_is_ignored, .timeout = 300) {
+    vk_need_plugin();
+    if (!tu_have_fixtures()) cr_skip_test("fixtures not found at %s", tu_fixtures_dir());
+    char cache[] = "/tmp/apr-test-vkcache-XXXXXX";
+    cr_assert(mkdtemp(cache));
+    setenv("XDG_CACHE_HOME", cache, 1);
+    char model[PATH_MAX + 64], tool[PATH_MAX + 32];
+    snprintf(model, sizeof model, "%s/stories260K/stories260K-q4_0.gguf", tu_fixtures_dir());
+    snprintf(tool, sizeof tool, "%s/bin/apr-run", vk_build);
+    const char *args[] = {"--model", model, "-n", "8", "--temp", "0", "--backend", "vulkan", NULL};
+    tu_run_result first = tu_run(tool, NULL, args, 0);
+    if (first.status != 0 && strstr(first.err, "usable backends")) {
+        tu_run_free(&first);
+        unsetenv("XDG_CACHE_HOME");
+        cr_skip_test("no usable Vulkan device here");
+    }
+    cr_assert_eq(first.status, 0, "exit %d: %s", first.status, first.err);
+    char cmd[256], found[PATH_MAX] = "";
+    snprintf(cmd, sizeof cmd, "ls %s/apr/vulkan-*.pipelines 2>/dev/null", cache);
+    FILE *ls = popen(cmd, "r");
+    cr_assert(ls);
+    if (!fgets(found, sizeof found, ls)) found[0] = 0;
+    pclose(ls);
+    found[strcspn(found, "\n")] = 0;
+    cr_assert(found[0], "no pipeline cache under %s/apr after a run", cache);
+    FILE *f = fopen(found, "wb");
+    cr_assert(f);
+    for (int i = 0; i < 4096; i++) fputc((i * 2654435761u) >> 13 & 255, f);
+    fclose(f);
+    tu_run_result second = tu_run(tool, NULL, args, 0);
+    cr_assert_eq(second.status, 0, "with a damaged cache: exit %d: %s", second.status, second.err);
+    cr_expect_str_eq(second.out, first.out, "the damaged cache changed the text");
+    tu_run_free(&first);
+    tu_run_free(&second);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", cache);
+    cr_expect_eq(system(cmd), 0);
+    unsetenv("XDG_CACHE_HOME");
+}

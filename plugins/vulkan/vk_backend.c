@@ -243,8 +243,22 @@ static apr_status vkbackend_setup(vk_backend *be, int device, char *err, size_t 
     VkPipelineLayoutCreateInfo pli = {.sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO, .setLayoutCount = 1,
                                       .pSetLayouts = &be->set_layout, .pushConstantRangeCount = 1, .pPushConstantRanges = &pc};
     VK_TRY(be, be->d.vkCreatePipelineLayout(be->dev, &pli, NULL, &be->pipe_layout), "vkCreatePipelineLayout");
-    VkPipelineCacheCreateInfo pci = {.sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO};
-    VK_TRY(be, be->d.vkCreatePipelineCache(be->dev, &pci, NULL, &be->pipe_cache), "vkCreatePipelineCache");
+    /* the driver checks the data's own header (vendor, device, pipelineCacheUUID) and starts empty
+     * on a mismatch; a file it refuses outright is ignored too */
+    char path[4300];
+    size_t cached = 0;
+    void *data = vkcache_path(d, path, sizeof path) ? vkcache_load(path, &cached) : NULL;
+    VkPipelineCacheCreateInfo pci = {.sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO, .initialDataSize = cached,
+                                     .pInitialData = data};
+    r = be->d.vkCreatePipelineCache(be->dev, &pci, NULL, &be->pipe_cache);
+    if (r != VK_SUCCESS && data) {
+        pci.initialDataSize = 0;
+        pci.pInitialData = NULL;
+        r = be->d.vkCreatePipelineCache(be->dev, &pci, NULL, &be->pipe_cache);
+    }
+    free(data);
+    VK_TRY(be, r, "vkCreatePipelineCache");
+    be->cache_read = pci.initialDataSize;
     be->pipes = calloc((size_t)vk_kernel_count, sizeof *be->pipes);
     if (!be->pipes) return msg_set(err, err_size, APR_ERR_NOMEM, "vulkan: out of memory");
     apr_status st = vkbuf_make(be, VK_STAGING_BYTES, true, &be->staging, err, err_size);
@@ -286,6 +300,16 @@ void vkbackend_destroy(void *backend) {
         vkbuf_drop(be, &be->dummy);
         vkbuf_drop(be, &be->params);
         vkbuf_drop(be, &be->status);
+        /* the cache grew: pipelines were compiled that the file did not hold */
+        char path[4300];
+        size_t size = 0;
+        if (be->pipes_made && be->pipe_cache && vkcache_path(be->info, path, sizeof path) &&
+            be->d.vkGetPipelineCacheData(be->dev, be->pipe_cache, &size, NULL) == VK_SUCCESS && size && size != be->cache_read) {
+            void *data = malloc(size);
+            if (data && be->d.vkGetPipelineCacheData(be->dev, be->pipe_cache, &size, data) == VK_SUCCESS)
+                vkcache_save(path, data, size);
+            free(data);
+        }
         for (int i = 0; be->pipes && i < vk_kernel_count; i++)
             if (be->pipes[i]) be->d.vkDestroyPipeline(be->dev, be->pipes[i], NULL);
         if (be->pipe_cache) be->d.vkDestroyPipelineCache(be->dev, be->pipe_cache, NULL);

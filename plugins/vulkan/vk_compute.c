@@ -30,6 +30,7 @@ static apr_status vkcompute_pipeline(vk_backend *be, int k, char *err, size_t er
         .layout = be->pipe_layout};
     r = be->d.vkCreateComputePipelines(be->dev, be->pipe_cache, 1, &pi, NULL, &be->pipes[k]);
     be->d.vkDestroyShaderModule(be->dev, mod, NULL);
+    be->pipes_made++;
     if (r != VK_SUCCESS)
         return msg_set(err, err_size, APR_ERR_DEVICE, "vulkan: shader %s: vkCreateComputePipelines failed: %s",
                        vk_kernels[k].name, vkapi_result_name(r));

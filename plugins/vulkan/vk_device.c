@@ -45,6 +45,10 @@ static void vkdevice_describe(vk_device_info *d) {
     d->type = p->deviceType;
     d->subgroup_size = sub.subgroupSize;
     d->max_storage_range = p->limits.maxStorageBufferRange;
+    d->vendor_id = p->vendorID;
+    d->device_id = p->deviceID;
+    d->driver_version = p->driverVersion;
+    memcpy(d->cache_uuid, p->pipelineCacheUUID, VK_UUID_SIZE);
     char head[sizeof d->reason];
     msg_set(head, sizeof head, APR_OK, "%s (%s), driver %s %s, Vulkan %u.%u, subgroup %u", p->deviceName,
              vkdevice_type_name(p->deviceType), drv.driverName, drv.driverInfo, VK_API_VERSION_MAJOR(p->apiVersion),

@@ -22,6 +22,8 @@ typedef struct vk_device_info {
     uint32_t queue_family;    /* a family with VK_QUEUE_COMPUTE_BIT */
     uint32_t subgroup_size;
     uint32_t max_storage_range;
+    uint32_t vendor_id, device_id, driver_version;
+    uint8_t cache_uuid[VK_UUID_SIZE]; /* pipelineCacheUUID */
     VkPhysicalDeviceType type;
     char name[VK_MAX_PHYSICAL_DEVICE_NAME_SIZE];
     char reason[256];
@@ -94,6 +96,15 @@ void vkkernel_extra(const apr_node_desc *n, const vk_launch *l, uint32_t *extra)
 int vkkernel_dtype(uint32_t dtype);
 extern const int vk_kernel_ids_check;
 
+/* ---------------------------------------------------------------- the pipeline cache (vk_cache.c) */
+
+/* The cache file of device d for this plugin build; false where there is none (setuid, no home). */
+bool vkcache_path(const vk_device_info *d, char *out, size_t size);
+/* Its contents (malloc'd, *size bytes), or NULL when it is absent or unreadable. */
+void *vkcache_load(const char *path, size_t *size);
+/* Writes it atomically (a temporary file renamed into place); failures are silent. */
+void vkcache_save(const char *path, const void *data, size_t size);
+
 /* ---------------------------------------------------------------- the backend instance */
 
 typedef struct vk_backend {
@@ -111,6 +122,8 @@ typedef struct vk_backend {
     VkDescriptorPool desc_pool;
     uint32_t desc_cap;        /* sets desc_pool holds */
     VkPipelineCache pipe_cache;
+    int pipes_made;           /* pipelines created by this backend */
+    size_t cache_read;        /* bytes of pipeline cache read from disk at create */
     VkPipeline *pipes;        /* [vk_kernel_count], made on first use */
     vk_buf params;            /* host-visible param blocks of the nodes of one compute */
     vk_buf status;            /* host-visible: the first node whose ids were out of range, + 1 */
