@@ -98,11 +98,11 @@ static apr_status wpack_place(apr_backend *be, apr_weight_entry *e, const char *
     apr_status s = apr_backend_alloc(be, bytes, APR_MEM_DEVICE, APR_USAGE_WEIGHTS, &e->plain, msg, sizeof msg);
     if (s != APR_OK)
         return apr_error_set(err, s, "%s: backend %s cannot hold its %llu bytes: %s", name, be->slot->name,
-                             (unsigned long long)bytes, msg);
+                             (unsigned long long)bytes, PLUGIN_MSG(msg));
     s = api->buffer_write(be->inst, &e->plain, 0, e->data, bytes, msg, sizeof msg);
     if (s != APR_OK) {
         api->buffer_free(be->inst, &e->plain);
-        return apr_error_set(err, s, "%s: upload to backend %s failed: %s", name, be->slot->name, msg);
+        return apr_error_set(err, s, "%s: upload to backend %s failed: %s", name, be->slot->name, PLUGIN_MSG(msg));
     }
     e->has_plain = e->plain_uploaded = true;
     be->uploaded_bytes += (int64_t)e->plain.size;
@@ -171,10 +171,10 @@ static apr_status wpack_call(apr_backend *be, apr_weight_entry *e, const char *n
     if (imported) api->buffer_free(be->inst, &src);
     if (s == APR_ERR_UNSUPPORTED)
         return apr_error_set(err, s, "%s: backend %s does not pack it: %s", name, be->slot->name,
-                             msg[0] ? msg : "no reason given");
+                             PLUGIN_MSG(msg)[0] ? msg : "no reason given");
     if (s != APR_OK)
         return apr_error_set(err, s, "%s: backend %s failed to pack it: %s", name, be->slot->name,
-                             msg[0] ? msg : apr_status_name(s));
+                             PLUGIN_MSG(msg)[0] ? msg : apr_status_name(s));
     if (!(e->packed.flags & APR_BUFFER_PACKED)) {
         /* without the flag the core could not tell the copy from an ordinary buffer */
         api->buffer_free(be->inst, &e->packed);

@@ -59,6 +59,14 @@ struct apr_graph {
 /* Bytes of the contiguous storage of a non-view tensor. */
 int64_t apr_tensor_storage_bytes(const struct apr_tensor *t);
 
+/* A message a plugin wrote into the array buf, NUL-terminated on the core's side whatever the
+ * plugin did (it may fill the buffer without a terminator); use it wherever such a message is read. */
+static inline char *plugin_msg(char *buf, size_t size) {
+    if (size) buf[size - 1] = 0;
+    return buf;
+}
+#define PLUGIN_MSG(buf) plugin_msg((buf), sizeof(buf))
+
 /* ---------------------------------------------------------------- registry and backends */
 
 typedef struct apr_plugin_slot {

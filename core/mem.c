@@ -19,7 +19,7 @@ APR_API apr_status apr_mem_new(apr_backend *be, uint64_t bytes, apr_buffer_usage
     if (s != APR_OK) {
         free(m);
         return apr_error_set(err, s, "%s: backend %s cannot allocate %llu bytes: %s", name, apr_backend_name(be),
-                             (unsigned long long)bytes, msg[0] ? msg : apr_status_name(s));
+                             (unsigned long long)bytes, PLUGIN_MSG(msg)[0] ? msg : apr_status_name(s));
     }
     *out = m;
     return APR_OK;
@@ -46,7 +46,7 @@ APR_API apr_status apr_mem_write(apr_mem *m, uint64_t offset, const void *src, u
     if (s != APR_OK || !bytes) return s;
     char msg[256] = "";
     s = m->be->api->buffer_write(m->be->inst, &m->buf, offset, src, bytes, msg, sizeof msg);
-    if (s != APR_OK) return apr_error_set(err, s, "write to %s on %s: %s", m->name, apr_backend_name(m->be), msg);
+    if (s != APR_OK) return apr_error_set(err, s, "write to %s on %s: %s", m->name, apr_backend_name(m->be), PLUGIN_MSG(msg));
     return APR_OK;
 }
 
@@ -55,7 +55,7 @@ APR_API apr_status apr_mem_read(apr_mem *m, uint64_t offset, void *dst, uint64_t
     if (s != APR_OK || !bytes) return s;
     char msg[256] = "";
     s = m->be->api->buffer_read(m->be->inst, &m->buf, offset, dst, bytes, msg, sizeof msg);
-    if (s != APR_OK) return apr_error_set(err, s, "read of %s on %s: %s", m->name, apr_backend_name(m->be), msg);
+    if (s != APR_OK) return apr_error_set(err, s, "read of %s on %s: %s", m->name, apr_backend_name(m->be), PLUGIN_MSG(msg));
     return APR_OK;
 }
 
@@ -71,7 +71,7 @@ APR_API apr_status apr_mem_copy(apr_mem *dst, uint64_t dst_offset, apr_mem *src,
     if (be->api->abi_version >= 4 && APR_PLUGIN_HAS(be->api, buffer_copy)) {
         s = be->api->buffer_copy(be->inst, &src->buf, src_offset, &dst->buf, dst_offset, bytes, msg, sizeof msg);
         if (s != APR_ERR_UNSUPPORTED) {
-            if (s != APR_OK) return apr_error_set(err, s, "copy from %s to %s: %s", src->name, dst->name, msg);
+            if (s != APR_OK) return apr_error_set(err, s, "copy from %s to %s: %s", src->name, dst->name, PLUGIN_MSG(msg));
             return APR_OK;
         }
     }

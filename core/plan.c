@@ -161,7 +161,7 @@ static apr_status plan_place(apr_plan *p, apr_error *err) {
             else if (be->api->supports(be->inst, &n, why, sizeof why) == APR_OK) chosen = b;
             if (chosen < 0 && len < sizeof reasons)
                 len += (size_t)snprintf(reasons + len, sizeof reasons - len, "%s%s: %s", len ? "; " : "",
-                                        apr_backend_name(be), why[0] ? why : "declined");
+                                        apr_backend_name(be), PLUGIN_MSG(why)[0] ? why : "declined");
         }
         if (chosen < 0)
             return apr_error_set(err, APR_ERR_UNSUPPORTED, "no backend can run node %s: %s", t->name, reasons);
@@ -310,11 +310,11 @@ static apr_status plan_resolve_access(apr_plan *p, apr_error *err) {
                 apr_status s = apr_backend_alloc(be, (uint64_t)st->bytes, APR_MEM_DEVICE, APR_USAGE_WEIGHTS, buf, msg, sizeof msg);
                 if (s != APR_OK)
                     return apr_error_set(err, s, "%s: cannot allocate %lld bytes for weight %s: %s", apr_backend_name(be),
-                                       (long long)st->bytes, st->t->name, msg);
+                                       (long long)st->bytes, st->t->name, PLUGIN_MSG(msg));
                 plan_own_commit(p);
                 s = be->api->buffer_write(be->inst, buf, 0, st->host, (uint64_t)st->bytes, msg, sizeof msg);
                 if (s != APR_OK)
-                    return apr_error_set(err, s, "%s: upload of weight %s failed: %s", apr_backend_name(be), st->t->name, msg);
+                    return apr_error_set(err, s, "%s: upload of weight %s failed: %s", apr_backend_name(be), st->t->name, PLUGIN_MSG(msg));
                 l->kind = PLAN_LOC_UPLOADED;
                 l->buf = buf;
                 l->offset = 0;
@@ -434,7 +434,7 @@ static apr_status plan_allocate(apr_plan *p, apr_error *err) {
         if (s != APR_OK) {
             p->arena_bytes[b] = 0;
             return apr_error_set(err, s, "%s: cannot allocate %lld bytes for intermediates: %s", apr_backend_name(be),
-                               (long long)p->arena_bytes[b], msg);
+                               (long long)p->arena_bytes[b], PLUGIN_MSG(msg));
         }
     }
     for (int i = 0; i < p->n_stores; i++) {
@@ -524,7 +524,7 @@ static apr_status plan_plugin_plans(apr_plan *p, apr_error *err) {
             sp->plugin_plan = NULL;
             return apr_error_set(err, s, "%s failed to plan nodes %s..%s: %s", apr_backend_name(be),
                                  p->steps[sp->first_step]->name, p->steps[sp->first_step + sp->n_steps - 1]->name,
-                                 msg[0] ? msg : apr_status_name(s));
+                                 PLUGIN_MSG(msg)[0] ? msg : apr_status_name(s));
         }
     }
     return APR_OK;

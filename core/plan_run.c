@@ -106,7 +106,7 @@ static apr_status plan_fill(apr_plan *p, int i, int b, apr_error *err) {
         }
     }
 done:
-    if (s != APR_OK) return apr_error_set(err, s, "copy of %s to %s failed: %s", st->t->name, apr_backend_name(to), msg);
+    if (s != APR_OK) return apr_error_set(err, s, "copy of %s to %s failed: %s", st->t->name, apr_backend_name(to), PLUGIN_MSG(msg));
     return APR_OK;
 }
 
@@ -130,7 +130,7 @@ APR_API apr_status apr_plan_run(apr_plan *p, apr_error *err) {
         if (s != APR_OK)
             return apr_error_set(err, s, "%s failed running nodes %s..%s: %s", apr_backend_name(be),
                                p->steps[sp->first_step]->name, p->steps[sp->first_step + sp->n_steps - 1]->name,
-                               msg[0] ? msg : apr_status_name(s));
+                               PLUGIN_MSG(msg)[0] ? msg : apr_status_name(s));
     }
     return APR_OK;
 }
@@ -150,7 +150,7 @@ APR_API apr_status apr_plan_get_output(apr_plan *p, const apr_tensor *t, void *d
     apr_backend *be = p->backends[st->home];
     char msg[256] = "";
     apr_status s = be->api->buffer_read(be->inst, home, home_off + (uint64_t)off, dst, bytes, msg, sizeof msg);
-    if (s != APR_OK) return apr_error_set(err, s, "reading output %s from %s: %s", t->name, apr_backend_name(be), msg);
+    if (s != APR_OK) return apr_error_set(err, s, "reading output %s from %s: %s", t->name, apr_backend_name(be), PLUGIN_MSG(msg));
     return APR_OK;
 }
 
