@@ -152,5 +152,10 @@ apr_status apr_gguf_writer_write(gguf_writer *w, const char *path, apr_error *er
 /* Removes the named temporary files of the writes in progress (the O_TMPFILE fallback); async-signal-
  * safe, for a tool's SIGINT / SIGTERM / SIGHUP handler, which then re-raises the signal. */
 void apr_gguf_writer_unlink_temps(void);
+/* Registers a temporary folder the caller made (a conversion's), which apr_gguf_writer_unlink_temps
+ * removes after the files once it is empty; returns a handle for apr_gguf_writer_forget_temp_dir, or
+ * -1 when no slot is free. */
+int apr_gguf_writer_hold_temp_dir(const char *dir);
+void apr_gguf_writer_forget_temp_dir(int handle);
 
 #endif

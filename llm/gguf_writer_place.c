@@ -38,6 +38,15 @@ static int place_register(const char *tmp) {
 LLM_API void apr_gguf_writer_unlink_temps(void) {
     for (int i = 0; i < PLACE_SLOTS; i++)
         if (atomic_load(&place_state[i]) == PLACE_READY) unlink(place_name[i]);
+    /* then the temporary folders, empty now (rmdir fails on anything else) */
+    for (int i = 0; i < PLACE_SLOTS; i++)
+        if (atomic_load(&place_state[i]) == PLACE_READY) rmdir(place_name[i]);
+}
+
+LLM_API int apr_gguf_writer_hold_temp_dir(const char *dir) { return place_register(dir); }
+
+LLM_API void apr_gguf_writer_forget_temp_dir(int handle) {
+    if (handle >= 0 && handle < PLACE_SLOTS) atomic_store(&place_state[handle], PLACE_FREE);
 }
 
 /* Blocks the signals a tool cleans up on, so that a name is never created without being registered. */

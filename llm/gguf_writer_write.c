@@ -2,6 +2,7 @@
  * atomically (gguf_writer_place.c: an unnamed or temporary file in the same directory, fsync, link or
  * rename, fsync of the directory). */
 #include <errno.h>
+#include <fnmatch.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -201,10 +202,10 @@ LLM_API apr_status apr_gguf_writer_write(gguf_writer *w, const char *path, apr_e
         return apr_error_set(err, APR_ERR_IO, "%s: cannot create a temporary file beside it: %s", path, strerror(e));
     }
     o->fd = pl.fd;
-    /* test hook: APR_GGUF_WRITE_STOP=OUT stops the process (SIGSTOP) after OUT's first tensor, so tests signal a write mid-way */
+    /* test hook: APR_GGUF_WRITE_STOP=OUT (a glob) stops the process (SIGSTOP) after OUT's first tensor, so tests signal a write mid-way */
     const char *stop = secure_getenv("APR_GGUF_WRITE_STOP");
     const char *step = "cannot write";
-    write_file(o, w, align, stop && !strcmp(stop, path));
+    write_file(o, w, align, stop && fnmatch(stop, path, 0) == 0);
     e = o->error;
     free(o);
     if (!e && fchmod(pl.fd, 0666 & ~write_umask()) != 0) e = errno, step = "cannot set the mode of";

@@ -1,5 +1,8 @@
 /* hf_open.c — a Hugging Face folder opened as a GGUF file through an unlinked temporary file. */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +18,17 @@ apr_status apr_hf_open_as_gguf(const char *dir, gguf_file **out, apr_error *err)
     const char *tmp = secure_getenv("TMPDIR"); /* a setuid or setgid program ignores it */
     char tdir[4096];
     snprintf(tdir, sizeof tdir, "%s/apr-import-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(tdir)) {
+    /* made and registered with the cleanup signals blocked, so an interrupt never leaves it behind */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    const bool made = mkdtemp(tdir) != NULL;
+    const int held = made ? apr_gguf_writer_hold_temp_dir(tdir) : -1;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!made) {
         if (err) snprintf(err->msg, sizeof err->msg, "%.400s: cannot create a temporary folder: %s", tdir, strerror(errno));
         return APR_ERR_IO;
     }
@@ -35,5 +48,6 @@ apr_status apr_hf_open_as_gguf(const char *dir, gguf_file **out, apr_error *err)
     /* the mapping keeps the data alive; the name can go now */
     unlink(path);
     rmdir(tdir);
+    apr_gguf_writer_forget_temp_dir(held);
     return st;
 }

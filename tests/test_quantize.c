@@ -20,6 +20,7 @@
 #include "util/tu_dir.h"
 #include "util/tu_paths.h"
 #include "util/tu_run.h"
+#include "util/tu_spawn.h"
 
 /* Under AddressSanitizer with -j2, Criterion 2.4.1's runner process (not the tests, nor the
  * tools they run) loses a 48-byte block now and then in this file's mix of tests, and
@@ -846,4 +847,47 @@ Test(perplexity, llama_cpp_quantized_files_run_on_every_backend, .timeout = 240)
         }
     }
     qt_rmdir(&d);
+}
+
+/* Entries of folder dir other than . and .. */
+static int qt_entries(const char *dir) {
+    DIR *dp = opendir(dir);
+    cr_assert(dp, "%s: %s", dir, strerror(errno));
+    int n = 0;
+    for (struct dirent *de; (de = readdir(dp));) n += strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
+    closedir(dp);
+    return n;
+}
+
+/* A folder input is converted through a temporary folder under TMPDIR: INT, TERM or HUP in the
+ * middle of that conversion leaves neither a file nor the folder behind. */
+Test(quantize, an_interrupted_folder_conversion_leaves_no_temporary_folder, .timeout = 120) {
+    QT_NEED_MODEL();
+    qt_dir d = qt_mkdir();
+    char hf[PATH_MAX], tmp[PATH_MAX], env_tmp[PATH_MAX + 16], env_stop[PATH_MAX + 64];
+    snprintf(hf, sizeof hf, "%s", qt_in(&d, "hf"));
+    snprintf(tmp, sizeof tmp, "%s", qt_in(&d, "tmp"));
+    cr_assert_eq(mkdir(hf, 0755), 0);
+    cr_assert_eq(mkdir(tmp, 0755), 0);
+    if (!qt_hf_folder(hf)) cr_skip_test("the hf-gpt2 tokenizer fixture is missing");
+    snprintf(env_tmp, sizeof env_tmp, "TMPDIR=%s", tmp);
+    snprintf(env_stop, sizeof env_stop, "APR_GGUF_WRITE_STOP=%s/apr-import-*/*", tmp);
+    const char *env[] = {env_tmp, env_stop, NULL};
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t k = 0; k < sizeof sigs / sizeof *sigs; k++) {
+        tu_proc p = tu_spawn(tu_tool("apr-quantize"), (const char *[]){hf, qt_in(&d, "o.gguf"), "--type", "q8_0", NULL}, env, 60);
+        cr_assert(tu_proc_wait(&p), "apr-quantize ended (status 0x%x) before the conversion wrote a tensor", p.status);
+        cr_assert_eq(qt_entries(tmp), 1, "mid-conversion: no temporary folder in %s", tmp);
+        cr_assert_eq(kill(p.pid, sigs[k]), 0);
+        cr_assert_eq(kill(p.pid, SIGCONT), 0);
+        cr_assert(!tu_proc_wait(&p), "apr-quantize stopped again");
+        char *log = tu_proc_output(&p);
+        cr_expect(WIFSIGNALED(p.status) && WTERMSIG(p.status) == sigs[k], "signal %d: status 0x%x: %s", sigs[k], p.status, log);
+        free(log);
+        int left = qt_entries(tmp);
+        cr_expect_eq(left, 0, "signal %d: %d entries left in TMPDIR %s", sigs[k], left, tmp);
+    }
+    char cmd[PATH_MAX + 16];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d.path);
+    cr_expect_eq(system(cmd), 0);
 }

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "common/cli.h"
+#include "common/cli_signal.h"
 #include "common/cli_text.h"
 #include "gguf.h"
 #include "hf_import.h"
@@ -94,6 +95,7 @@ typedef struct ppl_model {
 static bool ppl_load(ppl_model *pm, const char *path) {
     apr_error e;
     pm->path = path;
+    cli_signal_cleanup_temps(); /* a folder is converted through a temporary folder */
     if (apr_hf_open_as_gguf(path, &pm->f, &e) != APR_OK || apr_llama_model_load(pm->f, &pm->m, &e) != APR_OK) {
         fprintf(stderr, "error: %s\n", e.msg);
         return false;

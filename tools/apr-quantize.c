@@ -591,6 +591,7 @@ int main(int argc, char **argv) {
     r.tty = isatty(STDERR_FILENO);
     double t0 = cli_now();
     fprintf(stderr, "reading %s ...\n", r.in);
+    cli_signal_cleanup_temps(); /* from here: a folder input is converted through a temporary folder */
     if (apr_hf_open_as_gguf(r.in, &f, &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
     r.n = apr_gguf_tensor_count(f);
     if (!(r.t = calloc((size_t)(r.n ? r.n : 1), sizeof *r.t))) { fprintf(stderr, "error: out of memory\n"); goto done; }
@@ -608,7 +609,6 @@ int main(int argc, char **argv) {
         const qz_tensor *q = &r.t[i];
         apr_gguf_writer_add_tensor_fn(w, q->src->name, (uint32_t)q->to, q->src->n_dims, q->src->ne, q->out_size, qz_fill, &r.t[i]);
     }
-    cli_signal_cleanup_temps();
     signal(SIGXFSZ, SIG_IGN); /* past a file-size limit the write fails with EFBIG and is cleaned up */
     fprintf(stderr, "writing %s: %s, %lld tensors, %d threads ...\n", r.out, ty->name, (long long)r.n, r.threads);
     apr_status s = apr_gguf_writer_write(w, r.out, &e);

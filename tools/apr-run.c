@@ -11,6 +11,7 @@
 
 #include "chat.h"
 #include "common/cli.h"
+#include "common/cli_signal.h"
 #include "common/cli_text.h"
 #include "llama_gen.h"
 #include "gguf.h"
@@ -727,6 +728,7 @@ int main(int argc, char **argv) {
     gguf_file *f = NULL;
     llama_model *m = NULL;
     rc = CLI_EXIT_FAIL;
+    cli_signal_cleanup_temps(); /* a folder is converted through a temporary folder; Ctrl-C is taken over after loading */
     if (apr_hf_open_as_gguf(o.model, &f, &e) != APR_OK || apr_llama_model_load(f, &m, &e) != APR_OK) {
         fprintf(stderr, "error: %s\n", e.msg);
         goto done;
