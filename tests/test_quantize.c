@@ -22,17 +22,6 @@
 #include "util/tu_run.h"
 #include "util/tu_spawn.h"
 
-/* Under AddressSanitizer with -j2, Criterion 2.4.1's runner process (not the tests, nor the
- * tools they run) loses a 48-byte block now and then in this file's mix of tests, and
- * LeakSanitizer then fails the whole binary (not reproduced in a small example; the other suites
- * do not trigger it). Leaks with libcriterion on their stack are therefore suppressed in this
- * binary only; the tools it runs are separate programs and keep full leak checking, which the
- * exit statuses checked here would show. */
-#if defined(__SANITIZE_ADDRESS__)
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void) { return "leak:libcriterion.so\n"; }
-#endif
-
 /* ---------------------------------------------------------------- running the tools */
 
 static char qt_build[PATH_MAX];      /* <repo>/<build> */
