@@ -12,6 +12,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "apr/apr.h"
 #include "util/tu_paths.h"
 #include "util/tu_run.h"
 
@@ -149,4 +150,49 @@ Test(vulkan, pipeline_cache_is_written_and_a_damaged_one_is_ignored, .timeout = 
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", cache);
     cr_expect_eq(system(cmd), 0);
     unsetenv("XDG_CACHE_HOME");
+}
+
+/* A plan on vulkan records its subgraph once (a plugin plan) and reruns it: new inputs give new
+ * results, a bad id in one run is APR_ERR_INVALID naming the node, and the next run is right again. */
+Test(vulkan, a_plan_is_recorded_once_and_rerun) {
+    vk_need_plugin();
+    apr_registry *reg;
+    apr_error e;
+    cr_assert_eq(apr_registry_open(NULL, &reg, &e), APR_OK, "%s", e.msg);
+    apr_backend *be;
+    if (apr_backend_open(reg, "vulkan", 1, &be, &e) != APR_OK) {
+        apr_registry_close(reg);
+        cr_skip_test("no usable Vulkan device here: %s", e.msg);
+    }
+    static const float table[4][3] = {{1, 2, 3}, {4, 5, 6}, {7, 8, 9}, {10, 11, 12}};
+    apr_graph *g = apr_graph_new();
+    apr_tensor *t = apr_weight(g, APR_F32, 2, (int64_t[]){3, 4}, table, "table");
+    apr_tensor *ids = apr_input(g, APR_I32, 1, (int64_t[]){2}, "ids");
+    apr_tensor *out = apr_scale(g, apr_get_rows(g, t, ids), 2.0f);
+    apr_graph_output(g, out);
+    apr_plan *p;
+    cr_assert_eq(apr_plan_new(g, &be, 1, &p, &e), APR_OK, "%s", e.msg);
+    const int32_t runs[3][2] = {{0, 3}, {2, 7}, {1, 2}};
+    for (int k = 0; k < 3; k++) {
+        cr_assert_eq(apr_plan_set_input(p, ids, runs[k], sizeof runs[k], &e), APR_OK, "%s", e.msg);
+        apr_status st = apr_plan_run(p, &e);
+        if (k == 1) {
+            cr_expect_eq(st, APR_ERR_INVALID, "id 7 of a 4-row table: %s", e.msg);
+            cr_expect(strstr(e.msg, "get_rows") && strstr(e.msg, "outside [0, 4)"), "%s", e.msg);
+            continue;
+        }
+        cr_assert_eq(st, APR_OK, "run %d: %s", k, e.msg);
+        float got[6];
+        cr_assert_eq(apr_plan_get_output(p, out, got, sizeof got, &e), APR_OK, "%s", e.msg);
+        for (int r = 0; r < 2; r++)
+            for (int c = 0; c < 3; c++)
+                cr_expect_eq(got[3 * r + c], 2.0f * table[runs[k][r]][c], "run %d row %d col %d", k, r, c);
+    }
+    apr_plan_stats s;
+    apr_plan_stats_get(p, &s);
+    cr_expect_eq(s.n_plugin_plans, 1, "the subgraph should run as one plugin plan");
+    apr_plan_free(p);
+    apr_graph_free(g);
+    apr_backend_close(be);
+    apr_registry_close(reg);
 }

@@ -96,13 +96,17 @@ apr_status vkbackend_begin(vk_backend *be, char *err, size_t err_size) {
     return APR_OK;
 }
 
-apr_status vkbackend_submit(vk_backend *be, char *err, size_t err_size) {
-    VK_TRY(be, be->d.vkEndCommandBuffer(be->cmd), "vkEndCommandBuffer");
+apr_status vkbackend_run(vk_backend *be, VkCommandBuffer cmd, char *err, size_t err_size) {
     VK_TRY(be, be->d.vkResetFences(be->dev, 1, &be->fence), "vkResetFences");
-    VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &be->cmd};
+    VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &cmd};
     VK_TRY(be, be->d.vkQueueSubmit(be->queue, 1, &si, be->fence), "vkQueueSubmit");
     VK_TRY(be, be->d.vkWaitForFences(be->dev, 1, &be->fence, VK_TRUE, VK_TIMEOUT_NS), "waiting for the queue");
     return APR_OK;
+}
+
+apr_status vkbackend_submit(vk_backend *be, char *err, size_t err_size) {
+    VK_TRY(be, be->d.vkEndCommandBuffer(be->cmd), "vkEndCommandBuffer");
+    return vkbackend_run(be, be->cmd, err, err_size);
 }
 
 /* Copies size bytes between a staging buffer and b (to_device: staging -> b). */

@@ -46,21 +46,22 @@ static apr_status vkcompute_host_buffer(vk_backend *be, vk_buf *b, uint64_t size
     return st;
 }
 
-static apr_status vkcompute_desc_pool(vk_backend *be, uint32_t sets, char *err, size_t err_size) {
-    if (be->desc_pool && be->desc_cap >= sets) {
-        be->d.vkResetDescriptorPool(be->dev, be->desc_pool, 0);
+static apr_status vkcompute_desc_pool(vk_backend *be, VkDescriptorPool *pool, uint32_t *have, uint32_t sets, char *err,
+                                      size_t err_size) {
+    if (*pool && *have >= sets) {
+        be->d.vkResetDescriptorPool(be->dev, *pool, 0);
         return APR_OK;
     }
-    if (be->desc_pool) be->d.vkDestroyDescriptorPool(be->dev, be->desc_pool, NULL);
-    be->desc_pool = VK_NULL_HANDLE;
+    if (*pool) be->d.vkDestroyDescriptorPool(be->dev, *pool, NULL);
+    *pool = VK_NULL_HANDLE;
     uint32_t cap = sets < 64 ? 64 : sets * 2;
     VkDescriptorPoolSize ps = {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, .descriptorCount = cap * VK_BINDINGS};
     VkDescriptorPoolCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO, .maxSets = cap, .poolSizeCount = 1,
                                      .pPoolSizes = &ps};
-    VkResult r = be->d.vkCreateDescriptorPool(be->dev, &ci, NULL, &be->desc_pool);
+    VkResult r = be->d.vkCreateDescriptorPool(be->dev, &ci, NULL, pool);
     if (r != VK_SUCCESS)
         return msg_set(err, err_size, APR_ERR_DEVICE, "vulkan: vkCreateDescriptorPool failed: %s", vkapi_result_name(r));
-    be->desc_cap = cap;
+    *have = cap;
     return APR_OK;
 }
 
@@ -106,39 +107,44 @@ static void vkcompute_words(uint32_t *w, const apr_node_desc *n, const vk_launch
     w[VK_P_NODE] = index + 1;
 }
 
-static void vkcompute_barrier(vk_backend *be) {
+static void vkcompute_barrier(vk_backend *be, VkCommandBuffer cmd) {
     VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
                           .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT};
-    be->d.vkCmdPipelineBarrier(be->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb,
+    be->d.vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb,
                                0, NULL, 0, NULL);
 }
 
-static void vkcompute_dispatch(vk_backend *be, int kernel, VkDescriptorSet set, uint32_t base, uint32_t groups) {
-    be->d.vkCmdBindPipeline(be->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, be->pipes[kernel]);
-    be->d.vkCmdBindDescriptorSets(be->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, be->pipe_layout, 0, 1, &set, 0, NULL);
-    be->d.vkCmdPushConstants(be->cmd, be->pipe_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, 4, &base);
+static void vkcompute_dispatch(vk_backend *be, VkCommandBuffer cmd, int kernel, VkDescriptorSet set, uint32_t base,
+                               uint32_t groups) {
+    be->d.vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, be->pipes[kernel]);
+    be->d.vkCmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, be->pipe_layout, 0, 1, &set, 0, NULL);
+    be->d.vkCmdPushConstants(cmd, be->pipe_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, 4, &base);
     uint32_t gx = groups < 65535 ? groups : 65535, gy = (groups + 65534) / 65535;
-    be->d.vkCmdDispatch(be->cmd, gx ? gx : 1, gy ? gy : 1, 1);
+    be->d.vkCmdDispatch(cmd, gx ? gx : 1, gy ? gy : 1, 1);
 }
 
 static const apr_node_desc *vkcompute_node(const apr_subgraph *g, uint32_t i) {
     return (const apr_node_desc *)((const char *)g->nodes + (size_t)i * g->node_stride);
 }
 
-apr_status vkcompute_run(void *backend, const apr_subgraph *graph, char *err, size_t err_size) {
-    vk_backend *be = backend;
-    if (!be || !graph || graph->struct_size < sizeof(apr_subgraph))
-        return msg_set(err, err_size, APR_ERR_INVALID, "vulkan: subgraph is NULL or its struct_size is too small");
-    if (graph->n_nodes && (!graph->nodes || graph->node_stride < APR_NODE_DESC_SIZE_V3 ||
-                           graph->node_stride % _Alignof(apr_node_desc) != 0))
-        return msg_set(err, err_size, APR_ERR_INVALID, "vulkan: a subgraph of %u nodes without a usable node array",
-                       (unsigned)graph->n_nodes);
-    if (!graph->n_nodes) return APR_OK;
-    vk_launch *launch = malloc(graph->n_nodes * sizeof *launch);
-    uint32_t *base = malloc(graph->n_nodes * sizeof *base);
-    apr_status st = launch && base ? APR_OK : msg_set(err, err_size, APR_ERR_NOMEM, "vulkan: out of memory");
-    uint64_t words = 0;
+/* What one recording of a subgraph owns: its command buffer, the nodes' param blocks, the status
+ * word its id checks write, and the descriptor sets. compute() uses the backend's (recorded anew
+ * each call); a plan has its own, recorded once and submitted per run. */
+typedef struct vk_rec {
+    const apr_subgraph *graph;
+    VkCommandBuffer cmd;
+    vk_buf params, status;
+    VkDescriptorPool pool;
+    uint32_t pool_cap;
+} vk_rec;
+
+/* Checks every node and picks its kernel (pipelines made as needed); base[i] is node i's param
+ * block in words, *words their total. */
+static apr_status vkcompute_prepare(vk_backend *be, const apr_subgraph *graph, vk_launch *launch, uint32_t *base,
+                                    uint64_t *words, char *err, size_t err_size) {
+    apr_status st = APR_OK;
     char why[384] = "";
+    *words = 0;
     for (uint32_t i = 0; i < graph->n_nodes && st == APR_OK; i++) {
         const apr_node_desc *n = vkcompute_node(graph, i);
         st = opcheck_node(n, why, sizeof why);
@@ -157,75 +163,171 @@ apr_status vkcompute_run(void *backend, const apr_subgraph *graph, char *err, si
         if (st == APR_OK && launch[i].check_ids) st = vkcompute_pipeline(be, vk_kernel_ids_check, why, sizeof why);
         if (st != APR_OK) {
             const char *name = n->struct_size >= APR_NODE_DESC_SIZE_V3 && n->name ? n->name : "unnamed";
-            st = msg_set(err, err_size, st, "node %u (%s): %s", (unsigned)i, name, why);
-            break;
+            return msg_set(err, err_size, st, "node %u (%s): %s", (unsigned)i, name, why);
         }
-        base[i] = (uint32_t)words;
-        words += VK_PARAM_WORDS + (launch[i].n_extra + 15) / 16 * 16;
+        base[i] = (uint32_t)*words;
+        *words += VK_PARAM_WORDS + (launch[i].n_extra + 15) / 16 * 16;
     }
-    if (st == APR_OK) st = vkcompute_host_buffer(be, &be->params, words * 4, err, err_size);
-    if (st == APR_OK) st = vkcompute_host_buffer(be, &be->status, 16, err, err_size);
-    if (st == APR_OK) st = vkcompute_desc_pool(be, graph->n_nodes, err, err_size);
-    if (st == APR_OK) st = vkbackend_begin(be, err, err_size);
-    if (st != APR_OK) goto done;
-    memset(be->status.map, 0, 16);
+    return APR_OK;
+}
+
+/* Records the subgraph into r->cmd (begun and ended here) with its param blocks written. */
+static apr_status vkcompute_record(vk_backend *be, vk_rec *r, const vk_launch *launch, const uint32_t *base, uint64_t words,
+                                   bool one_time, char *err, size_t err_size) {
+    const apr_subgraph *graph = r->graph;
+    apr_status st = vkcompute_host_buffer(be, &r->params, words * 4, err, err_size);
+    if (st == APR_OK) st = vkcompute_host_buffer(be, &r->status, 16, err, err_size);
+    if (st == APR_OK) st = vkcompute_desc_pool(be, &r->pool, &r->pool_cap, graph->n_nodes, err, err_size);
+    if (st != APR_OK) return st;
+    VkResult res = be->d.vkResetCommandBuffer(r->cmd, 0);
+    VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+                                   .flags = one_time ? VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT : 0};
+    if (res == VK_SUCCESS) res = be->d.vkBeginCommandBuffer(r->cmd, &bi);
+    if (res != VK_SUCCESS)
+        return msg_set(err, err_size, APR_ERR_DEVICE, "vulkan: cannot begin a command buffer: %s", vkapi_result_name(res));
     for (uint32_t i = 0; i < graph->n_nodes; i++) {
         const apr_node_desc *n = vkcompute_node(graph, i);
-        uint32_t *w = (uint32_t *)be->params.map + base[i];
+        uint32_t *w = (uint32_t *)r->params.map + base[i];
         vkcompute_words(w, n, &launch[i], i);
         vkkernel_extra(n, &launch[i], w + VK_PARAM_WORDS);
-        VkDescriptorSetAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO, .descriptorPool = be->desc_pool,
+        VkDescriptorSetAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO, .descriptorPool = r->pool,
                                           .descriptorSetCount = 1, .pSetLayouts = &be->set_layout};
         VkDescriptorSet set;
-        VkResult r = be->d.vkAllocateDescriptorSets(be->dev, &ai, &set);
-        if (r != VK_SUCCESS) {
-            st = msg_set(err, err_size, APR_ERR_DEVICE, "vulkan: vkAllocateDescriptorSets failed: %s", vkapi_result_name(r));
-            be->d.vkEndCommandBuffer(be->cmd);
-            goto done;
+        res = be->d.vkAllocateDescriptorSets(be->dev, &ai, &set);
+        if (res != VK_SUCCESS) {
+            be->d.vkEndCommandBuffer(r->cmd);
+            return msg_set(err, err_size, APR_ERR_DEVICE, "vulkan: vkAllocateDescriptorSets failed: %s", vkapi_result_name(res));
         }
-        VkDescriptorBufferInfo bi[VK_BINDINGS];
+        VkDescriptorBufferInfo bi_[VK_BINDINGS];
         for (uint32_t k = 0; k < VK_P_TENSORS; k++) {
             const apr_tensor_desc *t = k == 0 ? &n->dst : opcheck_src_present(n, k - 1) ? opcheck_src(n, k - 1) : NULL;
             const vk_buf *b = t ? t->buffer->handle : &be->dummy;
             VkDeviceSize range = b->size ? b->size : 16;
             if (range > be->info->max_storage_range) range = be->info->max_storage_range;
-            bi[k] = (VkDescriptorBufferInfo){.buffer = b->buf, .offset = 0, .range = range};
+            bi_[k] = (VkDescriptorBufferInfo){.buffer = b->buf, .offset = 0, .range = range};
         }
-        bi[6] = (VkDescriptorBufferInfo){.buffer = be->params.buf, .offset = 0, .range = VK_WHOLE_SIZE};
-        bi[7] = (VkDescriptorBufferInfo){.buffer = be->status.buf, .offset = 0, .range = VK_WHOLE_SIZE};
+        bi_[6] = (VkDescriptorBufferInfo){.buffer = r->params.buf, .offset = 0, .range = VK_WHOLE_SIZE};
+        bi_[7] = (VkDescriptorBufferInfo){.buffer = r->status.buf, .offset = 0, .range = VK_WHOLE_SIZE};
         VkWriteDescriptorSet wr[VK_BINDINGS];
         for (uint32_t k = 0; k < VK_BINDINGS; k++)
             wr[k] = (VkWriteDescriptorSet){.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET, .dstSet = set, .dstBinding = k,
                                            .descriptorCount = 1, .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                                           .pBufferInfo = &bi[k]};
+                                           .pBufferInfo = &bi_[k]};
         be->d.vkUpdateDescriptorSets(be->dev, VK_BINDINGS, wr, 0, NULL);
         if (launch[i].check_ids) {
-            vkcompute_dispatch(be, vk_kernel_ids_check, set, base[i], 1);
-            vkcompute_barrier(be);
+            vkcompute_dispatch(be, r->cmd, vk_kernel_ids_check, set, base[i], 1);
+            vkcompute_barrier(be, r->cmd);
         }
-        vkcompute_dispatch(be, launch[i].kernel, set, base[i], launch[i].groups);
-        vkcompute_barrier(be);
+        vkcompute_dispatch(be, r->cmd, launch[i].kernel, set, base[i], launch[i].groups);
+        vkcompute_barrier(be, r->cmd);
     }
-    if (!be->params.coherent || !be->status.coherent) {
-        VkMappedMemoryRange r[2] = {{.sType = VK_STRUCTURE_TYPE_MAPPED_MEMORY_RANGE, .memory = be->params.mem, .size = VK_WHOLE_SIZE},
-                                    {.sType = VK_STRUCTURE_TYPE_MAPPED_MEMORY_RANGE, .memory = be->status.mem, .size = VK_WHOLE_SIZE}};
-        be->d.vkFlushMappedMemoryRanges(be->dev, 2, r);
+    res = be->d.vkEndCommandBuffer(r->cmd);
+    if (res != VK_SUCCESS)
+        return msg_set(err, err_size, APR_ERR_DEVICE, "vulkan: vkEndCommandBuffer failed: %s", vkapi_result_name(res));
+    if (!r->params.coherent) {
+        VkMappedMemoryRange mr = {.sType = VK_STRUCTURE_TYPE_MAPPED_MEMORY_RANGE, .memory = r->params.mem, .size = VK_WHOLE_SIZE};
+        be->d.vkFlushMappedMemoryRanges(be->dev, 1, &mr);
     }
-    st = vkbackend_submit(be, err, err_size);
-    if (st == APR_OK && !be->status.coherent) {
-        VkMappedMemoryRange r = {.sType = VK_STRUCTURE_TYPE_MAPPED_MEMORY_RANGE, .memory = be->status.mem, .size = VK_WHOLE_SIZE};
-        be->d.vkInvalidateMappedMemoryRanges(be->dev, 1, &r);
-    }
-    if (st == APR_OK) {
-        uint32_t bad = ((volatile uint32_t *)be->status.map)[0];
-        if (bad) {
-            const apr_node_desc *n = vkcompute_node(graph, bad - 1);
-            st = msg_set(err, err_size, APR_ERR_INVALID, "node %u (%s): %s: an id is outside [0, %lld)", bad - 1,
-                         n->name ? n->name : "unnamed", opcheck_op_name(n->op), (long long)n->src[0].ne[1]);
-        }
-    }
-done:
+    return APR_OK;
+}
+
+/* Runs a recorded subgraph and waits for it; an id check that failed is APR_ERR_INVALID naming its node. */
+static apr_status vkcompute_submit(vk_backend *be, vk_rec *r, char *err, size_t err_size) {
+    memset(r->status.map, 0, 16);
+    VkMappedMemoryRange mr = {.sType = VK_STRUCTURE_TYPE_MAPPED_MEMORY_RANGE, .memory = r->status.mem, .size = VK_WHOLE_SIZE};
+    if (!r->status.coherent) be->d.vkFlushMappedMemoryRanges(be->dev, 1, &mr);
+    apr_status st = vkbackend_run(be, r->cmd, err, err_size);
+    if (st != APR_OK) return st;
+    if (!r->status.coherent) be->d.vkInvalidateMappedMemoryRanges(be->dev, 1, &mr);
+    uint32_t bad = ((volatile uint32_t *)r->status.map)[0];
+    if (!bad || bad > r->graph->n_nodes) return APR_OK;
+    const apr_node_desc *n = vkcompute_node(r->graph, bad - 1);
+    return msg_set(err, err_size, APR_ERR_INVALID, "node %u (%s): %s: an id is outside [0, %lld)", bad - 1,
+                   n->name ? n->name : "unnamed", opcheck_op_name(n->op), (long long)n->src[0].ne[1]);
+}
+
+static apr_status vkcompute_check_graph(const vk_backend *be, const apr_subgraph *graph, char *err, size_t err_size) {
+    if (!be || !graph || graph->struct_size < sizeof(apr_subgraph))
+        return msg_set(err, err_size, APR_ERR_INVALID, "vulkan: subgraph is NULL or its struct_size is too small");
+    if (graph->n_nodes && (!graph->nodes || graph->node_stride < APR_NODE_DESC_SIZE_V3 ||
+                           graph->node_stride % _Alignof(apr_node_desc) != 0))
+        return msg_set(err, err_size, APR_ERR_INVALID, "vulkan: a subgraph of %u nodes without a usable node array",
+                       (unsigned)graph->n_nodes);
+    return APR_OK;
+}
+
+/* Prepares and records graph into r. */
+static apr_status vkcompute_build(vk_backend *be, vk_rec *r, bool one_time, char *err, size_t err_size) {
+    const apr_subgraph *graph = r->graph;
+    vk_launch *launch = malloc(graph->n_nodes * sizeof *launch);
+    uint32_t *base = malloc(graph->n_nodes * sizeof *base);
+    uint64_t words = 0;
+    apr_status st = launch && base ? APR_OK : msg_set(err, err_size, APR_ERR_NOMEM, "vulkan: out of memory");
+    if (st == APR_OK) st = vkcompute_prepare(be, graph, launch, base, &words, err, err_size);
+    if (st == APR_OK) st = vkcompute_record(be, r, launch, base, words, one_time, err, err_size);
     free(launch);
     free(base);
     return st;
+}
+
+apr_status vkcompute_run(void *backend, const apr_subgraph *graph, char *err, size_t err_size) {
+    vk_backend *be = backend;
+    apr_status st = vkcompute_check_graph(be, graph, err, err_size);
+    if (st != APR_OK || !graph->n_nodes) return st;
+    vk_rec r = {.graph = graph, .cmd = be->cmd, .params = be->params, .status = be->status, .pool = be->desc_pool,
+                .pool_cap = be->desc_cap};
+    st = vkcompute_build(be, &r, true, err, err_size);
+    if (st == APR_OK) st = vkcompute_submit(be, &r, err, err_size);
+    /* the backend keeps what the recording grew */
+    be->params = r.params;
+    be->status = r.status;
+    be->desc_pool = r.pool;
+    be->desc_cap = r.pool_cap;
+    return st;
+}
+
+/* ---------------------------------------------------------------- plans: recorded once, submitted per run */
+
+static void vkcompute_rec_free(vk_backend *be, vk_rec *r) {
+    if (r->cmd) be->d.vkFreeCommandBuffers(be->dev, be->cmd_pool, 1, &r->cmd);
+    if (r->pool) be->d.vkDestroyDescriptorPool(be->dev, r->pool, NULL);
+    vkbuf_drop(be, &r->params);
+    vkbuf_drop(be, &r->status);
+    free(r);
+}
+
+apr_status vkcompute_plan_create(void *backend, const apr_subgraph *graph, void **plan, char *err, size_t err_size) {
+    vk_backend *be = backend;
+    if (!plan) return msg_set(err, err_size, APR_ERR_INVALID, "vulkan: plan_create without an output pointer");
+    *plan = NULL;
+    apr_status st = vkcompute_check_graph(be, graph, err, err_size);
+    if (st != APR_OK) return st;
+    vk_rec *r = calloc(1, sizeof *r);
+    if (!r) return msg_set(err, err_size, APR_ERR_NOMEM, "vulkan: out of memory");
+    r->graph = graph;
+    VkCommandBufferAllocateInfo ci = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO, .commandPool = be->cmd_pool,
+                                      .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY, .commandBufferCount = 1};
+    VkResult res = be->d.vkAllocateCommandBuffers(be->dev, &ci, &r->cmd);
+    if (res != VK_SUCCESS) {
+        r->cmd = VK_NULL_HANDLE;
+        st = msg_set(err, err_size, APR_ERR_DEVICE, "vulkan: vkAllocateCommandBuffers failed: %s", vkapi_result_name(res));
+    }
+    if (st == APR_OK && graph->n_nodes) st = vkcompute_build(be, r, false, err, err_size);
+    if (st != APR_OK) {
+        vkcompute_rec_free(be, r);
+        return st;
+    }
+    *plan = r;
+    return APR_OK;
+}
+
+apr_status vkcompute_plan_compute(void *backend, void *plan, char *err, size_t err_size) {
+    vk_backend *be = backend;
+    vk_rec *r = plan;
+    if (!be || !r) return msg_set(err, err_size, APR_ERR_INVALID, "vulkan: plan_compute without a backend or plan");
+    return r->graph->n_nodes ? vkcompute_submit(be, r, err, err_size) : APR_OK;
+}
+
+void vkcompute_plan_free(void *backend, void *plan) {
+    if (backend && plan) vkcompute_rec_free(backend, plan);
 }

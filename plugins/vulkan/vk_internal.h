@@ -135,8 +135,10 @@ typedef struct vk_backend {
  * still be host visible, as on lavapipe). */
 apr_status vkbuf_make(vk_backend *be, uint64_t size, bool host, vk_buf *out, char *err, size_t err_size);
 void vkbuf_drop(vk_backend *be, vk_buf *b);
-/* Submits the recorded command buffer and waits for it. */
+/* Ends the backend's command buffer (vkbackend_begin), submits it and waits for it. */
 apr_status vkbackend_submit(vk_backend *be, char *err, size_t err_size);
+/* Submits a recorded command buffer and waits for it. */
+apr_status vkbackend_run(vk_backend *be, VkCommandBuffer cmd, char *err, size_t err_size);
 apr_status vkbackend_begin(vk_backend *be, char *err, size_t err_size);
 
 /* The plugin slots (vk_device.c, vk_backend.c, vk_compute.c). */
@@ -153,5 +155,8 @@ apr_status vkbackend_read(void *backend, const apr_buffer *buf, uint64_t offset,
                           size_t err_size);
 apr_status vkcompute_supports(void *backend, const apr_node_desc *node, char *why, size_t why_size);
 apr_status vkcompute_run(void *backend, const apr_subgraph *graph, char *err, size_t err_size);
+apr_status vkcompute_plan_create(void *backend, const apr_subgraph *graph, void **plan, char *err, size_t err_size);
+apr_status vkcompute_plan_compute(void *backend, void *plan, char *err, size_t err_size);
+void vkcompute_plan_free(void *backend, void *plan);
 
 #endif

@@ -28,6 +28,9 @@ static const apr_plugin vkplugin_table = {
     .weight_pack = NULL,
     .caps = 0,
     .probe_device = vkdevice_probe_device,
+    .plan_create = vkcompute_plan_create,
+    .plan_compute = vkcompute_plan_compute,
+    .plan_free = vkcompute_plan_free,
 };
 
 apr_status apr_plugin_entry(uint32_t core_abi_version, const apr_plugin **out, char *err, size_t err_size) {
