@@ -7,7 +7,7 @@
 #include "vk_internal.h"
 
 #define VK_STAGING_BYTES (16u << 20)
-#define VK_TIMEOUT_NS (60ull * 1000000000ull) /* a minute: a lost device must not hang the host */
+#define VK_TIMEOUT_NS (30ull * 60 * 1000000000ull) /* a lost device must not hang the host for ever; a CPU driver may take minutes */
 
 #define VK_TRY(be, call, what)                                                                      \
     do {                                                                                            \

@@ -64,3 +64,52 @@ float dq_row(uint dt, uint row_at, uint k) {
     uint qk = q_elems(dt);
     return dq(dt, row_at + (k / qk) * t_nb(T_SRC0, 0u), k % qk);
 }
+
+// The 32 values of unit u of a block-format row at byte row_at: unit u is elements 32u .. 32u + 31
+// (a whole block of the 32-element formats, a sub-block of the K-quants). The scales are decoded
+// once per unit; each value is the same float operations as dq's.
+void dq_unit(uint dt, uint row_at, uint u, out float v[32]) {
+    if (dt < 9u) {
+        uint bs = row_at + u * t_nb(T_SRC0, 0u);
+        float d = qf16(bs), m = dt == 5u || dt == 7u ? qf16(bs + 2u) : 0.0;
+        uint qh = dt == 6u ? qu32(bs + 2u) : dt == 7u ? qu32(bs + 4u) : 0u;
+        uint qs = dt == 4u ? bs + 2u : dt == 5u ? bs + 4u : dt == 6u ? bs + 6u : bs + 8u;
+        for (uint e = 0u; e < 32u; e++) {
+            precise float x;
+            if (dt == 8u) x = float(qi8(bs + 2u + e)) * d;
+            else {
+                uint q = q_nibble(qs, e) | (dt == 6u || dt == 7u ? ((qh >> e) & 1u) << 4 : 0u);
+                if (dt == 4u) x = float(int(q) - 8) * d;
+                else if (dt == 6u) x = float(int(q) - 16) * d;
+                else x = float(q) * d + m;
+            }
+            v[e] = x;
+        }
+        return;
+    }
+    uint bs = row_at + (u / 8u) * t_nb(T_SRC0, 0u), j = u % 8u;
+    if (dt == 9u || dt == 10u) {
+        uint sc, mn;
+        q_scale_min(bs + 4u, j, sc, mn);
+        precise float ds = qf16(bs) * float(sc), dm = qf16(bs + 2u) * float(mn);
+        uint qs = (dt == 9u ? bs + 16u : bs + 48u) + 32u * (j / 2u), shift = 4u * (j & 1u);
+        for (uint i = 0u; i < 32u; i++) {
+            uint q = (qbyte(qs + i) >> shift) & 15u;
+            if (dt == 10u) q |= ((qbyte(bs + 16u + i) >> j) & 1u) << 4;
+            precise float x = ds * float(q) - dm;
+            v[i] = x;
+        }
+        return;
+    }
+    uint h = j / 4u, quarter = j % 4u;
+    uint ql = bs + 64u * h + ((quarter & 1u) != 0u ? 32u : 0u), qh = bs + 128u + 32u * h, sc = bs + 192u + 8u * h;
+    float d = qf16(bs + 208u);
+    for (uint i = 0u; i < 32u; i++) {
+        uint lo = qbyte(ql + i);
+        lo = quarter >= 2u ? lo >> 4 : lo & 15u;
+        uint q = lo | (((qbyte(qh + i) >> (2u * quarter)) & 3u) << 4);
+        precise float dsc = d * float(qi8(sc + i / 16u + 2u * quarter));
+        precise float x = dsc * float(int(q) - 32);
+        v[i] = x;
+    }
+}

@@ -1,5 +1,5 @@
 #version 450
-// matmul.comp — MATMUL with an f32, f16, bf16 or block-format weight (dequantized per element): 8 outputs per workgroup, 32 threads each
+// matmul.comp — MATMUL with an f32, f16, bf16 or block-format weight (dequantized 32 elements at a time): 8 outputs per workgroup, 32 threads each
 // striding over K, summed in shared memory.
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
@@ -19,8 +19,13 @@ void main() {
     uint w2 = i.z / (t_ne(T_DST, 2u) / t_ne(T_SRC0, 2u)), w3 = i.w / (t_ne(T_DST, 3u) / t_ne(T_SRC0, 3u));
     float s = 0.0;
     if (live && wd >= 4u) {
+        // each lane takes whole 32-element units, decoding their scales once
         uint row = t_at(T_SRC0, 0u, i.x, w2, w3);
-        for (uint k = lane; k < K; k += 32u) s += dq_row(wd, row, k) * x[t_at(T_SRC1, k, i.y, i.z, i.w) >> 2];
+        float v[32];
+        for (uint u = lane; u < K / 32u; u += 32u) {
+            dq_unit(wd, row, u, v);
+            for (uint e = 0u; e < 32u; e++) s += v[e] * x[t_at(T_SRC1, 32u * u + e, i.y, i.z, i.w) >> 2];
+        }
     } else if (live) {
         for (uint k = lane; k < K; k += 32u)
             s += LOAD_F(wf, qb, wd, t_at(T_SRC0, k, i.x, w2, w3)) * x[t_at(T_SRC1, k, i.y, i.z, i.w) >> 2];
