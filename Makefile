@@ -268,7 +268,8 @@ fuzz-safetensors: $(B)/fuzz/safetensors_fuzz
 # ---------------------------------------------------------------- the README's quick-start commands
 # Both first install any missing Debian packages (scripts/deps.sh says which), then re-run make so
 # that pkg-config sees them. No trained checkpoint can ship with apr, so demo's default model is
-# generated: random weights in a small Llama shape (gibberish text); MODEL=path runs a real GGUF.
+# generated: random weights in a small Llama shape and no tokenizer (gibberish token ids);
+# MODEL=path runs a real GGUF.
 DEMO_MODEL := $(B)/models/tiny-random-f16.gguf
 MODEL ?= $(DEMO_MODEL)
 DEMO_PROMPT ?= Once upon a time
@@ -280,9 +281,9 @@ demo:
 	  mkdir -p $(dir $(DEMO_MODEL)) && echo "$(B)/bin/apr-genmodel --shape tiny $(DEMO_MODEL)" && \
 	  $(B)/bin/apr-genmodel --shape tiny $(DEMO_MODEL); fi
 	@if [ "$(MODEL)" = "$(DEMO_MODEL)" ]; then \
-	  echo "note: $(MODEL) holds random weights, not a trained model, so the text below is gibberish;"; \
+	  echo "note: $(MODEL) holds random weights and no tokenizer, not a trained model, so the token ids below are gibberish;"; \
 	  echo "      run a real model with: make demo MODEL=path/to/model.gguf"; fi
-	@# a model without a vocabulary (no shared/fixtures to copy one from) still runs, printing ids
+	@# a model without a vocabulary (the generated default has none) still runs, printing ids
 	@if $(B)/bin/apr-tokenize --model "$(MODEL)" --prompt x --ids >/dev/null 2>&1; then \
 	  echo '$(B)/bin/apr-run --model "$(MODEL)" --prompt "$(DEMO_PROMPT)" -n 64'; \
 	  $(B)/bin/apr-run --model "$(MODEL)" --prompt "$(DEMO_PROMPT)" -n 64; \

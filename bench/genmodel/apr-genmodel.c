@@ -32,10 +32,10 @@ static const char *genmodel_usage =
     "options:\n"
     "  --dtype T         weight type of the matrices (norms, biases and rope factors stay f32); default f16\n"
     "  --seed S          random seed (default 1)\n"
-    "  --vocab-from F    copy the tokenizer.* keys of F (its vocabulary must have the shape's size);\n"
-    "                    by default tiny and tinyllama-1.1b copy ../shared/fixtures/vocab/ggml-vocab-llama-spm.gguf\n"
-    "                    when it is there, so that apr-run can print text\n"
-    "  --no-vocab        write no tokenizer (apr-run then takes --tokens); not with --vocab-from\n"
+    "  --vocab-from F    copy the tokenizer.* keys of F (its vocabulary must have the shape's size), so that\n"
+    "                    apr-run can print text; without it no tokenizer is written (apr-run then prints ids\n"
+    "                    and takes --tokens)\n"
+    "  --no-vocab        write no tokenizer (the default; kept for scripts); not with --vocab-from\n"
     "  --json            a JSON summary on stdout when done\n"
     "  -h, --help        this text (--backend and --threads are accepted and ignored)\n"
     "\n"
@@ -46,15 +46,13 @@ typedef struct genmodel_shape {
     int n_layer, n_embd, n_head, n_head_kv, n_ff, n_vocab, n_ctx;
     float rope_base, rms_eps;
     bool tied, qkv_bias, llama3_rope;
-    const char *vocab;      /* default vocabulary fixture, or NULL */
 } genmodel_shape;
 
 static const genmodel_shape genmodel_shapes[] = {
-    {"tiny", "llama", 4, 256, 8, 4, 688, 32000, 2048, 10000.0f, 1e-5f, false, false, false, "ggml-vocab-llama-spm.gguf"},
-    {"tinyllama-1.1b", "llama", 22, 2048, 32, 4, 5632, 32000, 2048, 10000.0f, 1e-5f, false, false, false,
-     "ggml-vocab-llama-spm.gguf"},
-    {"qwen2.5-0.5b", "qwen2", 24, 896, 14, 2, 4864, 151936, 32768, 1000000.0f, 1e-6f, true, true, false, NULL},
-    {"llama-3.2-1b", "llama", 16, 2048, 32, 8, 8192, 128256, 131072, 500000.0f, 1e-5f, true, false, true, NULL},
+    {"tiny", "llama", 4, 256, 8, 4, 688, 32000, 2048, 10000.0f, 1e-5f, false, false, false},
+    {"tinyllama-1.1b", "llama", 22, 2048, 32, 4, 5632, 32000, 2048, 10000.0f, 1e-5f, false, false, false},
+    {"qwen2.5-0.5b", "qwen2", 24, 896, 14, 2, 4864, 151936, 32768, 1000000.0f, 1e-6f, true, true, false},
+    {"llama-3.2-1b", "llama", 16, 2048, 32, 8, 8192, 128256, 131072, 500000.0f, 1e-5f, true, false, true},
 };
 
 /* ---------------------------------------------------------------- random tensor data, produced while writing */
@@ -147,21 +145,6 @@ static int genmodel_copy_vocab(gguf_writer *w, const char *path, int n_vocab) {
     apr_gguf_close(f);
     fprintf(stderr, "apr-genmodel: tokenizer from %s\n", path);
     return CLI_EXIT_OK;
-}
-
-/* <repo>/../shared/fixtures/vocab/NAME, found from this executable (<repo>/build/bin/apr-genmodel). */
-static bool genmodel_default_vocab(const char *name, char *out, size_t cap) {
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return false;
-    exe[n] = 0;
-    for (int up = 0; up < 3; up++) {
-        char *slash = strrchr(exe, '/');
-        if (!slash) return false;
-        *slash = 0;
-    }
-    snprintf(out, cap, "%s/../shared/fixtures/vocab/%s", exe, name);
-    return access(out, R_OK) == 0;
 }
 
 typedef struct genmodel_job {
@@ -291,11 +274,6 @@ int main(int argc, char **argv) {
     if (no_vocab && vocab) {
         fprintf(stderr, "apr-genmodel: --vocab-from and --no-vocab contradict each other; give one\n");
         return CLI_EXIT_USAGE;
-    }
-    char found[PATH_MAX + 64];
-    if (!vocab && !no_vocab && sh->vocab) {
-        if (genmodel_default_vocab(sh->vocab, found, sizeof found)) vocab = found;
-        else fprintf(stderr, "apr-genmodel: warning: %s not found; writing no tokenizer\n", sh->vocab);
     }
     apr_error e;
     if (vocab && apr_hf_import_check_output(vocab, NULL, out, &e) != APR_OK) {
