@@ -225,13 +225,19 @@ Test(discovery, messages_a_plugin_leaves_unterminated_are_cut_at_the_buffer) {
     apr_registry_close(reg);
 }
 
-Test(discovery, verdicts_are_remembered_so_later_starts_do_not_try_again) {
+/* A first start over the hostile plugin files: one trial run, its verdicts written to the cache
+ * whose path goes to cache. */
+static void disc_first_start(char *cache, size_t size) {
     disc_populate_hostile();
-    apr_registry *reg = disc_open(NULL);
-    apr_registry_close(reg);
+    apr_registry_close(disc_open(NULL));
     cr_expect_eq(disc_trials(), 1);
+    snprintf(cache, size, "%s/cache/apr/plugins", disc_tmp);
+}
+
+Test(discovery, verdicts_are_remembered_so_later_starts_do_not_try_again) {
     char cache[PATH_MAX + 32];
-    snprintf(cache, sizeof cache, "%s/cache/apr/plugins", disc_tmp);
+    disc_first_start(cache, sizeof cache);
+    apr_registry *reg;
     char *text = tu_read_file(cache, NULL);
     cr_expect(strstr(text, "ctor_segv.so\tkilled by SIGSEGV"), "%s", text);
     free(text);
@@ -280,12 +286,9 @@ Test(discovery, verdicts_are_remembered_so_later_starts_do_not_try_again) {
 }
 
 Test(discovery, a_corrupt_or_unreadable_cache_is_ignored) {
-    disc_populate_hostile();
-    apr_registry *reg = disc_open(NULL);
-    apr_registry_close(reg);
-    cr_expect_eq(disc_trials(), 1);
     char cache[PATH_MAX + 32];
-    snprintf(cache, sizeof cache, "%s/cache/apr/plugins", disc_tmp);
+    disc_first_start(cache, sizeof cache);
+    apr_registry *reg;
     /* a verdict line damaged: the whole file is ignored and every file tried again */
     size_t len;
     char *text = tu_read_file(cache, &len);
