@@ -64,15 +64,18 @@ X86_ISA_SRCS := $(wildcard plugins/cpu-x86/isa/*.c) $(SIMD_SRCS)
 SIMD_INC_x86 := -Iplugins/cpu-x86/isa -Iplugins/simd
 
 REF_OBJS := $(REF_SRCS:%.c=$(B)/obj/reference/%.o)
-AVX2_OBJS := $(X86_BASE_SRCS:%.c=$(B)/obj/cpu-avx2/%.o) $(X86_ISA_SRCS:%.c=$(B)/obj/cpu-avx2/%.o)
-# The quantized dot products (and their activation rows) are built a second time for AVX512-VNNI
-# (vpdpbusd) into cpu-avx512, their names ending in _vnni; qmatmul.c picks a copy at run time.
+# The quantized dot products (and their activation rows) are built again for vpdpbusd, their names
+# ending in _vnni (EVEX: AVX512-VNNI, on ymm with AVX512-VL in cpu-avx2) or _avxvnni (VEX: AVX-VNNI,
+# cpu-avx2 only); qmatmul.c and qpack.c pick a copy at run time from the probe's qpath.
 X86_VNNI_SRCS := $(wildcard plugins/cpu-x86/isa/qact.c plugins/cpu-x86/isa/qdot*.c)
+AVX2_OBJS := $(X86_BASE_SRCS:%.c=$(B)/obj/cpu-avx2/%.o) $(X86_ISA_SRCS:%.c=$(B)/obj/cpu-avx2/%.o) \
+             $(X86_VNNI_SRCS:%.c=$(B)/obj/cpu-avx2-vnni/%.o) $(X86_VNNI_SRCS:%.c=$(B)/obj/cpu-avx2-avxvnni/%.o)
 AVX512_OBJS := $(X86_BASE_SRCS:%.c=$(B)/obj/cpu-avx512/%.o) $(X86_ISA_SRCS:%.c=$(B)/obj/cpu-avx512/%.o) \
                $(X86_VNNI_SRCS:%.c=$(B)/obj/cpu-avx512-vnni/%.o)
 
 PLUGINS := $(PLUGDIR)/reference.so $(PLUGDIR)/cpu-avx2.so $(PLUGDIR)/cpu-avx512.so
 PLUGIN_LDFLAGS := -shared -Wl,--version-script=plugins/plugin.map -Wl,-z,defs $(LDFLAGS_ALL) -lm
+.DEFAULT_GOAL := all
 include mk/vulkan.mk
 
 # ---------------------------------------------------------------- tools and bench
@@ -133,6 +136,12 @@ $(B)/obj/cpu-avx2/plugins/cpu-x86/isa/%.o: plugins/cpu-x86/isa/%.c $(PLUGIN_HDRS
 $(B)/obj/cpu-avx2/plugins/simd/%.o: plugins/simd/%.c $(PLUGIN_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(ISA_avx2) -DAPR_X86_LEVEL=2 $(SIMD_INC_x86) -fvisibility=hidden -c $< -o $@
+$(B)/obj/cpu-avx2-vnni/plugins/cpu-x86/isa/%.o: plugins/cpu-x86/isa/%.c $(PLUGIN_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(ISA_avx2) -mavx512f -mavx512vl -mavx512vnni -DQDOT_VNNI=1 -DAPR_X86_LEVEL=2 $(SIMD_INC_x86) -fvisibility=hidden -c $< -o $@
+$(B)/obj/cpu-avx2-avxvnni/plugins/cpu-x86/isa/%.o: plugins/cpu-x86/isa/%.c $(PLUGIN_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(ISA_avx2) -mavxvnni -DQDOT_VNNI=2 -DAPR_X86_LEVEL=2 $(SIMD_INC_x86) -fvisibility=hidden -c $< -o $@
 $(B)/obj/cpu-avx2/%.o: %.c $(PLUGIN_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(ARCH_BASE) -DAPR_X86_LEVEL=2 -fvisibility=hidden -c $< -o $@

@@ -25,6 +25,7 @@ const char probe_description[] = "x86-64 CPU backend, AVX2+FMA+F16C kernels, mul
 typedef struct probe_cpu {
     int osxsave, avx, fma, f16c, avx2;     /* leaf 1 / leaf 7 bits */
     int avx512f, avx512dq, avx512bw, avx512vl, avx512vnni;
+    int avxvnni;                           /* leaf 7 subleaf 1, EAX bit 4 */
     uint64_t xcr0;                         /* 0 when OSXSAVE is off (xgetbv would fault) */
 } probe_cpu;
 
@@ -44,6 +45,10 @@ static void probe_read(probe_cpu *c) {
         c->avx512bw = (b >> 30) & 1;
         c->avx512vl = (b >> 31) & 1;
         c->avx512vnni = (cx >> 11) & 1;
+        if (a >= 1) { /* leaf 7's highest subleaf */
+            __cpuid_count(7, 1, a, b, cx, d);
+            c->avxvnni = (a >> 4) & 1;
+        }
     }
     if (c->osxsave) {
         uint32_t lo, hi;
@@ -51,6 +56,9 @@ static void probe_read(probe_cpu *c) {
         c->xcr0 = ((uint64_t)hi << 32) | lo;
     }
 }
+
+static int probe_qpath_of(const probe_cpu *c);
+static int probe_no_vnni(void);
 
 #define PROBE_XCR0_AVX 0x6ull     /* SSE and AVX (ymm upper halves) state */
 #define PROBE_XCR0_AVX512 0xe0ull /* opmask, zmm0-15 upper halves, zmm16-31 */
@@ -105,8 +113,14 @@ apr_status probe_run(const apr_host_info *host, apr_probe_result *out, char *err
                  c.avx512vnni ? " avx512vnni" : "");
 #else
         score = 20;
-        snprintf(feat, sizeof feat, "avx2 fma f16c");
+        snprintf(feat, sizeof feat, "avx2 fma f16c%s%s", c.avxvnni ? " avxvnni" : "",
+                 c.avx512vnni && c.avx512vl ? " avx512vnni avx512vl" : "");
 #endif
+        /* which int8 kernels quantized matmuls will run, and why not the faster ones */
+        const int qp = probe_no_vnni() ? X86_QDOT_PLAIN : probe_qpath_of(&c);
+        const size_t used = strlen(feat);
+        snprintf(feat + used, sizeof feat - used, " int8dot=%s%s", probe_qpath_name(qp),
+                 qp == X86_QDOT_PLAIN && probe_qpath_of(&c) != X86_QDOT_PLAIN ? "(APR_X86_NO_VNNI)" : "");
     }
     out->score = score;
     /* write only the fields that fit in the caller's struct */
@@ -119,11 +133,33 @@ apr_status probe_run(const apr_host_info *host, apr_probe_result *out, char *err
     return APR_OK;
 }
 
+/* The qpath this CPU and OS allow, ignoring APR_X86_NO_VNNI. */
+static int probe_qpath_of(const probe_cpu *c) {
+    const int avx512_state = (c->xcr0 & PROBE_XCR0_AVX512) == PROBE_XCR0_AVX512;
+#if APR_X86_LEVEL >= 3
+    return c->avx512vnni && avx512_state ? X86_QDOT_VNNI : X86_QDOT_PLAIN;
+#else
+    if (c->avxvnni) return X86_QDOT_AVXVNNI;
+    return c->avx512vnni && c->avx512f && c->avx512vl && avx512_state ? X86_QDOT_VNNI : X86_QDOT_PLAIN;
+#endif
+}
+
+/* APR_X86_NO_VNNI=1 forces the vpmaddubsw kernels, so tests can cover both paths on one machine */
+static int probe_no_vnni(void) {
+    const char *no_vnni = getenv("APR_X86_NO_VNNI");
+    return no_vnni && *no_vnni && strcmp(no_vnni, "0") != 0;
+}
+
+const char *probe_qpath_name(int qpath) {
+    switch (qpath) {
+    case X86_QDOT_AVXVNNI: return "avxvnni";
+    case X86_QDOT_VNNI: return APR_X86_LEVEL >= 3 ? "avx512vnni" : "avx512vnni-ymm";
+    default: return "vpmaddubsw";
+    }
+}
+
 int probe_qpath(void) {
     probe_cpu c;
     probe_read(&c);
-    /* APR_X86_NO_VNNI=1 forces the vpmaddubsw kernels, so tests can cover both paths on one machine */
-    const char *no_vnni = getenv("APR_X86_NO_VNNI");
-    int vnni = APR_X86_LEVEL >= 3 && c.avx512vnni && !(no_vnni && *no_vnni && strcmp(no_vnni, "0") != 0);
-    return vnni ? X86_QDOT_VNNI : X86_QDOT_PLAIN;
+    return probe_no_vnni() ? X86_QDOT_PLAIN : probe_qpath_of(&c);
 }

@@ -173,7 +173,11 @@ static inline __attribute__((always_inline)) void qdotk_unpack(int fmt, const ch
     }
 }
 
-#if APR_X86_LEVEL >= 3
+/* ymm code: AVX-512 builds, and the VNNI copies of cpu-avx2 (whose unpacked scales are the VNNI
+ * layout, so they take this path too) */
+#define QDOTK_ISUM (APR_X86_LEVEL >= 3 || QDOTK_VNNI)
+
+#if QDOTK_ISUM
 /* sum over sub-blocks j of sc_j * (q . qa)_j for one unpacked super-block and the 256 activation
  * bytes qa, as exact int32 in 8 lanes (two independent chains). */
 static inline __attribute__((always_inline)) __m256i qdotk_isum(const qdotk_unp *u, const int8_t *qa) {
@@ -182,11 +186,11 @@ static inline __attribute__((always_inline)) __m256i qdotk_isum(const qdotk_unp 
     __m256i r[8];
 #pragma GCC unroll 8
     for (int v = 0; v < 8; v++)
-        r[v] = _mm256_dpbusd_epi32(_mm256_setzero_si256(), u->q[v], _mm256_loadu_si256((const __m256i *)(qa + 32 * v)));
+        r[v] = qdot_dpbusd256(_mm256_setzero_si256(), u->q[v], _mm256_loadu_si256((const __m256i *)(qa + 32 * v)));
     i0 = _mm256_madd_epi16(_mm256_packs_epi32(r[0], r[1]), u->s[0]);
     i1 = _mm256_madd_epi16(_mm256_packs_epi32(r[2], r[3]), u->s[1]);
-    i0 = _mm256_dpwssd_epi32(i0, _mm256_packs_epi32(r[4], r[5]), u->s[2]);
-    i1 = _mm256_dpwssd_epi32(i1, _mm256_packs_epi32(r[6], r[7]), u->s[3]);
+    i0 = qdot_dpwssd256(i0, _mm256_packs_epi32(r[4], r[5]), u->s[2]);
+    i1 = qdot_dpwssd256(i1, _mm256_packs_epi32(r[6], r[7]), u->s[3]);
 #else
     i0 = i1 = _mm256_setzero_si256();
 #pragma GCC unroll 4
@@ -226,7 +230,7 @@ static inline __attribute__((always_inline)) void qdotk_row(int fmt, const char 
         qdotk_unpack(fmt, blk, &u);
         const __m256 vd = _mm256_set1_ps(u.d), vdmin = _mm256_set1_ps(u.dmin);
         __m256i isums[QDOT_MAX_NA];
-#if APR_X86_LEVEL >= 3
+#if QDOTK_ISUM
 #pragma GCC unroll 4
         for (int j = 0; j < NA; j++)
             isums[j] = qdotk_isum(&u, ((const apr_block_q8_K *)(a + j * a_stride) + ib)->qs);

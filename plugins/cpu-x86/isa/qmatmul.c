@@ -145,15 +145,21 @@ apr_status qmatmul_run(cpu_backend *be, const apr_node_desc *n, char *err, size_
         cpu_backend_run(be, qmm_zero_worker, &p, N * M * batches);
         return APR_OK;
     }
-#if APR_X86_LEVEL >= 3
     if (be->qpath == X86_QDOT_VNNI) {
         p.quant = qact_quantize_row_vnni;
         p.dot = qdot_lookup_vnni(w->dtype);
         p.rows = qdot_rows_lookup_vnni(w->dtype);
         p.abytes = qact_row_bytes_vnni(w->dtype, K);
-    } else
+    }
+#if APR_X86_LEVEL == 2
+    else if (be->qpath == X86_QDOT_AVXVNNI) {
+        p.quant = qact_quantize_row_avxvnni;
+        p.dot = qdot_lookup_avxvnni(w->dtype);
+        p.rows = qdot_rows_lookup_avxvnni(w->dtype);
+        p.abytes = qact_row_bytes_avxvnni(w->dtype, K);
+    }
 #endif
-    {
+    else {
         p.quant = qact_quantize_row;
         p.dot = qdot_lookup(w->dtype);
         p.rows = qdot_rows_lookup(w->dtype);

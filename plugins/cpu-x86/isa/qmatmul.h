@@ -26,10 +26,24 @@
 #include "../../common/cpu_backend.h"
 #include "../probe.h"
 
-#if defined(QDOT_VNNI) && QDOT_VNNI
+#if defined(QDOT_VNNI) && QDOT_VNNI == 2
+#define QDOT_NAME(x) x##_avxvnni
+#elif defined(QDOT_VNNI) && QDOT_VNNI
 #define QDOT_NAME(x) x##_vnni
 #else
 #define QDOT_NAME(x) x
+#endif
+
+/* vpdpbusd on 256-bit registers, in the encoding the copy is built for: VEX (AVX-VNNI) in the
+ * _avxvnni copy, EVEX (AVX512-VNNI + VL) in the _vnni copies. acc + the sums of the four products
+ * of unsigned bytes of u with the signed bytes of s in each int32 lane, without saturation;
+ * vpdpwssd likewise for pairs of int16. */
+#if defined(QDOT_VNNI) && QDOT_VNNI == 2
+#define qdot_dpbusd256(acc, u, s) _mm256_dpbusd_avx_epi32(acc, u, s)
+#define qdot_dpwssd256(acc, a, b) _mm256_dpwssd_avx_epi32(acc, a, b)
+#elif defined(QDOT_VNNI) && QDOT_VNNI
+#define qdot_dpbusd256(acc, u, s) _mm256_dpbusd_epi32(acc, u, s)
+#define qdot_dpwssd256(acc, a, b) _mm256_dpwssd_epi32(acc, a, b)
 #endif
 
 #define QDOT_MAX_NW 4 /* weight rows per kernel call */
@@ -76,12 +90,18 @@ qdot_rows_fn *QDOT_NAME(qdot_rows_lookup)(uint32_t wtype);
 void QDOT_NAME(qdotk_act_q8_K)(const float *x, int64_t K, void *dst);
 qdot_fn QDOT_NAME(qdotk_q4_K), QDOT_NAME(qdotk_q5_K), QDOT_NAME(qdotk_q6_K);
 
-#if APR_X86_LEVEL >= 3 && !(defined(QDOT_VNNI) && QDOT_VNNI)
-/* the VNNI copies, for qmatmul.c (built only into cpu-avx512) */
+#if !(defined(QDOT_VNNI) && QDOT_VNNI)
+/* the VNNI copies, for qmatmul.c: _vnni in both variants, _avxvnni in cpu-avx2 only */
 int64_t qact_row_bytes_vnni(uint32_t wtype, int64_t K);
 void qact_quantize_row_vnni(uint32_t wtype, const float *x, int64_t K, void *dst);
 qdot_fn *qdot_lookup_vnni(uint32_t wtype);
 qdot_rows_fn *qdot_rows_lookup_vnni(uint32_t wtype);
+#if APR_X86_LEVEL == 2
+int64_t qact_row_bytes_avxvnni(uint32_t wtype, int64_t K);
+void qact_quantize_row_avxvnni(uint32_t wtype, const float *x, int64_t K, void *dst);
+qdot_fn *qdot_lookup_avxvnni(uint32_t wtype);
+qdot_rows_fn *qdot_rows_lookup_avxvnni(uint32_t wtype);
+#endif
 #endif
 
 /* Runs a MATMUL node whose W is a block type (called by matmul_run). */

@@ -26,23 +26,28 @@ typedef struct qpack_variant {
 } qpack_variant;
 
 static int64_t qpack_row_bytes(uint32_t wtype, int64_t K) { (void)wtype; return qact_packed_row_bytes(K); }
-#if APR_X86_LEVEL >= 3
 static int64_t qpack_row_bytes_vnni(uint32_t wtype, int64_t K) { (void)wtype; return qact_packed_row_bytes_vnni(K); }
+#if APR_X86_LEVEL == 2
+static int64_t qpack_row_bytes_avxvnni(uint32_t wtype, int64_t K) { (void)wtype; return qact_packed_row_bytes_avxvnni(K); }
 #endif
 
 static qpack_variant qpack_variant_for(const cpu_backend *be, uint32_t dtype) {
     const int kq = dtype == APR_Q4_K || dtype == APR_Q6_K;
     qpack_variant v = {kq ? qact_row_bytes : qpack_row_bytes, kq ? qact_quantize_row : qact_quantize_row_packed,
                        qpack_dot_lookup(dtype), qpack_round_lookup(dtype)};
-#if APR_X86_LEVEL >= 3
     if (be->qpath == X86_QDOT_VNNI) {
         v.row_bytes = kq ? qact_row_bytes_vnni : qpack_row_bytes_vnni;
         v.quant = kq ? qact_quantize_row_vnni : qact_quantize_row_packed_vnni;
         v.dot = qpack_dot_lookup_vnni(dtype);
         v.round = qpack_round_lookup_vnni(dtype);
     }
-#else
-    (void)be;
+#if APR_X86_LEVEL == 2
+    if (be->qpath == X86_QDOT_AVXVNNI) {
+        v.row_bytes = kq ? qact_row_bytes_avxvnni : qpack_row_bytes_avxvnni;
+        v.quant = kq ? qact_quantize_row_avxvnni : qact_quantize_row_packed_avxvnni;
+        v.dot = qpack_dot_lookup_avxvnni(dtype);
+        v.round = qpack_round_lookup_avxvnni(dtype);
+    }
 #endif
     return v;
 }
@@ -188,8 +193,8 @@ apr_status cpu_isa_weight_pack(cpu_backend *be, const apr_tensor_desc *w, apr_bu
     if (!name)
         return msg_set(err, err_size, APR_ERR_UNSUPPORTED, "no packed layout for dtype %u (q4_0, q5_0, q8_0, q4_K and q6_K have one)", w->dtype);
     if (!qpack_variant_for(be, w->dtype).dot)
-        return msg_set(err, err_size, APR_ERR_UNSUPPORTED, "no packed %s kernel on this CPU (it needs AVX-512%s)", name,
-                       w->dtype == APR_Q8_0 ? " VNNI" : "");
+        return msg_set(err, err_size, APR_ERR_UNSUPPORTED, "no packed %s kernel for this CPU's int8 dot products (%s)",
+                       name, probe_qpath_name(be->qpath));
     const int64_t K = w->ne[0], N = w->ne[1], be_elems = qpack_block_elems(w->dtype);
     const int64_t bs = qpack_ggml_block_bytes(w->dtype);
     if (K <= 0 || N <= 0 || K % be_elems || w->ne[2] != 1 || w->ne[3] != 1 || w->nb[0] != bs ||

@@ -95,7 +95,8 @@ static inline int64_t qpack_block_bytes(uint32_t dtype) {
 int64_t QDOT_NAME(qact_packed_row_bytes)(int64_t K);
 void QDOT_NAME(qact_quantize_row_packed)(uint32_t wtype, const float *x, int64_t K, void *dst);
 
-/* ---- qdot_pack.c: the kernels (AVX-512 only; NULL elsewhere) */
+/* ---- qdot_pack.c (Q4_0 / Q5_0 / Q8_0) and qdot_packk.c (Q4_K / Q6_K): the kernels; a lookup
+ * answers NULL for a format this copy has no kernel for (weight_pack then declines it) */
 
 /* out[j * os + 16 r + i] = the dot of row i of group r (r < ng consecutive groups from w) with
  * activation row j < na (a + j * as); the last group stores only its rows i < nr (1..16). K a
@@ -115,14 +116,18 @@ qpack_dot_fn *QDOT_NAME(qpack_dot_lookup)(uint32_t wtype);
 #endif
 typedef void qpack_round_fn(int64_t K, const char *const *w, float *const *out, const uint16_t *keep, const char *a);
 qpack_round_fn *QDOT_NAME(qpack_round_lookup)(uint32_t wtype);
-#if APR_X86_LEVEL >= 3
 qpack_dot_fn QDOT_NAME(qpack_dot_q4_K), QDOT_NAME(qpack_dot_q6_K); /* qdot_packk.c */
-#endif
-#if APR_X86_LEVEL >= 3 && !(defined(QDOT_VNNI) && QDOT_VNNI)
+#if !(defined(QDOT_VNNI) && QDOT_VNNI)
 int64_t qact_packed_row_bytes_vnni(int64_t K);
 void qact_quantize_row_packed_vnni(uint32_t wtype, const float *x, int64_t K, void *dst);
 qpack_dot_fn *qpack_dot_lookup_vnni(uint32_t wtype);
 qpack_round_fn *qpack_round_lookup_vnni(uint32_t wtype);
+#if APR_X86_LEVEL == 2
+int64_t qact_packed_row_bytes_avxvnni(int64_t K);
+void qact_quantize_row_packed_avxvnni(uint32_t wtype, const float *x, int64_t K, void *dst);
+qpack_dot_fn *qpack_dot_lookup_avxvnni(uint32_t wtype);
+qpack_round_fn *qpack_round_lookup_avxvnni(uint32_t wtype);
+#endif
 #endif
 
 /* ---- qpack.c */
