@@ -32,9 +32,11 @@ static const char *genmodel_usage =
     "options:\n"
     "  --dtype T         weight type of the matrices (norms, biases and rope factors stay f32); default f16\n"
     "  --seed S          random seed (default 1)\n"
-    "  --vocab-from F    copy the tokenizer.* keys of F (its vocabulary must have the shape's size), so that\n"
-    "                    apr-run can print text; without it no tokenizer is written (apr-run then prints ids\n"
-    "                    and takes --tokens)\n"
+    "  --vocab-from F    copy the tokenizer.* keys of F, so that apr-run can print text and llama.cpp can load\n"
+    "                    the model; a vocabulary smaller than the shape's is padded with [PAD<id>] tokens (type\n"
+    "                    unused, the lowest score), as Hugging Face's converter pads embedding rows past the\n"
+    "                    tokenizer; a larger one is refused. Without it no tokenizer is written (apr-run then\n"
+    "                    prints ids and takes --tokens)\n"
     "  --no-vocab        write no tokenizer (the default; kept for scripts); not with --vocab-from\n"
     "  --json            a JSON summary on stdout when done\n"
     "  -h, --help        this text (--backend and --threads are accepted and ignored)\n"
@@ -123,7 +125,68 @@ static void genmodel_llama3_factors(float *ff, int n_rot, float base) {
     }
 }
 
-/* Copies the tokenizer.* keys of path; the vocabulary must have n_vocab entries. */
+/* ---------------------------------------------------------------- the tokenizer, copied and padded */
+
+/* llama.cpp's token type for a slot that holds no real token (its LLAMA_TOKEN_TYPE_UNUSED). */
+#define GENMODEL_TOKEN_UNUSED 5
+
+/* Sets key to the per-token array v (n entries) padded to n_vocab: tokens get "[PAD<id>]", as
+ * Hugging Face's converter names the embedding rows past a smaller vocabulary; token types get
+ * "unused"; scores get the lowest score present, so a placeholder never outranks a real piece.
+ * Returns false with a message when the element type is not the one llama.cpp reads. */
+static bool genmodel_pad_array(gguf_writer *w, const char *path, const char *key, const gguf_value *v, uint64_t n,
+                               int n_vocab) {
+    const uint64_t m = (uint64_t)n_vocab;
+    const bool tokens = !strcmp(key, "tokenizer.ggml.tokens"), scores = !strcmp(key, "tokenizer.ggml.scores");
+    const gguf_type want = tokens ? GGUF_STRING : scores ? GGUF_FLOAT32 : GGUF_INT32;
+    if (v->type != GGUF_ARRAY || v->arr.type != want || v->arr.n != n) {
+        fprintf(stderr, "apr-genmodel: %s: %s is not an array of %llu %s values; cannot pad it\n", path, key,
+                (unsigned long long)n, apr_gguf_type_name(want));
+        return false;
+    }
+    bool ok = false;
+    if (tokens) {
+        gguf_value *items = calloc(m, sizeof *items);
+        char *names = malloc((m - n) * 24);
+        if (items && names) {
+            memcpy(items, v->arr.items, n * sizeof *items);
+            for (uint64_t i = n; i < m; i++) {
+                char *s = names + (i - n) * 24;
+                int len = snprintf(s, 24, "[PAD%llu]", (unsigned long long)i);
+                items[i] = (gguf_value){.type = GGUF_STRING, .str = {s, (uint64_t)len}};
+            }
+            apr_gguf_writer_set_value(w, key, &(gguf_value){.type = GGUF_ARRAY, .arr = {GGUF_STRING, m, NULL, items}});
+            ok = true;
+        }
+        free(names);
+        free(items);
+    } else {
+        uint32_t *data = malloc(m * 4); /* FLOAT32 and INT32 alike: 4-byte elements */
+        if (data) {
+            memcpy(data, v->arr.data, n * 4);
+            uint32_t fill;
+            if (scores) {
+                float lo, x;
+                memcpy(&lo, &data[0], 4);
+                for (uint64_t i = 1; i < n; i++) {
+                    memcpy(&x, &data[i], 4);
+                    if (x < lo) lo = x;
+                }
+                memcpy(&fill, &lo, 4);
+            } else fill = GENMODEL_TOKEN_UNUSED;
+            for (uint64_t i = n; i < m; i++) data[i] = fill;
+            apr_gguf_writer_set_arr(w, key, want, data, m);
+            ok = true;
+        }
+        free(data);
+    }
+    if (!ok) fprintf(stderr, "apr-genmodel: out of memory padding %s\n", key);
+    return ok;
+}
+
+/* Copies the tokenizer.* keys of path. A vocabulary smaller than the shape's n_vocab embedding rows
+ * is padded with placeholders (tokens, scores and token types; merges and special ids stay), which is
+ * what llama.cpp needs, since it requires one token per row; a larger one is refused. */
 static int genmodel_copy_vocab(gguf_writer *w, const char *path, int n_vocab) {
     gguf_file *f;
     apr_error e;
@@ -133,17 +196,31 @@ static int genmodel_copy_vocab(gguf_writer *w, const char *path, int n_vocab) {
     }
     gguf_type et;
     uint64_t n = 0;
-    if (!apr_gguf_get_arr(f, "tokenizer.ggml.tokens", &et, &n) || n != (uint64_t)n_vocab) {
-        fprintf(stderr, "apr-genmodel: %s: its vocabulary has %llu tokens, the shape needs %d\n", path,
-                (unsigned long long)n, n_vocab);
+    if (!apr_gguf_get_arr(f, "tokenizer.ggml.tokens", &et, &n) || n == 0 || n > (uint64_t)n_vocab) {
+        if (n == 0) fprintf(stderr, "apr-genmodel: %s has no vocabulary (tokenizer.ggml.tokens)\n", path);
+        else
+            fprintf(stderr, "apr-genmodel: %s: its vocabulary has %llu tokens, more than the %d rows of the shape's embedding\n",
+                    path, (unsigned long long)n, n_vocab);
         apr_gguf_close(f);
         return CLI_EXIT_FAIL;
     }
-    for (int64_t i = 0; i < apr_gguf_kv_count(f); i++)
-        if (!strncmp(apr_gguf_kv_key(f, i), "tokenizer.", 10)) apr_gguf_writer_set_value(w, apr_gguf_kv_key(f, i), apr_gguf_kv_value(f, i));
+    const bool pad = n < (uint64_t)n_vocab;
+    int rc = CLI_EXIT_OK;
+    for (int64_t i = 0; i < apr_gguf_kv_count(f) && !rc; i++) {
+        const char *key = apr_gguf_kv_key(f, i);
+        if (strncmp(key, "tokenizer.", 10)) continue;
+        if (pad && (!strcmp(key, "tokenizer.ggml.tokens") || !strcmp(key, "tokenizer.ggml.scores") ||
+                    !strcmp(key, "tokenizer.ggml.token_type"))) {
+            if (!genmodel_pad_array(w, path, key, apr_gguf_kv_value(f, i), n, n_vocab)) rc = CLI_EXIT_FAIL;
+        } else apr_gguf_writer_set_value(w, key, apr_gguf_kv_value(f, i));
+    }
     /* the writer deep-copies values, so the file can close now */
     apr_gguf_close(f);
-    fprintf(stderr, "apr-genmodel: tokenizer from %s\n", path);
+    if (rc) return rc;
+    if (pad)
+        fprintf(stderr, "apr-genmodel: padded the vocabulary of %s from %llu to %d tokens with [PAD<id>] placeholders\n",
+                path, (unsigned long long)n, n_vocab);
+    else fprintf(stderr, "apr-genmodel: tokenizer from %s\n", path);
     return CLI_EXIT_OK;
 }
 
