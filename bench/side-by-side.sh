@@ -103,7 +103,7 @@ echo >>"$work/ids"
 [ -n "$log" ] || log=/tmp/apr-side-by-side-$(date +%Y%m%d-%H%M%S).log
 {
     echo "# bench/side-by-side.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)"
-    echo "# apr: $apr_bin/apr-run --backend $backend, env: ${apr_env[*]:-(none)}, commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+    echo "# apr: $apr_bin/apr-run --backend $backend, env: ${apr_env[*]:-(none)}, source $(git -C "$apr_bin" describe --always --dirty 2>/dev/null || echo '? (not in a git checkout)')"
     echo "# peer: $peer_dir"
     echo "# prompt $nprompt ids, generate $ngen, $rounds rounds, threads $threads"
     echo "# ids: $prompt"
