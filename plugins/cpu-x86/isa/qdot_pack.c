@@ -237,6 +237,360 @@ qpack_dot_fn *QDOT_NAME(qpack_dot_lookup)(uint32_t wtype) {
     }
 }
 
+#elif APR_X86_LEVEL == 2
+
+/* AVX2: 16 ymm registers, so a 64-byte word is read as two 32-byte halves (rows 0..7, rows 8..15),
+ * each an 8-lane f32 accumulator. */
+
+#define QP_INLINE static inline __attribute__((always_inline))
+#define QP_UNROLL _Pragma("GCC unroll 8")
+
+#ifndef QPACK_PF_AHEAD
+#define QPACK_PF_AHEAD 256
+#endif
+#ifndef QPACK_RPF
+#define QPACK_RPF 1024
+#endif
+
+#define QP_DTYPE(f) ((f) == 0 ? APR_Q4_0 : (f) == 1 ? APR_Q8_0 : APR_Q5_0)
+#if defined(QDOT_VNNI) && QDOT_VNNI
+#define QP_VNNI 1
+#else
+#define QP_VNNI 0
+#endif
+
+QP_INLINE __m256i qp_bcast(const int8_t *q) {
+    int32_t v;
+    memcpy(&v, q, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/* Q5_0's fifth bits for one half: bits 32 h .. 32 h + 31 of mask t (at m) as 16 in the bytes they mark. */
+QP_INLINE __m256i qp_fifth(const char *m) {
+    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                            2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x(0x8040201008040201ll);
+    int32_t v;
+    memcpy(&v, m, 4);
+    const __m256i b = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32(v), spread), bit);
+    return _mm256_and_si256(_mm256_cmpeq_epi8(b, bit), _mm256_set1_epi8(16));
+}
+
+/* Words t and u of half h of the block position at p, as unsigned bytes (the plain copy's Q8_0:
+ * signed, the bias undone) against activation bytes 4 t.. and 4 u..: Q4_0 / Q5_0 t < 4, u = 4 + t
+ * (an element's low and high nibble halves); Q8_0 2 t' and 2 t' + 1 for pair t'. */
+QP_INLINE void qp_pair(int f, const char *p, int h, int t, __m256i *w0, __m256i *w1) {
+    if (f == 1) {
+        *w0 = _mm256_loadu_si256((const __m256i *)(p + 32 + 64 * (2 * t) + 32 * h));
+        *w1 = _mm256_loadu_si256((const __m256i *)(p + 32 + 64 * (2 * t + 1) + 32 * h));
+#if !QP_VNNI
+        *w0 = _mm256_xor_si256(*w0, _mm256_set1_epi8((char)0x80));
+        *w1 = _mm256_xor_si256(*w1, _mm256_set1_epi8((char)0x80));
+#endif
+        return;
+    }
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i v = _mm256_loadu_si256((const __m256i *)(p + (f == 2 ? 96 : 32) + 64 * t + 32 * h));
+    *w0 = _mm256_and_si256(v, m4);
+    *w1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    if (f == 2) {
+        *w0 = _mm256_or_si256(*w0, qp_fifth(p + 32 + 8 * t + 4 * h));
+        *w1 = _mm256_or_si256(*w1, qp_fifth(p + 32 + 8 * (4 + t) + 4 * h));
+    }
+}
+
+/* Running integer dot of one (half, activation row): s plus the dots of words w0, w1 with the
+ * broadcast activation bytes at x0, x1. The VNNI copies keep int32 lanes (vpdpbusd). The plain
+ * copy pairs vpmaddubsw with vpmaddwd, except Q4_0, whose 8 words add up in int16 lanes (each
+ * pair of products at most 15 * 127 * 2, eight of them below 32767) and widen once in qp_end;
+ * Q8_0's signed words go through the sign trick (|w| <= 128 times |x| <= 127: no saturation). */
+QP_INLINE __m256i qp_step(int f, __m256i s, __m256i w0, __m256i w1, const int8_t *x0, const int8_t *x1) {
+#if QP_VNNI
+    (void)f;
+    return qdot_dpbusd256(qdot_dpbusd256(s, w0, qp_bcast(x0)), w1, qp_bcast(x1));
+#else
+    const __m256i ones = _mm256_set1_epi16(1);
+    if (f == 0)
+        return _mm256_add_epi16(s, _mm256_add_epi16(_mm256_maddubs_epi16(w0, qp_bcast(x0)),
+                                                    _mm256_maddubs_epi16(w1, qp_bcast(x1))));
+    if (f == 2)
+        return _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(w0, qp_bcast(x0)),
+                                                                      _mm256_maddubs_epi16(w1, qp_bcast(x1))), ones));
+    const __m256i p0 = _mm256_maddubs_epi16(_mm256_abs_epi8(w0), _mm256_sign_epi8(qp_bcast(x0), w0));
+    const __m256i p1 = _mm256_maddubs_epi16(_mm256_abs_epi8(w1), _mm256_sign_epi8(qp_bcast(x1), w1));
+    return _mm256_add_epi32(s, _mm256_add_epi32(_mm256_madd_epi16(p0, ones), _mm256_madd_epi16(p1, ones)));
+#endif
+}
+
+/* The start of a running dot (c, or 0 where qp_end adds it) and its int32 end, c + sum_t dot.
+ * The plain copy's Q8_0 dots the signed weights, which is c + the dot with the biased ones. */
+QP_INLINE __m256i qp_begin(int f, int32_t c) {
+#if !QP_VNNI
+    if (f == 0 || f == 1) return _mm256_setzero_si256();
+#else
+    (void)f;
+#endif
+    return _mm256_set1_epi32(c);
+}
+QP_INLINE __m256i qp_end(int f, __m256i s, int32_t c) {
+#if !QP_VNNI
+    if (f == 0) return _mm256_add_epi32(_mm256_madd_epi16(s, _mm256_set1_epi16(1)), _mm256_set1_epi32(c));
+#else
+    (void)f;
+#endif
+    (void)c;
+    return s;
+}
+
+/* Activation bytes of word t of pair index t (qp_pair's order). */
+#define QP_X0(f, t) ((f) == 1 ? 8 * (t) : 4 * (t))
+#define QP_X1(f, t) ((f) == 1 ? 8 * (t) + 4 : 16 + 4 * (t))
+
+/* The scaled sum of one block into acc, the same in every path: acc + float(sum) * (d_w * d_a). */
+QP_INLINE __m256 qp_acc(__m256 acc, __m256i s, __m256 dw, float da) {
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_set1_ps(da)), acc);
+}
+
+QP_INLINE __m256 qp_scales(const char *p, int h) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 16 * h)));
+}
+
+/* Stores the first n (<= 8) lanes of v at o. */
+QP_INLINE void qp_store(float *o, __m256 v, int n) {
+    if (n >= 8) {
+        _mm256_storeu_ps(o, v);
+        return;
+    }
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_maskstore_ps(o, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane), v);
+}
+
+/* Half h of one group (rows 8 h .. 8 h + 7) against NA activation rows, all nb block positions
+ * from p. Why halves in turn: both halves' accumulators for 4 rows, the words and the running
+ * sums would need more than 16 registers; the second pass finds the group in L1 / L2. */
+QP_INLINE void qp_half(int f, int NA, int64_t nb, int64_t bb, const char *p, int h, const int8_t *const *aq,
+                       const float *const *ad, const int32_t *const *ac, __m256 *acc) {
+    for (int64_t b = 0; b < nb; b++, p += bb) {
+        if (h == 0)
+            for (int64_t o = 0; o < bb; o += 64) _mm_prefetch(p + (f == 1 ? 1088 : QPACK_PF_AHEAD) + o, _MM_HINT_T0);
+        __m256i s[4];
+        QP_UNROLL
+        for (int j = 0; j < NA; j++) s[j] = qp_begin(f, ac[j][b]);
+        QP_UNROLL
+        for (int t = 0; t < 4; t++) {
+            __m256i w0, w1;
+            qp_pair(f, p, h, t, &w0, &w1);
+            QP_UNROLL
+            for (int j = 0; j < NA; j++) {
+                const int8_t *q = aq[j] + 32 * b;
+                s[j] = qp_step(f, s[j], w0, w1, q + QP_X0(f, t), q + QP_X1(f, t));
+            }
+        }
+        const __m256 dw = qp_scales(p, h);
+        QP_UNROLL
+        for (int j = 0; j < NA; j++) acc[j] = qp_acc(acc[j], qp_end(f, s[j], ac[j][b]), dw, ad[j][b]);
+    }
+}
+
+QP_INLINE void qp_groups(int f, int NA, int64_t K, const char *w, int64_t ng, int nr, const char *a, int64_t as,
+                         float *out, int64_t os) {
+    const int64_t nb = K / APR_QK, bb = qpack_block_bytes(QP_DTYPE(f));
+    const int64_t qbytes = (K + 63) / 64 * 64, dbytes = (nb * 4 + 63) / 64 * 64;
+    const int8_t *aq[4];
+    const float *ad[4];
+    const int32_t *ac[4];
+    QP_UNROLL
+    for (int j = 0; j < NA; j++) {
+        aq[j] = (const int8_t *)(a + j * as);
+        ad[j] = (const float *)(a + j * as + qbytes);
+        ac[j] = (const int32_t *)(a + j * as + qbytes + dbytes);
+    }
+    for (int64_t g = 0; g < ng; g++) {
+        /* only the last group of a weight has fewer than 16 rows */
+        const int rows = g + 1 == ng ? nr : QPACK_ROWS;
+        for (int h = 0; h < 2 && 8 * h < rows; h++) {
+            __m256 acc[4];
+            QP_UNROLL
+            for (int j = 0; j < NA; j++) acc[j] = _mm256_setzero_ps();
+            qp_half(f, NA, nb, bb, w + g * nb * bb, h, aq, ad, ac, acc);
+            QP_UNROLL
+            for (int j = 0; j < NA; j++) qp_store(out + j * os + 16 * g + 8 * h, acc[j], rows - 8 * h);
+        }
+    }
+}
+
+/* Blocks whose activation broadcasts a decode round writes out at a time (qp_round). */
+#define QP_XB 8
+
+/* Keeps the compiler from holding values read from memory in registers across it. */
+#define QP_FENCE() __asm__ volatile("" ::: "memory")
+
+/* The integer dots (c + sum_t dot) of both halves of one stream's block position at p with one
+ * activation block whose bytes 4 t .. 4 t + 3 lie broadcast in x[t], read from memory at each use
+ * (vpdpbusd / vpmaddubsw take them as operands). The halves interleave so their chains overlap. */
+QP_INLINE void qp_rsum(int f, const char *p, const __m256i *x, int32_t c, __m256i *sum) {
+#if QP_VNNI
+    if (f == 0) {
+        /* the high nibbles masked in place (16 times their value; exact after >> 4): no shift per word */
+        const __m256i m4 = _mm256_set1_epi8(0x0F), mh = _mm256_set1_epi8((char)0xF0);
+        __m256i lo[2] = {_mm256_set1_epi32(c), _mm256_set1_epi32(c)}, hi[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+        QP_UNROLL
+        for (int t = 0; t < 4; t++)
+            QP_UNROLL
+            for (int h = 0; h < 2; h++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(p + 32 + 64 * t + 32 * h));
+                lo[h] = qdot_dpbusd256(lo[h], _mm256_and_si256(v, m4), _mm256_load_si256(x + t));
+                hi[h] = qdot_dpbusd256(hi[h], _mm256_and_si256(v, mh), _mm256_load_si256(x + 4 + t));
+            }
+        QP_UNROLL
+        for (int h = 0; h < 2; h++) sum[h] = _mm256_add_epi32(lo[h], _mm256_srai_epi32(hi[h], 4));
+        return;
+    }
+    __m256i s0[2] = {_mm256_set1_epi32(c), _mm256_set1_epi32(c)}, s1[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    QP_UNROLL
+    for (int t = 0; t < 4; t++)
+        QP_UNROLL
+        for (int h = 0; h < 2; h++) {
+            __m256i w0, w1;
+            qp_pair(f, p, h, t, &w0, &w1);
+            s0[h] = qdot_dpbusd256(s0[h], w0, _mm256_load_si256(x + QP_X0(f, t) / 4));
+            s1[h] = qdot_dpbusd256(s1[h], w1, _mm256_load_si256(x + QP_X1(f, t) / 4));
+        }
+    QP_UNROLL
+    for (int h = 0; h < 2; h++) sum[h] = _mm256_add_epi32(s0[h], s1[h]);
+#else
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i s[2] = {qp_begin(f, c), qp_begin(f, c)};
+    QP_UNROLL
+    for (int t = 0; t < 4; t++)
+        QP_UNROLL
+        for (int h = 0; h < 2; h++) {
+            __m256i w0, w1;
+            qp_pair(f, p, h, t, &w0, &w1);
+            const __m256i x0 = _mm256_load_si256(x + QP_X0(f, t) / 4), x1 = _mm256_load_si256(x + QP_X1(f, t) / 4);
+            if (f == 0) {
+                s[h] = _mm256_add_epi16(s[h], _mm256_add_epi16(_mm256_maddubs_epi16(w0, x0), _mm256_maddubs_epi16(w1, x1)));
+            } else if (f == 2) {
+                s[h] = _mm256_add_epi32(s[h], _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(w0, x0),
+                                                                                  _mm256_maddubs_epi16(w1, x1)), ones));
+            } else {
+                const __m256i p0 = _mm256_maddubs_epi16(_mm256_abs_epi8(w0), _mm256_sign_epi8(x0, w0));
+                const __m256i p1 = _mm256_maddubs_epi16(_mm256_abs_epi8(w1), _mm256_sign_epi8(x1, w1));
+                s[h] = _mm256_add_epi32(s[h], _mm256_add_epi32(_mm256_madd_epi16(p0, ones), _mm256_madd_epi16(p1, ones)));
+            }
+        }
+    QP_UNROLL
+    for (int h = 0; h < 2; h++) sum[h] = qp_end(f, s[h], c);
+#endif
+}
+
+/* One round of decode (one activation row): one group of each of the QPACK_STREAMS streams, all
+ * advancing one block position at a time, each stream prefetching QPACK_RPF bytes ahead (see the
+ * AVX-512 qp_round above for why). Both halves of each stream in the same pass, so the weight is
+ * read once, in order. The activation's broadcasts are written out QP_XB blocks at a time and
+ * read as memory operands: in registers they would take half of the 16. A stream without a group
+ * (w[s] NULL) reads stream 0's again and stores nothing. */
+QP_INLINE void qp_round(int f, int64_t K, const char *const *w, float *const *out, const uint16_t *keep, const char *a) {
+    enum { S = QPACK_STREAMS };
+    const int64_t nb = K / APR_QK, bb = qpack_block_bytes(QP_DTYPE(f));
+    const int64_t qbytes = (K + 63) / 64 * 64, dbytes = (nb * 4 + 63) / 64 * 64;
+    const int8_t *aq = (const int8_t *)a;
+    const float *ad = (const float *)(a + qbytes);
+    const int32_t *ac = (const int32_t *)(a + qbytes + dbytes);
+    __m256i xb[QP_XB][8];
+    __m256 acc[S][2];
+    const char *p[S];
+    QP_UNROLL
+    for (int s = 0; s < S; s++) {
+        acc[s][0] = acc[s][1] = _mm256_setzero_ps();
+        p[s] = w[s] ? w[s] : w[0];
+    }
+    for (int64_t b0 = 0; b0 < nb; b0 += QP_XB) {
+        const int n = nb - b0 < QP_XB ? (int)(nb - b0) : QP_XB;
+        for (int i = 0; i < n; i++)
+            QP_UNROLL
+            for (int t = 0; t < 8; t++) _mm256_store_si256(&xb[i][t], qp_bcast(aq + 32 * (b0 + i) + 4 * t));
+        for (int i = 0; i < n; i++) {
+            const int64_t b = b0 + i;
+            const __m256 da = _mm256_set1_ps(ad[b]);
+            QP_UNROLL
+            for (int s = 0; s < S; s++) {
+                QP_FENCE();
+                if (QPACK_RPF)
+                    for (int64_t o = 0; o < bb; o += 64) _mm_prefetch(p[s] + QPACK_RPF + o, _MM_HINT_T0);
+                __m256i sum[2];
+                qp_rsum(f, p[s], xb[i], ac[b], sum);
+                QP_UNROLL
+                for (int h = 0; h < 2; h++)
+                    acc[s][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[h]), _mm256_mul_ps(qp_scales(p[s], h), da), acc[s][h]);
+                p[s] += bb;
+            }
+        }
+    }
+    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    QP_UNROLL
+    for (int s = 0; s < S; s++)
+        if (w[s])
+            for (int h = 0; h < 2; h++) {
+                const __m256i k = _mm256_and_si256(_mm256_set1_epi32(keep[s] >> 8 * h), bit);
+                _mm256_maskstore_ps(out[s] + 8 * h, _mm256_cmpeq_epi32(k, bit), acc[s][h]);
+            }
+}
+
+static void qp_round_q4_0(int64_t K, const char *const *w, float *const *out, const uint16_t *keep, const char *a) {
+    qp_round(0, K, w, out, keep, a);
+}
+static void qp_round_q5_0(int64_t K, const char *const *w, float *const *out, const uint16_t *keep, const char *a) {
+    qp_round(2, K, w, out, keep, a);
+}
+static void qp_round_q8_0(int64_t K, const char *const *w, float *const *out, const uint16_t *keep, const char *a) {
+    qp_round(1, K, w, out, keep, a);
+}
+
+#define QP_FN(F, NA) \
+    static void qp_##F##_##NA(int64_t K, const char *w, int64_t ng, int nr, const char *a, int64_t as, float *out, \
+                              int64_t os) { \
+        qp_groups(F, NA, K, w, ng, nr, a, as, out, os); \
+    }
+#define QP_FNS(F, name) \
+    QP_FN(F, 1) QP_FN(F, 2) QP_FN(F, 3) QP_FN(F, 4) \
+    static void name(int64_t K, const char *w, int64_t ng, int nr, const char *a, int64_t as, int na, float *out, \
+                     int64_t os) { \
+        typedef void tile_fn(int64_t, const char *, int64_t, int, const char *, int64_t, float *, int64_t); \
+        static tile_fn *const tab[4] = {qp_##F##_1, qp_##F##_2, qp_##F##_3, qp_##F##_4}; \
+        for (int j = 0; j < na; j += 4) \
+            tab[(na - j < 4 ? na - j : 4) - 1](K, w, ng, nr, a + j * as, as, out + j * os, os); \
+    }
+
+QP_FNS(0, qp_q4_0)
+QP_FNS(2, qp_q5_0)
+QP_FNS(1, qp_q8_0)
+
+/* Weak: a build whose qdot_packk.c lacks the AVX2 K-quant kernels links with them NULL, and the
+ * lookup then declines the format (weight_pack keeps such weights as they are). */
+extern qpack_dot_fn QDOT_NAME(qpack_dot_q4_K) __attribute__((weak, visibility("hidden")));
+extern qpack_dot_fn QDOT_NAME(qpack_dot_q6_K) __attribute__((weak, visibility("hidden")));
+
+qpack_round_fn *QDOT_NAME(qpack_round_lookup)(uint32_t wtype) {
+    switch (wtype) {
+    case APR_Q4_0: return qp_round_q4_0;
+    case APR_Q5_0: return qp_round_q5_0;
+    case APR_Q8_0: return qp_round_q8_0;
+    default: return NULL;
+    }
+}
+
+qpack_dot_fn *QDOT_NAME(qpack_dot_lookup)(uint32_t wtype) {
+    switch (wtype) {
+    case APR_Q4_0: return qp_q4_0;
+    case APR_Q5_0: return qp_q5_0;
+    case APR_Q8_0: return qp_q8_0;
+    case APR_Q4_K: return QDOT_NAME(qpack_dot_q4_K) ? QDOT_NAME(qpack_dot_q4_K) : NULL;
+    case APR_Q6_K: return QDOT_NAME(qpack_dot_q6_K) ? QDOT_NAME(qpack_dot_q6_K) : NULL;
+    default: return NULL;
+    }
+}
+
 #else
 
 qpack_round_fn *QDOT_NAME(qpack_round_lookup)(uint32_t wtype) {
