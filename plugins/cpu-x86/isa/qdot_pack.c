@@ -299,26 +299,32 @@ QP_INLINE void qp_pair(int f, const char *p, int h, int t, __m256i *w0, __m256i 
     }
 }
 
+/* Pins a running sum: without it the compiler reassociates the int16 adds of the plain copy into
+ * a tree over all the products of a block at once, whose partial sums then spill. */
+QP_INLINE __m256i qp_keep(__m256i v) {
+    __asm__("" : "+x"(v));
+    return v;
+}
+
 /* Running integer dot of one (half, activation row): s plus the dots of words w0, w1 with the
- * broadcast activation bytes at x0, x1. The VNNI copies keep int32 lanes (vpdpbusd). The plain
+ * broadcast activation bytes x0, x1. The VNNI copies keep int32 lanes (vpdpbusd). The plain
  * copy pairs vpmaddubsw with vpmaddwd, except Q4_0, whose 8 words add up in int16 lanes (each
  * pair of products at most 15 * 127 * 2, eight of them below 32767) and widen once in qp_end;
  * Q8_0's signed words go through the sign trick (|w| <= 128 times |x| <= 127: no saturation). */
-QP_INLINE __m256i qp_step(int f, __m256i s, __m256i w0, __m256i w1, const int8_t *x0, const int8_t *x1) {
+QP_INLINE __m256i qp_step(int f, __m256i s, __m256i w0, __m256i w1, __m256i x0, __m256i x1) {
 #if QP_VNNI
     (void)f;
-    return qdot_dpbusd256(qdot_dpbusd256(s, w0, qp_bcast(x0)), w1, qp_bcast(x1));
+    return qdot_dpbusd256(qdot_dpbusd256(s, w0, x0), w1, x1);
 #else
     const __m256i ones = _mm256_set1_epi16(1);
     if (f == 0)
-        return _mm256_add_epi16(s, _mm256_add_epi16(_mm256_maddubs_epi16(w0, qp_bcast(x0)),
-                                                    _mm256_maddubs_epi16(w1, qp_bcast(x1))));
+        return qp_keep(_mm256_add_epi16(s, _mm256_add_epi16(_mm256_maddubs_epi16(w0, x0), _mm256_maddubs_epi16(w1, x1))));
     if (f == 2)
-        return _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(w0, qp_bcast(x0)),
-                                                                      _mm256_maddubs_epi16(w1, qp_bcast(x1))), ones));
-    const __m256i p0 = _mm256_maddubs_epi16(_mm256_abs_epi8(w0), _mm256_sign_epi8(qp_bcast(x0), w0));
-    const __m256i p1 = _mm256_maddubs_epi16(_mm256_abs_epi8(w1), _mm256_sign_epi8(qp_bcast(x1), w1));
-    return _mm256_add_epi32(s, _mm256_add_epi32(_mm256_madd_epi16(p0, ones), _mm256_madd_epi16(p1, ones)));
+        return qp_keep(_mm256_add_epi32(
+            s, _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(w0, x0), _mm256_maddubs_epi16(w1, x1)), ones)));
+    const __m256i p0 = _mm256_maddubs_epi16(_mm256_abs_epi8(w0), _mm256_sign_epi8(x0, w0));
+    const __m256i p1 = _mm256_maddubs_epi16(_mm256_abs_epi8(w1), _mm256_sign_epi8(x1, w1));
+    return qp_keep(_mm256_add_epi32(s, _mm256_add_epi32(_mm256_madd_epi16(p0, ones), _mm256_madd_epi16(p1, ones))));
 #endif
 }
 
@@ -383,7 +389,7 @@ QP_INLINE void qp_half(int f, int NA, int64_t nb, int64_t bb, const char *p, int
             QP_UNROLL
             for (int j = 0; j < NA; j++) {
                 const int8_t *q = aq[j] + 32 * b;
-                s[j] = qp_step(f, s[j], w0, w1, q + QP_X0(f, t), q + QP_X1(f, t));
+                s[j] = qp_step(f, s[j], w0, w1, qp_bcast(q + QP_X0(f, t)), qp_bcast(q + QP_X1(f, t)));
             }
         }
         const __m256 dw = qp_scales(p, h);
@@ -432,7 +438,7 @@ QP_INLINE void qp_rsum(int f, const char *p, const __m256i *x, int32_t c, __m256
 #if QP_VNNI
     if (f == 0) {
         /* the high nibbles masked in place (16 times their value; exact after >> 4): no shift per word */
-        const __m256i m4 = _mm256_set1_epi8(0x0F), mh = _mm256_set1_epi8((char)0xF0);
+        const __m256i m4 = _mm256_set1_epi8(0x0F);
         __m256i lo[2] = {_mm256_set1_epi32(c), _mm256_set1_epi32(c)}, hi[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
         QP_UNROLL
         for (int t = 0; t < 4; t++)
@@ -440,7 +446,7 @@ QP_INLINE void qp_rsum(int f, const char *p, const __m256i *x, int32_t c, __m256
             for (int h = 0; h < 2; h++) {
                 const __m256i v = _mm256_loadu_si256((const __m256i *)(p + 32 + 64 * t + 32 * h));
                 lo[h] = qdot_dpbusd256(lo[h], _mm256_and_si256(v, m4), _mm256_load_si256(x + t));
-                hi[h] = qdot_dpbusd256(hi[h], _mm256_and_si256(v, mh), _mm256_load_si256(x + 4 + t));
+                hi[h] = qdot_dpbusd256(hi[h], _mm256_andnot_si256(m4, v), _mm256_load_si256(x + 4 + t));
             }
         QP_UNROLL
         for (int h = 0; h < 2; h++) sum[h] = _mm256_add_epi32(lo[h], _mm256_srai_epi32(hi[h], 4));
@@ -459,7 +465,6 @@ QP_INLINE void qp_rsum(int f, const char *p, const __m256i *x, int32_t c, __m256
     QP_UNROLL
     for (int h = 0; h < 2; h++) sum[h] = _mm256_add_epi32(s0[h], s1[h]);
 #else
-    const __m256i ones = _mm256_set1_epi16(1);
     __m256i s[2] = {qp_begin(f, c), qp_begin(f, c)};
     QP_UNROLL
     for (int t = 0; t < 4; t++)
@@ -467,17 +472,7 @@ QP_INLINE void qp_rsum(int f, const char *p, const __m256i *x, int32_t c, __m256
         for (int h = 0; h < 2; h++) {
             __m256i w0, w1;
             qp_pair(f, p, h, t, &w0, &w1);
-            const __m256i x0 = _mm256_load_si256(x + QP_X0(f, t) / 4), x1 = _mm256_load_si256(x + QP_X1(f, t) / 4);
-            if (f == 0) {
-                s[h] = _mm256_add_epi16(s[h], _mm256_add_epi16(_mm256_maddubs_epi16(w0, x0), _mm256_maddubs_epi16(w1, x1)));
-            } else if (f == 2) {
-                s[h] = _mm256_add_epi32(s[h], _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(w0, x0),
-                                                                                  _mm256_maddubs_epi16(w1, x1)), ones));
-            } else {
-                const __m256i p0 = _mm256_maddubs_epi16(_mm256_abs_epi8(w0), _mm256_sign_epi8(x0, w0));
-                const __m256i p1 = _mm256_maddubs_epi16(_mm256_abs_epi8(w1), _mm256_sign_epi8(x1, w1));
-                s[h] = _mm256_add_epi32(s[h], _mm256_add_epi32(_mm256_madd_epi16(p0, ones), _mm256_madd_epi16(p1, ones)));
-            }
+            s[h] = qp_step(f, s[h], w0, w1, _mm256_load_si256(x + QP_X0(f, t) / 4), _mm256_load_si256(x + QP_X1(f, t) / 4));
         }
     QP_UNROLL
     for (int h = 0; h < 2; h++) sum[h] = qp_end(f, s[h], c);
