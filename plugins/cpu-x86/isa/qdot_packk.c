@@ -179,23 +179,19 @@ QK_FNS(1, qpack_dot_q6_K)
 #elif APR_X86_LEVEL == 2
 
 /*
- * AVX2: a word of 16 rows is two ymm, rows 0..7 (its first 32 bytes) and rows 8..15. Each block
- * position is read as those two halves in turn, so that only one half's integer sums are live
- * (16 registers); the second half finds the block's lines in L1. A sub-block's products are
- * summed where they cannot overflow, in int16 lanes after vpmaddubsw or int32 lanes after
- * vpdpbusd below 2^15, and then scaled by vpmaddwd / vpdpwssd against the rows' scales as int16
- * pairs, not vpmulld (slow): the integer sums, and so the results, are exactly the AVX-512 code's.
+ * AVX2: a word of 16 rows is two ymm, rows 0..7 (its first 32 bytes) and rows 8..15. With several
+ * activation rows each block position is read as those two halves in turn, so that only one
+ * half's integer sums are live (16 registers) and the second half finds the block's lines in L1;
+ * with one row (decode) both halves go together. A sub-block's products are summed where they
+ * cannot overflow, in int16 lanes after vpmaddubsw or int32 lanes below 2^15 after vpdpbusd, and
+ * then scaled by vpmaddwd / vpdpwssd against the rows' scales as int16 pairs, not vpmulld (slow):
+ * the integer sums, and so the results, are exactly the AVX-512 code's.
  */
 
-#ifndef QK2_PF
-#define QK2_PF 0
-#endif
-#ifndef QK2_PF_HINT
-#define QK2_PF_HINT _MM_HINT_T0
-#endif
+/* The lines of the block position about to be read, all requested at its start: reading them on
+ * demand, or fetching a block or more ahead, left a single stream much slower. */
 QK_INLINE void qk2_prefetch(const char *p, int64_t bb) {
-    if (QK2_PF >= 0)
-        for (int64_t o = 0; o < bb; o += 64) _mm_prefetch(p + QK2_PF + o, QK2_PF_HINT);
+    for (int64_t o = 0; o < bb; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
 }
 
 /* x as it stands, in a register: keeps the compiler from rebalancing a chain of integer adds into
