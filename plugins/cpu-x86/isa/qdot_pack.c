@@ -245,6 +245,7 @@ qpack_dot_fn *QDOT_NAME(qpack_dot_lookup)(uint32_t wtype) {
 #define QP_INLINE static inline __attribute__((always_inline))
 #define QP_UNROLL _Pragma("GCC unroll 8")
 
+/* prefetch distances as in the AVX-512 build above */
 #ifndef QPACK_PF_AHEAD
 #define QPACK_PF_AHEAD 256
 #endif
