@@ -4,6 +4,23 @@
 
 #include "qpack.h"
 
+/* The tile entry points of each level's kernels: one function per activation-row count, and the
+ * qpack_dot_fn that walks na rows 4 at a time (the groups function is the level's own). */
+#define QP_FN(F, NA) \
+    static void qp_##F##_##NA(int64_t K, const char *w, int64_t ng, int nr, const char *a, int64_t as, float *out, \
+                              int64_t os) { \
+        qp_groups(F, NA, K, w, ng, nr, a, as, out, os); \
+    }
+#define QP_FNS(F, name) \
+    QP_FN(F, 1) QP_FN(F, 2) QP_FN(F, 3) QP_FN(F, 4) \
+    static void name(int64_t K, const char *w, int64_t ng, int nr, const char *a, int64_t as, int na, float *out, \
+                     int64_t os) { \
+        typedef void tile_fn(int64_t, const char *, int64_t, int, const char *, int64_t, float *, int64_t); \
+        static tile_fn *const tab[4] = {qp_##F##_1, qp_##F##_2, qp_##F##_3, qp_##F##_4}; \
+        for (int j = 0; j < na; j += 4) \
+            tab[(na - j < 4 ? na - j : 4) - 1](K, w, ng, nr, a + j * as, as, out + j * os, os); \
+    }
+
 #if APR_X86_LEVEL >= 3
 
 #define QP_INLINE static inline __attribute__((always_inline))
@@ -190,21 +207,6 @@ static void qp_round_q8_0(int64_t K, const char *const *w, float *const *out, co
     qp_round(1, K, w, out, keep, a);
 }
 #endif
-
-#define QP_FN(F, NA) \
-    static void qp_##F##_##NA(int64_t K, const char *w, int64_t ng, int nr, const char *a, int64_t as, float *out, \
-                              int64_t os) { \
-        qp_groups(F, NA, K, w, ng, nr, a, as, out, os); \
-    }
-#define QP_FNS(F, name) \
-    QP_FN(F, 1) QP_FN(F, 2) QP_FN(F, 3) QP_FN(F, 4) \
-    static void name(int64_t K, const char *w, int64_t ng, int nr, const char *a, int64_t as, int na, float *out, \
-                     int64_t os) { \
-        typedef void tile_fn(int64_t, const char *, int64_t, int, const char *, int64_t, float *, int64_t); \
-        static tile_fn *const tab[4] = {qp_##F##_1, qp_##F##_2, qp_##F##_3, qp_##F##_4}; \
-        for (int j = 0; j < na; j += 4) \
-            tab[(na - j < 4 ? na - j : 4) - 1](K, w, ng, nr, a + j * as, as, out + j * os, os); \
-    }
 
 QP_FNS(0, qp_q4_0)
 QP_FNS(2, qp_q5_0)
@@ -537,21 +539,6 @@ static void qp_round_q5_0(int64_t K, const char *const *w, float *const *out, co
 static void qp_round_q8_0(int64_t K, const char *const *w, float *const *out, const uint16_t *keep, const char *a) {
     qp_round(1, K, w, out, keep, a);
 }
-
-#define QP_FN(F, NA) \
-    static void qp_##F##_##NA(int64_t K, const char *w, int64_t ng, int nr, const char *a, int64_t as, float *out, \
-                              int64_t os) { \
-        qp_groups(F, NA, K, w, ng, nr, a, as, out, os); \
-    }
-#define QP_FNS(F, name) \
-    QP_FN(F, 1) QP_FN(F, 2) QP_FN(F, 3) QP_FN(F, 4) \
-    static void name(int64_t K, const char *w, int64_t ng, int nr, const char *a, int64_t as, int na, float *out, \
-                     int64_t os) { \
-        typedef void tile_fn(int64_t, const char *, int64_t, int, const char *, int64_t, float *, int64_t); \
-        static tile_fn *const tab[4] = {qp_##F##_1, qp_##F##_2, qp_##F##_3, qp_##F##_4}; \
-        for (int j = 0; j < na; j += 4) \
-            tab[(na - j < 4 ? na - j : 4) - 1](K, w, ng, nr, a + j * as, as, out + j * os, os); \
-    }
 
 QP_FNS(0, qp_q4_0)
 QP_FNS(2, qp_q5_0)

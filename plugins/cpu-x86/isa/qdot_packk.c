@@ -17,6 +17,23 @@ QK_INLINE void qk_prefetch(const char *p, int64_t bb) {
     for (int64_t o = 0; o < bb; o += 64) _mm_prefetch(p + QPACKK_PF_AHEAD + o, _MM_HINT_T0);
 }
 
+/* The tile entry points of each level's kernels: one function per activation-row count, and the
+ * qpack_dot_fn that walks na rows 4 at a time (the groups function is the level's own). */
+#define QK_FN(F, NA) \
+    static void qk_##F##_##NA(int64_t K, const char *w, int64_t ng, int nr, const char *a, int64_t as, float *out, \
+                              int64_t os) { \
+        qk_groups(F, NA, K, w, ng, nr, a, as, out, os); \
+    }
+#define QK_FNS(F, name) \
+    QK_FN(F, 1) QK_FN(F, 2) QK_FN(F, 3) QK_FN(F, 4) \
+    void QDOT_NAME(name)(int64_t K, const char *w, int64_t ng, int nr, const char *a, int64_t as, int na, float *out, \
+                         int64_t os) { \
+        typedef void tile_fn(int64_t, const char *, int64_t, int, const char *, int64_t, float *, int64_t); \
+        static tile_fn *const tab[4] = {qk_##F##_1, qk_##F##_2, qk_##F##_3, qk_##F##_4}; \
+        for (int j = 0; j < na; j += 4) \
+            tab[(na - j < 4 ? na - j : 4) - 1](K, w, ng, nr, a + j * as, as, out + j * os, os); \
+    }
+
 #if APR_X86_LEVEL >= 3
 
 /* As qp_dot in qdot_pack.c: vpdpbusd, or vpmaddubsw + vpmaddwd (|w| <= 63, |a| <= 127: no
@@ -157,21 +174,6 @@ QK_INLINE void qk_groups(int f, int NA, int64_t K, const char *w, int64_t ng, in
         for (int j = 0; j < NA; j++) _mm512_mask_storeu_ps(out + j * os + 16 * g, m, acc[j]);
     }
 }
-
-#define QK_FN(F, NA) \
-    static void qk_##F##_##NA(int64_t K, const char *w, int64_t ng, int nr, const char *a, int64_t as, float *out, \
-                              int64_t os) { \
-        qk_groups(F, NA, K, w, ng, nr, a, as, out, os); \
-    }
-#define QK_FNS(F, name) \
-    QK_FN(F, 1) QK_FN(F, 2) QK_FN(F, 3) QK_FN(F, 4) \
-    void QDOT_NAME(name)(int64_t K, const char *w, int64_t ng, int nr, const char *a, int64_t as, int na, float *out, \
-                         int64_t os) { \
-        typedef void tile_fn(int64_t, const char *, int64_t, int, const char *, int64_t, float *, int64_t); \
-        static tile_fn *const tab[4] = {qk_##F##_1, qk_##F##_2, qk_##F##_3, qk_##F##_4}; \
-        for (int j = 0; j < na; j += 4) \
-            tab[(na - j < 4 ? na - j : 4) - 1](K, w, ng, nr, a + j * as, as, out + j * os, os); \
-    }
 
 QK_FNS(0, qpack_dot_q4_K)
 QK_FNS(1, qpack_dot_q6_K)
@@ -491,7 +493,7 @@ QK_INLINE void qk2_q6_one(const char *p, const apr_block_q8_K *a, __m256 *acc) {
 }
 
 /* f: 0 Q4_K, 1 Q6_K; as qpack_dot_fn with NA fixed. */
-QK_INLINE void qk2_groups(int f, int NA, int64_t K, const char *w, int64_t ng, int nr, const char *a, int64_t as,
+QK_INLINE void qk_groups(int f, int NA, int64_t K, const char *w, int64_t ng, int nr, const char *a, int64_t as,
                           float *out, int64_t os) {
     const int64_t nb = K / APR_QK_K, bb = qpack_block_bytes(f == 0 ? APR_Q4_K : APR_Q6_K);
     for (int64_t g = 0; g < ng; g++) {
@@ -532,22 +534,7 @@ QK_INLINE void qk2_groups(int f, int NA, int64_t K, const char *w, int64_t ng, i
     }
 }
 
-#define QK2_FN(F, NA) \
-    static void qk2_##F##_##NA(int64_t K, const char *w, int64_t ng, int nr, const char *a, int64_t as, float *out, \
-                               int64_t os) { \
-        qk2_groups(F, NA, K, w, ng, nr, a, as, out, os); \
-    }
-#define QK2_FNS(F, name) \
-    QK2_FN(F, 1) QK2_FN(F, 2) QK2_FN(F, 3) QK2_FN(F, 4) \
-    void QDOT_NAME(name)(int64_t K, const char *w, int64_t ng, int nr, const char *a, int64_t as, int na, float *out, \
-                         int64_t os) { \
-        typedef void tile_fn(int64_t, const char *, int64_t, int, const char *, int64_t, float *, int64_t); \
-        static tile_fn *const tab[4] = {qk2_##F##_1, qk2_##F##_2, qk2_##F##_3, qk2_##F##_4}; \
-        for (int j = 0; j < na; j += 4) \
-            tab[(na - j < 4 ? na - j : 4) - 1](K, w, ng, nr, a + j * as, as, out + j * os, os); \
-    }
-
-QK2_FNS(0, qpack_dot_q4_K)
-QK2_FNS(1, qpack_dot_q6_K)
+QK_FNS(0, qpack_dot_q4_K)
+QK_FNS(1, qpack_dot_q6_K)
 
 #endif
