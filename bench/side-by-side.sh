@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/side-by-side.sh — apr and llama.cpp (the peer, bench.mjs of ../shared/tools/llamacpp-peer) timed
+# bench/side-by-side.sh — apr and llama.cpp (the peer: a directory with bench.mjs and node-llama-cpp installed) timed
 # alternately on the same models, prompt ids and thread counts; prints a Markdown table of medians.
 set -euo pipefail
 
@@ -26,8 +26,8 @@ options:
   --apr-bin DIR     where apr-run is (default build/bin)
   --backend NAME    apr's backend (default cpu-avx2)
   --env VAR=val     set for the apr runs only, e.g. APR_X86_NO_VNNI=1 (repeatable)
-  --peer-dir DIR    the peer (bench.mjs and node_modules); default $APR_PEER_DIR, else
-                    ../shared/tools/llamacpp-peer
+  --peer-dir DIR    the peer (bench.mjs and node_modules); default $APR_PEER_DIR; one of the
+                    two is required
   --log FILE        the per-round log (default /tmp/apr-side-by-side-DATE.log)
   --lock FILE       the lock every run holds (default /tmp/apr-bench.lock)
   -h, --help        this text
@@ -42,7 +42,7 @@ die() { echo "side-by-side: $*" >&2; exit 2; }
 # ---------------------------------------------------------------- options
 
 apr_bin=build/bin backend=cpu-avx2 threads=1 nprompt=128 ngen=64 rounds=3 ids="" log="" lock=/tmp/apr-bench.lock
-peer_dir=${APR_PEER_DIR:-../shared/tools/llamacpp-peer}
+peer_dir=${APR_PEER_DIR:-}
 models=() apr_env=()
 need() { [ $# -ge 2 ] || die "$1 needs a value (--help)"; }
 while [ $# -gt 0 ]; do
@@ -77,6 +77,7 @@ for m in "${models[@]}"; do [ -r "$m" ] || die "cannot read the model '$m'"; don
 
 command -v node >/dev/null || die "node not found: the peer (llama.cpp through node-llama-cpp) runs under Node.js"
 command -v flock >/dev/null || die "flock not found (util-linux): every run holds $lock"
+[ -n "$peer_dir" ] || die "no peer given: --peer-dir DIR or APR_PEER_DIR (a directory with bench.mjs and node-llama-cpp installed)"
 [ -f "$peer_dir/bench.mjs" ] || die "no peer at '$peer_dir' (no bench.mjs): give --peer-dir or APR_PEER_DIR"
 [ -d "$peer_dir/node_modules/node-llama-cpp" ] || die "the peer at '$peer_dir' is not installed: run npm install there"
 peer_dir=$(cd "$peer_dir" && pwd)
