@@ -17,8 +17,7 @@ APR_API void apr_graph_free(apr_graph *g) {
 
 APR_API const char *apr_graph_error(const apr_graph *g) { return g->error[0] ? g->error : NULL; }
 
-static void *graph_fail(apr_graph *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void *graph_fail(apr_graph *g, const char *fmt, ...) {
+void *graph_fail(apr_graph *g, const char *fmt, ...) {
     if (!g->error[0]) {
         va_list ap;
         va_start(ap, fmt);
@@ -208,7 +207,7 @@ APR_API apr_tensor *apr_slice(apr_graph *g, apr_tensor *a, int dim, int64_t star
 
 /* ---------------------------------------------------------------- ops */
 
-static struct apr_tensor *graph_op(apr_graph *g, apr_op op, apr_dtype dtype, const int64_t ne[4], int n_src,
+struct apr_tensor *graph_op(apr_graph *g, apr_op op, apr_dtype dtype, const int64_t ne[4], int n_src,
                                    struct apr_tensor *const *src, const char *opname) {
     if (n_src > APR_SRC_LIMIT) return graph_fail(g, "%s: %d sources (at most %d)", opname, n_src, APR_SRC_LIMIT);
     char name[APR_NAME_MAX];
@@ -221,9 +220,7 @@ static struct apr_tensor *graph_op(apr_graph *g, apr_op op, apr_dtype dtype, con
     return t;
 }
 
-static bool graph_is_float(apr_dtype t) { return t == APR_F32 || t == APR_F16 || t == APR_BF16; }
-
-#define GRAPH_NEED(g, cond, ...) do { if (!(cond)) return graph_fail((g), __VA_ARGS__); } while (0)
+bool graph_is_float(apr_dtype t) { return t == APR_F32 || t == APR_F16 || t == APR_BF16; }
 
 APR_API apr_tensor *apr_get_rows(apr_graph *g, apr_tensor *table, apr_tensor *ids) {
     if (!table || !ids) return NULL;
@@ -394,8 +391,7 @@ APR_API apr_tensor *apr_set_rows(apr_graph *g, apr_tensor *table, apr_tensor *ro
     return t;
 }
 
-/* A leaf a graph may write in place: resident memory or host state, never a weight or a view. */
-static bool graph_is_writable_leaf(const struct apr_tensor *t) {
+bool graph_is_writable_leaf(const struct apr_tensor *t) {
     return t->kind == APR_KIND_RESIDENT || (t->kind == APR_KIND_WEIGHT && t->is_state);
 }
 

@@ -56,6 +56,17 @@ struct apr_graph {
     char error[512];                 /* first construction error, "" if none */
 };
 
+/* Graph construction helpers shared by graph.c (forward ops) and graph_grad.c (ABI 5 ops). */
+/* Records the first error of g (later ones are dropped) and returns NULL. */
+void *graph_fail(apr_graph *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A new op node of the given dtype and shape over src[0..n_src); NULL after an earlier error. */
+struct apr_tensor *graph_op(apr_graph *g, apr_op op, apr_dtype dtype, const int64_t ne[4], int n_src,
+                            struct apr_tensor *const *src, const char *opname);
+bool graph_is_float(apr_dtype t);
+/* A leaf a graph may write in place: resident memory or host state, never a weight or a view. */
+bool graph_is_writable_leaf(const struct apr_tensor *t);
+#define GRAPH_NEED(g, cond, ...) do { if (!(cond)) return graph_fail((g), __VA_ARGS__); } while (0)
+
 /* Bytes of the contiguous storage of a non-view tensor. */
 int64_t apr_tensor_storage_bytes(const struct apr_tensor *t);
 

@@ -143,6 +143,7 @@ static const char *plan_forbids(const apr_plan *p, const struct apr_tensor *t, i
             return "it writes host state in place, which this backend cannot reach";
     }
     if (t->n_src > APR_MAX_SRC && be->api->abi_version < 4) return "more than 4 sources need a plugin of ABI >= 4";
+    if (t->op >= APR_OP_COUNT_V4 && be->api->abi_version < 5) return "a gradient or training op needs a plugin of ABI >= 5";
     return NULL;
 }
 

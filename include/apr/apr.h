@@ -292,6 +292,50 @@ apr_tensor *apr_set_rows(apr_graph *g, apr_tensor *table, apr_tensor *rows, apr_
  * node runs where param lives; m and v must live there too. */
 apr_tensor *apr_adamw(apr_graph *g, apr_tensor *param, apr_tensor *grad, apr_tensor *m, apr_tensor *v, apr_tensor *hp);
 
+/* ---------------------------------------------------------------- gradients and training (ABI 5)
+ *
+ * The backward ops, one constructor each (definitions beside their apr_op in apr_abi.h). Most
+ * callers never call them directly: apr_backward() builds the whole backward graph. */
+apr_tensor *apr_matmul_grad_x(apr_graph *g, apr_tensor *w, apr_tensor *dy);
+/* w gives dW's shape (it is not read: a frozen weight need not be placed anywhere). */
+apr_tensor *apr_matmul_grad_w(apr_graph *g, apr_tensor *x, apr_tensor *dy, const apr_tensor *w);
+apr_tensor *apr_get_rows_grad(apr_graph *g, apr_tensor *dy, apr_tensor *ids, int64_t n_rows);
+/* Sums a's repeats down to the shape ne[0..n_dims) (each a dim of a divisible by it). */
+apr_tensor *apr_sum_repeats(apr_graph *g, apr_tensor *a, int n_dims, const int64_t *ne);
+apr_tensor *apr_rms_norm_grad(apr_graph *g, apr_tensor *x, apr_tensor *dy, float eps);
+apr_tensor *apr_rope_grad(apr_graph *g, apr_tensor *dy, apr_tensor *pos, apr_tensor *freq_factors,
+                          const apr_rope_params *p);
+apr_tensor *apr_softmax_grad(apr_graph *g, apr_tensor *y, apr_tensor *dy, float scale);
+apr_tensor *apr_silu_grad(apr_graph *g, apr_tensor *x, apr_tensor *dy);
+apr_tensor *apr_gelu_grad(apr_graph *g, apr_tensor *x, apr_tensor *dy);
+/* The packed [dQ | dK | dV] vector of APR_OP_ATTENTION_GRAD; apr_attention_grad_part() gives the
+ * view of one part (0 = dQ, 1 = dK, 2 = dV) in the shape of q, k or v. */
+apr_tensor *apr_attention_grad(apr_graph *g, apr_tensor *q, apr_tensor *k, apr_tensor *v, apr_tensor *mask,
+                               apr_tensor *dout, float scale, bool causal);
+apr_tensor *apr_attention_grad_part(apr_graph *g, apr_tensor *packed, int part, const apr_tensor *q,
+                                    const apr_tensor *k, const apr_tensor *v);
+/* The summed token losses [1] (targets -1 take none) and their gradient with respect to logits,
+ * scaled by dloss (an f32 [1] tensor read per run: 1/N gives the gradient of the mean). */
+apr_tensor *apr_cross_entropy(apr_graph *g, apr_tensor *logits, apr_tensor *targets);
+apr_tensor *apr_cross_entropy_grad(apr_graph *g, apr_tensor *logits, apr_tensor *targets, apr_tensor *dloss);
+/* One SGD step with momentum (APR_OP_SGD), written in place into param and mom like apr_adamw; hp
+ * is an f32 tensor of APR_SGD_HP_COUNT elements (apr_sgd_hp). */
+apr_tensor *apr_sgd(apr_graph *g, apr_tensor *param, apr_tensor *grad, apr_tensor *mom, apr_tensor *hp);
+/* acc += b in place (APR_OP_ACC); acc is a resident or state f32 leaf; returns acc after the add. */
+apr_tensor *apr_acc(apr_graph *g, apr_tensor *acc, apr_tensor *b);
+
+/* Reverse-mode differentiation: adds to g the nodes that compute, for each wrt[i], the gradient of
+ * the sum over j of <outs[j], seeds[j]> (seeds[j] has outs[j]'s shape; for a loss of one element, an
+ * f32 [1] input holding 1, or 1/N for a mean, is the usual seed) and stores it in grads[i]: a tensor of
+ * wrt[i]'s shape, or NULL when no out depends on wrt[i]. wrt may be leaves or any tensors of g (the
+ * gradient with respect to an intermediate, for recomputing one layer at a time). Differentiable:
+ * every forward op but ARGMAX, SET_ROWS and the training ops, through reshape and permute views and
+ * CPY between float dtypes. A CROSS_ENTROPY out takes its [1] seed straight into CROSS_ENTROPY_GRAD.
+ * Returns false with the reason in apr_graph_error(g) when something on a path from wrt to outs
+ * cannot be differentiated (a slice, argmax, a quantized weight that needs a gradient). */
+bool apr_backward(apr_graph *g, int n_outs, apr_tensor *const *outs, apr_tensor *const *seeds, int n_wrt,
+                  apr_tensor *const *wrt, apr_tensor **grads);
+
 /* ---------------------------------------------------------------- plans (the executor) */
 
 typedef struct apr_plan apr_plan;

@@ -63,9 +63,9 @@
 extern "C" {
 #endif
 
-#define APR_ABI_VERSION 4             /* the ABI this header describes (2 added the quantized block dtypes,
+#define APR_ABI_VERSION 5             /* the ABI this header describes (2 added the quantized block dtypes,
                                        * 3 the weight_pack slot and APR_BUFFER_PACKED, 4 backend-resident
-                                       * memory: MEMORY below) */
+                                       * memory: MEMORY below, 5 the gradient and training ops) */
 #define APR_ABI_MIN_VERSION 1         /* the oldest plugin ABI this core still accepts */
 #define APR_PLUGIN_ENTRY_SYMBOL "apr_plugin_entry"
 #define APR_MAX_DIMS 4
@@ -208,7 +208,94 @@ typedef enum apr_op {
      *           more than four sources. */
     APR_OP_ADAMW = 17,
     APR_OP_COUNT_V4 = 18, /* ops known to ABI version 4 are below this */
+    /* ---- ABI 5: gradients and training. The *_GRAD ops are derivatives of the forward ops above: dY
+     * is the gradient of a scalar loss with respect to the forward op's dst, and the result is the
+     * gradient with respect to one of its sources (the chain rule, one op at a time). Sources are
+     * F32 and dst is F32 unless stated; accumulation order is free (the reference accumulates in
+     * double), and the conformance suite checks each against central finite differences of its
+     * forward op as well as against the reference.
+     *
+     * MATMUL_GRAD_X src0 W [K, N, Bw2, Bw3] as MATMUL's weight (every dtype MATMUL takes, block types
+     *           with their rows whole, so a frozen quantized weight passes gradients on); src1 dY
+     *           [N, M, B2, B3] with B2 % Bw2 == 0 and B3 % Bw3 == 0; dst dX [K, M, B2, B3]:
+     *           dX[k,m,b2,b3] = sum_n W[k,n,b2/(B2/Bw2),b3/(B3/Bw3)] * dY[n,m,b2,b3] (W means its
+     *           dequantized values; dY is not rounded). */
+    APR_OP_MATMUL_GRAD_X = 18,
+    /* MATMUL_GRAD_W src0 X [K, M, B2, B3]; src1 dY [N, M, B2, B3]; dst dW [K, N, Bw2, Bw3] with
+     *           B2 % Bw2 == 0 and B3 % Bw3 == 0 (dst's shape says Bw2, Bw3):
+     *           dW[k,n,w2,w3] = sum over m and over every (b2, b3) with b2/(B2/Bw2) = w2 and
+     *           b3/(B3/Bw3) = w3 of X[k,m,b2,b3] * dY[n,m,b2,b3]. */
+    APR_OP_MATMUL_GRAD_W = 19,
+    /* GET_ROWS_GRAD src0 dY [D, N, 1, 1]; src1 ids [N, 1, 1, 1] I32; dst [D, R, 1, 1]:
+     *           dst[:, r] = sum of dY[:, n] over every n with ids[n] == r (a scatter-add; a row no id
+     *           names is zero). An id outside [0, R) is APR_ERR_INVALID (dst is then unspecified). */
+    APR_OP_GET_ROWS_GRAD = 20,
+    /* SUM_REPEATS src0 a [A0..A3]; dst [B0..B3] with Ai % Bi == 0: dst[j] = the sum of a[i] over every
+     *           i with i_d % B_d == j_d in each dim d. The gradient of a source that ADD or MUL repeat
+     *           (b indexed modulo its shape); a dst of one element is the sum of all of a. */
+    APR_OP_SUM_REPEATS = 21,
+    /* RMS_NORM_GRAD src0 x [D, ...]; src1 dY (x's shape); fparams[0] = eps (> 0). Along dim 0, with
+     *           r = 1 / sqrt(mean(x^2) + eps) and y = x * r: dst dX = r * (dY - y * mean(dY * y)). */
+    APR_OP_RMS_NORM_GRAD = 22,
+    /* ROPE_GRAD src0 dY [D, H, T, 1]; src1 positions; src2 optional freq factors; iparams and fparams
+     *           as ROPE's. The transposed rotation: each pair (a, b) of dY becomes
+     *           (a cos theta + b sin theta, -a sin theta + b cos theta), theta as ROPE defines it;
+     *           dims >= n_rot are copied unchanged. */
+    APR_OP_ROPE_GRAD = 23,
+    /* SOFTMAX_GRAD src0 y = SOFTMAX's dst [N, R, B2, B3]; src1 dY (y's shape); fparams[0] = the forward's
+     *           scale. Along dim 0: dst = scale * y * (dY - sum_j y[j] * dY[j]) (the gradient with
+     *           respect to SOFTMAX's x; its mask gets none). */
+    APR_OP_SOFTMAX_GRAD = 24,
+    /* SILU_GRAD src0 x; src1 dY (x's shape); dst = dY * s * (1 + x * (1 - s)), s = 1 / (1 + exp(-x)).
+     * GELU_GRAD src0 x; src1 dY; dst = dY * gelu'(x) of GELU's tanh form:
+     *           u = c (x + 0.044715 x^3), c = sqrt(2/pi), t = tanh(u):
+     *           gelu'(x) = 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 * 0.044715 x^2). */
+    APR_OP_SILU_GRAD = 25,
+    APR_OP_GELU_GRAD = 26,
+    /* ATTENTION_GRAD src0 q, src1 k, src2 v, src3 optional mask, fparams[0] scale and iparams[0] causal
+     *           exactly as ATTENTION's (k and v of one float dtype); src4 dO [Dv, H, T, 1] (the shape of
+     *           ATTENTION's dst; src_ext[0]). dst is one F32 vector [D*T*H + D*S*Hkv + Dv*S*Hkv, 1, 1, 1]
+     *           holding, contiguous and in this order, dQ [D, T, H] (q's shape), dK [D, S, Hkv] and
+     *           dV [Dv, S, Hkv]. With p[s] = the forward's softmax over the keys query (t, h) sees and
+     *           hk = h / (H / Hkv), for each query (t, h):
+     *               dp[s] = dO[:,h,t] . v[:,s,hk]      ds[s] = p[s] * (dp[s] - sum_s' p[s'] * dp[s'])
+     *               dQ[:,t,h]  = scale * sum_s ds[s] * k[:,s,hk]
+     *               dK[:,s,hk] += scale * ds[s] * q[:,t,h]        dV[:,s,hk] += p[s] * dO[:,h,t]
+     *           A key whose mask is -inf (or that causality hides) is not read and gets nothing from
+     *           that query; a query that sees no key gives dQ = 0. The score matrix need not be
+     *           materialised (flash-attention style: recompute p per block of keys). */
+    APR_OP_ATTENTION_GRAD = 27,
+    /* CROSS_ENTROPY src0 logits [V, T, 1, 1]; src1 targets [T, 1, 1, 1] I32; dst [1, 1, 1, 1]:
+     *           the sum over every t with targets[t] >= 0 of logsumexp_v(logits[v,t]) - logits[targets[t],t]
+     *           (targets[t] = -1: no loss at t; any other value outside [0, V) is APR_ERR_INVALID). The
+     *           caller divides by the count it wants (tokens of the batch). */
+    APR_OP_CROSS_ENTROPY = 28,
+    /* CROSS_ENTROPY_GRAD src0 logits; src1 targets, as CROSS_ENTROPY's; src2 g [1, 1, 1, 1]: the gradient of
+     *           the loss with respect to CROSS_ENTROPY's dst, read when the node runs (1/N for a mean).
+     *           dst [V, T, 1, 1]: for every t with targets[t] >= 0,
+     *           dst[v,t] = g * (softmax_v(logits[:,t])[v] - (v == targets[t] ? 1 : 0)); columns with
+     *           targets[t] = -1 are zero. */
+    APR_OP_CROSS_ENTROPY_GRAD = 29,
+    /* SGD       one step of stochastic gradient descent with momentum, written in place as ADAMW is:
+     *           src0 parameters w, src1 gradient g, src2 momentum buffer b, all F32 of one shape; src3 hp
+     *           [4, 1, 1, 1] F32 = {lr, momentum, weight_decay, gscale}, read when the node runs. Per
+     *           element, in f32 and in order:  g' = g * gscale + weight_decay * w;  b = momentum * b + g';
+     *           w = w - lr * b. dst is src0 itself; src2 is written too; src1 and src3 overlap neither. */
+    APR_OP_SGD = 30,
+    /* ACC       src0 a (written in place: dst is src0 itself, as for SET_ROWS), src1 b of a's shape:
+     *           a = a + b per element (gradients summed over micro-batches where they live). */
+    APR_OP_ACC = 31,
+    APR_OP_COUNT_V5 = 32, /* ops known to ABI version 5 are below this */
 } apr_op;
+
+/* (ABI 5) The elements of SGD's hyperparameter source, in order. */
+typedef enum apr_sgd_hp {
+    APR_SGD_LR = 0,
+    APR_SGD_MOMENTUM = 1,
+    APR_SGD_WEIGHT_DECAY = 2,
+    APR_SGD_GSCALE = 3,
+    APR_SGD_HP_COUNT = 4,
+} apr_sgd_hp;
 
 /* (ABI 4) The elements of ADAMW's hyperparameter source, in order. */
 typedef enum apr_adamw_hp {

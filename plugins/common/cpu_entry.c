@@ -41,6 +41,17 @@ static const apr_plugin cpu_entry_table = {
     .plan_free = cpu_plan_free,
 };
 
+/* For a core of ABI 4: the same slots (ABI 5 added ops, no slot), stamped with the version it speaks. */
+static const apr_plugin cpu_entry_table_v4 = {
+    CPU_ENTRY_V2_SLOTS,
+    .abi_version = 4,
+    .weight_pack = cpu_backend_weight_pack,
+    .caps = APR_CAP_HOST_MEMORY,
+    .plan_create = cpu_plan_create,
+    .plan_compute = cpu_plan_compute,
+    .plan_free = cpu_plan_free,
+};
+
 /* For a core of ABI 3, which reads no slot past weight_pack. */
 static const apr_plugin cpu_entry_table_v3 = {
     CPU_ENTRY_V2_SLOTS,
@@ -63,6 +74,7 @@ __attribute__((visibility("default"))) apr_status apr_plugin_entry(uint32_t core
         return msg_set(err, err_size, APR_ERR_ABI, "%s implements ABI %d (down to %d); the core speaks only up to %u",
                        probe_name, APR_ABI_VERSION, CPU_ENTRY_MIN_CORE_ABI, core_abi_version);
     *out = core_abi_version >= APR_ABI_VERSION ? &cpu_entry_table
+           : core_abi_version == 4             ? &cpu_entry_table_v4
            : core_abi_version == 3             ? &cpu_entry_table_v3
                                                : &cpu_entry_table_v2;
     return APR_OK;

@@ -35,6 +35,7 @@ typedef struct op_info {
     uint32_t min_src; /* sources below this are required */
     uint32_t max_src; /* sources min_src..max_src-1 are optional */
     apr_status (*check)(const check *c);
+    uint32_t optional; /* bit i: source i < min_src is optional all the same (ATTENTION_GRAD's mask before dO) */
 } op_info;
 
 static apr_status fail(const check *c, apr_status status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -335,7 +336,133 @@ static apr_status check_adamw(const check *c) {
     return want_in_place(c);
 }
 
-static const op_info ops[APR_OP_COUNT_V4] = {
+/* ---------------------------------------------------------------- ABI 5: gradients and training */
+
+/* The gradient ops whose sources are x and dY of one shape (dst too): RMS_NORM_GRAD, SOFTMAX_GRAD (src0 = y),
+ * SILU_GRAD, GELU_GRAD. */
+static apr_status check_grad_pointwise(const check *c) {
+    const apr_tensor_desc *x = &c->n->src[0], *dy = &c->n->src[1], *dst = &c->n->dst;
+    TRY(want_dtype(c, x, DT(APR_F32)));
+    TRY(want_dtype(c, dy, DT(APR_F32)));
+    TRY(want_dtype(c, dst, DT(APR_F32)));
+    TRY(want_same_ne(c, dy, x));
+    return want_same_ne(c, dst, x);
+}
+
+static apr_status check_rms_norm_grad(const check *c) {
+    TRY(check_grad_pointwise(c));
+    float eps = c->n->fparams[0];
+    if (!(eps > 0.0f)) return fail(c, APR_ERR_INVALID, "eps (fparams[0]) = %g, want > 0", (double)eps);
+    return APR_OK;
+}
+
+static apr_status check_matmul_grad_x(const check *c) {
+    const apr_tensor_desc *w = &c->n->src[0], *dy = &c->n->src[1], *dst = &c->n->dst;
+    TRY(want_dtype(c, w, DT_F | DT_Q));
+    TRY(want_dense_blocks(c, w));
+    TRY(want_dtype(c, dy, DT(APR_F32)));
+    TRY(want_dtype(c, dst, DT(APR_F32)));
+    if (dy->ne[0] != w->ne[1])
+        return fail(c, APR_ERR_INVALID, "src1 ne[0]=%lld != src0 ne[1]=%lld", (long long)dy->ne[0], (long long)w->ne[1]);
+    for (int d = 2; d < APR_MAX_DIMS; d++)
+        if (w->ne[d] < 1 || dy->ne[d] % w->ne[d])
+            return fail(c, APR_ERR_INVALID, "src1 ne[%d]=%lld is not a multiple of src0 ne[%d]=%lld", d,
+                        (long long)dy->ne[d], d, (long long)w->ne[d]);
+    return want_ne(c, dst, w->ne[0], dy->ne[1], dy->ne[2], dy->ne[3]);
+}
+
+static apr_status check_matmul_grad_w(const check *c) {
+    const apr_tensor_desc *x = &c->n->src[0], *dy = &c->n->src[1], *dst = &c->n->dst;
+    TRY(want_dtype(c, x, DT(APR_F32)));
+    TRY(want_dtype(c, dy, DT(APR_F32)));
+    TRY(want_dtype(c, dst, DT(APR_F32)));
+    TRY(want_ne(c, dy, ANY, x->ne[1], x->ne[2], x->ne[3]));
+    for (int d = 2; d < APR_MAX_DIMS; d++)
+        if (dst->ne[d] < 1 || x->ne[d] % dst->ne[d])
+            return fail(c, APR_ERR_INVALID, "dst ne[%d]=%lld does not divide src0 ne[%d]=%lld", d, (long long)dst->ne[d], d,
+                        (long long)x->ne[d]);
+    return want_ne(c, dst, x->ne[0], dy->ne[0], ANY, ANY);
+}
+
+static apr_status check_get_rows_grad(const check *c) {
+    const apr_tensor_desc *dy = &c->n->src[0], *ids = &c->n->src[1], *dst = &c->n->dst;
+    TRY(want_dtype(c, dy, DT(APR_F32)));
+    TRY(want_dtype(c, ids, DT(APR_I32)));
+    TRY(want_dtype(c, dst, DT(APR_F32)));
+    TRY(want_ne(c, dy, ANY, ANY, 1, 1));
+    TRY(want_ne(c, ids, dy->ne[1], 1, 1, 1));
+    return want_ne(c, dst, dy->ne[0], ANY, 1, 1);
+}
+
+static apr_status check_sum_repeats(const check *c) {
+    const apr_tensor_desc *a = &c->n->src[0], *dst = &c->n->dst;
+    TRY(want_dtype(c, a, DT(APR_F32)));
+    TRY(want_dtype(c, dst, DT(APR_F32)));
+    for (int d = 0; d < APR_MAX_DIMS; d++)
+        if (dst->ne[d] < 1 || a->ne[d] % dst->ne[d])
+            return fail(c, APR_ERR_INVALID, "dst ne[%d]=%lld does not divide src0 ne[%d]=%lld", d, (long long)dst->ne[d], d,
+                        (long long)a->ne[d]);
+    return APR_OK;
+}
+
+static apr_status check_attention_grad(const check *c) {
+    const apr_node_desc *n = c->n;
+    const apr_tensor_desc *q = &n->src[0], *k = &n->src[1], *v = &n->src[2], *dout = &n->src_ext[0], *dst = &n->dst;
+    /* the forward's sources and parameters, judged by the forward's rule against the forward's dst shape */
+    apr_node_desc fwd = *n;
+    fwd.op = APR_OP_ATTENTION;
+    fwd.n_src = 4;
+    fwd.dst = *dout;
+    fwd.dst.dtype = APR_F32;
+    TRY(check_attention(&(check){&fwd, c->op, c->why, c->why_size}));
+    TRY(want_dtype(c, dout, DT(APR_F32)));
+    TRY(want_dtype(c, dst, DT(APR_F32)));
+    int64_t total = q->ne[0] * q->ne[1] * q->ne[2] + k->ne[0] * k->ne[1] * k->ne[2] + v->ne[0] * v->ne[1] * v->ne[2];
+    return want_ne(c, dst, total, 1, 1, 1);
+}
+
+static apr_status check_cross_entropy(const check *c) {
+    const apr_node_desc *n = c->n;
+    const apr_tensor_desc *logits = &n->src[0], *targets = &n->src[1], *dst = &n->dst;
+    TRY(want_dtype(c, logits, DT(APR_F32)));
+    TRY(want_dtype(c, targets, DT(APR_I32)));
+    TRY(want_dtype(c, dst, DT(APR_F32)));
+    TRY(want_ne(c, logits, ANY, ANY, 1, 1));
+    TRY(want_ne(c, targets, logits->ne[1], 1, 1, 1));
+    if (n->op == APR_OP_CROSS_ENTROPY) return want_ne(c, dst, 1, 1, 1, 1);
+    TRY(want_dtype(c, &n->src[2], DT(APR_F32)));
+    TRY(want_ne(c, &n->src[2], 1, 1, 1, 1));
+    return want_same_ne(c, dst, logits);
+}
+
+/* Written in place: w (src0, also dst) and the momentum buffer (src2); read: g (src1) and hp (src3). */
+static apr_status check_sgd(const check *c) {
+    const apr_tensor_desc *w = &c->n->src[0];
+    for (uint32_t i = 0; i < 3; i++) {
+        const apr_tensor_desc *t = &c->n->src[i];
+        TRY(want_dtype(c, t, DT(APR_F32)));
+        if (i) TRY(want_same_ne(c, t, w));
+        if (i != 1 && !elements_disjoint(t))
+            return fail(c, APR_ERR_INVALID, "%s ne=" NE_FMT " nb=" NE_FMT ": it is written in place, and its elements may "
+                        "overlap", tname(c, t), NE_ARGS(t->ne), NE_ARGS(t->nb));
+    }
+    TRY(want_dtype(c, &c->n->src[3], DT(APR_F32)));
+    TRY(want_ne(c, &c->n->src[3], APR_SGD_HP_COUNT, 1, 1, 1));
+    return want_in_place(c);
+}
+
+static apr_status check_acc(const check *c) {
+    const apr_tensor_desc *a = &c->n->src[0], *b = &c->n->src[1];
+    TRY(want_dtype(c, a, DT(APR_F32)));
+    TRY(want_dtype(c, b, DT(APR_F32)));
+    TRY(want_same_ne(c, b, a));
+    if (!elements_disjoint(a))
+        return fail(c, APR_ERR_INVALID, "src0 ne=" NE_FMT " nb=" NE_FMT ": it is written in place, and its elements may "
+                    "overlap", NE_ARGS(a->ne), NE_ARGS(a->nb));
+    return want_in_place(c);
+}
+
+static const op_info ops[APR_OP_COUNT_V5] = {
     [APR_OP_GET_ROWS] = {"get_rows", 2, 2, check_get_rows},
     [APR_OP_MATMUL] = {"matmul", 2, 2, check_matmul},
     [APR_OP_ADD] = {"add", 2, 2, check_add_mul},
@@ -353,10 +480,24 @@ static const op_info ops[APR_OP_COUNT_V4] = {
     [APR_OP_ARGMAX] = {"argmax", 1, 1, check_argmax},
     [APR_OP_SET_ROWS] = {"set_rows", 3, 3, check_set_rows},
     [APR_OP_ADAMW] = {"adamw", 5, 5, check_adamw},
+    [APR_OP_MATMUL_GRAD_X] = {"matmul_grad_x", 2, 2, check_matmul_grad_x},
+    [APR_OP_MATMUL_GRAD_W] = {"matmul_grad_w", 2, 2, check_matmul_grad_w},
+    [APR_OP_GET_ROWS_GRAD] = {"get_rows_grad", 2, 2, check_get_rows_grad},
+    [APR_OP_SUM_REPEATS] = {"sum_repeats", 1, 1, check_sum_repeats},
+    [APR_OP_RMS_NORM_GRAD] = {"rms_norm_grad", 2, 2, check_rms_norm_grad},
+    [APR_OP_ROPE_GRAD] = {"rope_grad", 2, 3, check_rope},
+    [APR_OP_SOFTMAX_GRAD] = {"softmax_grad", 2, 2, check_grad_pointwise},
+    [APR_OP_SILU_GRAD] = {"silu_grad", 2, 2, check_grad_pointwise},
+    [APR_OP_GELU_GRAD] = {"gelu_grad", 2, 2, check_grad_pointwise},
+    [APR_OP_ATTENTION_GRAD] = {"attention_grad", 5, 5, check_attention_grad, 1u << 3},
+    [APR_OP_CROSS_ENTROPY] = {"cross_entropy", 2, 2, check_cross_entropy},
+    [APR_OP_CROSS_ENTROPY_GRAD] = {"cross_entropy_grad", 3, 3, check_cross_entropy},
+    [APR_OP_SGD] = {"sgd", 4, 4, check_sgd},
+    [APR_OP_ACC] = {"acc", 2, 2, check_acc},
 };
 
 static const op_info *op_lookup(uint32_t op) {
-    if (op >= APR_OP_COUNT_V4 || !ops[op].name) return NULL;
+    if (op >= APR_OP_COUNT_V5 || !ops[op].name) return NULL;
     return &ops[op];
 }
 
@@ -445,7 +586,7 @@ apr_status opcheck_bounds(const apr_node_desc *n, char *why, size_t why_size) {
 bool opcheck_src_present(const apr_node_desc *n, uint32_t i) {
     const op_info *info = op_lookup(n->op);
     if (!info || i >= n->n_src || i >= APR_MAX_SRC + APR_MAX_SRC_EXT) return false;
-    if (i < info->min_src) return true;
+    if (i < info->min_src && !(info->optional >> i & 1u)) return true;
     /* A zeroed slot (struct_size 0) is absent without reading further; any other slot is a real
      * desc, and check_tensor refuses it when it is too small to hold buffer. */
     const apr_tensor_desc *t = opcheck_src(n, i);

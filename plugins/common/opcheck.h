@@ -15,7 +15,8 @@
  *
  * Presence of sources: src[i] with i >= n_src is absent. Below n_src, a required source is always
  * taken as present (supports() may be asked before buffers exist), and an optional one (rope's
- * freq factors, softmax's and attention's mask) is present exactly when its buffer is not NULL;
+ * freq factors, softmax's and attention's mask, attention_grad's mask, src3 of 5) is present exactly
+ * when its buffer is not NULL;
  * an all-zero slot (struct_size 0, as the core leaves an absent one) is absent too.
  */
 

@@ -1,6 +1,7 @@
 /* ref_kernel.c — the reference kernel of each op, picked by op number (the reference plugin and the
  * test plugins that reuse its kernels call this after their own checks). */
 #include "../common/msg.h"
+#include "../common/opcheck.h"
 #include "ref_ops.h"
 
 apr_status refkernel_run(const apr_node_desc *n, char *err, size_t err_size) {
@@ -22,8 +23,23 @@ apr_status refkernel_run(const apr_node_desc *n, char *err, size_t err_size) {
     case APR_OP_ARGMAX: refrow_argmax(n); return APR_OK;
     case APR_OP_SET_ROWS: return refcopy_set_rows(n, err, err_size); /* = APR_OP_COUNT_V1 */
     case APR_OP_ADAMW: refoptim_adamw(n); return APR_OK;
+    case APR_OP_MATMUL_GRAD_X:
+    case APR_OP_MATMUL_GRAD_W:
+    case APR_OP_GET_ROWS_GRAD:
+    case APR_OP_SUM_REPEATS:
+    case APR_OP_RMS_NORM_GRAD:
+    case APR_OP_ROPE_GRAD:
+    case APR_OP_SOFTMAX_GRAD:
+    case APR_OP_SILU_GRAD:
+    case APR_OP_GELU_GRAD:
+    case APR_OP_ATTENTION_GRAD:
+    case APR_OP_CROSS_ENTROPY:
+    case APR_OP_CROSS_ENTROPY_GRAD:
+    case APR_OP_SGD:
+    case APR_OP_ACC:
+        return msg_set(err, err_size, APR_ERR_UNSUPPORTED, "reference: %s is not implemented yet", opcheck_op_name(n->op));
     case APR_OP_NONE:
-    case APR_OP_COUNT_V4: break;
+    case APR_OP_COUNT_V5: break;
     }
     /* opcheck_node knows exactly the ops above, so this is a bug in one of the two lists. */
     return msg_set(err, err_size, APR_ERR_INTERNAL, "reference: op %u passed opcheck but has no kernel", (unsigned)n->op);

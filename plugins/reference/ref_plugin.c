@@ -92,24 +92,26 @@ static apr_status refplugin_compute(void *backend, const apr_subgraph *graph, ch
     return APR_OK;
 }
 
-static const apr_plugin refplugin_table = {
-    .struct_size = sizeof(apr_plugin),
-    .abi_version = APR_ABI_VERSION,
-    .name = "reference",
-    .description = "portable C reference for every op: the meaning of the ABI and the oracle of the tests",
-    .buffer_alignment = HOSTMEM_ALIGNMENT,
-    .probe = refplugin_probe,
-    .create = refplugin_create,
-    .destroy = refplugin_destroy,
-    .supports = refplugin_supports,
-    .buffer_alloc = hostmem_alloc,
-    .buffer_import = hostmem_import,
-    .buffer_free = hostmem_free,
-    .buffer_write = hostmem_write,
-    .buffer_read = hostmem_read,
-    .compute = refplugin_compute,
-    .caps = APR_CAP_HOST_MEMORY,
-};
+/* Every slot but the version stamp; ABI 5 added ops only, so a core of ABI 4 reads the same slots. */
+#define REF_SLOTS \
+    .struct_size = sizeof(apr_plugin), \
+    .name = "reference", \
+    .description = "portable C reference for every op: the meaning of the ABI and the oracle of the tests", \
+    .buffer_alignment = HOSTMEM_ALIGNMENT, \
+    .probe = refplugin_probe, \
+    .create = refplugin_create, \
+    .destroy = refplugin_destroy, \
+    .supports = refplugin_supports, \
+    .buffer_alloc = hostmem_alloc, \
+    .buffer_import = hostmem_import, \
+    .buffer_free = hostmem_free, \
+    .buffer_write = hostmem_write, \
+    .buffer_read = hostmem_read, \
+    .compute = refplugin_compute, \
+    .caps = APR_CAP_HOST_MEMORY
+
+static const apr_plugin refplugin_table = {REF_SLOTS, .abi_version = APR_ABI_VERSION};
+static const apr_plugin refplugin_table_v4 = {REF_SLOTS, .abi_version = 4};
 
 apr_status apr_plugin_entry(uint32_t core_abi_version, const apr_plugin **out, char *err, size_t err_size) {
     if (!out) return msg_set(err, err_size, APR_ERR_INVALID, "reference: entry called without an output pointer");
@@ -117,6 +119,6 @@ apr_status apr_plugin_entry(uint32_t core_abi_version, const apr_plugin **out, c
     if (core_abi_version < APR_ABI_MIN_VERSION)
         return msg_set(err, err_size, APR_ERR_ABI, "reference implements ABI %u and serves cores of ABI >= %u; this core speaks %u",
                        (unsigned)APR_ABI_VERSION, (unsigned)APR_ABI_MIN_VERSION, (unsigned)core_abi_version);
-    *out = &refplugin_table;
+    *out = core_abi_version == 4 ? &refplugin_table_v4 : &refplugin_table;
     return APR_OK;
 }
