@@ -408,16 +408,26 @@ static apr_status check_sum_repeats(const check *c) {
 static apr_status check_attention_grad(const check *c) {
     const apr_node_desc *n = c->n;
     const apr_tensor_desc *q = &n->src[0], *k = &n->src[1], *v = &n->src[2], *dout = &n->src_ext[0], *dst = &n->dst;
-    /* the forward's sources and parameters, judged by the forward's rule against the forward's dst shape */
+    /* dO first, under its own name: it is the forward's dst [Dv, H, T] */
+    TRY(want_dtype(c, dout, DT(APR_F32)));
+    TRY(want_ne(c, dout, v->ne[0], q->ne[2], q->ne[1], 1));
+    /* the forward's sources and parameters, judged by the forward's rule (dO, checked above, stands in
+     * for the forward's dst) */
     apr_node_desc fwd = *n;
     fwd.op = APR_OP_ATTENTION;
     fwd.n_src = 4;
     fwd.dst = *dout;
-    fwd.dst.dtype = APR_F32;
     TRY(check_attention(&(check){&fwd, c->op, c->why, c->why_size}));
-    TRY(want_dtype(c, dout, DT(APR_F32)));
     TRY(want_dtype(c, dst, DT(APR_F32)));
-    int64_t total = q->ne[0] * q->ne[1] * q->ne[2] + k->ne[0] * k->ne[1] * k->ne[2] + v->ne[0] * v->ne[1] * v->ne[2];
+    /* dQ, dK and dV end to end; a size past int64 (ne from a malformed node) is refused, not wrapped */
+    int64_t total = 0;
+    const apr_tensor_desc *parts[3] = {q, k, v};
+    for (int i = 0; i < 3; i++) {
+        int64_t part;
+        if (__builtin_mul_overflow(parts[i]->ne[0], parts[i]->ne[1], &part) ||
+            __builtin_mul_overflow(part, parts[i]->ne[2], &part) || __builtin_add_overflow(total, part, &total))
+            return fail(c, APR_ERR_INVALID, "dQ, dK and dV hold more than 2^63 elements");
+    }
     return want_ne(c, dst, total, 1, 1, 1);
 }
 
