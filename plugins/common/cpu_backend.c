@@ -161,6 +161,20 @@ static apr_status cpu_backend_node(cpu_backend *be, const apr_node_desc *n, char
     case APR_OP_SET_ROWS: return set_rows_run(be, n, err, err_size);
     case APR_OP_ARGMAX: return argmax_run(be, n, err, err_size);
     case APR_OP_ADAMW: return adamw_run(be, n, err, err_size);
+    case APR_OP_MATMUL_GRAD_X: return matmul_grad_x_run(be, n, err, err_size);
+    case APR_OP_MATMUL_GRAD_W: return matmul_grad_w_run(be, n, err, err_size);
+    case APR_OP_GET_ROWS_GRAD: return get_rows_grad_run(be, n, err, err_size);
+    case APR_OP_SUM_REPEATS: return sum_repeats_run(be, n, err, err_size);
+    case APR_OP_RMS_NORM_GRAD:
+    case APR_OP_SOFTMAX_GRAD: return grad_row_run(be, n, err, err_size);
+    case APR_OP_ROPE_GRAD: return rope_grad_run(be, n, err, err_size);
+    case APR_OP_SILU_GRAD:
+    case APR_OP_GELU_GRAD: return grad_eltwise_run(be, n, err, err_size);
+    case APR_OP_ATTENTION_GRAD: return attention_grad_run(be, n, err, err_size);
+    case APR_OP_CROSS_ENTROPY:
+    case APR_OP_CROSS_ENTROPY_GRAD: return cross_entropy_run(be, n, err, err_size);
+    case APR_OP_SGD: return sgd_run(be, n, err, err_size);
+    case APR_OP_ACC: return acc_run(be, n, err, err_size);
     default: return msg_set(err, err_size, APR_ERR_UNSUPPORTED, "op %u not supported", n->op);
     }
 }

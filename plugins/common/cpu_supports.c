@@ -119,20 +119,21 @@ static apr_status cpu_supports_op(const apr_node_desc *n, char *why, size_t why_
         SUP_F32(d, "dst");
         if (!cpu_supports_same_shape(a, d) || !cpu_supports_same_shape(b, d)) SUP_BAD("swiglu: shapes differ");
         return APR_OK;
-    case APR_OP_ROPE: {
-        op = "rope";
+    case APR_OP_ROPE:
+    case APR_OP_ROPE_GRAD: {
+        op = n->op == APR_OP_ROPE ? "rope" : "rope_grad";
         SUP_F32(a, "src0");
         SUP_F32(d, "dst");
-        if (b->dtype != APR_I32) SUP_FAIL("rope: positions dtype %s not supported (i32 only)", cpu_supports_dtype_name(b->dtype));
-        if (!cpu_supports_same_shape(a, d)) SUP_BAD("rope: dst shape differs from src0");
-        if (a->ne[3] != 1) SUP_FAIL("rope: ne[3] = %lld not supported (must be 1)", (long long)a->ne[3]);
-        if (b->ne[0] != a->ne[2]) SUP_BAD("rope: %lld positions for %lld tokens", (long long)b->ne[0], (long long)a->ne[2]);
+        if (b->dtype != APR_I32) SUP_FAIL("%s: positions dtype %s not supported (i32 only)", op, cpu_supports_dtype_name(b->dtype));
+        if (!cpu_supports_same_shape(a, d)) SUP_BAD("%s: dst shape differs from src0", op);
+        if (a->ne[3] != 1) SUP_FAIL("%s: ne[3] = %lld not supported (must be 1)", op, (long long)a->ne[3]);
+        if (b->ne[0] != a->ne[2]) SUP_BAD("%s: %lld positions for %lld tokens", op, (long long)b->ne[0], (long long)a->ne[2]);
         int n_rot = n->iparams[0];
-        if (n_rot < 0 || n_rot % 2 || n_rot > a->ne[0]) SUP_BAD("rope: n_rot %d must be even and <= %lld", n_rot, (long long)a->ne[0]);
-        if (n->iparams[1] != 0 && n->iparams[1] != 1) SUP_FAIL("rope: layout %d not supported", n->iparams[1]);
+        if (n_rot < 0 || n_rot % 2 || n_rot > a->ne[0]) SUP_BAD("%s: n_rot %d must be even and <= %lld", op, n_rot, (long long)a->ne[0]);
+        if (n->iparams[1] != 0 && n->iparams[1] != 1) SUP_FAIL("%s: layout %d not supported", op, n->iparams[1]);
         if (cpu_supports_has_src(n, 2)) {
             SUP_F32(&n->src[2], "freq factors");
-            if (n->src[2].ne[0] < n_rot / 2) SUP_BAD("rope: %lld freq factors for %d pairs", (long long)n->src[2].ne[0], n_rot / 2);
+            if (n->src[2].ne[0] < n_rot / 2) SUP_BAD("%s: %lld freq factors for %d pairs", op, (long long)n->src[2].ne[0], n_rot / 2);
         }
         return APR_OK;
     }
@@ -208,6 +209,113 @@ static apr_status cpu_supports_op(const apr_node_desc *n, char *why, size_t why_
         if (n->src_ext[0].dtype != APR_F32) SUP_FAIL("adamw: hyperparameters of dtype %s not supported (f32 only)",
                                                      cpu_supports_dtype_name(n->src_ext[0].dtype));
         if (!cpu_same_tensor(d, a)) SUP_BAD("adamw: dst is not the parameters themselves");
+        return APR_OK;
+    case APR_OP_MATMUL_GRAD_X:
+        op = "matmul_grad_x";
+        if (!cpu_supports_is_float(a->dtype) && opcheck_dtype_block(a->dtype) > 1) {
+            char buf[120];
+            const char *no = cpu_supports_block(a, 0, buf, sizeof buf); /* rows dequantized, as GET_ROWS's */
+            if (no) SUP_FAIL("matmul_grad_x: %s weight: %s", cpu_supports_dtype_name(a->dtype), no);
+        } else if (!cpu_supports_is_float(a->dtype)) SUP_FAIL("matmul_grad_x: weight dtype %s not supported", cpu_supports_dtype_name(a->dtype));
+        SUP_F32(b, "dY");
+        SUP_F32(d, "dst");
+        if (b->ne[0] != a->ne[1]) SUP_BAD("matmul_grad_x: N differs (weight %lld, dY %lld)", (long long)a->ne[1], (long long)b->ne[0]);
+        if (a->ne[2] == 0 || a->ne[3] == 0 || b->ne[2] % a->ne[2] || b->ne[3] % a->ne[3])
+            SUP_BAD("matmul_grad_x: dY batch dims are not multiples of the weight's");
+        if (d->ne[0] != a->ne[0] || d->ne[1] != b->ne[1] || d->ne[2] != b->ne[2] || d->ne[3] != b->ne[3])
+            SUP_BAD("matmul_grad_x: dst shape does not match weight and dY");
+        return APR_OK;
+    case APR_OP_MATMUL_GRAD_W:
+        op = "matmul_grad_w";
+        SUP_F32(a, "X");
+        SUP_F32(b, "dY");
+        SUP_F32(d, "dst");
+        if (b->ne[1] != a->ne[1] || b->ne[2] != a->ne[2] || b->ne[3] != a->ne[3]) SUP_BAD("matmul_grad_w: X and dY differ in M or batches");
+        if (d->ne[0] != a->ne[0] || d->ne[1] != b->ne[0]) SUP_BAD("matmul_grad_w: dst is not [K, N]");
+        if (d->ne[2] == 0 || d->ne[3] == 0 || a->ne[2] % d->ne[2] || a->ne[3] % d->ne[3])
+            SUP_BAD("matmul_grad_w: dst batch dims do not divide X's");
+        return APR_OK;
+    case APR_OP_GET_ROWS_GRAD:
+        op = "get_rows_grad";
+        SUP_F32(a, "dY");
+        SUP_F32(d, "dst");
+        if (b->dtype != APR_I32) SUP_FAIL("get_rows_grad: ids dtype %s not supported (i32 only)", cpu_supports_dtype_name(b->dtype));
+        if (a->ne[2] != 1 || a->ne[3] != 1 || b->ne[0] != a->ne[1] || b->ne[1] != 1 || b->ne[2] != 1 || b->ne[3] != 1 ||
+            d->ne[0] != a->ne[0] || d->ne[2] != 1 || d->ne[3] != 1)
+            SUP_BAD("get_rows_grad: shapes are not dY [D, N], ids [N], dst [D, R]");
+        return APR_OK;
+    case APR_OP_SUM_REPEATS:
+        op = "sum_repeats";
+        SUP_F32(a, "src0");
+        SUP_F32(d, "dst");
+        for (int i = 0; i < APR_MAX_DIMS; i++)
+            if (d->ne[i] == 0 || a->ne[i] % d->ne[i]) SUP_BAD("sum_repeats: dst does not repeat over src0 in dim %d", i);
+        return APR_OK;
+    case APR_OP_RMS_NORM_GRAD:
+    case APR_OP_SOFTMAX_GRAD:
+    case APR_OP_SILU_GRAD:
+    case APR_OP_GELU_GRAD:
+        op = n->op == APR_OP_RMS_NORM_GRAD ? "rms_norm_grad" : n->op == APR_OP_SOFTMAX_GRAD ? "softmax_grad"
+             : n->op == APR_OP_SILU_GRAD   ? "silu_grad"
+                                           : "gelu_grad";
+        SUP_F32(a, "src0");
+        SUP_F32(b, "dY");
+        SUP_F32(d, "dst");
+        if (!cpu_supports_same_shape(a, d) || !cpu_supports_same_shape(b, d)) SUP_BAD("%s: shapes differ", op);
+        return APR_OK;
+    case APR_OP_ATTENTION_GRAD: {
+        op = "attention_grad";
+        const apr_tensor_desc *k = &n->src[1], *v = &n->src[2], *dO = &n->src_ext[0];
+        SUP_F32(a, "q");
+        SUP_F32(dO, "dO");
+        SUP_F32(d, "dst");
+        if (!cpu_supports_is_float(k->dtype)) SUP_FAIL("attention_grad: k/v dtype %s not supported", cpu_supports_dtype_name(k->dtype));
+        if (v->dtype != k->dtype) SUP_BAD("attention_grad: k is %s but v is %s", cpu_supports_dtype_name(k->dtype), cpu_supports_dtype_name(v->dtype));
+        if (a->ne[3] != 1 || k->ne[3] != 1 || v->ne[3] != 1) SUP_BAD("attention_grad: ne[3] > 1");
+        if (k->ne[0] != a->ne[0]) SUP_BAD("attention_grad: q and k head sizes differ");
+        if (v->ne[1] != k->ne[1] || v->ne[2] != k->ne[2]) SUP_BAD("attention_grad: k and v shapes differ");
+        if (k->ne[2] == 0 || a->ne[2] % k->ne[2]) SUP_BAD("attention_grad: %lld heads not a multiple of %lld kv heads", (long long)a->ne[2], (long long)k->ne[2]);
+        if (dO->ne[0] != v->ne[0] || dO->ne[1] != a->ne[2] || dO->ne[2] != a->ne[1] || dO->ne[3] != 1)
+            SUP_BAD("attention_grad: dO is not [Dv, H, T]");
+        if (d->ne[0] != a->ne[0] * a->ne[1] * a->ne[2] + k->ne[0] * k->ne[1] * k->ne[2] + v->ne[0] * v->ne[1] * v->ne[2] ||
+            d->ne[1] != 1 || d->ne[2] != 1 || d->ne[3] != 1)
+            SUP_BAD("attention_grad: dst is not the vector dQ | dK | dV");
+        if (cpu_supports_has_src(n, 3)) {
+            SUP_F32(&n->src[3], "mask");
+            if (n->src[3].ne[0] != k->ne[1] || n->src[3].ne[1] != a->ne[1]) SUP_BAD("attention_grad: mask is not [S, T]");
+        }
+        return APR_OK;
+    }
+    case APR_OP_CROSS_ENTROPY:
+    case APR_OP_CROSS_ENTROPY_GRAD:
+        op = n->op == APR_OP_CROSS_ENTROPY ? "cross_entropy" : "cross_entropy_grad";
+        SUP_F32(a, "logits");
+        SUP_F32(d, "dst");
+        if (b->dtype != APR_I32) SUP_FAIL("%s: targets dtype %s not supported (i32 only)", op, cpu_supports_dtype_name(b->dtype));
+        if (a->ne[2] != 1 || a->ne[3] != 1 || b->ne[0] != a->ne[1] || b->ne[1] != 1 || b->ne[2] != 1 || b->ne[3] != 1)
+            SUP_BAD("%s: shapes are not logits [V, T], targets [T]", op);
+        if (n->op == APR_OP_CROSS_ENTROPY) {
+            if (opcheck_nelements(d) != 1) SUP_BAD("cross_entropy: dst is not one element");
+        } else {
+            SUP_F32(&n->src[2], "g");
+            if (opcheck_nelements(&n->src[2]) != 1) SUP_BAD("cross_entropy_grad: g is not one element");
+            if (!cpu_supports_same_shape(a, d)) SUP_BAD("cross_entropy_grad: dst shape differs from logits");
+        }
+        return APR_OK;
+    case APR_OP_SGD:
+        op = "sgd";
+        for (uint32_t i = 0; i < 4; i++)
+            if (n->src[i].dtype != APR_F32) SUP_FAIL("sgd: src%u dtype %s not supported (f32 only)", i, cpu_supports_dtype_name(n->src[i].dtype));
+        if (!cpu_supports_same_shape(a, b) || !cpu_supports_same_shape(a, &n->src[2])) SUP_BAD("sgd: shapes differ");
+        if (opcheck_nelements(&n->src[3]) < APR_SGD_HP_COUNT) SUP_BAD("sgd: fewer than %d hyperparameters", APR_SGD_HP_COUNT);
+        if (!cpu_same_tensor(d, a)) SUP_BAD("sgd: dst is not the parameters themselves");
+        return APR_OK;
+    case APR_OP_ACC:
+        op = "acc";
+        SUP_F32(a, "src0");
+        SUP_F32(b, "src1");
+        if (!cpu_supports_same_shape(a, b)) SUP_BAD("acc: shapes differ");
+        if (!cpu_same_tensor(d, a)) SUP_BAD("acc: dst is not src0 itself");
         return APR_OK;
     case APR_OP_ARGMAX:
         op = "argmax";

@@ -1,4 +1,4 @@
-/* optim.c — ADAMW: the optimizer step, written in place into parameters and moments. */
+/* optim.c — the optimizer steps ADAMW and SGD (with momentum), written in place into parameters and their state. */
 #include <math.h>
 #include <stdbool.h>
 
@@ -81,5 +81,72 @@ apr_status adamw_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t 
     j.chunks_per_row = (ne0 + ADAMW_CHUNK - 1) / ADAMW_CHUNK;
     j.n_chunks = j.chunks_per_row * rows_count(&n->src[0]);
     cpu_backend_run(be, adamw_worker, &j, 4 * ne0 * rows_count(&n->src[0]));
+    return APR_OK;
+}
+
+/* ---------------------------------------------------------------- SGD */
+
+typedef struct sgd_job {
+    const apr_node_desc *n;
+    int64_t chunks_per_row, n_chunks;
+    float h[APR_SGD_HP_COUNT];
+} sgd_job;
+
+/* g' = g * gscale + weight_decay * w;  b = momentum * b + g';  w = w - lr * b: the definition's
+ * operations in its order, without fused multiply-adds, as the reference computes them. */
+static void sgd_span_strided(const sgd_job *j, char *w, const char *g, char *b, int64_t len) {
+    const apr_node_desc *n = j->n;
+    const int64_t sw = n->src[0].nb[0], sg = n->src[1].nb[0], sb = n->src[2].nb[0];
+    const float *h = j->h;
+    for (int64_t i = 0; i < len; i++) {
+        float *pw = (float *)(w + i * sw), *pb = (float *)(b + i * sb);
+        float gi = *(const float *)(g + i * sg) * h[APR_SGD_GSCALE] + h[APR_SGD_WEIGHT_DECAY] * *pw;
+        float bi = h[APR_SGD_MOMENTUM] * *pb + gi;
+        *pb = bi;
+        *pw = *pw - h[APR_SGD_LR] * bi;
+    }
+}
+
+static void sgd_span_dense(const sgd_job *j, float *w, const float *g, float *b, int64_t len) {
+    const float *h = j->h;
+    const vec_t lr = vec_set1(h[APR_SGD_LR]), mom = vec_set1(h[APR_SGD_MOMENTUM]);
+    const vec_t wd = vec_set1(h[APR_SGD_WEIGHT_DECAY]), gs = vec_set1(h[APR_SGD_GSCALE]);
+    int64_t i = 0;
+    for (; i + VEC_W <= len; i += VEC_W) {
+        vec_t wi = vec_load(w + i);
+        vec_t gi = vec_add(vec_mul(vec_load(g + i), gs), vec_mul(wd, wi));
+        vec_t bi = vec_add(vec_mul(mom, vec_load(b + i)), gi);
+        vec_store(b + i, bi);
+        vec_store(w + i, vec_sub(wi, vec_mul(lr, bi)));
+    }
+    if (i < len) sgd_span_strided(j, (char *)(w + i), (const char *)(g + i), (char *)(b + i), len - i);
+}
+
+static void sgd_worker(void *ctx, int ith, int nth) {
+    const sgd_job *j = ctx;
+    const apr_node_desc *n = j->n;
+    const apr_tensor_desc *tw = &n->src[0], *tg = &n->src[1], *tb = &n->src[2];
+    const bool dense = tw->nb[0] == 4 && tg->nb[0] == 4 && tb->nb[0] == 4;
+    for (int64_t c = ith; c < j->n_chunks; c += nth) {
+        const int64_t r = c / j->chunks_per_row, at = c % j->chunks_per_row * ADAMW_CHUNK;
+        const int64_t len = tw->ne[0] - at < ADAMW_CHUNK ? tw->ne[0] - at : ADAMW_CHUNK;
+        char *w = rows_ptr(tw, r) + at * tw->nb[0], *b = rows_ptr(tb, r) + at * tb->nb[0];
+        const char *g = rows_ptr(tg, r) + at * tg->nb[0];
+        if (dense) sgd_span_dense(j, (float *)w, (const float *)g, (float *)b, len);
+        else sgd_span_strided(j, w, g, b, len);
+    }
+}
+
+apr_status sgd_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size) {
+    (void)err;
+    (void)err_size;
+    sgd_job j = {.n = n};
+    const apr_tensor_desc *hp = &n->src[3];
+    for (int i = 0; i < APR_SGD_HP_COUNT; i++) j.h[i] = *(const float *)((const char *)hp->data + i * hp->nb[0]);
+    const int64_t ne0 = n->src[0].ne[0];
+    if (ne0 == 0 || rows_count(&n->src[0]) == 0) return APR_OK;
+    j.chunks_per_row = (ne0 + ADAMW_CHUNK - 1) / ADAMW_CHUNK;
+    j.n_chunks = j.chunks_per_row * rows_count(&n->src[0]);
+    cpu_backend_run(be, sgd_worker, &j, 3 * ne0 * rows_count(&n->src[0]));
     return APR_OK;
 }

@@ -26,4 +26,17 @@ apr_status set_rows_run(cpu_backend *be, const apr_node_desc *n, char *err, size
 apr_status argmax_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);
 apr_status adamw_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);      /* ADAMW, in place */
 
+/* ABI 5: gradients and training. */
+apr_status matmul_grad_x_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size); /* grad_matmul.c */
+apr_status matmul_grad_w_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);
+apr_status grad_eltwise_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);  /* SILU_GRAD GELU_GRAD */
+apr_status acc_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);           /* ACC, in place */
+apr_status sum_repeats_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);
+apr_status grad_row_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);      /* RMS_NORM_GRAD SOFTMAX_GRAD */
+apr_status rope_grad_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);
+apr_status get_rows_grad_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);
+apr_status attention_grad_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size); /* grad_attn.c */
+apr_status cross_entropy_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);  /* loss.c: CROSS_ENTROPY(_GRAD) */
+apr_status sgd_run(cpu_backend *be, const apr_node_desc *n, char *err, size_t err_size);            /* SGD, in place (optim.c) */
+
 #endif
