@@ -36,8 +36,29 @@ void refrow_argmax(const apr_node_desc *n);
 /* ref_rope.c */
 void refrope_run(const apr_node_desc *n);
 
-/* ref_optim.c: ADAMW, written in place into src0 (= dst), src2 and src3. */
+/* ref_optim.c: ADAMW, written in place into src0 (= dst), src2 and src3; SGD into src0 (= dst) and src2;
+ * ACC into src0 (= dst). */
 void refoptim_adamw(const apr_node_desc *n);
+void refoptim_sgd(const apr_node_desc *n);
+void refoptim_acc(const apr_node_desc *n);
+
+/* ref_grad.c: the gradients of the forward ops (ABI 5). */
+apr_status refgrad_matmul_x(const apr_node_desc *n, char *err, size_t err_size);
+void refgrad_matmul_w(const apr_node_desc *n);
+apr_status refgrad_get_rows(const apr_node_desc *n, char *err, size_t err_size);
+void refgrad_sum_repeats(const apr_node_desc *n);
+void refgrad_rms_norm(const apr_node_desc *n);
+void refgrad_rope(const apr_node_desc *n);
+void refgrad_softmax(const apr_node_desc *n);
+void refgrad_silu(const apr_node_desc *n);
+void refgrad_gelu(const apr_node_desc *n);
+
+/* ref_grad_attn.c: ATTENTION_GRAD (dQ, dK and dV packed into dst). */
+apr_status refgradattn_run(const apr_node_desc *n, char *err, size_t err_size);
+
+/* ref_loss.c: CROSS_ENTROPY and its gradient; a target outside [0, V) other than -1 is APR_ERR_INVALID. */
+apr_status refloss_cross_entropy(const apr_node_desc *n, char *err, size_t err_size);
+apr_status refloss_cross_entropy_grad(const apr_node_desc *n, char *err, size_t err_size);
 
 /* ref_kernel.c: runs the kernel of n's op; n has passed opcheck_node and opcheck_bounds, and its
  * tensors have host addresses. */
