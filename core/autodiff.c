@@ -9,6 +9,8 @@
  * rule of that op, built from the ABI 5 gradient ops (graph_grad.c) and ordinary forward ops, and
  * makes nodes only for the sources on a path (a frozen weight gets no dW). Gradients are f32 of
  * their tensor's shape; no zero tensor is ever made (a tensor that gets no contribution has none).
+ * Every wrt is a boundary: its gradient is not passed on to the tensors it was computed from, so a
+ * layer recomputed from a saved input can be differentiated alone (gradient checkpointing).
  * Every refusal goes through the graph's sticky first error. */
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,7 @@
 
 #define AD_FWD 1u /* depends on a wrt (or is one) */
 #define AD_BWD 2u /* some out depends on it (or is one) */
+#define AD_WRT 4u /* a wrt: a boundary the gradient is not passed through */
 #define AD_PATH (AD_FWD | AD_BWD)
 /* Records the first error of g and gives false. */
 #define AD_FAIL(g, ...) (graph_fail((g), __VA_ARGS__), false)
@@ -278,14 +281,14 @@ APR_API bool apr_backward(apr_graph *g, int n_outs, apr_tensor *const *outs, apr
         return AD_FAIL(g, "out of memory building the backward graph");
     }
     struct apr_tensor *src[APR_SRC_LIMIT];
-    for (int i = 0; i < n_wrt; i++) a.mark[wrt[i]->id] |= AD_FWD;
+    for (int i = 0; i < n_wrt; i++) a.mark[wrt[i]->id] |= AD_FWD | AD_WRT;
     for (int id = 0; id < a.n; id++) {
         int n = ad_sources(g->tensors[id], src);
         for (int s = 0; s < n && !(a.mark[id] & AD_FWD); s++) a.mark[id] |= a.mark[src[s]->id] & AD_FWD;
     }
     for (int j = 0; j < n_outs; j++) a.mark[outs[j]->id] |= AD_BWD;
     for (int id = a.n - 1; id >= 0; id--) {
-        if (!(a.mark[id] & AD_BWD)) continue;
+        if (!(a.mark[id] & AD_BWD) || (a.mark[id] & AD_WRT)) continue;
         int n = ad_sources(g->tensors[id], src);
         for (int s = 0; s < n; s++) a.mark[src[s]->id] |= AD_BWD;
     }
@@ -297,7 +300,7 @@ APR_API bool apr_backward(apr_graph *g, int n_outs, apr_tensor *const *outs, apr
     for (int j = 0; j < n_outs && ok; j++)
         if (ad_on_path(&a, outs[j]) && outs[j]->dtype != APR_I32) ok = ad_contribute(&a, outs[j], seeds[j]);
     for (int id = a.n - 1; id >= 0 && ok; id--)
-        if (ad_on_path(&a, g->tensors[id])) ok = ad_node(&a, g->tensors[id]);
+        if (ad_on_path(&a, g->tensors[id]) && !(a.mark[id] & AD_WRT)) ok = ad_node(&a, g->tensors[id]);
     ok = ok && !g->error[0];
     for (int i = 0; i < n_wrt; i++) grads[i] = ok ? a.grad[wrt[i]->id] : NULL;
     free(a.mark);

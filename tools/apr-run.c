@@ -17,6 +17,7 @@
 #include "gguf.h"
 #include "hf_import.h"
 #include "llama.h"
+#include "lora.h"
 #include "sampler.h"
 #include "tokenizer.h"
 
@@ -41,6 +42,9 @@ static const char *run_usage =
     "  --ctx N               context positions held in the KV cache (default: the model's, at most 4096)\n"
     "  --kv-type f16|f32     element type of the KV cache (default f16)\n"
     "  --no-pack             keep weights in the file's block layout (no repacking for faster kernels)\n"
+    "  --lora FILE           apply a GGUF LoRA adapter (apr-finetune's or llama.cpp's) at load: each weight\n"
+    "                        it adapts becomes W + S * alpha / r * B A in f32; repeat for several adapters\n"
+    "  --lora-scale S        S for the --lora given before it (default 1)\n"
     "  --temp T              temperature; 0 = greedy (default 0.8)\n"
     "  --top-k K, --top-p P, --min-p P    the sampler chain (defaults 40, 0.95, 0.05)\n"
     "  --repeat-penalty R    (default 1 = off), over the last 64 tokens\n"
@@ -109,6 +113,8 @@ static void run_emit(run_text *t, const char *piece, size_t len, bool to_stdout)
 
 static double run_rate(int n, double s) { return n ? n / (s > 0 ? s : 1e-9) : 0.0; }
 
+#define RUN_MAX_LORA 16
+
 typedef struct run_opts {
     cli_common c;
     const char *model, *tokens, *dump_logits, *prompt, *prompt_file, *batch, *system;
@@ -117,6 +123,9 @@ typedef struct run_opts {
     bool kv_f32;             /* --kv-type f32 */
     bool no_pack;            /* --no-pack: matmuls read the weights in the file's layout */
     sampler_params sp;
+    const char *lora[RUN_MAX_LORA]; /* --lora FILE, in order */
+    float lora_scale[RUN_MAX_LORA]; /* --lora-scale S of each */
+    int n_lora;
 } run_opts;
 
 /* The ranges the sampling options accept, shared by the command line and --batch-jsonl. */
@@ -156,7 +165,15 @@ static int run_parse(int argc, char **argv, run_opts *o) {
         } else if (!strcmp(argv[i], "--chat")) o->chat = true;
         else if (!strcmp(argv[i], "--no-bos")) o->no_bos = true;
         else if (!strcmp(argv[i], "--no-pack")) o->no_pack = true;
-        else if ((v = cli_option_value(argc, argv, &i, "-n")) || (v = cli_option_value(argc, argv, &i, "--n-predict"))) {
+        else if ((v = cli_option_value(argc, argv, &i, "--lora"))) {
+            if (o->n_lora == RUN_MAX_LORA) { fprintf(stderr, "error: at most %d --lora adapters\n", RUN_MAX_LORA); return CLI_EXIT_USAGE; }
+            o->lora_scale[o->n_lora] = 1.0f;
+            o->lora[o->n_lora++] = v;
+        } else if ((v = cli_option_value(argc, argv, &i, "--lora-scale"))) {
+            if (!o->n_lora) { fprintf(stderr, "error: --lora-scale comes after the --lora it scales\n"); return CLI_EXIT_USAGE; }
+            if (!cli_option_float("--lora-scale", v, -1e6, 1e6, &f)) return CLI_EXIT_USAGE;
+            o->lora_scale[o->n_lora - 1] = (float)f;
+        } else if ((v = cli_option_value(argc, argv, &i, "-n")) || (v = cli_option_value(argc, argv, &i, "--n-predict"))) {
             if (!cli_option_int("-n", v, 0, 1 << 24, &n)) return CLI_EXIT_USAGE;
             o->n_predict = n;
         } else if ((v = cli_option_value(argc, argv, &i, "--ctx"))) {
@@ -727,9 +744,20 @@ int main(int argc, char **argv) {
     run_model rm = {.o = &o};
     gguf_file *f = NULL;
     llama_model *m = NULL;
+    lora_adapter *adapters[RUN_MAX_LORA] = {0};
+    int n_adapters = 0;
+    lora_applied *applied = NULL;
     rc = CLI_EXIT_FAIL;
     cli_signal_cleanup_temps(); /* a folder is converted through a temporary folder; Ctrl-C is taken over after loading */
     if (apr_hf_open_as_gguf(o.model, &f, &e) != APR_OK || apr_llama_model_load(f, &m, &e) != APR_OK) {
+        fprintf(stderr, "error: %s\n", e.msg);
+        goto done;
+    }
+    for (int i = 0; i < o.n_lora; i++) {
+        if (apr_lora_open(o.lora[i], &adapters[i], &e) != APR_OK) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
+        n_adapters++;
+    }
+    if (o.n_lora && apr_lora_apply(m, adapters, o.lora_scale, o.n_lora, &applied, &e) != APR_OK) {
         fprintf(stderr, "error: %s\n", e.msg);
         goto done;
     }
@@ -765,6 +793,8 @@ done:
     apr_llama_pack_free(rm.pack);
     apr_backend_close(rm.be);
     apr_registry_close(rm.reg);
+    apr_lora_applied_free(applied);
+    for (int i = 0; i < n_adapters; i++) apr_lora_close(adapters[i]);
     apr_llama_model_free(m);
     apr_gguf_close(f);
     return rc;

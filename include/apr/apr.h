@@ -327,8 +327,10 @@ apr_tensor *apr_acc(apr_graph *g, apr_tensor *acc, apr_tensor *b);
 /* Reverse-mode differentiation: adds to g the nodes that compute, for each wrt[i], the gradient of
  * the sum over j of <outs[j], seeds[j]> (seeds[j] has outs[j]'s shape; for a loss of one element, an
  * f32 [1] input holding 1, or 1/N for a mean, is the usual seed) and stores it in grads[i]: a tensor of
- * wrt[i]'s shape, or NULL when no out depends on wrt[i]. wrt may be leaves or any tensors of g (the
- * gradient with respect to an intermediate, for recomputing one layer at a time). Differentiable:
+ * wrt[i]'s shape, or NULL when no out depends on wrt[i]. wrt may be leaves or any tensors of g, and
+ * every wrt is a boundary: its gradient is not passed on to the tensors it was computed from (a wrt
+ * upstream of another gets only its paths that avoid the other), so that a layer recomputed from its
+ * saved input is differentiated alone (gradient checkpointing). Differentiable:
  * every forward op but ARGMAX, SET_ROWS and the training ops, through reshape and permute views and
  * CPY between float dtypes. A CROSS_ENTROPY out takes its [1] seed straight into CROSS_ENTROPY_GRAD.
  * Returns false with the reason in apr_graph_error(g) when something on a path from wrt to outs
