@@ -192,7 +192,7 @@ Test(ftplot, training_and_validation_give_two_polylines_axes_and_a_legend) {
     cr_assert_eq(pt_polyline(svg, "train", 0, xy, 10), 10);
     cr_expect_float_eq(xy[0], APR_FTPLOT_X0 + (APR_FTPLOT_X1 - APR_FTPLOT_X0) / 10.0, 1e-3);
     for (int t = 0; t <= 100; t += 20) {
-        char label[32];
+        char label[64];
         snprintf(label, sizeof label, "text-anchor=\"middle\">%d</text>", t);
         cr_expect(strstr(svg, label), "no x tick %d", t);
     }
