@@ -59,6 +59,9 @@ need="$need unicode-data bzip2"
 # The vulkan plugin: Vulkan headers and the loader, glslc for its shaders, and Mesa's lavapipe (a
 # Vulkan driver on the CPU) so that its tests run on machines without a GPU.
 need="$need libvulkan-dev glslc mesa-vulkan-drivers"
+# The default model's corpus, the King James Bible (public domain; the `bible` program prints it), which
+# `make default-model` trains on and the BPE vocabulary test reads.
+need="$need bible-kjv"
 # OpenBLAS is optional: apr-bench compares against it when present.
 want="libopenblas0"
 missing=$(missing_of $need $want)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "apr/apr_float16.h"
 #include "apr/apr_quant.h"
@@ -23,10 +24,12 @@
 #include "llama.h"
 #include "llama_train.h"
 #include "lora.h"
+#include "model_init.h"
 #include "tokenizer.h"
 
 static const char *ft_usage =
     "usage: apr-finetune --model FILE|DIR --data FILE [--method lora|qlora|full] [--out FILE] [options]\n"
+    "       apr-finetune --from-scratch SHAPE --tokenizer VOCAB.gguf --data FILE --out FILE [options]\n"
     "       apr-finetune plot LOG OUT.svg\n"
     "       apr-finetune merge BASE ADAPTER OUT [--scale S] [--type TYPE]\n"
     "       apr-finetune vocab CORPUS OUT.gguf [--size N]\n"
@@ -41,6 +44,13 @@ static const char *ft_usage =
     "atomically (the previous one stays whole until the new one is); --resume continues a run exactly\n"
     "where its last checkpoint left it. SIGINT / SIGTERM stop after the step in progress, with a checkpoint.\n"
     "\n"
+    "a new model:\n"
+    "  --from-scratch SHAPE a model of random weights (normal, std 0.02, from --seed) in SHAPE, trained in\n"
+    "                       full: a shape apr-genmodel names (tiny, tinyllama-1.1b, ...) or key=value pairs\n"
+    "                       (layers=4,embd=192,heads=6,kv_heads=6,ff=512,ctx=256; see apr-genmodel --help)\n"
+    "  --tokenizer FILE     with --from-scratch: the vocabulary (a GGUF's tokenizer.* keys, e.g. from\n"
+    "                       apr-finetune vocab), which also sets the embedding's rows\n"
+    "  --name TEXT          general.name of a full model written (default: says it was trained by apr)\n"
     "method:\n"
     "  --method M           lora (default: adapters over a float base), qlora (adapters over a quantized\n"
     "                       base, read as it is), full (every weight, f32)\n"
@@ -94,6 +104,7 @@ enum { FT_EXIT_SIGNAL = 3, FT_EXIT_EARLY = 4 };
 typedef struct ft_opts {
     cli_common c;
     const char *model, *data, *val_file, *out, *ckpt_dir, *resume, *log;
+    const char *scratch, *tokenizer, *name;   /* --from-scratch SHAPE, --tokenizer FILE, --name TEXT */
     llama_train_params tp;
     long grad_accum, epochs, steps, warmup, eval_every, patience, save_every;
     double lr, min_lr_ratio, val_split;
@@ -148,6 +159,9 @@ static int ft_parse(int argc, char **argv, ft_opts *o) {
         else if ((v = cli_option_value(argc, argv, &i, "--checkpoint-dir"))) o->ckpt_dir = v;
         else if ((v = cli_option_value(argc, argv, &i, "--resume"))) o->resume = v;
         else if ((v = cli_option_value(argc, argv, &i, "--log"))) o->log = v;
+        else if ((v = cli_option_value(argc, argv, &i, "--from-scratch"))) o->scratch = v;
+        else if ((v = cli_option_value(argc, argv, &i, "--tokenizer"))) o->tokenizer = v;
+        else if ((v = cli_option_value(argc, argv, &i, "--name"))) o->name = v;
         else if (!strcmp(argv[i], "--strict")) o->strict = true;
         else if (!strcmp(argv[i], "--checkpointing")) o->tp.checkpointing = true;
         else if ((v = cli_option_value(argc, argv, &i, "--method"))) {
@@ -202,6 +216,16 @@ static int ft_parse(int argc, char **argv, ft_opts *o) {
 #undef FT_FLOAT
     }
     if (o->c.help) return CLI_EXIT_OK;
+    if (o->scratch) {
+        if (o->model) { fprintf(stderr, "error: --from-scratch and --model exclude each other\n"); return CLI_EXIT_USAGE; }
+        if (!o->tokenizer) { fprintf(stderr, "error: --from-scratch needs --tokenizer VOCAB.gguf\n"); return CLI_EXIT_USAGE; }
+        if (!o->out) { fprintf(stderr, "error: --from-scratch needs --out FILE\n"); return CLI_EXIT_USAGE; }
+        if (o->tp.method != LLAMA_TRAIN_FULL) o->tp.method = LLAMA_TRAIN_FULL; /* a new model trains every weight */
+        o->model = o->scratch;
+    } else if (o->tokenizer) {
+        fprintf(stderr, "error: --tokenizer goes with --from-scratch (a model brings its own)\n");
+        return CLI_EXIT_USAGE;
+    }
     if (!o->model || !*o->model) { fprintf(stderr, "error: --model FILE|DIR is required (see apr-finetune --help)\n"); return CLI_EXIT_USAGE; }
     if (!o->data || !*o->data) { fprintf(stderr, "error: --data FILE is required (see apr-finetune --help)\n"); return CLI_EXIT_USAGE; }
     if (o->val_file && o->val_split > 0) { fprintf(stderr, "error: --val-file and --val-split exclude each other\n"); return CLI_EXIT_USAGE; }
@@ -376,7 +400,7 @@ static void *ft_encode(const float *x, int64_t n, int64_t row, uint32_t dtype, u
 
 /* The base with the given tensors replaced (by name), each in dtype (or its base dtype when dtype < 0). */
 static apr_status ft_write_model(const gguf_file *base, int n, const char *const *names, const float *const *data, int dtype,
-                                 const char *out, apr_error *err) {
+                                 const char *model_name, const char *out, apr_error *err) {
     gguf_writer *w = apr_gguf_writer_new();
     void **owned = calloc((size_t)n + 1, sizeof *owned);
     if (!w || !owned) {
@@ -385,6 +409,7 @@ static apr_status ft_write_model(const gguf_file *base, int n, const char *const
         return apr_error_set(err, APR_ERR_NOMEM, "out of memory");
     }
     apr_gguf_writer_copy_kv(w, base);
+    if (model_name) apr_gguf_writer_set_str(w, "general.name", model_name);
     apr_status s = APR_OK;
     for (int64_t i = 0; s == APR_OK && i < apr_gguf_tensor_count(base); i++) {
         const gguf_tensor *t = apr_gguf_tensor_at(base, i);
@@ -409,7 +434,16 @@ static apr_status ft_write_model(const gguf_file *base, int n, const char *const
     return s;
 }
 
-static apr_status ft_write_full(llama_train *tr, const gguf_file *base, const char *out, apr_error *err) {
+/* general.name of a fully trained model: --name, else what it was trained from. */
+static void ft_model_name(const ft_opts *o, const gguf_file *base, int64_t steps, char *buf, size_t size) {
+    const char *was = apr_gguf_get_str(base, "general.name");
+    if (o->name) snprintf(buf, size, "%s", o->name);
+    else if (o->scratch || !was || !*was || !strncmp(was, "random weights", 14))
+        snprintf(buf, size, "trained from scratch by apr-finetune (%lld steps)", (long long)steps);
+    else snprintf(buf, size, "%.200s, finetuned by apr-finetune (%lld steps)", was, (long long)steps);
+}
+
+static apr_status ft_write_full(llama_train *tr, const gguf_file *base, const char *model_name, const char *out, apr_error *err) {
     const int np = apr_llama_train_count(tr);
     const char **names = calloc((size_t)np + 1, sizeof *names);
     float **bufs = calloc((size_t)np + 1, sizeof *bufs);
@@ -420,7 +454,7 @@ static apr_status ft_write_full(llama_train *tr, const gguf_file *base, const ch
         if (!(bufs[i] = malloc((size_t)p->n * sizeof(float)))) s = apr_error_set(err, APR_ERR_NOMEM, "out of memory");
         else s = apr_llama_train_read(tr, i, LLAMA_TRAIN_WEIGHT, bufs[i], err);
     }
-    if (s == APR_OK) s = ft_write_model(base, np, names, (const float *const *)bufs, -1, out, err);
+    if (s == APR_OK) s = ft_write_model(base, np, names, (const float *const *)bufs, -1, model_name, out, err);
     for (int i = 0; bufs && i < np; i++) free(bufs[i]);
     free(bufs);
     free(names);
@@ -468,6 +502,23 @@ static void ft_log_line(FILE *log, const char *json) {
     fflush(log);
 }
 
+/* --from-scratch: the new model's random weights written to a temporary file, opened and unlinked
+ * (the mapping keeps it while the run lasts). */
+static apr_status ft_scratch(const ft_opts *o, gguf_file **f, apr_error *err) {
+    apr_model_init_shape sh;
+    const apr_model_init_shape *named = apr_model_init_shape_find(o->scratch);
+    apr_status s = named ? (sh = *named, APR_OK) : apr_model_init_shape_parse(o->scratch, &sh, err);
+    if (s != APR_OK) return s;
+    const char *dir = secure_getenv("TMPDIR");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/apr-finetune-init-%ld.gguf", dir && *dir ? dir : "/tmp", (long)getpid());
+    apr_model_init_tok tok = {.gguf_path = o->tokenizer};
+    s = apr_model_init_write(&sh, APR_F32, o->tp.seed, &tok, &(apr_model_init_opts){.producer = "apr-finetune"}, path, err);
+    if (s == APR_OK) s = apr_gguf_open(path, f, err);
+    unlink(path);
+    return s;
+}
+
 static int ft_train(ft_opts *o) {
     int rc = CLI_EXIT_FAIL;
     apr_error e;
@@ -483,8 +534,11 @@ static int ft_train(ft_opts *o) {
     char out_buf[1024], ckpt_buf[1100], config[1024];
     int r = cli_open_backend(&o->c, &reg, &be);
     if (r != CLI_EXIT_OK) return r;
-    if (apr_hf_open_as_gguf(o->model, &f, &e) != APR_OK || apr_llama_model_load(f, &m, &e) != APR_OK ||
-        apr_tok_load_gguf(f, &vocab, &e) != APR_OK) {
+    if (o->scratch ? ft_scratch(o, &f, &e) != APR_OK : apr_hf_open_as_gguf(o->model, &f, &e) != APR_OK) {
+        fprintf(stderr, "error: %s\n", e.msg);
+        goto done;
+    }
+    if (apr_llama_model_load(f, &m, &e) != APR_OK || apr_tok_load_gguf(f, &vocab, &e) != APR_OK) {
         fprintf(stderr, "error: %s\n", e.msg);
         goto done;
     }
@@ -637,7 +691,10 @@ static int ft_train(ft_opts *o) {
         }
     }
     if (rc == CLI_EXIT_OK || rc == FT_EXIT_EARLY) {
-        apr_status s = o->tp.method == LLAMA_TRAIN_FULL ? ft_write_full(tr, f, o->out, &e) : ft_write_adapter(tr, m, &o->tp, o->out, &e);
+        char mname[256];
+        ft_model_name(o, f, st.step, mname, sizeof mname);
+        apr_status s = o->tp.method == LLAMA_TRAIN_FULL ? ft_write_full(tr, f, mname, o->out, &e)
+                                                        : ft_write_adapter(tr, m, &o->tp, o->out, &e);
         if (s != APR_OK) {
             fprintf(stderr, "error: %s\n", e.msg);
             rc = CLI_EXIT_FAIL;
@@ -730,7 +787,7 @@ static int ft_merge(int argc, char **argv) {
             names[i] = apr_lora_applied_tensor(ap, i)->name;
             data[i] = apr_lora_applied_tensor(ap, i)->data;
         }
-        if (ft_write_model(f, n, names, data, dtype, pos[2], &e) != APR_OK) fprintf(stderr, "error: %s\n", e.msg);
+        if (ft_write_model(f, n, names, data, dtype, NULL, pos[2], &e) != APR_OK) fprintf(stderr, "error: %s\n", e.msg);
         else {
             fprintf(stderr, "wrote %s: %d weights of %s merged with %s (scale %g)\n", pos[2], n, pos[0], pos[1], scale);
             rc = CLI_EXIT_OK;
