@@ -187,6 +187,7 @@ vk_launch vkkernel_plan(const apr_node_desc *n, char *why, size_t why_size) {
         break;
     }
     default:
+        if (n->op >= APR_OP_COUNT_V4) NO("vulkan: %s: the gradient and training ops (ABI 5) have no shader yet; they run on a CPU backend", op);
         NO("vulkan: %s not implemented yet", op);
     }
     return l;
