@@ -47,12 +47,72 @@ static inline float ag_dot(const float *a, const float *b, int64_t n) {
     return vec_hsum(vec_add(s0, s1));
 }
 
-/* acc[0..n) += c * x[0..n); acc has room for whole vectors. */
-static inline void ag_axpy(float *acc, float c, const float *x, int64_t n) {
-    const vec_t vc = vec_set1(c);
-    int64_t i = 0;
-    for (; i + VEC_W <= n; i += VEC_W) vec_store(acc + i, vec_fma(vc, vec_load(x + i), vec_load(acc + i)));
-    if (i < n) vec_storen(acc + i, vec_fma(vc, vec_loadn(x + i, (int)(n - i)), vec_loadn(acc + i, (int)(n - i))), (int)(n - i));
+/* out[i] = a . x[i] for i < 4, the same sums ag_dot forms, a loaded once for the four. */
+static inline void ag_dot4(const float *a, const float *const *x, int64_t n, float out[4]) {
+    vec_t s[4][2];
+    for (int i = 0; i < 4; i++) s[i][0] = s[i][1] = vec_zero();
+    int64_t k = 0;
+    for (; k + 2 * VEC_W <= n; k += 2 * VEC_W) {
+        const vec_t a0 = vec_load(a + k), a1 = vec_load(a + k + VEC_W);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            s[i][0] = vec_fma(a0, vec_load(x[i] + k), s[i][0]);
+            s[i][1] = vec_fma(a1, vec_load(x[i] + k + VEC_W), s[i][1]);
+        }
+    }
+    for (; k < n; k += VEC_W) {
+        const int r = n - k < VEC_W ? (int)(n - k) : VEC_W;
+        const vec_t a0 = vec_loadn(a + k, r);
+        for (int i = 0; i < 4; i++) s[i][0] = vec_fma(a0, vec_loadn(x[i] + k, r), s[i][0]);
+    }
+    for (int i = 0; i < 4; i++) out[i] = vec_hsum(vec_add(s[i][0], s[i][1]));
+}
+
+/* out[i] = a . x[i] for i < cnt, four at a time (each as ag_dot forms it). */
+static void ag_dots(const float *a, const float *const *x, int cnt, int64_t n, float *out) {
+    int i = 0;
+    for (; i + 4 <= cnt; i += 4) ag_dot4(a, x + i, n, out + i);
+    for (; i < cnt; i++) out[i] = ag_dot(a, x[i], n);
+}
+
+/* acc[0..n) += sum over g < ng, in order, of c[g] * x[g][0..n): up to 8 vectors of acc stay in
+ * registers over all the rows (with acc in memory each row's FMAs would wait on a store and a load);
+ * rows with c[g] == 0 are skipped (their x[g] may be NULL). */
+static inline __attribute__((always_inline)) void ag_multi_tile(int NV, float *acc, const float *c, const float *const *x, int ng,
+                                                                int64_t i0, int r) {
+    vec_t a[8];
+    _Pragma("GCC unroll 8")
+    for (int t = 0; t + 1 < NV; t++) a[t] = vec_load(acc + i0 + t * VEC_W);
+    a[NV - 1] = vec_loadn(acc + i0 + (NV - 1) * VEC_W, r);
+    for (int g = 0; g < ng; g++) {
+        if (c[g] == 0.0f) continue;
+        const vec_t vc = vec_set1(c[g]);
+        _Pragma("GCC unroll 8")
+        for (int t = 0; t + 1 < NV; t++) a[t] = vec_fma(vc, vec_load(x[g] + i0 + t * VEC_W), a[t]);
+        a[NV - 1] = vec_fma(vc, vec_loadn(x[g] + i0 + (NV - 1) * VEC_W, r), a[NV - 1]);
+    }
+    _Pragma("GCC unroll 8")
+    for (int t = 0; t + 1 < NV; t++) vec_store(acc + i0 + t * VEC_W, a[t]);
+    vec_storen(acc + i0 + (NV - 1) * VEC_W, a[NV - 1], r);
+}
+
+static void ag_axpy_multi(float *acc, const float *c, const float *const *x, int ng, int64_t n) {
+    for (int64_t i0 = 0; i0 < n; i0 += 8 * VEC_W) {
+        const int64_t left = n - i0;
+        const int nv = left >= 8 * VEC_W ? 8 : (int)((left + VEC_W - 1) / VEC_W);
+        const int64_t last = left - (int64_t)(nv - 1) * VEC_W;
+        const int r = last < VEC_W ? (int)last : VEC_W;
+        switch (nv) {
+        case 1: ag_multi_tile(1, acc, c, x, ng, i0, r); break;
+        case 2: ag_multi_tile(2, acc, c, x, ng, i0, r); break;
+        case 3: ag_multi_tile(3, acc, c, x, ng, i0, r); break;
+        case 4: ag_multi_tile(4, acc, c, x, ng, i0, r); break;
+        case 5: ag_multi_tile(5, acc, c, x, ng, i0, r); break;
+        case 6: ag_multi_tile(6, acc, c, x, ng, i0, r); break;
+        case 7: ag_multi_tile(7, acc, c, x, ng, i0, r); break;
+        default: ag_multi_tile(8, acc, c, x, ng, i0, r); break;
+        }
+    }
 }
 
 /* dst elements [at, at + cnt) = x. */
@@ -77,7 +137,7 @@ static inline int64_t ag_limit(const apr_node_desc *n, int64_t t, int64_t S, int
 /* ---------------------------------------------------------------- pass A: statistics and dQ */
 
 static size_t ag_scratch_a(const ag_job *j) {
-    return (size_t)(AG_GMAX * (2 * j->Dp + j->Dvp + 2 * j->Sp) + j->Dp + j->Dvp + 4 * VEC_W);
+    return (size_t)(AG_GMAX * (2 * j->Dp + j->Dvp + 2 * j->Sp) + AG_KB * j->Dp + j->Dvp + 4 * VEC_W);
 }
 
 static void ag_pass_a(void *ctx, int ith, int nth) {
@@ -87,7 +147,7 @@ static void ag_pass_a(void *ctx, int ith, int nth) {
     const int has_mask = cpu_supports_has_src(n, 3);
     const float scale = n->fparams[0];
     float *qb = (float *)j->be->scratch[ith], *ob = qb + AG_GMAX * j->Dp, *acc = ob + AG_GMAX * j->Dvp;
-    float *sc = acc + AG_GMAX * j->Dp, *dp = sc + AG_GMAX * j->Sp, *kt = dp + AG_GMAX * j->Sp, *vt = kt + j->Dp;
+    float *sc = acc + AG_GMAX * j->Dp, *dp = sc + AG_GMAX * j->Sp, *kt = dp + AG_GMAX * j->Sp, *vt = kt + AG_KB * j->Dp;
     long long u0, u1;
     tpool_split(j->T * j->Hkv * j->slices, ith, nth, &u0, &u1);
     for (long long u = u0; u < u1; u++) {
@@ -109,9 +169,12 @@ static void ag_pass_a(void *ctx, int ith, int nth) {
             }
             const float *kr = rows_f32(rows_at(k, s, hk, 0), j->D, k->nb[0], k->dtype, kt);
             const float *vr = rows_f32(rows_at(v, s, hk, 0), j->Dv, v->nb[0], v->dtype, vt);
+            float qk[AG_GMAX], ov[AG_GMAX];
+            ag_dots(kr, qr, ng, j->D, qk);
+            ag_dots(vr, orow, ng, j->Dv, ov);
             for (int g = 0; g < ng; g++) {
-                sc[g * j->Sp + s] = ag_dot(qr[g], kr, j->D) * scale + mv;
-                dp[g * j->Sp + s] = ag_dot(orow[g], vr, j->Dv);
+                sc[g * j->Sp + s] = qk[g] * scale + mv;
+                dp[g * j->Sp + s] = ov[g];
             }
         }
         int any = 0;
@@ -141,14 +204,19 @@ static void ag_pass_a(void *ctx, int ith, int nth) {
             for (int64_t s = 0; s < L; s++) sg[s] = scale * (sg[s] * (pg[s] - (float)dd)); /* scale * ds */
             st[0] = m, st[1] = inv_l, st[2] = (float)dd;
         }
+        /* dQ = sum over the keys of (scale ds) k, a block of keys at a time; masked keys have ds = 0 */
         memset(acc, 0, (size_t)(ng * j->Dp) * 4);
-        if (any)
-            for (int64_t s = 0; s < L; s++) {
-                if (ag_mask(n, has_mask, s, t) == -INFINITY) continue;
-                const float *kr = rows_f32(rows_at(k, s, hk, 0), j->D, k->nb[0], k->dtype, kt);
-                for (int g = 0; g < ng; g++)
-                    if (sc[g * j->Sp + s] != 0.0f) ag_axpy(acc + g * j->Dp, sc[g * j->Sp + s], kr, j->D);
+        for (int64_t s0 = 0; any && s0 < L; s0 += AG_KB) {
+            const int nb = (int)(L - s0 < AG_KB ? L - s0 : AG_KB);
+            const float *krow[AG_KB];
+            for (int b = 0; b < nb; b++) {
+                krow[b] = NULL;
+                int used = 0;
+                for (int g = 0; g < ng; g++) used |= sc[g * j->Sp + s0 + b] != 0.0f;
+                if (used) krow[b] = rows_f32(rows_at(k, s0 + b, hk, 0), j->D, k->nb[0], k->dtype, kt + b * j->Dp);
             }
+            for (int g = 0; g < ng; g++) ag_axpy_multi(acc + g * j->Dp, sc + g * j->Sp + s0, krow, nb, j->D);
+        }
         for (int g = 0; g < ng; g++) ag_store(d, j->D * (t + j->T * (h0 + g)), acc + g * j->Dp, j->D);
     }
 }
@@ -156,7 +224,7 @@ static void ag_pass_a(void *ctx, int ith, int nth) {
 /* ---------------------------------------------------------------- pass B: dK and dV per block of keys */
 
 static size_t ag_scratch_b(const ag_job *j) {
-    return (size_t)(2 * AG_KB * (j->Dp + j->Dvp) + j->Dp + j->Dvp + 4 * AG_KB + 4 * VEC_W);
+    return (size_t)(2 * AG_KB * (j->Dp + j->Dvp) + AG_GMAX * (j->Dp + j->Dvp + 3 * AG_KB) + AG_KB + 4 * VEC_W);
 }
 
 static void ag_pass_b(void *ctx, int ith, int nth) {
@@ -166,7 +234,8 @@ static void ag_pass_b(void *ctx, int ith, int nth) {
     const int has_mask = cpu_supports_has_src(n, 3);
     const float scale = n->fparams[0];
     float *kb = (float *)j->be->scratch[ith], *vb = kb + AG_KB * j->Dp, *dk = vb + AG_KB * j->Dvp, *dv = dk + AG_KB * j->Dp;
-    float *qt = dv + AG_KB * j->Dvp, *ot = qt + j->Dp, *mvs = ot + j->Dvp, *ps = mvs + AG_KB, *dps = ps + AG_KB;
+    float *qt = dv + AG_KB * j->Dvp, *ot = qt + AG_GMAX * j->Dp, *ps = ot + AG_GMAX * j->Dvp, *cs = ps + AG_GMAX * AG_KB;
+    float *dps = cs + AG_GMAX * AG_KB, *mvs = dps + AG_GMAX * AG_KB;
     const int64_t blocks = (j->S + AG_KB - 1) / AG_KB;
     long long u0, u1;
     tpool_split(blocks * j->Hkv, ith, nth, &u0, &u1);
@@ -174,6 +243,7 @@ static void ag_pass_b(void *ctx, int ith, int nth) {
         const int64_t hk = u % j->Hkv, s0 = u / j->Hkv * AG_KB;
         const int nb = (int)(j->S - s0 < AG_KB ? j->S - s0 : AG_KB);
         int loaded = 0; /* key and value rows are converted on first use: a block no query sees is never read */
+        const float *krow[AG_KB], *vrow[AG_KB];
         memset(dk, 0, (size_t)(AG_KB * j->Dp) * 4);
         memset(dv, 0, (size_t)(AG_KB * j->Dvp) * 4);
         for (int64_t t = 0; t < j->T; t++) {
@@ -185,30 +255,44 @@ static void ag_pass_b(void *ctx, int ith, int nth) {
             if (!live) continue;
             if (!loaded) {
                 for (int b = 0; b < nb; b++) {
-                    rows_load_f32(kb + b * j->Dp, rows_at(k, s0 + b, hk, 0), j->D, k->nb[0], k->dtype);
-                    rows_load_f32(vb + b * j->Dvp, rows_at(v, s0 + b, hk, 0), j->Dv, v->nb[0], v->dtype);
+                    krow[b] = rows_f32(rows_at(k, s0 + b, hk, 0), j->D, k->nb[0], k->dtype, kb + b * j->Dp);
+                    vrow[b] = rows_f32(rows_at(v, s0 + b, hk, 0), j->Dv, v->nb[0], v->dtype, vb + b * j->Dvp);
                 }
                 loaded = 1;
             }
-            for (int64_t h = hk * j->group; h < (hk + 1) * j->group; h++) {
-                const float *st = j->stats + (t * j->H + h) * 3;
-                if (st[1] == 0.0f) continue; /* sees no key at all */
-                const float *qr = rows_f32(rows_at(q, t, h, 0), j->D, q->nb[0], APR_F32, qt);
-                const float *orow = rows_f32(rows_at(dO, h, t, 0), j->Dv, dO->nb[0], APR_F32, ot);
-                for (int b = 0; b < vis; b++) {
-                    if (mvs[b] == -INFINITY) { ps[b] = -INFINITY; continue; }
-                    ps[b] = ag_dot(qr, kb + b * j->Dp, j->D) * scale + mvs[b];
-                    dps[b] = ag_dot(orow, vb + b * j->Dvp, j->Dv);
-                }
-                const vec_t vm = vec_set1(st[0]), vl = vec_set1(st[1]);
-                for (int b = 0; b < vis; b += VEC_W) {
-                    const int r = vis - b < VEC_W ? vis - b : VEC_W;
-                    vec_storen(ps + b, vec_mul(vec_exp(vec_sub(vec_loadn(ps + b, r), vm)), vl), r);
+            /* the query heads of hk, up to AG_GMAX at a time: p and scale ds of each head and key,
+             * then each key's dV and dK rows take every head's share in one pass */
+            for (int64_t h0 = hk * j->group; h0 < (hk + 1) * j->group; h0 += AG_GMAX) {
+                const int ng = (int)((hk + 1) * j->group - h0 < AG_GMAX ? (hk + 1) * j->group - h0 : AG_GMAX);
+                const float *qr[AG_GMAX], *orow[AG_GMAX];
+                for (int g = 0; g < ng; g++) {
+                    const float *st = j->stats + (t * j->H + h0 + g) * 3;
+                    float *pg = ps + g * AG_KB, *cg = cs + g * AG_KB, *dg = dps + g * AG_KB;
+                    qr[g] = rows_f32(rows_at(q, t, h0 + g, 0), j->D, q->nb[0], APR_F32, qt + g * j->Dp);
+                    orow[g] = rows_f32(rows_at(dO, h0 + g, t, 0), j->Dv, dO->nb[0], APR_F32, ot + g * j->Dvp);
+                    if (st[1] == 0.0f) { /* sees no key at all */
+                        for (int b = 0; b < vis; b++) pg[b] = cg[b] = 0.0f;
+                        continue;
+                    }
+                    ag_dots(qr[g], krow, vis, j->D, pg);
+                    ag_dots(orow[g], vrow, vis, j->Dv, dg);
+                    for (int b = 0; b < vis; b++) {
+                        if (mvs[b] == -INFINITY) pg[b] = -INFINITY, dg[b] = 0.0f; /* its row's values are not used */
+                        else pg[b] = pg[b] * scale + mvs[b];
+                    }
+                    const vec_t vm = vec_set1(st[0]), vl = vec_set1(st[1]);
+                    for (int b = 0; b < vis; b += VEC_W) {
+                        const int r = vis - b < VEC_W ? vis - b : VEC_W;
+                        vec_storen(pg + b, vec_mul(vec_exp(vec_sub(vec_loadn(pg + b, r), vm)), vl), r);
+                    }
+                    for (int b = 0; b < vis; b++) cg[b] = mvs[b] == -INFINITY ? 0.0f : scale * (pg[b] * (dg[b] - st[2]));
                 }
                 for (int b = 0; b < vis; b++) {
                     if (mvs[b] == -INFINITY) continue;
-                    ag_axpy(dv + b * j->Dvp, ps[b], orow, j->Dv);
-                    ag_axpy(dk + b * j->Dp, scale * (ps[b] * (dps[b] - st[2])), qr, j->D);
+                    float pb[AG_GMAX], cb[AG_GMAX];
+                    for (int g = 0; g < ng; g++) pb[g] = ps[g * AG_KB + b], cb[g] = cs[g * AG_KB + b];
+                    ag_axpy_multi(dv + b * j->Dvp, pb, orow, ng, j->Dv);
+                    ag_axpy_multi(dk + b * j->Dp, cb, qr, ng, j->D);
                 }
             }
         }

@@ -59,21 +59,46 @@ static int64_t gmm_scratch_floats(void) {
            (qmatmul_dequant_scratch(GMM_ROW_FLOATS) + 63) / 4;
 }
 
-/* A(r, p0 .. p0 + n) as contiguous f32: the row itself, or converted / dequantized into tmp. */
-static const float *gmm_a_piece(const gmm_slice *s, int64_t r, int64_t p0, int64_t n, float *tmp) {
+static inline int gmm_is_float(uint32_t t) { return t == APR_F32 || t == APR_F16 || t == APR_BF16; }
+
+/* Where A's row r holds p0 .. p0 + n: *at the first byte, *bytes how many (whole blocks for a block type). */
+static inline void gmm_a_span(const gmm_slice *s, int64_t r, int64_t p0, int64_t n, const char **at, int64_t *bytes) {
     const char *row = s->op == APR_OP_MATMUL_GRAD_X ? s->a + r * s->anb1 : gmm_row(s, s->a, s->anb1, s->anb2, s->anb3, r);
-    if (s->atype == APR_F32 || s->atype == APR_F16 || s->atype == APR_BF16) return rows_f32(row + p0 * s->anb0, n, s->anb0, s->atype, tmp);
+    if (gmm_is_float(s->atype)) {
+        *at = row + p0 * s->anb0;
+        *bytes = n * s->anb0;
+        return;
+    }
+    const int64_t blk = opcheck_dtype_block(s->atype), b0 = p0 / blk, b1 = gmm_ceil(p0 + n, blk);
+    *at = row + b0 * s->anb0;
+    *bytes = (b1 - b0) * s->anb0;
+}
+
+/* A(r, p0 .. p0 + n) as contiguous f32: the row itself, or converted / dequantized into tmp. */
+static const float *gmm_a_piece(const gmm_slice *s, const char *at, int64_t p0, int64_t n, float *tmp) {
+    if (gmm_is_float(s->atype)) return rows_f32(at, n, s->anb0, s->atype, tmp);
     /* a block row: the whole blocks that cover [p0, p0 + n) */
     const int64_t blk = opcheck_dtype_block(s->atype), b0 = p0 / blk, b1 = gmm_ceil(p0 + n, blk);
-    qmatmul_dequant_row(s->atype, row + b0 * s->anb0, (b1 - b0) * blk, tmp, tmp + GMM_ROW_FLOATS);
+    qmatmul_dequant_row(s->atype, at, (b1 - b0) * blk, tmp, tmp + GMM_ROW_FLOATS);
     return tmp + (p0 - b0 * blk);
 }
 
 /* A for p in [p, p + nc), r in [r0, r0 + kc) into panels of GEMM_NR p-values (panel j at bp + j * kc,
  * step r at + (r - r0) * GEMM_NR), zero past nc. */
 static void gmm_pack_a(const gmm_slice *s, int64_t p, int64_t nc, int64_t r0, int64_t kc, float *bp, float *tmp) {
+    const int dense = !gmm_is_float(s->atype) || s->anb0 == rows_esize(s->atype);
+    const char *at, *next = NULL;
+    int64_t bytes;
+    gmm_a_span(s, r0, p, nc, &at, &bytes);
     for (int64_t k = 0; k < kc; k++) {
-        const float *x = gmm_a_piece(s, r0 + k, p, nc, tmp);
+        /* each row piece is a short stream of its own that the hardware prefetcher picks up late:
+         * the next one is asked for while this one is copied */
+        if (k + 1 < kc) {
+            gmm_a_span(s, r0 + k + 1, p, nc, &next, &bytes);
+            for (int64_t o = 0; dense && o < bytes; o += 64) __builtin_prefetch(next + o, 0, 3);
+        }
+        const float *x = gmm_a_piece(s, at, p, nc, tmp);
+        at = next;
         int64_t jr = 0;
         for (; jr + GEMM_NR <= nc; jr += GEMM_NR) {
             float *o = bp + jr * kc + k * GEMM_NR;
