@@ -2,9 +2,9 @@
 #
 #   make aarch64              (or make ARCH=aarch64) libapr, libaprllm, reference.so, cpu-neon.so,
 #                             the tools and the test programs, with Debian's gcc-aarch64-linux-gnu
-#   make check-aarch64        the conformance, tokenizer, model (llama, arch), loader, executor, weight
-#                             packing, gguf, chat, import, quant and sampler tests under qemu-aarch64,
-#                             once per CPU model in AA_QEMU_CPUS (AA_QEMU_CPUS="max cortex-a72" for two)
+#   make check-aarch64        the conformance (forward and gradient), tokenizer, model (llama, arch), loader,
+#                             executor, weight packing, gguf, chat, import, quant and sampler tests under
+#                             qemu-aarch64, once per CPU model in AA_QEMU_CPUS (AA_QEMU_CPUS="max cortex-a72" for two)
 #   make clean-aarch64
 #
 # The arm64 builds of hwloc, cJSON, PCRE2 and utf8proc come from Debian's arm64 packages, unpacked
@@ -64,7 +64,7 @@ AA_TESTPLUGS := $(TESTPLUG_SRCS:tests/plugins/%.c=$(AA_B)/tests/plugins/%.so)
 # test_import's one test that executes apr-import
 # (an aarch64 program cannot exec another without binfmt_misc; test_run and test_quantize, which
 # exec apr-run / apr-quantize / apr-perplexity throughout, are left out for the same reason).
-AA_CHECK_TESTS := test_conformance test_tokenizer test_tok_norm test_tok_unicode test_llama test_arch test_loader test_executor test_wpack test_fused test_gguf \
+AA_CHECK_TESTS := test_conformance test_gradcheck test_tokenizer test_tok_norm test_tok_unicode test_llama test_arch test_loader test_executor test_wpack test_fused test_gguf \
                   test_chat test_import test_quant test_sampler test_tpool
 AA_EXCLUDE := --exclude 'import/apr_import_tool_exit_codes_and_summary'
 
