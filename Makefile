@@ -276,28 +276,41 @@ fuzz-safetensors: $(B)/fuzz/safetensors_fuzz
 
 # ---------------------------------------------------------------- the README's quick-start commands
 # Both first install any missing Debian packages (scripts/deps.sh says which), then re-run make so
-# that pkg-config sees them. No trained checkpoint can ship with apr, so demo's default model is
-# generated: random weights in a small Llama shape and no tokenizer (gibberish token ids);
-# MODEL=path runs a real GGUF.
-DEMO_MODEL := $(B)/models/tiny-random-f16.gguf
+# that pkg-config sees them. demo's default model is apr's own (models/, trained by `make default-model`);
+# MODEL=path runs another GGUF.
+DEMO_MODEL := models/apr-kjv-q8_0.gguf
 MODEL ?= $(DEMO_MODEL)
-DEMO_PROMPT ?= Once upon a time
+DEMO_PROMPT ?= And God said
 demo:
 	scripts/deps.sh
 	$(MAKE) all
 	$(B)/bin/apr-probe
-	@if [ "$(MODEL)" = "$(DEMO_MODEL)" ] && [ ! -f "$(DEMO_MODEL)" ]; then \
-	  mkdir -p $(dir $(DEMO_MODEL)) && echo "$(B)/bin/apr-genmodel --shape tiny $(DEMO_MODEL)" && \
-	  $(B)/bin/apr-genmodel --shape tiny $(DEMO_MODEL); fi
 	@if [ "$(MODEL)" = "$(DEMO_MODEL)" ]; then \
-	  echo "note: $(MODEL) holds random weights and no tokenizer, not a trained model, so the token ids below are gibberish;"; \
-	  echo "      run a real model with: make demo MODEL=path/to/model.gguf"; fi
-	@# a model without a vocabulary (the generated default has none) still runs, printing ids
+	  echo "note: $(MODEL) is a 3.3M-parameter Llama that apr trained from scratch on the King James Bible"; \
+	  echo "      (make default-model); run another model with: make demo MODEL=path/to/model.gguf"; fi
+	@# a model without a vocabulary still runs, printing ids
 	@if $(B)/bin/apr-tokenize --model "$(MODEL)" --prompt x --ids >/dev/null 2>&1; then \
 	  echo '$(B)/bin/apr-run --model "$(MODEL)" --prompt "$(DEMO_PROMPT)" -n 64'; \
 	  $(B)/bin/apr-run --model "$(MODEL)" --prompt "$(DEMO_PROMPT)" -n 64; \
 	else echo '$(B)/bin/apr-run --model "$(MODEL)" -n 64'; $(B)/bin/apr-run --model "$(MODEL)" -n 64; fi
 	$(B)/bin/apr-bench --quick
+
+# The default model, reproduced from its corpus: a byte-level BPE vocabulary of 4096 tokens learned from
+# the King James Bible, a Llama of 4 layers (width 192, 6 heads, feed-forward 512) trained from scratch
+# for 700 steps of 4 x 256 tokens (about 0.6 of an epoch) with AdamW, then quantized to Q8_0. The same
+# seed, steps, backend and thread count give the same bits (cpu-avx512 and 2 threads made the committed one).
+KJV_DIR := $(B)/kjv
+KJV_SHAPE := layers=4,embd=192,heads=6,kv_heads=6,ff=512,ctx=256
+default-model: all
+	scripts/deps.sh
+	scripts/kjv-corpus.sh $(KJV_DIR)/kjv.txt
+	$(B)/bin/apr-finetune vocab $(KJV_DIR)/kjv.txt $(KJV_DIR)/vocab.gguf --size 4096
+	$(B)/bin/apr-finetune --from-scratch $(KJV_SHAPE) --tokenizer $(KJV_DIR)/vocab.gguf --data $(KJV_DIR)/kjv.txt \
+	  --lr 3e-3 --warmup 30 --seq-len 256 --batch 4 --steps 700 --val-split 0.01 --eval-every 100 --save-every 50 \
+	  --threads 2 --log $(KJV_DIR)/train.jsonl --name "apr-kjv: a small Llama trained by apr on the King James Bible" \
+	  --out $(KJV_DIR)/apr-kjv-f32.gguf
+	$(B)/bin/apr-quantize $(KJV_DIR)/apr-kjv-f32.gguf $(DEMO_MODEL) --type q8_0
+	$(B)/bin/apr-finetune plot $(KJV_DIR)/train.jsonl $(KJV_DIR)/train.svg
 
 test:
 	scripts/deps.sh
@@ -305,5 +318,5 @@ test:
 	$(MAKE) check-sanitize
 	$(MAKE) check-aarch64
 
-.PHONY: demo test
+.PHONY: demo default-model test
 include mk/aarch64.mk
