@@ -143,22 +143,37 @@ void ceiling_reader_free(ceiling_reader *r) {
     free(r);
 }
 
+/* FMA rounds for about pass_seconds, from a short single-thread calibration; 0 when threads cannot start. */
+static uint64_t ceiling_fma_iters(double pass_seconds, char *err, size_t err_size) {
+    ceiling_shared sh = {.job = CEILING_FMA, .fma_iters = 1u << 18, .passes = 2};
+    if (ceiling_run(&sh, 1, err, err_size)) return 0;
+    double rounds_per_s = (double)sh.fma_iters / (sh.best_seconds > 1e-6 ? sh.best_seconds : 1e-6);
+    return (uint64_t)(rounds_per_s * pass_seconds) + 1;
+}
+
+/* The FMA rate of threads threads running fma_iters rounds each, best of passes (at most 3). */
+static double ceiling_fma_run(int threads, uint64_t fma_iters, int passes, char *err, size_t err_size) {
+    ceiling_shared sh = {.job = CEILING_FMA, .fma_iters = fma_iters, .passes = passes < 3 ? passes : 3};
+    if (ceiling_run(&sh, threads, err, err_size)) return -1;
+    return sh.fma_flops * threads / sh.best_seconds * 1e-9;
+}
+
 int ceiling_measure(ceiling_reader *reader, const int *threads, int n, int passes, double pass_seconds, ceiling *out,
                     char *err, size_t err_size) {
-    /* FMA rounds for about pass_seconds, from a short single-thread calibration. */
-    ceiling_shared sh = {.job = CEILING_FMA, .fma_iters = 1u << 18, .passes = 2};
-    if (ceiling_run(&sh, 1, err, err_size)) return -1;
-    double rounds_per_s = (double)sh.fma_iters / (sh.best_seconds > 1e-6 ? sh.best_seconds : 1e-6);
-    uint64_t fma_iters = (uint64_t)(rounds_per_s * pass_seconds) + 1;
-
+    uint64_t fma_iters = ceiling_fma_iters(pass_seconds, err, err_size);
+    if (!fma_iters) return -1;
     for (int i = 0; i < n; i++) {
         int t = threads[i];
         out[i].threads = t;
         out[i].read_gbps = ceiling_reader_gbps(reader, t, passes, err, err_size);
         if (out[i].read_gbps < 0) return -1;
-        sh = (ceiling_shared){.job = CEILING_FMA, .fma_iters = fma_iters, .passes = passes < 3 ? passes : 3};
-        if (ceiling_run(&sh, t, err, err_size)) return -1;
-        out[i].fma_gflops = sh.fma_flops * t / sh.best_seconds * 1e-9;
+        out[i].fma_gflops = ceiling_fma_run(t, fma_iters, passes, err, err_size);
+        if (out[i].fma_gflops < 0) return -1;
     }
     return 0;
+}
+
+double ceiling_fma_gflops(int threads, int passes, double pass_seconds, char *err, size_t err_size) {
+    uint64_t fma_iters = ceiling_fma_iters(pass_seconds, err, err_size);
+    return fma_iters ? ceiling_fma_run(threads, fma_iters, passes, err, err_size) : -1;
 }

@@ -31,4 +31,9 @@ void ceiling_reader_free(ceiling_reader *r);
 int ceiling_measure(ceiling_reader *reader, const int *threads, int n, int passes, double pass_seconds,
                     ceiling *out, char *err, size_t err_size);
 
+/* The FMA rate alone, as ceiling_measure measures it, for threads threads (best of passes, at most
+ * 3, each about pass_seconds): for measuring it again next to the work it is compared with.
+ * Returns 1e9 flops/s, or -1 with a message in err. */
+double ceiling_fma_gflops(int threads, int passes, double pass_seconds, char *err, size_t err_size);
+
 #endif

@@ -17,6 +17,7 @@
 #include "report.h"
 #include "simd.h"
 #include "suite.h"
+#include "trainbench.h"
 
 #define MAIN_MAX_BACKENDS 16
 
@@ -117,10 +118,17 @@ int main(int argc, char **argv) {
     const apr_host_info *host = apr_registry_host(reg);
     const char *backends[MAIN_MAX_BACKENDS];
     int n_backends;
-    if ((rc = main_backends(reg, o.backend, backends, &n_backends)) != CLI_EXIT_OK) goto out;
+    /* --train without --backend: the default backend alone (a step of a real model takes tens of seconds) */
+    const char *backend = o.backend;
+    if (o.train && !backend && !(backend = apr_registry_default(reg))) {
+        fprintf(stderr, "error: no usable backend in %s (run apr-probe to see why)\n", apr_registry_search_path(reg));
+        goto out;
+    }
+    if ((rc = main_backends(reg, backend, backends, &n_backends)) != CLI_EXIT_OK) goto out;
     rc = CLI_EXIT_FAIL;
     /* the arguments are checked before the ceilings, which take seconds to measure */
     if (o.model && !(model = modelbench_load(o.model))) goto out;
+    if (o.train && (!(model = modelbench_load(o.train)) || trainbench_check(&o, modelbench_llama(model)))) goto out;
     int cores = host->n_physical_cores > 0 ? host->n_physical_cores : 1;
     if (!o.n_threads) o.threads[o.n_threads++] = cores;
 
@@ -158,13 +166,17 @@ int main(int argc, char **argv) {
         goto out;
     }
 
-    if (o.model) {
+    if (o.model || o.train) {
         if (!o.json)
             printf("apr-bench %s: %s, %d physical cores; ceilings measured in this run:\n", APR_VERSION_STRING, host->cpu_model, cores);
         for (int i = 0; i < n_ceil && !o.json; i++)
             printf("  %d thread(s): read %.1f GB/s, f32 FMA %.1f GFLOP/s\n", ceilings[i].threads, ceilings[i].read_gbps,
                    ceilings[i].fma_gflops);
-        rc = modelbench_run(&o, model, reg, backends, n_backends, ceilings, n_ceil, reader) ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+        if (o.train)
+            rc = trainbench_run(&o, modelbench_llama(model), reg, backends, n_backends, ceilings, n_ceil, loadavg) ? CLI_EXIT_FAIL
+                                                                                                               : CLI_EXIT_OK;
+        else
+            rc = modelbench_run(&o, model, reg, backends, n_backends, ceilings, n_ceil, reader) ? CLI_EXIT_FAIL : CLI_EXIT_OK;
         goto out;
     }
 

@@ -133,6 +133,8 @@ modelbench_model *modelbench_load(const char *path) {
     return mm;
 }
 
+const struct llama_model *modelbench_llama(const modelbench_model *mm) { return mm->m; }
+
 void modelbench_free(modelbench_model *mm) {
     if (!mm) return;
     apr_llama_model_free(mm->m);

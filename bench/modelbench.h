@@ -12,6 +12,9 @@ typedef struct modelbench_model modelbench_model;
 /* Opens the GGUF at path as a llama model; NULL after printing a one-line error. */
 modelbench_model *modelbench_load(const char *path);
 void modelbench_free(modelbench_model *mm);
+struct llama_model;
+/* The llama model behind mm (llm/llama.h); it lives as long as mm. */
+const struct llama_model *modelbench_llama(const modelbench_model *mm);
 
 /* Runs mm (o->model) on every backend x thread count; prints a table (or JSON) to stdout. Returns 0,
  * or -1 after printing an error. The read bandwidth is measured on reader, at the sample's

@@ -6,6 +6,7 @@
 
 #include "cases.h"
 #include "common/cli.h"
+#include "llama_train.h"
 
 void opts_help(FILE *f) {
     fprintf(f,
@@ -39,8 +40,29 @@ void opts_help(FILE *f) {
         "  --decode N       tokens per decode sample with --model (default 32)\n"
         "  --no-pack        with --model: keep weights in the file's block layout (no repacking for\n"
         "                   faster kernels)\n"
+        "  --train FILE     instead of ops: training speed of a GGUF model (llm/llama_train.h) on the\n"
+        "                   default backend (or --backend), per thread count: a warm-up step, then\n"
+        "                   --steps optimizer steps over random token windows (fixed seed); the median\n"
+        "                   step time, tokens/s, the matmul FLOPs of one step, GFLOP/s = those FLOPs /\n"
+        "                   step time and its ratio to the FMA peak at the same thread count (the\n"
+        "                   highest of the start-up figure and measurements right before each timed\n"
+        "                   step and after the last). The executor has no per-node timing: the time is the whole\n"
+        "                   step's (forward, backward, gradient norms, optimizer), so GFLOP/s is a lower\n"
+        "                   bound of the matmuls' own rate. Matmul FLOPs, T = tokens per step, a K x N\n"
+        "                   weight: forward 2*K*N*T for every matmul (q k v o gate up down of every layer,\n"
+        "                   the output projection, LoRA's A: K->r and B: r->N); backward dX = W^T dY\n"
+        "                   (2*K*N*T) for every matmul whose input depends on a trainable tensor, and\n"
+        "                   dW (2*K*N*T) for trainable weights only. Attention is printed apart, not in\n"
+        "                   the ratio: 2*hd*P per head for QK^T and for PV forward (P = L(L+1)/2 causal\n"
+        "                   pairs of a window of L), four such products backward\n"
+        "  --method M       with --train: lora (float base), qlora (quantized base) or full (default lora)\n"
+        "  --seq-len N      with --train: tokens per step, one window (default 256)\n"
+        "  --lora-rank R    with --train: LoRA rank (default 8; alpha 2R)\n"
+        "  --lora-targets L with --train: q,k,v,o,gate,up,down separated by commas, or all (default q,v)\n"
+        "  --steps N        with --train: timed steps per thread count (default --repeat if given, else 3)\n"
         "  --timeout S      a benchmark running longer than S seconds (a hung backend) ends the run\n"
-        "                   with exit status 1 (default 300; 0 = no limit)\n"
+        "                   with exit status 1 (default 300; 0 = no limit); with --train, each step\n"
+        "                   and each trainer's construction\n"
         "  --bw-mib N       array size for the bandwidth ceiling (default max(1024, 8 x L3))\n"
         "  --json           one JSON document on stdout instead of the table\n"
         "  -h, --help       this text\n"
@@ -112,10 +134,34 @@ static int opts_cases(const char *v, opts *o) {
     return 0;
 }
 
+/* --lora-targets: names separated by commas, or all. */
+static bool opts_targets(const char *v, unsigned *out) {
+    static const char *const names[] = {"q", "k", "v", "o", "gate", "up", "down"};
+    if (!strcmp(v, "all")) {
+        *out = 0x7fu;
+        return true;
+    }
+    char buf[128];
+    if (snprintf(buf, sizeof buf, "%s", v) >= (int)sizeof buf) return false;
+    unsigned t = 0;
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        size_t i = 0;
+        while (i < 7 && strcmp(tok, names[i])) i++;
+        if (i == 7) return false;
+        t |= 1u << i;
+    }
+    *out = t;
+    return t != 0;
+}
+
 int opts_parse(int argc, char **argv, opts *o) {
     memset(o, 0, sizeof *o);
     o->ref_cap_gflop = -1;
     o->timeout_s = 300;
+    o->method = LLAMA_TRAIN_LORA;
+    o->lora_targets = LLAMA_LORA_Q | LLAMA_LORA_V;
+    const char *train_only = NULL, *lora_only = NULL; /* the last option of each kind given */
+    bool repeat_given = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         long n;
@@ -128,6 +174,7 @@ int opts_parse(int argc, char **argv, opts *o) {
         } else if ((v = cli_option_value(argc, argv, &i, "--repeat"))) {
             if (!cli_option_int("--repeat", v, 1, 1000, &n)) return 2;
             o->repeat = (int)n;
+            repeat_given = true;
         } else if ((v = cli_option_value(argc, argv, &i, "--timeout"))) {
             if (!cli_option_int("--timeout", v, 0, 86400, &n)) return 2;
             o->timeout_s = n;
@@ -142,6 +189,35 @@ int opts_parse(int argc, char **argv, opts *o) {
             bool pre = !strncmp(a, "--prefill", 9);
             if (!cli_option_int(pre ? "--prefill" : "--decode", v, 1, 65536, &n)) return 2;
             *(pre ? &o->prefill : &o->decode) = (int)n;
+        } else if ((v = cli_option_value(argc, argv, &i, "--train"))) {
+            o->train = v;
+        } else if ((v = cli_option_value(argc, argv, &i, "--method"))) {
+            train_only = "--method";
+            if (!strcmp(v, "lora")) o->method = LLAMA_TRAIN_LORA;
+            else if (!strcmp(v, "qlora")) o->method = LLAMA_TRAIN_QLORA;
+            else if (!strcmp(v, "full")) o->method = LLAMA_TRAIN_FULL;
+            else {
+                fprintf(stderr, "error: --method %s: lora, qlora or full\n", v);
+                return 2;
+            }
+        } else if ((v = cli_option_value(argc, argv, &i, "--seq-len"))) {
+            train_only = "--seq-len";
+            if (!cli_option_int("--seq-len", v, 2, 65536, &n)) return 2;
+            o->seq_len = (int)n;
+        } else if ((v = cli_option_value(argc, argv, &i, "--steps"))) {
+            train_only = "--steps";
+            if (!cli_option_int("--steps", v, 1, 1000, &n)) return 2;
+            o->steps = (int)n;
+        } else if ((v = cli_option_value(argc, argv, &i, "--lora-rank"))) {
+            train_only = lora_only = "--lora-rank";
+            if (!cli_option_int("--lora-rank", v, 1, 4096, &n)) return 2;
+            o->lora_rank = (int)n;
+        } else if ((v = cli_option_value(argc, argv, &i, "--lora-targets"))) {
+            train_only = lora_only = "--lora-targets";
+            if (!opts_targets(v, &o->lora_targets)) {
+                fprintf(stderr, "error: --lora-targets %s: a comma-separated list of q, k, v, o, gate, up, down, or all\n", v);
+                return 2;
+            }
         } else if ((v = cli_option_value(argc, argv, &i, "--case"))) {
             if (opts_cases(v, o)) return 2;
         } else {
@@ -157,6 +233,21 @@ int opts_parse(int argc, char **argv, opts *o) {
             o->help |= common.help;
         }
     }
+    if (o->train && o->model) {
+        fprintf(stderr, "error: --train and --model measure different things; give one of them\n");
+        return 2;
+    }
+    if (train_only && !o->train) {
+        fprintf(stderr, "error: %s only applies to --train FILE\n", train_only);
+        return 2;
+    }
+    if (lora_only && o->method == LLAMA_TRAIN_FULL) {
+        fprintf(stderr, "error: %s does not apply to --method full (no adapters)\n", lora_only);
+        return 2;
+    }
+    if (!o->steps) o->steps = repeat_given ? o->repeat : 3;
+    if (!o->seq_len) o->seq_len = 256;
+    if (!o->lora_rank) o->lora_rank = 8;
     if (!o->repeat) o->repeat = o->quick ? 5 : 7;
     if (!o->prefill) o->prefill = 128;
     if (!o->decode) o->decode = 32;

@@ -24,6 +24,12 @@ typedef struct opts {
     int prefill;                       /* --prefill N tokens per prefill sample (default 128) */
     int decode;                        /* --decode N tokens per decode sample (default 32) */
     bool no_pack;                      /* --no-pack: with --model, weights stay in the file's layout */
+    const char *train;                 /* --train FILE: training step speed of a model instead of ops */
+    int method;                        /* --method lora|qlora|full (llama_train_method; default lora) */
+    int seq_len;                       /* --seq-len N tokens per training step (default 256) */
+    int lora_rank;                     /* --lora-rank R (default 8) */
+    unsigned lora_targets;             /* --lora-targets q,v|all (LLAMA_LORA_* bits; default q,v) */
+    int steps;                         /* --steps N timed training steps (default --repeat if given, else 3) */
 } opts;
 
 /* Parses argv. Returns 0, or 2 (usage error, message printed on stderr). Free with opts_free. */
