@@ -14,6 +14,10 @@
 /* Each weight rounds to its format; X is rounded to 8-bit blocks by CPU plugins (about 1.5e-5 of
  * NMSE), the reference keeps it in f32. */
 #define FUSED_NMSE_LIMIT 2e-4
+/* With only a handful of outputs (8: a k or v of one 16-row group) the NMSE of the activations' 8-bit
+ * rounding has a heavy tail (2.4e-4 seen on cpu-neon); one wrong output would still give ~1/8. */
+#define FUSED_FEW_OUTPUTS 32
+#define FUSED_NMSE_LIMIT_FEW 2e-3
 
 #define FUSED_MAX 5
 
@@ -136,8 +140,9 @@ Test(fused, matmuls_sharing_x_give_the_bits_they_give_apart) {
                                   r->name, threads, c->what, i, (long long)k, tog[i][k], sep[i][k], (unsigned long long)seed);
                     }
                     const double nmse = fused_nmse(tog[i], want[i], n);
-                    cr_assert_leq(nmse, FUSED_NMSE_LIMIT, "%s, %d threads, %s: weight %d has NMSE %.3g against the reference (limit %g, seed %llu)",
-                                  r->name, threads, c->what, i, nmse, FUSED_NMSE_LIMIT, (unsigned long long)seed);
+                    const double limit = n < FUSED_FEW_OUTPUTS ? FUSED_NMSE_LIMIT_FEW : FUSED_NMSE_LIMIT;
+                    cr_assert_leq(nmse, limit, "%s, %d threads, %s: weight %d has NMSE %.3g against the reference (limit %g, seed %llu)",
+                                  r->name, threads, c->what, i, nmse, limit, (unsigned long long)seed);
                     apr_backend_unpack_weight(be, w[i]);
                     free(w[i]);
                     free(sep[i]);
