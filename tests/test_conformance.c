@@ -3,20 +3,18 @@
 #include <criterion/hooks.h>
 #include <criterion/parameterized.h>
 
-#include <fcntl.h>
-#include <signal.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "apr/apr.h"
 #include "apr/apr_float16.h"
 #include "apr/apr_quant.h"
 #include "util/tu_backend.h"
 #include "util/tu_rand.h"
+#include "util/tu_suite.h"
+#include "util/tu_tally.h"
 #include "util/tu_tensor.h"
 
 /*
@@ -103,177 +101,40 @@ static const tolerance *tol(uint32_t op, const char *key) {
     return NULL;
 }
 
-static const char *op_name(uint32_t op) {
-    static const char *const names[] = {"none", "get_rows", "matmul", "add", "mul", "scale", "rms_norm", "rope",
-                                        "softmax", "silu", "gelu", "swiglu", "attention", "cpy", "concat", "argmax",
-                                        "set_rows", "adamw"};
-    return op < sizeof names / sizeof names[0] ? names[op] : "?";
-}
-
 /* ---------------------------------------------------------------- which backends */
-
-/* One Criterion parameter: the backend a test instance checks. */
-typedef struct conf_param {
-    char backend[64]; /* "" = no backend other than the reference is usable */
-    char note[192];   /* for "": why (the rejected backends and their reasons) */
-} conf_param;
-
-#define CONF_MAX_PARAMS 16
-#define REFERENCE "reference"
 
 /* The reference first (its self-check), then every other usable backend. Called in the runner
  * (and possibly again in each worker); the registry scan gives the same answer each time. */
 static struct criterion_test_params conf_params(void) {
-    static conf_param params[CONF_MAX_PARAMS];
-    size_t n = 0;
+    static tu_backend_param params[TU_MAX_BACKENDS + 1];
     memset(params, 0, sizeof params);
-    snprintf(params[n++].backend, sizeof params[0].backend, "%s", REFERENCE);
-    apr_registry *reg = NULL;
-    apr_error e;
-    size_t others = 0;
-    char rejected[192] = "";
-    if (apr_registry_open(NULL, &reg, &e) == APR_OK) {
-        for (int i = 0; i < apr_registry_count(reg) && n < CONF_MAX_PARAMS; i++) {
-            const apr_plugin_record *rec = apr_registry_record(reg, i);
-            if (!strcmp(rec->name, REFERENCE)) continue;
-            if (rec->state != APR_PLUGIN_OK) {
-                size_t len = strlen(rejected);
-                snprintf(rejected + len, sizeof rejected - len, "%s%s: %s", len ? "; " : "", rec->name, rec->reason);
-                continue;
-            }
-            snprintf(params[n++].backend, sizeof params[0].backend, "%s", rec->name);
-            others++;
-        }
-        apr_registry_close(reg);
-    }
-    if (!others) {
+    tu_backend_list list;
+    tu_backend_list_scan(&list);
+    size_t n = 0;
+    snprintf(params[n++].backend, sizeof params[0].backend, "%s", TU_REFERENCE);
+    for (int i = 0; i < list.n; i++) snprintf(params[n++].backend, sizeof params[0].backend, "%s", list.name[i]);
+    if (!list.n) {
         /* A placeholder instance that says so, instead of the op quietly passing on the reference. */
-        snprintf(params[n].note, sizeof params[n].note, "%s", rejected[0] ? rejected : "no other plugin was found");
+        snprintf(params[n].note, sizeof params[n].note, "%s", list.rejected[0] ? list.rejected : "no other plugin was found");
         n++;
     }
-    return cr_make_param_array(conf_param, params, n);
+    return cr_make_param_array(tu_backend_param, params, n);
 }
 
-/* ---------------------------------------------------------------- tally across test processes
- *
- * Criterion runs every test in its own process, so the per-backend totals are collected in a
- * file: the runner names it before any test starts (the workers inherit the environment), each
- * test appends one line, and the runner prints the sums at the end. */
-#define TALLY_ENV "APR_CONFORMANCE_TALLY"
+/* ---------------------------------------------------------------- tally across test processes */
 
-ReportHook(PRE_ALL)(struct criterion_test_set *set) {
-    (void)set;
-    char path[] = "/tmp/apr-conformance-XXXXXX";
-    int fd = mkstemp(path);
-    if (fd < 0) return;
-    close(fd);
-    setenv(TALLY_ENV, path, 1);
-}
-
-ReportHook(POST_ALL)(struct criterion_global_stats *stats) {
-    (void)stats;
-    const char *path = getenv(TALLY_ENV);
-    if (!path) return;
-    FILE *f = fopen(path, "r");
-    if (!f) return;
-    char names[CONF_MAX_PARAMS][64];
-    long totals[CONF_MAX_PARAMS][3];
-    int n = 0;
-    char name[64];
-    long p, fl, u;
-    while (fscanf(f, "%63s %ld %ld %ld", name, &p, &fl, &u) == 4) {
-        int i = 0;
-        while (i < n && strcmp(names[i], name)) i++;
-        if (i == n) {
-            if (n == CONF_MAX_PARAMS) continue;
-            snprintf(names[n], sizeof names[n], "%s", name);
-            memset(totals[n], 0, sizeof totals[n]);
-            n++;
-        }
-        totals[i][0] += p;
-        totals[i][1] += fl;
-        totals[i][2] += u;
-    }
-    fclose(f);
-    unlink(path);
-    for (int i = 0; i < n; i++)
-        fprintf(stderr, "%s: %ld passed, %ld failed, %ld unsupported\n", names[i], totals[i][0], totals[i][1],
-                totals[i][2]);
-}
-
-static void tally_append(const char *backend, long passed, long failed, long unsupported) {
-    const char *path = getenv(TALLY_ENV);
-    if (!path) return;
-    int fd = open(path, O_WRONLY | O_APPEND);
-    if (fd < 0) return;
-    char line[128];
-    int len = snprintf(line, sizeof line, "%s %ld %ld %ld\n", backend, passed, failed, unsupported);
-    /* One short O_APPEND write is atomic, so parallel tests never interleave lines. */
-    if (len > 0 && write(fd, line, (size_t)len) != len) { /* a lost line only shortens the summary */ }
-    close(fd);
-}
+static const tu_tally tally = {.env = "APR_CONFORMANCE_TALLY", .tag = "conformance", .prefix = ""};
+ReportHook(PRE_ALL)(struct criterion_test_set *set) { (void)set; tu_tally_start(&tally); }
+ReportHook(POST_ALL)(struct criterion_global_stats *stats) { (void)stats; tu_tally_finish(&tally); }
 
 /* ---------------------------------------------------------------- one test's run */
 
 typedef struct conf_run {
-    uint32_t op;
-    bool self_check;        /* the backend under test is the reference */
+    tu_suite_run run;       /* op, oracle and backend under test, seed, case counts */
     bool packed;            /* block-weight matmul cases on weights packed by the backend under test */
-    tu_backend ref, test;
-    uint64_t seed;
-    uint64_t n_cases;       /* cases built (also the per-case seed index) */
-    long passed, failed, unsupported;
     double worst_ratio;     /* largest nmse / limit among passing NMSE cases */
     char worst_case[640];
 } conf_run;
-
-/* The inputs of case number n_cases come from their own stream, so one case's data does not
- * depend on how many random numbers earlier cases drew. */
-static tu_rng conf_next(conf_run *r) {
-    tu_rng rng;
-    tu_rng_init(&rng, tu_seed_mix(r->seed, ((uint64_t)r->op << 32) | r->n_cases));
-    r->n_cases++;
-    return rng;
-}
-
-static void node_init(tu_node *n, uint32_t op, uint32_t n_src) {
-    memset(n, 0, sizeof *n);
-    n->op = op;
-    n->n_src = n_src;
-}
-
-static tu_tensor *add_src(tu_node *n, int i, uint32_t dtype, int64_t a, int64_t b, int64_t c, int64_t d, tu_layout lay) {
-    tu_tensor_init(&n->src[i], dtype, (const int64_t[APR_MAX_DIMS]){a, b, c, d}, lay);
-    return &n->src[i];
-}
-
-static tu_tensor *set_dst(tu_node *n, uint32_t dtype, int64_t a, int64_t b, int64_t c, int64_t d, tu_layout lay) {
-    tu_tensor_init(&n->dst, dtype, (const int64_t[APR_MAX_DIMS]){a, b, c, d}, lay);
-    return &n->dst;
-}
-
-static void node_name(tu_node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void node_name(tu_node *n, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(n->name, sizeof n->name, fmt, ap);
-    va_end(ap);
-}
-
-/* The case's full description: op, parameters, then every tensor with its strides when it is a view. */
-static void case_text(const tu_node *n, char *out, size_t size) {
-    int len = snprintf(out, size, "%s %s:", op_name(n->op), n->name);
-    for (uint32_t i = 0; i < n->n_src && len >= 0 && (size_t)len < size; i++) {
-        char d[96] = "none";
-        if (n->src[i].present) tu_tensor_describe(&n->src[i], d, sizeof d);
-        len += snprintf(out + len, size - (size_t)len, " src%u=%s", (unsigned)i, d);
-    }
-    if (len >= 0 && (size_t)len < size) {
-        char d[96];
-        tu_tensor_describe(&n->dst, d, sizeof d);
-        snprintf(out + len, size - (size_t)len, " -> %s", d);
-    }
-}
 
 /* ---------------------------------------------------------------- SET_ROWS on the host */
 
@@ -430,45 +291,6 @@ static bool host_expect(const tu_node *n, tu_tensor *want) {
     }
 }
 
-static void report_fail(conf_run *r, const char *text, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void report_fail(conf_run *r, const char *text, const char *fmt, ...) {
-    char why[768];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "FAIL: %s %s: %s [APR_TEST_SEED=%llu]\n", r->test.name, text, why, (unsigned long long)r->seed);
-    r->failed++;
-}
-
-/* ---------------------------------------------------------------- watchdog
- *
- * A backend that deadlocks would otherwise only show up as Criterion's "Timed out" for the op,
- * with no word of which backend or case. Before each run the case is recorded here; if the test
- * is still going after CONF_WATCHDOG seconds the handler prints it and ends the test process. */
-#define CONF_WATCHDOG 30 /* a healthy test takes under a second at -O2, a few under ASan */
-#define CONF_STR_(x) #x
-#define CONF_STR(x) CONF_STR_(x)
-static char watch_text[1024];
-static uint64_t watch_seed;
-
-static void watch_fire(int sig) {
-    (void)sig;
-    static const char head[] = "HANG: no result after " CONF_STR(CONF_WATCHDOG) " s (deadlock or livelock?) in: ";
-    if (write(2, head, sizeof head - 1) < 0 || write(2, watch_text, strnlen(watch_text, sizeof watch_text)) < 0 ||
-        write(2, "\n", 1) < 0) { /* nothing more can be done in a signal handler */ }
-    _exit(3);
-}
-
-static void watch_start(void) {
-    signal(SIGALRM, watch_fire);
-    alarm(CONF_WATCHDOG);
-}
-
-static void watch_case(const char *backend, const char *text) {
-    snprintf(watch_text, sizeof watch_text, "%s %s [APR_TEST_SEED=%llu]", backend, text, (unsigned long long)watch_seed);
-}
-
 /* Runs one case (and frees it): on the reference, then on the backend under test, and judges. */
 static bool further_check(conf_run *r, const tu_node *n, unsigned char *const *got, unsigned char *const *want,
                           const tolerance *t, const char *text);
@@ -476,7 +298,7 @@ static bool adamw_host_check(const tu_node *n, const unsigned char *w, unsigned 
 
 static void conf_check(conf_run *r, tu_node *n, const tolerance *t) {
     char text[640], msg[768];
-    case_text(n, text, sizeof text);
+    tu_node_text(n, text, sizeof text);
     unsigned char *want = malloc(n->dst.size), *got = malloc(n->dst.size);
     cr_assert(want && got, "out of memory");
     /* sources the node writes besides dst: the oracle's and the tested backend's copies */
@@ -489,68 +311,67 @@ static void conf_check(conf_run *r, tu_node *n, const tolerance *t) {
         }
     memcpy(n->written_out, want_w, sizeof want_w);
 
-    watch_case(r->ref.name, text);
+    tu_suite_watch(r->run.ref.name, text);
     /* the oracle reads the weight as it is; only the backend under test packs it */
     const bool pack = n->pack_src0;
     n->pack_src0 = false;
-    tu_outcome o = tu_node_run(&r->ref, n, APR_OK, want, msg, sizeof msg);
+    tu_outcome o = tu_node_run(&r->run.ref, n, APR_OK, want, msg, sizeof msg);
     n->pack_src0 = pack;
-    if (r->self_check) {
+    if (r->run.self_check) {
         tu_tensor host;
         tu_tensor_init_like(&host, &n->dst);
         char why[320];
-        if (o == TU_DECLINED) report_fail(r, text, "the reference declined a valid case: %s", msg);
-        else if (o == TU_BROKEN) report_fail(r, text, "%s", msg);
-        else if (!result_check(n, want, why, sizeof why)) report_fail(r, text, "%s", why);
+        if (o == TU_DECLINED) tu_suite_fail(&r->run, text, "the reference declined a valid case: %s", msg);
+        else if (o == TU_BROKEN) tu_suite_fail(&r->run, text, "%s", msg);
+        else if (!result_check(n, want, why, sizeof why)) tu_suite_fail(&r->run, text, "%s", why);
         else if (n->op == APR_OP_ADAMW && !adamw_host_check(n, want, want_w, why, sizeof why))
-            report_fail(r, text, "against the host-computed step: %s", why);
-        else if (result_open(n)) r->passed++;
+            tu_suite_fail(&r->run, text, "against the host-computed step: %s", why);
+        else if (result_open(n)) r->run.passed++;
         else if (host_expect(n, &host)) {
             tu_cmp_result c = tu_compare(&n->dst, want, host.data, TU_CMP_EXACT, 0);
-            if (!c.ok) report_fail(r, text, "against the host-computed result: %s", c.msg);
-            else r->passed++;
+            if (!c.ok) tu_suite_fail(&r->run, text, "against the host-computed result: %s", c.msg);
+            else r->run.passed++;
         } else if (!tu_all_finite(&n->dst, want, why, sizeof why)) {
-            report_fail(r, text, "non-finite output from finite inputs: %s", why);
-        } else r->passed++;
+            tu_suite_fail(&r->run, text, "non-finite output from finite inputs: %s", why);
+        } else r->run.passed++;
         tu_tensor_free(&host);
         goto done;
     }
     if (o != TU_RAN) {
-        report_fail(r, text, "the reference %s: %s", o == TU_DECLINED ? "declined a valid case" : "failed", msg);
+        tu_suite_fail(&r->run, text, "the reference %s: %s", o == TU_DECLINED ? "declined a valid case" : "failed", msg);
         goto done;
     }
-    watch_case(r->test.name, text);
+    tu_suite_watch(r->run.test.name, text);
     memcpy(n->written_out, got_w, sizeof got_w);
-    o = tu_node_run(&r->test, n, APR_OK, got, msg, sizeof msg);
+    o = tu_node_run(&r->run.test, n, APR_OK, got, msg, sizeof msg);
     if (o == TU_DECLINED) {
-        fprintf(stderr, "unsupported: %s %s: %s\n", r->test.name, text, msg);
-        r->unsupported++;
+        tu_suite_unsupported(&r->run, text, msg);
         goto done;
     }
     if (o == TU_BROKEN) {
-        report_fail(r, text, "%s", msg);
+        tu_suite_fail(&r->run, text, "%s", msg);
         goto done;
     }
     if (!result_check(n, got, msg, sizeof msg)) {
-        report_fail(r, text, "%s", msg);
+        tu_suite_fail(&r->run, text, "%s", msg);
         goto done;
     }
     if (result_open(n)) { /* the reference's choice among repeated ids binds no one */
-        r->passed++;
+        r->run.passed++;
         goto done;
     }
     if (n->op == APR_OP_ADAMW) { /* judged against the exact step, as the reference was */
-        if (adamw_host_check(n, got, got_w, msg, sizeof msg)) r->passed++;
-        else report_fail(r, text, "against the host-computed step: %s", msg);
+        if (adamw_host_check(n, got, got_w, msg, sizeof msg)) r->run.passed++;
+        else tu_suite_fail(&r->run, text, "against the host-computed step: %s", msg);
         goto done;
     }
     tu_cmp_result c = tu_compare(&n->dst, got, want, t->mode, t->max_nmse);
     if (!c.ok) {
-        report_fail(r, text, "%s", c.msg);
+        tu_suite_fail(&r->run, text, "%s", c.msg);
         goto done;
     }
     if (!further_check(r, n, got_w, want_w, t, text)) goto done;
-    r->passed++;
+    r->run.passed++;
     if (t->mode == TU_CMP_NMSE && t->max_nmse > 0 && c.nmse / t->max_nmse >= r->worst_ratio) {
         r->worst_ratio = c.nmse / t->max_nmse;
         snprintf(r->worst_case, sizeof r->worst_case, "%s", text);
@@ -573,7 +394,7 @@ static bool further_check(conf_run *r, const tu_node *n, unsigned char *const *g
         if (!(n->written >> i & 1u)) continue;
         tu_cmp_result c = tu_compare(&n->src[i], got[i], want[i], t->mode, t->max_nmse);
         if (!c.ok) {
-            report_fail(r, text, "src%d (written in place): %s", i, c.msg);
+            tu_suite_fail(&r->run, text, "src%d (written in place): %s", i, c.msg);
             return false;
         }
     }
@@ -635,16 +456,16 @@ static void cases_get_rows(conf_run *r) {
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
             for (int strided = 0; strided < 2; strided++) {
                 int64_t D = shapes[s][0], R = shapes[s][1], N = shapes[s][2];
-                tu_rng rng = conf_next(r);
+                tu_rng rng = tu_suite_next(&r->run);
                 tu_node n;
-                node_init(&n, APR_OP_GET_ROWS, 2);
-                tu_fill_uniform(add_src(&n, 0, float_dtypes[di], D, R, 1, 1, strided ? TU_PADDED : TU_CONTIG), &rng, -1, 1);
-                tu_tensor *ids = add_src(&n, 1, APR_I32, N, 1, 1, 1, strided ? TU_STEP2 : TU_CONTIG);
+                tu_node_init(&n, APR_OP_GET_ROWS, 2);
+                tu_fill_uniform(tu_node_src(&n, 0, float_dtypes[di], D, R, 1, 1, strided ? TU_PADDED : TU_CONTIG), &rng, -1, 1);
+                tu_tensor *ids = tu_node_src(&n, 1, APR_I32, N, 1, 1, 1, strided ? TU_STEP2 : TU_CONTIG);
                 tu_fill_int(ids, &rng, 0, R - 1);
                 tu_seti(ids, 0, 0, 0, 0, (int32_t)(R - 1)); /* both ends of the table */
                 tu_seti(ids, N - 1, 0, 0, 0, 0);
-                set_dst(&n, APR_F32, D, N, 1, 1, strided ? TU_PADDED : TU_CONTIG);
-                node_name(&n, "D=%lld R=%lld N=%lld", (long long)D, (long long)R, (long long)N);
+                tu_node_dst(&n, APR_F32, D, N, 1, 1, strided ? TU_PADDED : TU_CONTIG);
+                tu_node_name(&n, "D=%lld R=%lld N=%lld", (long long)D, (long long)R, (long long)N);
                 conf_check(r, &n, tol(APR_OP_GET_ROWS, ""));
             }
 }
@@ -687,16 +508,16 @@ static void cases_matmul(conf_run *r) {
     const tu_layout lays[] = {TU_CONTIG, TU_PADDED, TU_TRANSPOSED};
     for (int di = 0; di < N_FLOAT_DTYPES; di++)
         for (size_t s = 0; s < sizeof cs / sizeof cs[0]; s++) {
-            tu_rng rng = conf_next(r);
+            tu_rng rng = tu_suite_next(&r->run);
             tu_node n;
-            node_init(&n, APR_OP_MATMUL, 2);
-            tu_fill_uniform(add_src(&n, 0, float_dtypes[di], cs[s].K, cs[s].N, cs[s].Bw2, cs[s].Bw3, lays[cs[s].wl]), &rng, -1, 1);
-            tu_tensor *x = add_src(&n, 1, APR_F32, cs[s].K, cs[s].M, cs[s].B2, cs[s].B3, lays[cs[s].xl]);
+            tu_node_init(&n, APR_OP_MATMUL, 2);
+            tu_fill_uniform(tu_node_src(&n, 0, float_dtypes[di], cs[s].K, cs[s].N, cs[s].Bw2, cs[s].Bw3, lays[cs[s].wl]), &rng, -1, 1);
+            tu_tensor *x = tu_node_src(&n, 1, APR_F32, cs[s].K, cs[s].M, cs[s].B2, cs[s].B3, lays[cs[s].xl]);
             tu_fill_uniform(x, &rng, -1, 1);
             if (float_dtypes[di] != APR_F32 && cs[s].N * cs[s].M * cs[s].B2 * cs[s].B3 < 32)
                 round_through(x, float_dtypes[di]);
-            set_dst(&n, APR_F32, cs[s].N, cs[s].M, cs[s].B2, cs[s].B3, lays[cs[s].dl]);
-            node_name(&n, "K=%lld N=%lld M=%lld", (long long)cs[s].K, (long long)cs[s].N, (long long)cs[s].M);
+            tu_node_dst(&n, APR_F32, cs[s].N, cs[s].M, cs[s].B2, cs[s].B3, lays[cs[s].dl]);
+            tu_node_name(&n, "K=%lld N=%lld M=%lld", (long long)cs[s].K, (long long)cs[s].N, (long long)cs[s].M);
             const char *key = float_dtypes[di] == APR_F16 ? "f16" : float_dtypes[di] == APR_BF16 ? "bf16"
                             : cs[s].K >= 2048 ? "f32-large-k" : "f32";
             conf_check(r, &n, tol(APR_OP_MATMUL, key));
@@ -705,15 +526,15 @@ static void cases_matmul(conf_run *r) {
      * rounds X to f16 would turn these into inf, so it must keep f32 X */
     static const int64_t wide[][3] = {{256, 40, 1}, {96, 33, 3}, {5632, 8, 1}};
     for (size_t s = 0; s < sizeof wide / sizeof wide[0]; s++) {
-        tu_rng rng = conf_next(r);
+        tu_rng rng = tu_suite_next(&r->run);
         tu_node n;
-        node_init(&n, APR_OP_MATMUL, 2);
-        tu_fill_uniform(add_src(&n, 0, APR_F16, wide[s][0], wide[s][1], 1, 1, TU_CONTIG), &rng, -1, 1);
-        tu_tensor *x = add_src(&n, 1, APR_F32, wide[s][0], wide[s][2], 1, 1, TU_CONTIG);
+        tu_node_init(&n, APR_OP_MATMUL, 2);
+        tu_fill_uniform(tu_node_src(&n, 0, APR_F16, wide[s][0], wide[s][1], 1, 1, TU_CONTIG), &rng, -1, 1);
+        tu_tensor *x = tu_node_src(&n, 1, APR_F32, wide[s][0], wide[s][2], 1, 1, TU_CONTIG);
         tu_fill_uniform(x, &rng, -2e5, 2e5);
         for (int64_t k = 0; wide[s][2] > 1 && k < wide[s][0]; k++) tu_setf(x, k, 0, 0, 0, tu_getf(x, k, 0, 0, 0) * 1e-5f);
-        set_dst(&n, APR_F32, wide[s][1], wide[s][2], 1, 1, TU_CONTIG);
-        node_name(&n, "f16 W, X in +-2e5, K=%lld N=%lld M=%lld", (long long)wide[s][0], (long long)wide[s][1],
+        tu_node_dst(&n, APR_F32, wide[s][1], wide[s][2], 1, 1, TU_CONTIG);
+        tu_node_name(&n, "f16 W, X in +-2e5, K=%lld N=%lld M=%lld", (long long)wide[s][0], (long long)wide[s][1],
                   (long long)wide[s][2]);
         conf_check(r, &n, tol(APR_OP_MATMUL, "f16-wide-x"));
     }
@@ -732,15 +553,15 @@ static void cases_get_rows_block(conf_run *r) {
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
             uint32_t dt = block_dtypes[di];
             int64_t D = shapes[s][0] * block_of(dt), R = shapes[s][1], N = shapes[s][2];
-            tu_rng rng = conf_next(r);
+            tu_rng rng = tu_suite_next(&r->run);
             tu_node n;
-            node_init(&n, APR_OP_GET_ROWS, 2);
-            tu_fill_quant(add_src(&n, 0, dt, D, R, 1, 1, s % 2 ? TU_PADDED : TU_CONTIG), &rng, -1, 1, true);
-            tu_tensor *ids = add_src(&n, 1, APR_I32, N, 1, 1, 1, TU_CONTIG);
+            tu_node_init(&n, APR_OP_GET_ROWS, 2);
+            tu_fill_quant(tu_node_src(&n, 0, dt, D, R, 1, 1, s % 2 ? TU_PADDED : TU_CONTIG), &rng, -1, 1, true);
+            tu_tensor *ids = tu_node_src(&n, 1, APR_I32, N, 1, 1, 1, TU_CONTIG);
             tu_fill_int(ids, &rng, 0, R - 1);
             tu_seti(ids, 0, 0, 0, 0, (int32_t)(R - 1));
-            set_dst(&n, APR_F32, D, N, 1, 1, s % 2 ? TU_PADDED : TU_CONTIG);
-            node_name(&n, "%s D=%lld R=%lld N=%lld", tu_dtype_name(dt), (long long)D, (long long)R, (long long)N);
+            tu_node_dst(&n, APR_F32, D, N, 1, 1, s % 2 ? TU_PADDED : TU_CONTIG);
+            tu_node_name(&n, "%s D=%lld R=%lld N=%lld", tu_dtype_name(dt), (long long)D, (long long)R, (long long)N);
             conf_check(r, &n, tol(APR_OP_GET_ROWS, ""));
         }
 }
@@ -768,14 +589,14 @@ static void cases_matmul_block(conf_run *r) {
             int64_t K = cs[s].Kb * block_of(dt);
             /* packed weights are 2-D and dense (apr_abi.h, weight_pack) */
             if (r->packed && (cs[s].Bw2 != 1 || cs[s].Bw3 != 1 || cs[s].wl != C)) continue;
-            tu_rng rng = conf_next(r);
+            tu_rng rng = tu_suite_next(&r->run);
             tu_node n;
-            node_init(&n, APR_OP_MATMUL, 2);
+            tu_node_init(&n, APR_OP_MATMUL, 2);
             n.pack_src0 = r->packed;
-            tu_fill_quant(add_src(&n, 0, dt, K, cs[s].N, cs[s].Bw2, cs[s].Bw3, lays[cs[s].wl]), &rng, -1, 1, true);
-            tu_fill_uniform(add_src(&n, 1, APR_F32, K, cs[s].M, cs[s].B2, cs[s].B3, lays[cs[s].xl]), &rng, -1, 1);
-            set_dst(&n, APR_F32, cs[s].N, cs[s].M, cs[s].B2, cs[s].B3, lays[cs[s].dl]);
-            node_name(&n, "%s%s K=%lld N=%lld M=%lld", r->packed ? "packed " : "", tu_dtype_name(dt), (long long)K,
+            tu_fill_quant(tu_node_src(&n, 0, dt, K, cs[s].N, cs[s].Bw2, cs[s].Bw3, lays[cs[s].wl]), &rng, -1, 1, true);
+            tu_fill_uniform(tu_node_src(&n, 1, APR_F32, K, cs[s].M, cs[s].B2, cs[s].B3, lays[cs[s].xl]), &rng, -1, 1);
+            tu_node_dst(&n, APR_F32, cs[s].N, cs[s].M, cs[s].B2, cs[s].B3, lays[cs[s].dl]);
+            tu_node_name(&n, "%s%s K=%lld N=%lld M=%lld", r->packed ? "packed " : "", tu_dtype_name(dt), (long long)K,
                       (long long)cs[s].N, (long long)cs[s].M);
             conf_check(r, &n, tol(APR_OP_MATMUL, tu_dtype_name(dt)));
         }
@@ -793,14 +614,14 @@ static void cases_add_mul(conf_run *r, uint32_t op) {
     };
     const tu_layout lays[] = {TU_CONTIG, TU_PADDED, TU_TRANSPOSED, TU_STEP2};
     for (size_t s = 0; s < sizeof cs / sizeof cs[0]; s++) {
-        tu_rng rng = conf_next(r);
+        tu_rng rng = tu_suite_next(&r->run);
         tu_node n;
-        node_init(&n, op, 2);
+        tu_node_init(&n, op, 2);
         const int64_t *a = cs[s].a, *b = cs[s].b;
-        tu_fill_uniform(add_src(&n, 0, APR_F32, a[0], a[1], a[2], a[3], lays[cs[s].al]), &rng, -2, 2);
-        tu_fill_uniform(add_src(&n, 1, APR_F32, b[0], b[1], b[2], b[3], lays[cs[s].bl]), &rng, -2, 2);
-        set_dst(&n, APR_F32, a[0], a[1], a[2], a[3], lays[cs[s].dl]);
-        node_name(&n, "b repeats %lldx%lldx%lldx%lld", (long long)(a[0] / b[0]), (long long)(a[1] / b[1]),
+        tu_fill_uniform(tu_node_src(&n, 0, APR_F32, a[0], a[1], a[2], a[3], lays[cs[s].al]), &rng, -2, 2);
+        tu_fill_uniform(tu_node_src(&n, 1, APR_F32, b[0], b[1], b[2], b[3], lays[cs[s].bl]), &rng, -2, 2);
+        tu_node_dst(&n, APR_F32, a[0], a[1], a[2], a[3], lays[cs[s].dl]);
+        tu_node_name(&n, "b repeats %lldx%lldx%lldx%lld", (long long)(a[0] / b[0]), (long long)(a[1] / b[1]),
                   (long long)(a[2] / b[2]), (long long)(a[3] / b[3]));
         conf_check(r, &n, tol(op, ""));
     }
@@ -819,19 +640,19 @@ static void cases_unary(conf_run *r, uint32_t op, const double *ranges, int n_ra
     for (int ri = 0; ri < n_ranges; ri++)
         for (size_t s = 0; s < N_UNARY_SHAPES; s++) {
             const int64_t *ne = unary_shapes[s].ne;
-            tu_rng rng = conf_next(r);
+            tu_rng rng = tu_suite_next(&r->run);
             tu_node n;
-            node_init(&n, op, 1);
+            tu_node_init(&n, op, 1);
             /* A lone element's NMSE is its squared relative error, meaningless in the far tails
              * where the exact value is ~1e-9 and any f32 evaluation of 1 + tanh (or of exp past its
              * range) rounds to 0: lone elements stay in +-2, the tails are covered by the larger
              * shapes, where such values weigh what they are worth. */
             double range = ne[0] * ne[1] * ne[2] * ne[3] == 1 && ranges[ri] > 2 ? 2 : ranges[ri];
-            tu_fill_uniform(add_src(&n, 0, APR_F32, ne[0], ne[1], ne[2], ne[3], unary_lays[unary_shapes[s].sl]), &rng,
+            tu_fill_uniform(tu_node_src(&n, 0, APR_F32, ne[0], ne[1], ne[2], ne[3], unary_lays[unary_shapes[s].sl]), &rng,
                             -range, range);
-            set_dst(&n, APR_F32, ne[0], ne[1], ne[2], ne[3], unary_lays[unary_shapes[s].dl]);
+            tu_node_dst(&n, APR_F32, ne[0], ne[1], ne[2], ne[3], unary_lays[unary_shapes[s].dl]);
             if (op == APR_OP_SCALE) n.fparams[0] = (float)tu_rng_uniform(&rng, -3, 3);
-            node_name(&n, "x in +-%g%s", range, op == APR_OP_SCALE ? " scale" : "");
+            tu_node_name(&n, "x in +-%g%s", range, op == APR_OP_SCALE ? " scale" : "");
             if (op == APR_OP_SCALE) {
                 size_t len = strlen(n.name);
                 snprintf(n.name + len, sizeof n.name - len, "=%.9g", (double)n.fparams[0]);
@@ -843,14 +664,14 @@ static void cases_unary(conf_run *r, uint32_t op, const double *ranges, int n_ra
 static void cases_swiglu(conf_run *r) {
     for (size_t s = 0; s < N_UNARY_SHAPES; s++) {
         const int64_t *ne = unary_shapes[s].ne;
-        tu_rng rng = conf_next(r);
+        tu_rng rng = tu_suite_next(&r->run);
         tu_node n;
-        node_init(&n, APR_OP_SWIGLU, 2);
-        tu_fill_uniform(add_src(&n, 0, APR_F32, ne[0], ne[1], ne[2], ne[3], unary_lays[unary_shapes[s].sl]), &rng, -8, 8);
+        tu_node_init(&n, APR_OP_SWIGLU, 2);
+        tu_fill_uniform(tu_node_src(&n, 0, APR_F32, ne[0], ne[1], ne[2], ne[3], unary_lays[unary_shapes[s].sl]), &rng, -8, 8);
         /* up uses a different layout from gate, so each source's strides are honoured on their own */
-        tu_fill_uniform(add_src(&n, 1, APR_F32, ne[0], ne[1], ne[2], ne[3], unary_lays[(unary_shapes[s].sl + 1) % 4]), &rng, -2, 2);
-        set_dst(&n, APR_F32, ne[0], ne[1], ne[2], ne[3], unary_lays[unary_shapes[s].dl]);
-        node_name(&n, "gate in +-8, up in +-2");
+        tu_fill_uniform(tu_node_src(&n, 1, APR_F32, ne[0], ne[1], ne[2], ne[3], unary_lays[(unary_shapes[s].sl + 1) % 4]), &rng, -2, 2);
+        tu_node_dst(&n, APR_F32, ne[0], ne[1], ne[2], ne[3], unary_lays[unary_shapes[s].dl]);
+        tu_node_name(&n, "gate in +-8, up in +-2");
         conf_check(r, &n, tol(APR_OP_SWIGLU, ""));
     }
 }
@@ -864,13 +685,13 @@ static void cases_rms_norm(conf_run *r) {
     };
     for (size_t s = 0; s < sizeof cs / sizeof cs[0]; s++) {
         const int64_t *ne = cs[s].ne;
-        tu_rng rng = conf_next(r);
+        tu_rng rng = tu_suite_next(&r->run);
         tu_node n;
-        node_init(&n, APR_OP_RMS_NORM, 1);
-        tu_fill_uniform(add_src(&n, 0, APR_F32, ne[0], ne[1], ne[2], ne[3], unary_lays[cs[s].sl]), &rng, -cs[s].range, cs[s].range);
-        set_dst(&n, APR_F32, ne[0], ne[1], ne[2], ne[3], unary_lays[cs[s].dl]);
+        tu_node_init(&n, APR_OP_RMS_NORM, 1);
+        tu_fill_uniform(tu_node_src(&n, 0, APR_F32, ne[0], ne[1], ne[2], ne[3], unary_lays[cs[s].sl]), &rng, -cs[s].range, cs[s].range);
+        tu_node_dst(&n, APR_F32, ne[0], ne[1], ne[2], ne[3], unary_lays[cs[s].dl]);
         n.fparams[0] = tu_rng_int(&rng, 0, 1) ? 1e-5f : 1e-6f;
-        node_name(&n, "x in +-%g eps=%g", cs[s].range, (double)n.fparams[0]);
+        tu_node_name(&n, "x in +-%g eps=%g", cs[s].range, (double)n.fparams[0]);
         conf_check(r, &n, tol(APR_OP_RMS_NORM, ""));
     }
 }
@@ -886,13 +707,13 @@ static void cases_rope(conf_run *r) {
     for (size_t s = 0; s < sizeof cs / sizeof cs[0]; s++)
         for (int layout = 0; layout < 2; layout++)
             for (int with_ff = 0; with_ff < 2; with_ff++) {
-                tu_rng rng = conf_next(r);
+                tu_rng rng = tu_suite_next(&r->run);
                 tu_node n;
-                node_init(&n, APR_OP_ROPE, with_ff ? 3 : 2);
-                tu_fill_uniform(add_src(&n, 0, APR_F32, cs[s].D, cs[s].H, cs[s].T, 1, lays[cs[s].xl]), &rng, -2, 2);
+                tu_node_init(&n, APR_OP_ROPE, with_ff ? 3 : 2);
+                tu_fill_uniform(tu_node_src(&n, 0, APR_F32, cs[s].D, cs[s].H, cs[s].T, 1, lays[cs[s].xl]), &rng, -2, 2);
                 /* positions: half the cases a random run of consecutive tokens, half random jumps,
                  * all within [0, 4096] (long contexts stress the angle's precision) */
-                tu_tensor *pos = add_src(&n, 1, APR_I32, cs[s].T, 1, 1, 1, cs[s].xl == P ? TU_STEP2 : TU_CONTIG);
+                tu_tensor *pos = tu_node_src(&n, 1, APR_I32, cs[s].T, 1, 1, 1, cs[s].xl == P ? TU_STEP2 : TU_CONTIG);
                 if (tu_rng_int(&rng, 0, 1)) {
                     int32_t p0 = (int32_t)tu_rng_int(&rng, 0, 4096 - cs[s].T);
                     for (int64_t t = 0; t < cs[s].T; t++) tu_seti(pos, t, 0, 0, 0, p0 + (int32_t)t);
@@ -900,31 +721,16 @@ static void cases_rope(conf_run *r) {
                     tu_fill_int(pos, &rng, 0, 4096);
                     tu_seti(pos, 0, 0, 0, 0, 0);
                 }
-                if (with_ff) tu_fill_uniform(add_src(&n, 2, APR_F32, cs[s].n_rot / 2, 1, 1, 1, TU_CONTIG), &rng, 1, 8);
-                set_dst(&n, APR_F32, cs[s].D, cs[s].H, cs[s].T, 1, lays[cs[s].dl]);
+                if (with_ff) tu_fill_uniform(tu_node_src(&n, 2, APR_F32, cs[s].n_rot / 2, 1, 1, 1, TU_CONTIG), &rng, 1, 8);
+                tu_node_dst(&n, APR_F32, cs[s].D, cs[s].H, cs[s].T, 1, lays[cs[s].dl]);
                 n.iparams[0] = (int32_t)cs[s].n_rot;
                 n.iparams[1] = layout;
                 n.fparams[0] = tu_rng_int(&rng, 0, 1) ? 10000.0f : 500000.0f;
                 n.fparams[1] = tu_rng_int(&rng, 0, 2) ? 1.0f : 0.25f;
-                node_name(&n, "n_rot=%lld %s base=%g scale=%g%s", (long long)cs[s].n_rot, layout ? "neox" : "adjacent",
+                tu_node_name(&n, "n_rot=%lld %s base=%g scale=%g%s", (long long)cs[s].n_rot, layout ? "neox" : "adjacent",
                           (double)n.fparams[0], (double)n.fparams[1], with_ff ? " freq_factors" : "");
                 conf_check(r, &n, tol(APR_OP_ROPE, ""));
             }
-}
-
-/* An additive mask [N, R]: mostly values in [-2, 0] with some -inf; row 1 fully masked (so "a
- * row whose every z is -inf gives all zeros" is exercised); and every third row from row 2 on
- * sparse, a single visible position, as in sliding-window or packed-document masks. Sparse rows
- * catch vector code that loses the lanes of a running max: with one finite z, the max must come
- * from exactly that lane. */
-static void fill_mask(tu_tensor *m, tu_rng *rng) {
-    tu_fill_uniform(m, rng, -2, 0);
-    for (int64_t r = 0; r < m->ne[1]; r++) {
-        int64_t keep = r >= 2 && r % 3 == 2 ? tu_rng_int(rng, 0, m->ne[0] - 1) : -1;
-        for (int64_t j = 0; j < m->ne[0]; j++)
-            if (r == 1 || (keep >= 0 && j != keep) || (keep < 0 && tu_rng_int(rng, 0, 9) == 0))
-                tu_setf(m, j, r, 0, 0, -INFINITY);
-    }
 }
 
 static void cases_softmax(conf_run *r) {
@@ -937,33 +743,19 @@ static void cases_softmax(conf_run *r) {
         for (int with_mask = 0; with_mask < 2; with_mask++)
             for (int causal = 0; causal < 2; causal++) {
                 const int64_t *ne = cs[s].ne;
-                tu_rng rng = conf_next(r);
+                tu_rng rng = tu_suite_next(&r->run);
                 tu_node n;
-                node_init(&n, APR_OP_SOFTMAX, with_mask ? 2 : 1);
-                tu_fill_uniform(add_src(&n, 0, APR_F32, ne[0], ne[1], ne[2], ne[3], unary_lays[cs[s].xl]), &rng, -5, 5);
-                if (with_mask) fill_mask(add_src(&n, 1, APR_F32, ne[0], ne[1], 1, 1, unary_lays[cs[s].ml]), &rng);
-                set_dst(&n, APR_F32, ne[0], ne[1], ne[2], ne[3], unary_lays[cs[s].dl]);
+                tu_node_init(&n, APR_OP_SOFTMAX, with_mask ? 2 : 1);
+                tu_fill_uniform(tu_node_src(&n, 0, APR_F32, ne[0], ne[1], ne[2], ne[3], unary_lays[cs[s].xl]), &rng, -5, 5);
+                if (with_mask) tu_fill_mask(tu_node_src(&n, 1, APR_F32, ne[0], ne[1], 1, 1, unary_lays[cs[s].ml]), &rng);
+                tu_node_dst(&n, APR_F32, ne[0], ne[1], ne[2], ne[3], unary_lays[cs[s].dl]);
                 static const float scales[] = {1.0f, 0.125f, 0.0883883476f, 3.0f};
                 n.fparams[0] = scales[tu_rng_int(&rng, 0, 3)];
                 n.iparams[0] = causal;
-                node_name(&n, "scale=%g%s%s%s", (double)n.fparams[0], causal ? " causal" : "", with_mask ? " mask" : "",
+                tu_node_name(&n, "scale=%g%s%s%s", (double)n.fparams[0], causal ? " causal" : "", with_mask ? " mask" : "",
                           causal && ne[0] < ne[1] ? " (N<R: leading rows fully masked)" : "");
                 conf_check(r, &n, tol(APR_OP_SOFTMAX, ""));
             }
-}
-
-/* A key every query masks with -inf is not read (the ABI's rule, so that unfilled cache slots
- * never matter): its k and v rows are set to NaN, which reach the output if a kernel reads them. */
-static void poison_masked_keys(tu_node *n) {
-    const tu_tensor *m = &n->src[3];
-    for (int64_t j = 0; j < m->ne[0]; j++) {
-        bool all = true;
-        for (int64_t t = 0; t < m->ne[1] && all; t++) all = tu_getf(m, j, t, 0, 0) == -INFINITY;
-        if (!all) continue;
-        for (int kv = 1; kv <= 2; kv++)
-            for (int64_t h = 0; h < n->src[kv].ne[2]; h++)
-                for (int64_t d = 0; d < n->src[kv].ne[0]; d++) tu_setf(&n->src[kv], d, j, h, 0, NAN);
-    }
 }
 
 static void cases_attention(conf_run *r) {
@@ -982,24 +774,24 @@ static void cases_attention(conf_run *r) {
     const uint32_t kv_dtypes[] = {APR_F32, APR_F16};
     for (int di = 0; di < 2; di++)
         for (size_t s = 0; s < sizeof cs / sizeof cs[0]; s++) {
-            tu_rng rng = conf_next(r);
+            tu_rng rng = tu_suite_next(&r->run);
             tu_node n;
-            node_init(&n, APR_OP_ATTENTION, cs[s].mask ? 4 : 3);
+            tu_node_init(&n, APR_OP_ATTENTION, cs[s].mask ? 4 : 3);
             tu_layout ql = cs[s].qperm ? TU_PERM(0, 2, 1, 3) : TU_CONTIG;
             tu_layout kvl = cs[s].kvslice ? CONF_KV_SLICE : TU_CONTIG;
-            tu_fill_uniform(add_src(&n, 0, APR_F32, cs[s].D, cs[s].T, cs[s].H, 1, ql), &rng, -2, 2);
-            tu_fill_uniform(add_src(&n, 1, kv_dtypes[di], cs[s].D, cs[s].S, cs[s].Hkv, 1, kvl), &rng, -2, 2);
-            tu_fill_uniform(add_src(&n, 2, kv_dtypes[di], cs[s].Dv, cs[s].S, cs[s].Hkv, 1, kvl), &rng, -1, 1);
+            tu_fill_uniform(tu_node_src(&n, 0, APR_F32, cs[s].D, cs[s].T, cs[s].H, 1, ql), &rng, -2, 2);
+            tu_fill_uniform(tu_node_src(&n, 1, kv_dtypes[di], cs[s].D, cs[s].S, cs[s].Hkv, 1, kvl), &rng, -2, 2);
+            tu_fill_uniform(tu_node_src(&n, 2, kv_dtypes[di], cs[s].Dv, cs[s].S, cs[s].Hkv, 1, kvl), &rng, -1, 1);
             if (cs[s].mask) {
-                /* mask [S, T]: column t is query t; fill_mask's fully masked row 1 is query 1 */
-                fill_mask(add_src(&n, 3, APR_F32, cs[s].S, cs[s].T, 1, 1, TU_CONTIG), &rng);
+                /* mask [S, T]: column t is query t; tu_fill_mask's fully masked row 1 is query 1 */
+                tu_fill_mask(tu_node_src(&n, 3, APR_F32, cs[s].S, cs[s].T, 1, 1, TU_CONTIG), &rng);
                 if (cs[s].T == 1) tu_setf(&n.src[3], 0, 0, 0, 0, 0.0f); /* decode: keep one key always visible */
-                poison_masked_keys(&n);
+                tu_node_poison_masked_keys(&n);
             }
-            set_dst(&n, APR_F32, cs[s].Dv, cs[s].H, cs[s].T, 1, TU_CONTIG);
+            tu_node_dst(&n, APR_F32, cs[s].Dv, cs[s].H, cs[s].T, 1, TU_CONTIG);
             n.fparams[0] = (float)(1.0 / sqrt((double)cs[s].D));
             n.iparams[0] = cs[s].causal;
-            node_name(&n, "H=%lld Hkv=%lld (gqa %lld) T=%lld S=%lld%s%s", (long long)cs[s].H, (long long)cs[s].Hkv,
+            tu_node_name(&n, "H=%lld Hkv=%lld (gqa %lld) T=%lld S=%lld%s%s", (long long)cs[s].H, (long long)cs[s].Hkv,
                       (long long)(cs[s].H / cs[s].Hkv), (long long)cs[s].T, (long long)cs[s].S,
                       cs[s].causal ? " causal" : "", cs[s].mask ? " mask" : "");
             conf_check(r, &n, tol(APR_OP_ATTENTION, kv_dtypes[di] == APR_F16 ? "f16" : "f32"));
@@ -1020,14 +812,14 @@ static void cases_cpy(conf_run *r) {
     for (size_t p = 0; p < sizeof pairs / sizeof pairs[0]; p++)
         for (size_t s = 0; s < sizeof cs / sizeof cs[0]; s++) {
             const int64_t *ne = cs[s].ne;
-            tu_rng rng = conf_next(r);
+            tu_rng rng = tu_suite_next(&r->run);
             tu_node n;
-            node_init(&n, APR_OP_CPY, 1);
-            tu_tensor *a = add_src(&n, 0, pairs[p][0], ne[0], ne[1], ne[2], ne[3], lays[cs[s].sl]);
+            tu_node_init(&n, APR_OP_CPY, 1);
+            tu_tensor *a = tu_node_src(&n, 0, pairs[p][0], ne[0], ne[1], ne[2], ne[3], lays[cs[s].sl]);
             if (pairs[p][0] == APR_I32) tu_fill_int(a, &rng, INT32_MIN, INT32_MAX);
             else tu_fill_special(a, &rng);
-            set_dst(&n, pairs[p][1], ne[0], ne[1], ne[2], ne[3], lays[cs[s].dl]);
-            node_name(&n, "%s->%s", tu_dtype_name(pairs[p][0]), tu_dtype_name(pairs[p][1]));
+            tu_node_dst(&n, pairs[p][1], ne[0], ne[1], ne[2], ne[3], lays[cs[s].dl]);
+            tu_node_name(&n, "%s->%s", tu_dtype_name(pairs[p][0]), tu_dtype_name(pairs[p][1]));
             conf_check(r, &n, tol(APR_OP_CPY, ""));
         }
 }
@@ -1041,17 +833,17 @@ static void cases_concat(conf_run *r) {
     for (size_t di = 0; di < sizeof dtypes / sizeof dtypes[0]; di++)
         for (int dim = 0; dim < APR_MAX_DIMS; dim++)
             for (size_t s = 0; s < sizeof cs / sizeof cs[0]; s++) {
-                tu_rng rng = conf_next(r);
+                tu_rng rng = tu_suite_next(&r->run);
                 tu_node n;
-                node_init(&n, APR_OP_CONCAT, 2);
+                tu_node_init(&n, APR_OP_CONCAT, 2);
                 int64_t a[4], b[4], d[4];
                 memcpy(a, cs[s].ne, sizeof a);
                 memcpy(b, a, sizeof b);
                 b[dim] = cs[s].b_len;
                 memcpy(d, a, sizeof d);
                 d[dim] = a[dim] + b[dim];
-                tu_tensor *ta = add_src(&n, 0, dtypes[di], a[0], a[1], a[2], a[3], lays[cs[s].al]);
-                tu_tensor *tb = add_src(&n, 1, dtypes[di], b[0], b[1], b[2], b[3], lays[cs[s].bl]);
+                tu_tensor *ta = tu_node_src(&n, 0, dtypes[di], a[0], a[1], a[2], a[3], lays[cs[s].al]);
+                tu_tensor *tb = tu_node_src(&n, 1, dtypes[di], b[0], b[1], b[2], b[3], lays[cs[s].bl]);
                 if (dtypes[di] == APR_I32) {
                     tu_fill_int(ta, &rng, INT32_MIN, INT32_MAX);
                     tu_fill_int(tb, &rng, INT32_MIN, INT32_MAX);
@@ -1059,9 +851,9 @@ static void cases_concat(conf_run *r) {
                     tu_fill_special(ta, &rng);
                     tu_fill_special(tb, &rng);
                 }
-                set_dst(&n, dtypes[di], d[0], d[1], d[2], d[3], lays[cs[s].dl]);
+                tu_node_dst(&n, dtypes[di], d[0], d[1], d[2], d[3], lays[cs[s].dl]);
                 n.iparams[0] = dim;
-                node_name(&n, "dim=%d", dim);
+                tu_node_name(&n, "dim=%d", dim);
                 conf_check(r, &n, tol(APR_OP_CONCAT, ""));
             }
 }
@@ -1085,12 +877,12 @@ static void fill_distinct_ids(tu_tensor *ids, tu_rng *rng, int64_t R) {
  * layout so results compare element by element. ids are filled by the caller. */
 static tu_tensor *set_rows_node(tu_node *n, tu_rng *rng, uint32_t tdt, uint32_t rdt, int64_t D, int64_t R, int64_t N,
                                 const tu_layout lays[3]) {
-    node_init(n, APR_OP_SET_ROWS, 3);
+    tu_node_init(n, APR_OP_SET_ROWS, 3);
     n->in_place = true;
-    tu_fill_special(add_src(n, 0, tdt, D, R, 1, 1, lays[0]), rng); /* NaN payloads too: unwritten rows keep them */
-    tu_fill_special(add_src(n, 1, rdt, D, N, 1, 1, lays[1]), rng);
+    tu_fill_special(tu_node_src(n, 0, tdt, D, R, 1, 1, lays[0]), rng); /* NaN payloads too: unwritten rows keep them */
+    tu_fill_special(tu_node_src(n, 1, rdt, D, N, 1, 1, lays[1]), rng);
     tu_tensor_init_like(&n->dst, &n->src[0]);
-    return add_src(n, 2, APR_I32, N, 1, 1, 1, lays[2]);
+    return tu_node_src(n, 2, APR_I32, N, 1, 1, 1, lays[2]);
 }
 
 static const uint32_t set_rows_dtypes[][2] = {
@@ -1115,10 +907,10 @@ static void cases_set_rows(conf_run *r) {
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
             for (size_t l = 0; l < sizeof lays / sizeof lays[0]; l++) {
                 const int64_t D = shapes[s][0], R = shapes[s][1], N = shapes[s][2];
-                tu_rng rng = conf_next(r);
+                tu_rng rng = tu_suite_next(&r->run);
                 tu_node n;
                 fill_distinct_ids(set_rows_node(&n, &rng, set_rows_dtypes[di][0], set_rows_dtypes[di][1], D, R, N, lays[l]), &rng, R);
-                node_name(&n, "%s<-%s D=%lld R=%lld N=%lld %s", tu_dtype_name(set_rows_dtypes[di][0]),
+                tu_node_name(&n, "%s<-%s D=%lld R=%lld N=%lld %s", tu_dtype_name(set_rows_dtypes[di][0]),
                           tu_dtype_name(set_rows_dtypes[di][1]), (long long)D, (long long)R, (long long)N, lay_names[l]);
                 conf_check(r, &n, tol(APR_OP_SET_ROWS, ""));
             }
@@ -1127,13 +919,13 @@ static void cases_set_rows(conf_run *r) {
     static const int64_t dups[][4] = {{33, 10, 8, 3}, {300, 64, 64, 5}}; /* D, R, N, ids drawn from [0, last] */
     for (int di = 0; di < N_SET_ROWS_DTYPES; di++)
         for (size_t s = 0; s < sizeof dups / sizeof dups[0]; s++) {
-            tu_rng rng = conf_next(r);
+            tu_rng rng = tu_suite_next(&r->run);
             tu_node n;
             tu_tensor *ids = set_rows_node(&n, &rng, set_rows_dtypes[di][0], set_rows_dtypes[di][1], dups[s][0], dups[s][1],
                                            dups[s][2], lays[0]);
             tu_fill_int(ids, &rng, 0, dups[s][3]);
             tu_seti(ids, 1, 0, 0, 0, tu_geti(ids, 0, 0, 0, 0)); /* at least one repeat */
-            node_name(&n, "%s<-%s D=%lld R=%lld N=%lld ids repeat", tu_dtype_name(set_rows_dtypes[di][0]),
+            tu_node_name(&n, "%s<-%s D=%lld R=%lld N=%lld ids repeat", tu_dtype_name(set_rows_dtypes[di][0]),
                       tu_dtype_name(set_rows_dtypes[di][1]), (long long)dups[s][0], (long long)dups[s][1], (long long)dups[s][2]);
             conf_check(r, &n, tol(APR_OP_SET_ROWS, ""));
         }
@@ -1149,10 +941,10 @@ static void cases_argmax(conf_run *r) {
     };
     for (size_t s = 0; s < sizeof cs / sizeof cs[0]; s++) {
         const int64_t *ne = cs[s].ne;
-        tu_rng rng = conf_next(r);
+        tu_rng rng = tu_suite_next(&r->run);
         tu_node n;
-        node_init(&n, APR_OP_ARGMAX, 1);
-        tu_tensor *x = add_src(&n, 0, APR_F32, ne[0], ne[1], ne[2], ne[3], unary_lays[cs[s].xl]);
+        tu_node_init(&n, APR_OP_ARGMAX, 1);
+        tu_tensor *x = tu_node_src(&n, 0, APR_F32, ne[0], ne[1], ne[2], ne[3], unary_lays[cs[s].xl]);
         tu_fill_uniform(x, &rng, -1, 1);
         int64_t i[APR_MAX_DIMS];
         for (int64_t k = 0; k < tu_tensor_nelements(x); k++) {
@@ -1167,9 +959,9 @@ static void cases_argmax(conf_run *r) {
             }
             tu_setf(x, i[0], i[1], i[2], i[3], v);
         }
-        set_dst(&n, APR_I32, ne[1], ne[2], ne[3], 1, unary_lays[cs[s].dl]);
+        tu_node_dst(&n, APR_I32, ne[1], ne[2], ne[3], 1, unary_lays[cs[s].dl]);
         static const char *const kinds[] = {"uniform", "ties", "nan/inf, row 0 all NaN"};
-        node_name(&n, "%s", kinds[cs[s].kind]);
+        tu_node_name(&n, "%s", kinds[cs[s].kind]);
         conf_check(r, &n, tol(APR_OP_ARGMAX, ""));
     }
 }
@@ -1186,18 +978,18 @@ static void cases_adamw(conf_run *r) {
     for (int first = 0; first < 2; first++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
             const int64_t *ne = shapes[s].ne;
-            tu_rng rng = conf_next(r);
+            tu_rng rng = tu_suite_next(&r->run);
             tu_node n;
-            node_init(&n, APR_OP_ADAMW, 5);
+            tu_node_init(&n, APR_OP_ADAMW, 5);
             n.in_place = true;
             n.written = 1u << 2 | 1u << 3;
-            tu_fill_uniform(add_src(&n, 0, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[shapes[s].lw]), &rng, -1, 1);
-            tu_fill_uniform(add_src(&n, 1, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[shapes[s].lg]), &rng, -3, 3);
-            tu_tensor *m = add_src(&n, 2, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[shapes[s].lm]);
-            tu_tensor *v = add_src(&n, 3, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[(shapes[s].lm + 1) % 4]);
+            tu_fill_uniform(tu_node_src(&n, 0, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[shapes[s].lw]), &rng, -1, 1);
+            tu_fill_uniform(tu_node_src(&n, 1, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[shapes[s].lg]), &rng, -3, 3);
+            tu_tensor *m = tu_node_src(&n, 2, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[shapes[s].lm]);
+            tu_tensor *v = tu_node_src(&n, 3, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[(shapes[s].lm + 1) % 4]);
             tu_fill_uniform(m, &rng, first ? 0 : -0.3, first ? 0 : 0.3);
             tu_fill_uniform(v, &rng, 0, first ? 0 : 0.5);
-            tu_tensor *hp = add_src(&n, 4, APR_F32, APR_ADAMW_HP_COUNT, 1, 1, 1, TU_CONTIG);
+            tu_tensor *hp = tu_node_src(&n, 4, APR_F32, APR_ADAMW_HP_COUNT, 1, 1, 1, TU_CONTIG);
             const double b1 = tu_rng_uniform(&rng, 0.8, 0.95), b2 = tu_rng_uniform(&rng, 0.95, 0.9999);
             const double t = first ? 1 : (double)tu_rng_int(&rng, 2, 5000);
             const double h[APR_ADAMW_HP_COUNT] = {
@@ -1208,7 +1000,7 @@ static void cases_adamw(conf_run *r) {
             };
             for (int k = 0; k < APR_ADAMW_HP_COUNT; k++) tu_setf(hp, k, 0, 0, 0, (float)h[k]);
             tu_tensor_init_like(&n.dst, &n.src[0]);
-            node_name(&n, "step %g lr=%.3g b1=%.4g b2=%.6g wd=%.3g", t, h[APR_ADAMW_LR], b1, b2, h[APR_ADAMW_WEIGHT_DECAY]);
+            tu_node_name(&n, "step %g lr=%.3g b1=%.4g b2=%.6g wd=%.3g", t, h[APR_ADAMW_LR], b1, b2, h[APR_ADAMW_WEIGHT_DECAY]);
             conf_check(r, &n, tol(APR_OP_ADAMW, ""));
         }
 }
@@ -1216,12 +1008,12 @@ static void cases_adamw(conf_run *r) {
 static void conf_cases(conf_run *r) {
     static const double unary_ranges[] = {8, 100};
     static const double scale_ranges[] = {2};
-    switch (r->op) {
+    switch (r->run.op) {
     case APR_OP_GET_ROWS: cases_get_rows(r); cases_get_rows_block(r); break;
     case APR_OP_MATMUL: cases_matmul(r); cases_matmul_block(r); break;
-    case APR_OP_ADD: case APR_OP_MUL: cases_add_mul(r, r->op); break;
-    case APR_OP_SCALE: cases_unary(r, r->op, scale_ranges, 1); break;
-    case APR_OP_SILU: case APR_OP_GELU: cases_unary(r, r->op, unary_ranges, 2); break;
+    case APR_OP_ADD: case APR_OP_MUL: cases_add_mul(r, r->run.op); break;
+    case APR_OP_SCALE: cases_unary(r, r->run.op, scale_ranges, 1); break;
+    case APR_OP_SILU: case APR_OP_GELU: cases_unary(r, r->run.op, unary_ranges, 2); break;
     case APR_OP_SWIGLU: cases_swiglu(r); break;
     case APR_OP_RMS_NORM: cases_rms_norm(r); break;
     case APR_OP_ROPE: cases_rope(r); break;
@@ -1232,71 +1024,42 @@ static void conf_cases(conf_run *r) {
     case APR_OP_ARGMAX: cases_argmax(r); break;
     case APR_OP_SET_ROWS: cases_set_rows(r); break;
     case APR_OP_ADAMW: cases_adamw(r); break;
-    default: cr_assert_fail("no cases for op %u", (unsigned)r->op);
+    default: cr_assert_fail("no cases for op %u", (unsigned)r->run.op);
     }
 }
 
 /* ---------------------------------------------------------------- the tests */
 
-static int test_threads(void) {
-    const char *env = getenv("APR_TEST_THREADS");
-    return env && *env ? atoi(env) : 3;
-}
-
-/* Opens the registry, the reference and (unless it is the reference) the backend under test. */
-static apr_registry *conf_open(const conf_param *p, conf_run *r) {
+/* Opens the reference and (unless it is the reference) the backend under test. */
+static apr_registry *conf_open(const tu_backend_param *p, conf_run *r) {
     if (!p->backend[0])
         cr_skip_test("no backend other than the reference is usable on this machine (%s); only the reference "
                      "self-checks ran", p->note);
-    r->seed = watch_seed = tu_seed();
-    watch_case(p->backend, "opening the registry and backends");
-    watch_start();
-    apr_registry *reg = NULL;
-    apr_error e;
-    cr_assert_eq(apr_registry_open(NULL, &reg, &e), APR_OK, "apr_registry_open: %s", e.msg);
-    char err[512];
-    cr_assert(tu_backend_open(reg, REFERENCE, 1, &r->ref, err, sizeof err), "the oracle is missing: %s", err);
-    r->self_check = !strcmp(p->backend, REFERENCE);
-    if (r->self_check) r->test = r->ref;
-    else cr_assert(tu_backend_open(reg, p->backend, test_threads(), &r->test, err, sizeof err), "%s", err);
-    return reg;
+    return tu_suite_open(&r->run, p->backend, false);
 }
 
-static void conf_close(apr_registry *reg, conf_run *r) {
-    if (!r->self_check) tu_backend_close(&r->test);
-    tu_backend_close(&r->ref);
-    apr_registry_close(reg);
-}
-
-static void conf_test(const conf_param *p, uint32_t op, bool packed) {
+static void conf_test(const tu_backend_param *p, uint32_t op, bool packed) {
     conf_run r;
     memset(&r, 0, sizeof r);
-    r.op = op;
+    r.run.op = op;
     r.packed = packed;
     if (packed && !p->backend[0])
         cr_skip_test("no backend other than the reference is usable on this machine (%s), and the reference packs nothing", p->note);
-    if (packed && !strcmp(p->backend, REFERENCE))
+    if (packed && !strcmp(p->backend, TU_REFERENCE))
         cr_skip_test("the reference keeps every weight in its own layout (no weight_pack): nothing to compare");
     apr_registry *reg = conf_open(p, &r);
     if (packed) cases_matmul_block(&r);
     else conf_cases(&r);
-    const char *name = r.test.name;
+    const char *name = r.run.test.name;
     char worst[800] = "";
     if (r.worst_case[0]) snprintf(worst, sizeof worst, "; worst case used %.2g of its nmse limit: %s", r.worst_ratio, r.worst_case);
-    fprintf(stderr, "%s %s%s: %ld passed, %ld failed, %ld unsupported%s%s\n", name, op_name(op), packed ? " (packed weights)" : "",
-            r.passed, r.failed, r.unsupported, r.self_check ? " (self-check)" : "", worst);
-    tally_append(name, r.passed, r.failed, r.unsupported);
+    fprintf(stderr, "%s %s%s: %ld passed, %ld failed, %ld unsupported%s%s\n", name, tu_op_name(op), packed ? " (packed weights)" : "",
+            r.run.passed, r.run.failed, r.run.unsupported, r.run.self_check ? " (self-check)" : "", worst);
+    tu_tally_add(&tally, name, r.run.passed, r.run.failed, r.run.unsupported);
     char backend[64];
     snprintf(backend, sizeof backend, "%s", name);
-    conf_close(reg, &r);
-
-    cr_assert_gt(r.n_cases, 0, "%s: no cases were built", op_name(op));
-    cr_assert_eq(r.passed + r.failed + r.unsupported, (long)r.n_cases, "%s %s: cases lost", backend, op_name(op));
-    cr_assert_eq(r.failed, 0, "%s %s: %ld of %llu cases failed (see FAIL lines; APR_TEST_SEED=%llu replays)", backend,
-                 op_name(op), r.failed, (unsigned long long)r.n_cases, (unsigned long long)r.seed);
-    if (r.passed == 0)
-        cr_skip_test("%s %s: every one of %llu cases was declined (unsupported), nothing was compared", backend,
-                     op_name(op), (unsigned long long)r.n_cases);
+    tu_suite_close(reg, &r.run);
+    tu_suite_verdict(&r.run, backend, "compared");
 }
 
 /* Seconds per test. A healthy test takes well under a second at -O2 and a few under ASan; a
@@ -1305,14 +1068,14 @@ static void conf_test(const conf_param *p, uint32_t op, bool packed) {
 
 #define CONF_OP_TEST(name, op)                                                                 \
     ParameterizedTestParameters(conformance, name) { return conf_params(); }                  \
-    ParameterizedTest(conf_param *p, conformance, name, .timeout = CONF_TIMEOUT) { conf_test(p, op, false); }
+    ParameterizedTest(tu_backend_param *p, conformance, name, .timeout = CONF_TIMEOUT) { conf_test(p, op, false); }
 
 CONF_OP_TEST(get_rows, APR_OP_GET_ROWS)
 
 /* cpu-avx512 picks VNNI kernels for block weights when the CPU has them; this runs the matmul cases
  * again with them switched off (APR_X86_NO_VNNI), so the vpmaddubsw path is checked here too. */
 ParameterizedTestParameters(conformance, matmul_no_vnni) { return conf_params(); }
-ParameterizedTest(conf_param *p, conformance, matmul_no_vnni, .timeout = CONF_TIMEOUT) {
+ParameterizedTest(tu_backend_param *p, conformance, matmul_no_vnni, .timeout = CONF_TIMEOUT) {
     setenv("APR_X86_NO_VNNI", "1", 1);
     conf_test(p, APR_OP_MATMUL, false);
     unsetenv("APR_X86_NO_VNNI");
@@ -1322,9 +1085,9 @@ ParameterizedTest(conf_param *p, conformance, matmul_no_vnni, .timeout = CONF_TI
  * (weight_pack, ABI 3), with and without VNNI; block types it keeps as they are count as
  * unsupported, and a backend that packs none of them is skipped with that said. */
 ParameterizedTestParameters(conformance, matmul_packed) { return conf_params(); }
-ParameterizedTest(conf_param *p, conformance, matmul_packed, .timeout = CONF_TIMEOUT) { conf_test(p, APR_OP_MATMUL, true); }
+ParameterizedTest(tu_backend_param *p, conformance, matmul_packed, .timeout = CONF_TIMEOUT) { conf_test(p, APR_OP_MATMUL, true); }
 ParameterizedTestParameters(conformance, matmul_packed_no_vnni) { return conf_params(); }
-ParameterizedTest(conf_param *p, conformance, matmul_packed_no_vnni, .timeout = CONF_TIMEOUT) {
+ParameterizedTest(tu_backend_param *p, conformance, matmul_packed_no_vnni, .timeout = CONF_TIMEOUT) {
     setenv("APR_X86_NO_VNNI", "1", 1);
     conf_test(p, APR_OP_MATMUL, true);
     unsetenv("APR_X86_NO_VNNI");
@@ -1351,18 +1114,18 @@ CONF_OP_TEST(adamw, APR_OP_ADAMW)
 static void errors_set_rows(conf_run *r, const tu_backend *b, long *checked, long *failed, long *unsupported) {
     static const int32_t bad_ids[] = {5, -1, INT32_MAX, INT32_MIN};
     for (size_t k = 0; k < sizeof bad_ids / sizeof bad_ids[0]; k++) {
-        tu_rng rng = conf_next(r);
+        tu_rng rng = tu_suite_next(&r->run);
         tu_node n;
         const tu_layout lays[3] = {k % 2 ? TU_PADDED : TU_CONTIG, TU_CONTIG, TU_CONTIG};
         tu_tensor *ids = set_rows_node(&n, &rng, k < 2 ? APR_F16 : APR_F32, APR_F32, 8, 5, 3, lays);
         fill_distinct_ids(ids, &rng, 5);
         tu_seti(ids, (int64_t)(k % 3), 0, 0, 0, bad_ids[k]);
-        node_name(&n, "ids[%zu]=%d with R=5", k % 3, (int)bad_ids[k]);
+        tu_node_name(&n, "ids[%zu]=%d with R=5", k % 3, (int)bad_ids[k]);
         char text[640], msg[768];
-        case_text(&n, text, sizeof text);
+        tu_node_text(&n, text, sizeof text);
         unsigned char *out = malloc(n.src[0].size);
         cr_assert(out);
-        watch_case(b->name, text);
+        tu_suite_watch(b->name, text);
         tu_outcome o = tu_node_run(b, &n, APR_ERR_INVALID, out, msg, sizeof msg);
         if (o == TU_DECLINED) {
             fprintf(stderr, "unsupported: %s %s: %s\n", b->name, text, msg);
@@ -1436,30 +1199,30 @@ static long errors_set_rows_shape(const tu_backend *b, bool runs_every_op) {
  * not a byte of the table), an op number no ABI version defines is declined by supports() with a
  * reason, and so are malformed SET_ROWS nodes. */
 ParameterizedTestParameters(conformance, errors) { return conf_params(); }
-ParameterizedTest(conf_param *p, conformance, errors, .timeout = CONF_TIMEOUT) {
+ParameterizedTest(tu_backend_param *p, conformance, errors, .timeout = CONF_TIMEOUT) {
     conf_run r;
     memset(&r, 0, sizeof r);
-    r.op = APR_OP_GET_ROWS;
+    r.run.op = APR_OP_GET_ROWS;
     apr_registry *reg = conf_open(p, &r);
-    const tu_backend *b = &r.test;
+    const tu_backend *b = &r.run.test;
     long bad_id_checked = 0, failed = 0, unsupported = 0;
 
     static const int32_t bad_ids[] = {5, -1, INT32_MAX, INT32_MIN};
     for (size_t k = 0; k < sizeof bad_ids / sizeof bad_ids[0]; k++) {
-        tu_rng rng = conf_next(&r);
+        tu_rng rng = tu_suite_next(&r.run);
         tu_node n;
-        node_init(&n, APR_OP_GET_ROWS, 2);
-        tu_fill_uniform(add_src(&n, 0, APR_F32, 8, 5, 1, 1, TU_CONTIG), &rng, -1, 1);
-        tu_tensor *ids = add_src(&n, 1, APR_I32, 3, 1, 1, 1, TU_CONTIG);
+        tu_node_init(&n, APR_OP_GET_ROWS, 2);
+        tu_fill_uniform(tu_node_src(&n, 0, APR_F32, 8, 5, 1, 1, TU_CONTIG), &rng, -1, 1);
+        tu_tensor *ids = tu_node_src(&n, 1, APR_I32, 3, 1, 1, 1, TU_CONTIG);
         tu_fill_int(ids, &rng, 0, 4);
         tu_seti(ids, (int64_t)(k % 3), 0, 0, 0, bad_ids[k]); /* the bad id first, in the middle, last */
-        set_dst(&n, APR_F32, 8, 3, 1, 1, TU_CONTIG);
-        node_name(&n, "ids[%zu]=%d with R=5", k % 3, (int)bad_ids[k]);
+        tu_node_dst(&n, APR_F32, 8, 3, 1, 1, TU_CONTIG);
+        tu_node_name(&n, "ids[%zu]=%d with R=5", k % 3, (int)bad_ids[k]);
         char text[640], msg[768];
-        case_text(&n, text, sizeof text);
+        tu_node_text(&n, text, sizeof text);
         unsigned char *out = malloc(n.dst.size);
         cr_assert(out);
-        watch_case(b->name, text);
+        tu_suite_watch(b->name, text);
         tu_outcome o = tu_node_run(b, &n, APR_ERR_INVALID, out, msg, sizeof msg);
         if (o == TU_DECLINED) {
             fprintf(stderr, "unsupported: %s %s: %s\n", b->name, text, msg);
@@ -1473,7 +1236,7 @@ ParameterizedTest(conf_param *p, conformance, errors, .timeout = CONF_TIMEOUT) {
     }
 
     errors_set_rows(&r, b, &bad_id_checked, &failed, &unsupported);
-    const long shape_wrong = errors_set_rows_shape(b, r.self_check);
+    const long shape_wrong = errors_set_rows_shape(b, r.run.self_check);
 
     /* An op number beyond every version: supports() must say no and why, without reading data. */
     apr_buffer placeholder = {.struct_size = sizeof placeholder};
@@ -1498,11 +1261,11 @@ ParameterizedTest(conf_param *p, conformance, errors, .timeout = CONF_TIMEOUT) {
     fprintf(stderr, "%s errors: %ld bad-id cases returned invalid, %ld failed, %ld unsupported; %ld of %d set_rows shape "
             "answers wrong; op 999: %s (%s)\n", b->name, bad_id_checked, failed, unsupported, shape_wrong, SET_ROWS_SHAPES,
             apr_status_name(st), why);
-    tally_append(b->name, bad_id_checked + (SET_ROWS_SHAPES - shape_wrong) + (st == APR_ERR_UNSUPPORTED && why[0]),
+    tu_tally_add(&tally, b->name, bad_id_checked + (SET_ROWS_SHAPES - shape_wrong) + (st == APR_ERR_UNSUPPORTED && why[0]),
                  failed + shape_wrong + !(st == APR_ERR_UNSUPPORTED && why[0]), unsupported);
     char backend[64];
     snprintf(backend, sizeof backend, "%s", b->name);
-    conf_close(reg, &r);
+    tu_suite_close(reg, &r.run);
 
     cr_assert_eq(st, APR_ERR_UNSUPPORTED, "%s: supports(op 999) returned %s, want APR_ERR_UNSUPPORTED", backend,
                  apr_status_name(st));

@@ -3,18 +3,16 @@
 #include <criterion/hooks.h>
 #include <criterion/parameterized.h>
 
-#include <fcntl.h>
 #include <math.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "apr/apr.h"
 #include "util/tu_backend.h"
 #include "util/tu_rand.h"
+#include "util/tu_suite.h"
+#include "util/tu_tally.h"
 #include "util/tu_tensor.h"
 
 /*
@@ -152,32 +150,7 @@ static const ref_tol *ref_tol_of(uint32_t op, const char *key) {
 #define FD_DIRS 3       /* random sign directions for larger ones */
 #define F32_U 0x1p-24   /* unit roundoff of f32 */
 
-static const char *op_name(uint32_t op) {
-    static const char *const names[] = {
-        "none", "get_rows", "matmul", "add", "mul", "scale", "rms_norm", "rope", "softmax", "silu", "gelu",
-        "swiglu", "attention", "cpy", "concat", "argmax", "set_rows", "adamw", "matmul_grad_x", "matmul_grad_w",
-        "get_rows_grad", "sum_repeats", "rms_norm_grad", "rope_grad", "softmax_grad", "silu_grad", "gelu_grad",
-        "attention_grad", "cross_entropy", "cross_entropy_grad", "sgd", "acc"};
-    return op < sizeof names / sizeof names[0] ? names[op] : "?";
-}
-
 /* ---------------------------------------------------------------- nodes */
-
-static void node_init(tu_node *n, uint32_t op, uint32_t n_src) {
-    memset(n, 0, sizeof *n);
-    n->op = op;
-    n->n_src = n_src;
-}
-
-static tu_tensor *add_src(tu_node *n, int i, uint32_t dtype, int64_t a, int64_t b, int64_t c, int64_t d, tu_layout lay) {
-    tu_tensor_init(&n->src[i], dtype, (const int64_t[APR_MAX_DIMS]){a, b, c, d}, lay);
-    return &n->src[i];
-}
-
-static tu_tensor *set_dst(tu_node *n, uint32_t dtype, int64_t a, int64_t b, int64_t c, int64_t d, tu_layout lay) {
-    tu_tensor_init(&n->dst, dtype, (const int64_t[APR_MAX_DIMS]){a, b, c, d}, lay);
-    return &n->dst;
-}
 
 /* out: a copy of src's elements in layout lay (a block type keeps src's layout: its rows are dense). */
 static tu_tensor *clone_to(tu_tensor *out, const tu_tensor *src, tu_layout lay) {
@@ -194,28 +167,6 @@ static tu_tensor *clone_to(tu_tensor *out, const tu_tensor *src, tu_layout lay) 
         memcpy(out->data + tu_tensor_byte(out, i), src->data + tu_tensor_byte(src, i), es);
     }
     return out;
-}
-
-static void node_name(tu_node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void node_name(tu_node *n, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(n->name, sizeof n->name, fmt, ap);
-    va_end(ap);
-}
-
-static void case_text(const tu_node *n, char *out, size_t size) {
-    int len = snprintf(out, size, "%s %s:", op_name(n->op), n->name);
-    for (uint32_t i = 0; i < n->n_src && len >= 0 && (size_t)len < size; i++) {
-        char d[96] = "none";
-        if (n->src[i].present) tu_tensor_describe(&n->src[i], d, sizeof d);
-        len += snprintf(out + len, size - (size_t)len, " src%u=%s", (unsigned)i, d);
-    }
-    if (len >= 0 && (size_t)len < size) {
-        char d[96];
-        tu_tensor_describe(&n->dst, d, sizeof d);
-        snprintf(out + len, size - (size_t)len, " -> %s", d);
-    }
 }
 
 /* The desc supports() sees for n (shapes, strides and dtypes over a size-0 placeholder buffer),
@@ -258,123 +209,110 @@ static void small_node(uint32_t op, tu_node *n) {
     tu_rng_init(&rng, 0x9e3779b9u + op);
     switch (op) {
     case APR_OP_MATMUL_GRAD_X:
-        node_init(n, op, 2);
-        tu_fill_uniform(add_src(n, 0, APR_F32, 8, 4, 1, 1, TU_CONTIG), &rng, -1, 1);
-        tu_fill_uniform(add_src(n, 1, APR_F32, 4, 3, 1, 1, TU_CONTIG), &rng, -1, 1);
-        set_dst(n, APR_F32, 8, 3, 1, 1, TU_CONTIG);
+        tu_node_init(n, op, 2);
+        tu_fill_uniform(tu_node_src(n, 0, APR_F32, 8, 4, 1, 1, TU_CONTIG), &rng, -1, 1);
+        tu_fill_uniform(tu_node_src(n, 1, APR_F32, 4, 3, 1, 1, TU_CONTIG), &rng, -1, 1);
+        tu_node_dst(n, APR_F32, 8, 3, 1, 1, TU_CONTIG);
         break;
     case APR_OP_MATMUL_GRAD_W:
-        node_init(n, op, 2);
-        tu_fill_uniform(add_src(n, 0, APR_F32, 8, 3, 1, 1, TU_CONTIG), &rng, -1, 1);
-        tu_fill_uniform(add_src(n, 1, APR_F32, 4, 3, 1, 1, TU_CONTIG), &rng, -1, 1);
-        set_dst(n, APR_F32, 8, 4, 1, 1, TU_CONTIG);
+        tu_node_init(n, op, 2);
+        tu_fill_uniform(tu_node_src(n, 0, APR_F32, 8, 3, 1, 1, TU_CONTIG), &rng, -1, 1);
+        tu_fill_uniform(tu_node_src(n, 1, APR_F32, 4, 3, 1, 1, TU_CONTIG), &rng, -1, 1);
+        tu_node_dst(n, APR_F32, 8, 4, 1, 1, TU_CONTIG);
         break;
     case APR_OP_GET_ROWS_GRAD:
-        node_init(n, op, 2);
-        tu_fill_uniform(add_src(n, 0, APR_F32, 8, 3, 1, 1, TU_CONTIG), &rng, -1, 1);
-        tu_fill_int(add_src(n, 1, APR_I32, 3, 1, 1, 1, TU_CONTIG), &rng, 0, 4);
-        set_dst(n, APR_F32, 8, 5, 1, 1, TU_CONTIG);
+        tu_node_init(n, op, 2);
+        tu_fill_uniform(tu_node_src(n, 0, APR_F32, 8, 3, 1, 1, TU_CONTIG), &rng, -1, 1);
+        tu_fill_int(tu_node_src(n, 1, APR_I32, 3, 1, 1, 1, TU_CONTIG), &rng, 0, 4);
+        tu_node_dst(n, APR_F32, 8, 5, 1, 1, TU_CONTIG);
         break;
     case APR_OP_SUM_REPEATS:
-        node_init(n, op, 1);
-        tu_fill_uniform(add_src(n, 0, APR_F32, 8, 4, 1, 1, TU_CONTIG), &rng, -1, 1);
-        set_dst(n, APR_F32, 8, 1, 1, 1, TU_CONTIG);
+        tu_node_init(n, op, 1);
+        tu_fill_uniform(tu_node_src(n, 0, APR_F32, 8, 4, 1, 1, TU_CONTIG), &rng, -1, 1);
+        tu_node_dst(n, APR_F32, 8, 1, 1, 1, TU_CONTIG);
         break;
     case APR_OP_RMS_NORM_GRAD: case APR_OP_SOFTMAX_GRAD: case APR_OP_SILU_GRAD: case APR_OP_GELU_GRAD:
-        node_init(n, op, 2);
-        tu_fill_uniform(add_src(n, 0, APR_F32, 8, 3, 1, 1, TU_CONTIG), &rng, op == APR_OP_SOFTMAX_GRAD ? 0 : -1, 1);
-        tu_fill_uniform(add_src(n, 1, APR_F32, 8, 3, 1, 1, TU_CONTIG), &rng, -1, 1);
-        set_dst(n, APR_F32, 8, 3, 1, 1, TU_CONTIG);
+        tu_node_init(n, op, 2);
+        tu_fill_uniform(tu_node_src(n, 0, APR_F32, 8, 3, 1, 1, TU_CONTIG), &rng, op == APR_OP_SOFTMAX_GRAD ? 0 : -1, 1);
+        tu_fill_uniform(tu_node_src(n, 1, APR_F32, 8, 3, 1, 1, TU_CONTIG), &rng, -1, 1);
+        tu_node_dst(n, APR_F32, 8, 3, 1, 1, TU_CONTIG);
         n->fparams[0] = op == APR_OP_RMS_NORM_GRAD ? 1e-5f : 1.0f;
         break;
     case APR_OP_ROPE_GRAD:
-        node_init(n, op, 2);
-        tu_fill_uniform(add_src(n, 0, APR_F32, 8, 2, 3, 1, TU_CONTIG), &rng, -1, 1);
-        tu_fill_int(add_src(n, 1, APR_I32, 3, 1, 1, 1, TU_CONTIG), &rng, 0, 100);
-        set_dst(n, APR_F32, 8, 2, 3, 1, TU_CONTIG);
+        tu_node_init(n, op, 2);
+        tu_fill_uniform(tu_node_src(n, 0, APR_F32, 8, 2, 3, 1, TU_CONTIG), &rng, -1, 1);
+        tu_fill_int(tu_node_src(n, 1, APR_I32, 3, 1, 1, 1, TU_CONTIG), &rng, 0, 100);
+        tu_node_dst(n, APR_F32, 8, 2, 3, 1, TU_CONTIG);
         n->iparams[0] = 8;
         n->fparams[0] = 10000.0f;
         n->fparams[1] = 1.0f;
         break;
     case APR_OP_ATTENTION_GRAD:
-        node_init(n, op, 5);
-        tu_fill_uniform(add_src(n, 0, APR_F32, 8, 3, 2, 1, TU_CONTIG), &rng, -1, 1);
-        tu_fill_uniform(add_src(n, 1, APR_F32, 8, 4, 1, 1, TU_CONTIG), &rng, -1, 1);
-        tu_fill_uniform(add_src(n, 2, APR_F32, 8, 4, 1, 1, TU_CONTIG), &rng, -1, 1);
-        tu_fill_uniform(add_src(n, 4, APR_F32, 8, 2, 3, 1, TU_CONTIG), &rng, -1, 1);
-        set_dst(n, APR_F32, 8 * 3 * 2 + 8 * 4 + 8 * 4, 1, 1, 1, TU_CONTIG);
+        tu_node_init(n, op, 5);
+        tu_fill_uniform(tu_node_src(n, 0, APR_F32, 8, 3, 2, 1, TU_CONTIG), &rng, -1, 1);
+        tu_fill_uniform(tu_node_src(n, 1, APR_F32, 8, 4, 1, 1, TU_CONTIG), &rng, -1, 1);
+        tu_fill_uniform(tu_node_src(n, 2, APR_F32, 8, 4, 1, 1, TU_CONTIG), &rng, -1, 1);
+        tu_fill_uniform(tu_node_src(n, 4, APR_F32, 8, 2, 3, 1, TU_CONTIG), &rng, -1, 1);
+        tu_node_dst(n, APR_F32, 8 * 3 * 2 + 8 * 4 + 8 * 4, 1, 1, 1, TU_CONTIG);
         n->fparams[0] = 0.35f;
         break;
     case APR_OP_CROSS_ENTROPY: case APR_OP_CROSS_ENTROPY_GRAD:
-        node_init(n, op, op == APR_OP_CROSS_ENTROPY ? 2 : 3);
-        tu_fill_uniform(add_src(n, 0, APR_F32, 8, 3, 1, 1, TU_CONTIG), &rng, -1, 1);
-        tu_fill_int(add_src(n, 1, APR_I32, 3, 1, 1, 1, TU_CONTIG), &rng, 0, 7);
-        if (op == APR_OP_CROSS_ENTROPY) set_dst(n, APR_F32, 1, 1, 1, 1, TU_CONTIG);
+        tu_node_init(n, op, op == APR_OP_CROSS_ENTROPY ? 2 : 3);
+        tu_fill_uniform(tu_node_src(n, 0, APR_F32, 8, 3, 1, 1, TU_CONTIG), &rng, -1, 1);
+        tu_fill_int(tu_node_src(n, 1, APR_I32, 3, 1, 1, 1, TU_CONTIG), &rng, 0, 7);
+        if (op == APR_OP_CROSS_ENTROPY) tu_node_dst(n, APR_F32, 1, 1, 1, 1, TU_CONTIG);
         else {
-            tu_fill_uniform(add_src(n, 2, APR_F32, 1, 1, 1, 1, TU_CONTIG), &rng, 0.5, 1);
-            set_dst(n, APR_F32, 8, 3, 1, 1, TU_CONTIG);
+            tu_fill_uniform(tu_node_src(n, 2, APR_F32, 1, 1, 1, 1, TU_CONTIG), &rng, 0.5, 1);
+            tu_node_dst(n, APR_F32, 8, 3, 1, 1, TU_CONTIG);
         }
         break;
     case APR_OP_SGD:
-        node_init(n, op, 4);
+        tu_node_init(n, op, 4);
         n->in_place = true;
         n->written = 1u << 2;
-        for (int i = 0; i < 3; i++) tu_fill_uniform(add_src(n, i, APR_F32, 8, 3, 1, 1, TU_CONTIG), &rng, -1, 1);
-        tu_fill_uniform(add_src(n, 3, APR_F32, APR_SGD_HP_COUNT, 1, 1, 1, TU_CONTIG), &rng, 0, 0.5);
+        for (int i = 0; i < 3; i++) tu_fill_uniform(tu_node_src(n, i, APR_F32, 8, 3, 1, 1, TU_CONTIG), &rng, -1, 1);
+        tu_fill_uniform(tu_node_src(n, 3, APR_F32, APR_SGD_HP_COUNT, 1, 1, 1, TU_CONTIG), &rng, 0, 0.5);
         tu_tensor_init_like(&n->dst, &n->src[0]);
         break;
     case APR_OP_ACC:
-        node_init(n, op, 2);
+        tu_node_init(n, op, 2);
         n->in_place = true;
-        for (int i = 0; i < 2; i++) tu_fill_uniform(add_src(n, i, APR_F32, 8, 3, 1, 1, TU_CONTIG), &rng, -1, 1);
+        for (int i = 0; i < 2; i++) tu_fill_uniform(tu_node_src(n, i, APR_F32, 8, 3, 1, 1, TU_CONTIG), &rng, -1, 1);
         tu_tensor_init_like(&n->dst, &n->src[0]);
         break;
     default: cr_assert_fail("no small node for op %u", (unsigned)op);
     }
-    node_name(n, "small");
+    tu_node_name(n, "small");
 }
 
 /* ---------------------------------------------------------------- which backends */
-
-/* One Criterion parameter: the backend a test instance checks. */
-typedef struct gc_param {
-    char backend[64]; /* "" = a placeholder: nothing to check (note says why) */
-    char note[400];
-} gc_param;
-
-#define GC_MAX_BACKENDS 16
-#define REFERENCE "reference"
 
 /* Which usable backends support which ABI 5 ops, asked once per process with small_node's nodes
  * (supports() only; nothing runs). */
 static struct {
     bool done;
     int n;
-    char name[GC_MAX_BACKENDS][64];
-    int supported[GC_MAX_BACKENDS];           /* how many of the N_GRAD_OPS */
-    char reason[GC_MAX_BACKENDS][200];        /* one decline, for the message */
+    char name[TU_MAX_BACKENDS][64];
+    int supported[TU_MAX_BACKENDS];           /* how many of the N_GRAD_OPS */
+    char reason[TU_MAX_BACKENDS][200];        /* one decline, for the message */
     char rejected[240];                       /* plugins that are not usable here, and why */
 } probe;
 
 static void gc_probe(void) {
     if (probe.done) return;
     probe.done = true;
+    tu_backend_list list;
+    tu_backend_list_scan(&list);
+    snprintf(probe.rejected, sizeof probe.rejected, "%s", list.rejected);
     apr_registry *reg = NULL;
     apr_error e;
-    if (apr_registry_open(NULL, &reg, &e) != APR_OK) return;
-    for (int i = 0; i < apr_registry_count(reg) && probe.n < GC_MAX_BACKENDS; i++) {
-        const apr_plugin_record *rec = apr_registry_record(reg, i);
-        if (!strcmp(rec->name, REFERENCE)) continue;
-        if (rec->state != APR_PLUGIN_OK) {
-            size_t len = strlen(probe.rejected);
-            snprintf(probe.rejected + len, sizeof probe.rejected - len, "%s%s: %s", len ? "; " : "", rec->name, rec->reason);
-            continue;
-        }
+    if (!list.n || apr_registry_open(NULL, &reg, &e) != APR_OK) return;
+    for (int i = 0; i < list.n; i++) {
         tu_backend b;
         char err[256];
-        if (!tu_backend_open(reg, rec->name, 1, &b, err, sizeof err)) continue;
+        if (!tu_backend_open(reg, list.name[i], 1, &b, err, sizeof err)) continue;
         int k = probe.n++;
-        snprintf(probe.name[k], sizeof probe.name[k], "%s", rec->name);
+        snprintf(probe.name[k], sizeof probe.name[k], "%s", list.name[i]);
         for (uint32_t op = APR_OP_COUNT_V4; op < APR_OP_COUNT_V5; op++) {
             tu_node n;
             small_node(op, &n);
@@ -391,11 +329,11 @@ static void gc_probe(void) {
 /* The reference, then every other usable backend that supports some ABI 5 op; a placeholder
  * that says why when there is none. */
 static struct criterion_test_params gc_params_ops(void) {
-    static gc_param params[GC_MAX_BACKENDS + 1];
+    static tu_backend_param params[TU_MAX_BACKENDS + 1];
     memset(params, 0, sizeof params);
     gc_probe();
     size_t n = 0;
-    snprintf(params[n++].backend, sizeof params[0].backend, "%s", REFERENCE);
+    snprintf(params[n++].backend, sizeof params[0].backend, "%s", TU_REFERENCE);
     for (int i = 0; i < probe.n; i++)
         if (probe.supported[i]) snprintf(params[n++].backend, sizeof params[0].backend, "%s", probe.name[i]);
     if (n == 1) {
@@ -407,13 +345,13 @@ static struct criterion_test_params gc_params_ops(void) {
         snprintf(params[n++].note, sizeof params[0].note, "%.150s%s%.230s", list[0] ? list : "no other plugin is usable",
                  probe.rejected[0] ? "; not usable: " : "", probe.rejected);
     }
-    return cr_make_param_array(gc_param, params, n);
+    return cr_make_param_array(tu_backend_param, params, n);
 }
 
 /* Every usable backend that supports none of the ABI 5 ops, each with the first reason it gave;
  * one placeholder when there is none. */
 static struct criterion_test_params gc_params_none(void) {
-    static gc_param params[GC_MAX_BACKENDS];
+    static tu_backend_param params[TU_MAX_BACKENDS];
     memset(params, 0, sizeof params);
     gc_probe();
     size_t n = 0;
@@ -424,120 +362,23 @@ static struct criterion_test_params gc_params_none(void) {
             n++;
         }
     if (!n) n = 1; /* params[0] stays the empty placeholder */
-    return cr_make_param_array(gc_param, params, n);
+    return cr_make_param_array(tu_backend_param, params, n);
 }
 
-/* ---------------------------------------------------------------- tally across test processes
- *
- * Criterion runs every test in its own process: each appends one line to a file the runner names
- * before any test starts, and the runner prints the per-backend sums at the end. */
-#define TALLY_ENV "APR_GRADCHECK_TALLY"
+/* ---------------------------------------------------------------- tally across test processes */
 
-ReportHook(PRE_ALL)(struct criterion_test_set *set) {
-    (void)set;
-    char path[] = "/tmp/apr-gradcheck-XXXXXX";
-    int fd = mkstemp(path);
-    if (fd < 0) return;
-    close(fd);
-    setenv(TALLY_ENV, path, 1);
-}
-
-ReportHook(POST_ALL)(struct criterion_global_stats *stats) {
-    (void)stats;
-    const char *path = getenv(TALLY_ENV);
-    if (!path) return;
-    FILE *f = fopen(path, "r");
-    if (!f) return;
-    char names[GC_MAX_BACKENDS][64];
-    long totals[GC_MAX_BACKENDS][3];
-    int n = 0;
-    char name[64];
-    long p, fl, u;
-    while (fscanf(f, "%63s %ld %ld %ld", name, &p, &fl, &u) == 4) {
-        int i = 0;
-        while (i < n && strcmp(names[i], name)) i++;
-        if (i == n) {
-            if (n == GC_MAX_BACKENDS) continue;
-            snprintf(names[n], sizeof names[n], "%s", name);
-            memset(totals[n], 0, sizeof totals[n]);
-            n++;
-        }
-        totals[i][0] += p;
-        totals[i][1] += fl;
-        totals[i][2] += u;
-    }
-    fclose(f);
-    unlink(path);
-    for (int i = 0; i < n; i++)
-        fprintf(stderr, "gradcheck %s: %ld passed, %ld failed, %ld unsupported\n", names[i], totals[i][0], totals[i][1], totals[i][2]);
-}
-
-static void tally_append(const char *backend, long passed, long failed, long unsupported) {
-    const char *path = getenv(TALLY_ENV);
-    if (!path) return;
-    int fd = open(path, O_WRONLY | O_APPEND);
-    if (fd < 0) return;
-    char line[128];
-    int len = snprintf(line, sizeof line, "%s %ld %ld %ld\n", backend, passed, failed, unsupported);
-    if (len > 0 && write(fd, line, (size_t)len) != len) { /* a lost line only shortens the summary */ }
-    close(fd);
-}
-
-/* ---------------------------------------------------------------- watchdog
- *
- * As test_conformance.c's: a backend that deadlocks is named with its case instead of showing up
- * as Criterion's bare "Timed out". Each run re-arms it. */
-#define GC_WATCHDOG 30
-#define GC_STR_(x) #x
-#define GC_STR(x) GC_STR_(x)
-static char watch_text[1024];
-static uint64_t watch_seed;
-
-static void watch_fire(int sig) {
-    (void)sig;
-    static const char head[] = "HANG: no result after " GC_STR(GC_WATCHDOG) " s (deadlock or livelock?) in: ";
-    if (write(2, head, sizeof head - 1) < 0 || write(2, watch_text, strnlen(watch_text, sizeof watch_text)) < 0 ||
-        write(2, "\n", 1) < 0) { /* nothing more can be done in a signal handler */ }
-    _exit(3);
-}
-
-/* Records the run about to start and gives it GC_WATCHDOG seconds of its own. */
-static void watch_case(const char *backend, const char *text) {
-    snprintf(watch_text, sizeof watch_text, "%s %s [APR_TEST_SEED=%llu]", backend, text, (unsigned long long)watch_seed);
-    alarm(GC_WATCHDOG);
-}
+static const tu_tally tally = {.env = "APR_GRADCHECK_TALLY", .tag = "gradcheck", .prefix = "gradcheck "};
+ReportHook(PRE_ALL)(struct criterion_test_set *set) { (void)set; tu_tally_start(&tally); }
+ReportHook(POST_ALL)(struct criterion_global_stats *stats) { (void)stats; tu_tally_finish(&tally); }
 
 /* ---------------------------------------------------------------- one test's run */
 
 typedef struct gc_run {
-    uint32_t op;
-    bool self_check;        /* the backend under test is the reference */
-    tu_backend ref, test;
-    uint64_t seed;
-    uint64_t n_cases;
-    long passed, failed, unsupported;
+    tu_suite_run run;       /* op, oracle and backend under test, seed, case counts */
     bool noted_fwd;         /* the note that the forward ran on the reference was printed */
     double worst_fd, worst_nmse;
     char worst_fd_case[640], worst_nmse_case[640];
 } gc_run;
-
-static tu_rng gc_next(gc_run *r) {
-    tu_rng rng;
-    tu_rng_init(&rng, tu_seed_mix(r->seed, ((uint64_t)r->op << 32) | r->n_cases));
-    r->n_cases++;
-    return rng;
-}
-
-static void report_fail(gc_run *r, const char *text, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void report_fail(gc_run *r, const char *text, const char *fmt, ...) {
-    char why[900];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "FAIL: %s %s: %s [APR_TEST_SEED=%llu]\n", r->test.name, text, why, (unsigned long long)r->seed);
-    r->failed++;
-}
 
 /* ---------------------------------------------------------------- gradient cases */
 
@@ -648,7 +489,7 @@ static bool fd_within(gc_run *r, const fd_tol *t, double fd, double an, double r
     double bound = t->rel * rms * vnorm + t->ulps * F32_U * sqrt(noise2) / h + 1e-30;
     double err = fabs(fd - an);
     if (!(err <= bound)) {
-        report_fail(r, text, "d/d%s: finite difference %.9g, backward op %.9g: |diff| %.3g > bound %.3g "
+        tu_suite_fail(&r->run, text, "d/d%s: finite difference %.9g, backward op %.9g: |diff| %.3g > bound %.3g "
                     "(rel %.3g * rms(grad) %.3g * |v| %.3g + forward rounding %.3g)", what, fd, an, err, bound, t->rel, rms,
                     vnorm, t->ulps * F32_U * sqrt(noise2) / h);
         return false;
@@ -664,15 +505,15 @@ static bool fd_within(gc_run *r, const fd_tol *t, double fd, double an, double r
 /* Picks the backend the forward runs on for finite differences: the one under test, or the
  * reference when it declines the forward node (said once per test). */
 static const tu_backend *fd_backend(gc_run *r, gc_case *c) {
-    if (r->self_check) return &r->ref;
+    if (r->run.self_check) return &r->run.ref;
     char why[512];
-    if (ask_supports(&r->test, &c->fwd, why, sizeof why) == APR_OK) return &r->test;
+    if (ask_supports(&r->run.test, &c->fwd, why, sizeof why) == APR_OK) return &r->run.test;
     if (!r->noted_fwd) {
         fprintf(stderr, "note: %s declines the forward %s (%s): its finite differences use the reference's forward\n",
-                r->test.name, op_name(c->fwd.op), why);
+                r->run.test.name, tu_op_name(c->fwd.op), why);
         r->noted_fwd = true;
     }
-    return &r->ref;
+    return &r->run.ref;
 }
 
 /* The backward result `out` against finite differences of the forward, for every source in wrt. */
@@ -702,7 +543,7 @@ static bool fd_check(gc_run *r, gc_case *c, unsigned char *out, const char *text
         cr_assert(v && p.step && p.yp && p.ym, "out of memory");
         char msg[768], what[160];
         tu_rng rng;
-        tu_rng_init(&rng, tu_seed_mix(r->seed, 0xfd00u + (uint64_t)r->n_cases * 8 + (uint64_t)wi));
+        tu_rng_init(&rng, tu_seed_mix(r->run.seed, 0xfd00u + (uint64_t)r->run.n_cases * 8 + (uint64_t)wi));
         /* element-wise: one pair of runs moves every element, output k answers for input k */
         const bool per_element = !c->pointwise && movable <= FD_MAX_ELEMS;
         const int64_t runs = c->pointwise ? 1 : per_element ? n : FD_DIRS;
@@ -720,7 +561,7 @@ static bool fd_check(gc_run *r, gc_case *c, unsigned char *out, const char *text
             if (vnorm2 == 0.0) continue; /* an element that does not move */
             tu_outcome o = fd_run_pair(c, w, fb, v, h, &p, msg, sizeof msg);
             if (o != TU_RAN) {
-                report_fail(r, text, "the forward %s on %s for finite differences %s: %s", op_name(c->fwd.op), fb->name,
+                tu_suite_fail(&r->run, text, "the forward %s on %s for finite differences %s: %s", tu_op_name(c->fwd.op), fb->name,
                             o == TU_DECLINED ? "was declined" : "failed", msg);
                 ok = false;
                 break;
@@ -859,34 +700,31 @@ static bool zeros_check(const gc_case *c, const unsigned char *out, char *why, s
  * finiteness, exact zeros and finite differences. */
 static void gc_check(gc_run *r, gc_case *c) {
     char text[640], msg[900];
-    case_text(&c->bwd, text, sizeof text);
+    tu_node_text(&c->bwd, text, sizeof text);
     unsigned char *got = malloc(c->bwd.dst.size), *want = malloc(c->bwd.dst.size);
     cr_assert(got && want, "out of memory");
-    watch_case(r->test.name, text);
-    tu_outcome o = tu_node_run(&r->test, &c->bwd, APR_OK, got, msg, sizeof msg);
+    tu_suite_watch(r->run.test.name, text);
+    tu_outcome o = tu_node_run(&r->run.test, &c->bwd, APR_OK, got, msg, sizeof msg);
     if (o == TU_DECLINED) {
-        if (r->self_check) report_fail(r, text, "the reference declined a valid case: %s", msg);
-        else {
-            fprintf(stderr, "unsupported: %s %s: %s\n", r->test.name, text, msg);
-            r->unsupported++;
-        }
+        if (r->run.self_check) tu_suite_fail(&r->run, text, "the reference declined a valid case: %s", msg);
+        else tu_suite_unsupported(&r->run, text, msg);
         goto done;
     }
     if (o == TU_BROKEN) {
-        report_fail(r, text, "%s", msg);
+        tu_suite_fail(&r->run, text, "%s", msg);
         goto done;
     }
-    if (!r->self_check) {
-        watch_case(r->ref.name, text);
-        o = tu_node_run(&r->ref, &c->bwd, APR_OK, want, msg, sizeof msg);
+    if (!r->run.self_check) {
+        tu_suite_watch(r->run.ref.name, text);
+        o = tu_node_run(&r->run.ref, &c->bwd, APR_OK, want, msg, sizeof msg);
         if (o != TU_RAN) {
-            report_fail(r, text, "the reference %s: %s", o == TU_DECLINED ? "declined a valid case" : "failed", msg);
+            tu_suite_fail(&r->run, text, "the reference %s: %s", o == TU_DECLINED ? "declined a valid case" : "failed", msg);
             goto done;
         }
         const ref_tol *t = ref_tol_of(c->bwd.op, c->key);
         tu_cmp_result cmp = tu_compare(&c->bwd.dst, got, want, TU_CMP_NMSE, t->max_nmse);
         if (!cmp.ok) {
-            report_fail(r, text, "against the reference: %s", cmp.msg);
+            tu_suite_fail(&r->run, text, "against the reference: %s", cmp.msg);
             goto done;
         }
         if (t->max_nmse > 0 && cmp.nmse / t->max_nmse >= r->worst_nmse) {
@@ -895,15 +733,15 @@ static void gc_check(gc_run *r, gc_case *c) {
         }
     }
     if (!tu_all_finite(&c->bwd.dst, got, msg, sizeof msg)) {
-        report_fail(r, text, "non-finite output from finite inputs: %s", msg);
+        tu_suite_fail(&r->run, text, "non-finite output from finite inputs: %s", msg);
         goto done;
     }
     if (!zeros_check(c, got, msg, sizeof msg)) {
-        report_fail(r, text, "%s", msg);
+        tu_suite_fail(&r->run, text, "%s", msg);
         goto done;
     }
-    watch_case(r->test.name, text);
-    if (fd_check(r, c, got, text)) r->passed++;
+    tu_suite_watch(r->run.test.name, text);
+    if (fd_check(r, c, got, text)) r->run.passed++;
 done:
     free(got);
     free(want);
@@ -949,24 +787,24 @@ static void cases_matmul_grad_x(gc_run *r) {
         {APR_Q6_K, 512, 5, 2, 2, 1, 2, 1, C, T, C},  {APR_Q5_1, 64, 11, 2, 1, 1, 1, 1, C, C, C},
     };
     for (size_t s = 0; s < sizeof cs / sizeof cs[0]; s++) {
-        tu_rng rng = gc_next(r);
+        tu_rng rng = tu_suite_next(&r->run);
         gc_case c;
         case_init(&c);
         tu_node *b = &c.bwd, *f = &c.fwd;
-        node_init(b, APR_OP_MATMUL_GRAD_X, 2);
-        tu_tensor *w = add_src(b, 0, cs[s].dtype, cs[s].K, cs[s].N, cs[s].Bw2, cs[s].Bw3, lays[cs[s].wl]);
+        tu_node_init(b, APR_OP_MATMUL_GRAD_X, 2);
+        tu_tensor *w = tu_node_src(b, 0, cs[s].dtype, cs[s].K, cs[s].N, cs[s].Bw2, cs[s].Bw3, lays[cs[s].wl]);
         if (tu_dtype_is_block(cs[s].dtype)) tu_fill_quant(w, &rng, -1, 1, true);
         else tu_fill_uniform(w, &rng, -1, 1);
-        tu_fill_uniform(add_src(b, 1, APR_F32, cs[s].N, cs[s].M, cs[s].B2, cs[s].B3, lays[cs[s].dyl]), &rng, -1, 1);
-        set_dst(b, APR_F32, cs[s].K, cs[s].M, cs[s].B2, cs[s].B3, lays[cs[s].dl]);
-        node_init(f, APR_OP_MATMUL, 2);
+        tu_fill_uniform(tu_node_src(b, 1, APR_F32, cs[s].N, cs[s].M, cs[s].B2, cs[s].B3, lays[cs[s].dyl]), &rng, -1, 1);
+        tu_node_dst(b, APR_F32, cs[s].K, cs[s].M, cs[s].B2, cs[s].B3, lays[cs[s].dl]);
+        tu_node_init(f, APR_OP_MATMUL, 2);
         clone_to(&f->src[0], w, lays[cs[s].wl]);
-        fill_grid(add_src(f, 1, APR_F32, cs[s].K, cs[s].M, cs[s].B2, cs[s].B3, lays[cs[s].dl]), &rng);
-        set_dst(f, APR_F32, cs[s].N, cs[s].M, cs[s].B2, cs[s].B3, TU_CONTIG);
+        fill_grid(tu_node_src(f, 1, APR_F32, cs[s].K, cs[s].M, cs[s].B2, cs[s].B3, lays[cs[s].dl]), &rng);
+        tu_node_dst(f, APR_F32, cs[s].N, cs[s].M, cs[s].B2, cs[s].B3, TU_CONTIG);
         c.dy_src = 1;
         add_wrt(&c, 1, "X", 1.0)->grid = true;
         snprintf(c.key, sizeof c.key, "%s", cs[s].N >= 2048 ? "long" : "");
-        node_name(b, "%s W K=%lld N=%lld M=%lld", tu_dtype_name(cs[s].dtype), (long long)cs[s].K, (long long)cs[s].N,
+        tu_node_name(b, "%s W K=%lld N=%lld M=%lld", tu_dtype_name(cs[s].dtype), (long long)cs[s].K, (long long)cs[s].N,
                   (long long)cs[s].M);
         gc_check(r, &c);
     }
@@ -980,23 +818,23 @@ static void cases_matmul_grad_w(gc_run *r) {
         {65, 19, 3, 1, 1, 1, 1, C, C, T},  {8, 5, 2500, 1, 1, 1, 1, C, C, C},
     };
     for (size_t s = 0; s < sizeof cs / sizeof cs[0]; s++) {
-        tu_rng rng = gc_next(r);
+        tu_rng rng = tu_suite_next(&r->run);
         gc_case c;
         case_init(&c);
         tu_node *b = &c.bwd, *f = &c.fwd;
-        node_init(b, APR_OP_MATMUL_GRAD_W, 2);
-        tu_tensor *x = add_src(b, 0, APR_F32, cs[s].K, cs[s].M, cs[s].B2, cs[s].B3, lays[cs[s].xl]);
+        tu_node_init(b, APR_OP_MATMUL_GRAD_W, 2);
+        tu_tensor *x = tu_node_src(b, 0, APR_F32, cs[s].K, cs[s].M, cs[s].B2, cs[s].B3, lays[cs[s].xl]);
         tu_fill_uniform(x, &rng, -1, 1);
-        tu_fill_uniform(add_src(b, 1, APR_F32, cs[s].N, cs[s].M, cs[s].B2, cs[s].B3, lays[cs[s].dyl]), &rng, -1, 1);
-        set_dst(b, APR_F32, cs[s].K, cs[s].N, cs[s].Bw2, cs[s].Bw3, lays[cs[s].dl]);
-        node_init(f, APR_OP_MATMUL, 2);
-        tu_fill_uniform(add_src(f, 0, APR_F32, cs[s].K, cs[s].N, cs[s].Bw2, cs[s].Bw3, lays[cs[s].dl]), &rng, -1, 1);
+        tu_fill_uniform(tu_node_src(b, 1, APR_F32, cs[s].N, cs[s].M, cs[s].B2, cs[s].B3, lays[cs[s].dyl]), &rng, -1, 1);
+        tu_node_dst(b, APR_F32, cs[s].K, cs[s].N, cs[s].Bw2, cs[s].Bw3, lays[cs[s].dl]);
+        tu_node_init(f, APR_OP_MATMUL, 2);
+        tu_fill_uniform(tu_node_src(f, 0, APR_F32, cs[s].K, cs[s].N, cs[s].Bw2, cs[s].Bw3, lays[cs[s].dl]), &rng, -1, 1);
         clone_to(&f->src[1], x, lays[cs[s].xl]);
-        set_dst(f, APR_F32, cs[s].N, cs[s].M, cs[s].B2, cs[s].B3, TU_CONTIG);
+        tu_node_dst(f, APR_F32, cs[s].N, cs[s].M, cs[s].B2, cs[s].B3, TU_CONTIG);
         c.dy_src = 1;
         add_wrt(&c, 0, "W", 1.0);
         snprintf(c.key, sizeof c.key, "%s", cs[s].M * (cs[s].B2 / cs[s].Bw2) * (cs[s].B3 / cs[s].Bw3) >= 2048 ? "long" : "");
-        node_name(b, "K=%lld N=%lld M=%lld, W batches %lldx%lld", (long long)cs[s].K, (long long)cs[s].N, (long long)cs[s].M,
+        tu_node_name(b, "K=%lld N=%lld M=%lld, W batches %lldx%lld", (long long)cs[s].K, (long long)cs[s].N, (long long)cs[s].M,
                   (long long)cs[s].Bw2, (long long)cs[s].Bw3);
         gc_check(r, &c);
     }
@@ -1009,27 +847,27 @@ static void cases_get_rows_grad(gc_run *r) {
     };
     for (size_t s = 0; s < sizeof cs / sizeof cs[0]; s++) {
         const int64_t D = cs[s].D, R = cs[s].R, N = cs[s].N;
-        tu_rng rng = gc_next(r);
+        tu_rng rng = tu_suite_next(&r->run);
         gc_case c;
         case_init(&c);
         tu_node *b = &c.bwd, *f = &c.fwd;
-        node_init(b, APR_OP_GET_ROWS_GRAD, 2);
-        tu_fill_uniform(add_src(b, 0, APR_F32, D, N, 1, 1, lays[cs[s].dyl]), &rng, -1, 1);
-        tu_tensor *ids = add_src(b, 1, APR_I32, N, 1, 1, 1, lays[cs[s].idl]);
+        tu_node_init(b, APR_OP_GET_ROWS_GRAD, 2);
+        tu_fill_uniform(tu_node_src(b, 0, APR_F32, D, N, 1, 1, lays[cs[s].dyl]), &rng, -1, 1);
+        tu_tensor *ids = tu_node_src(b, 1, APR_I32, N, 1, 1, 1, lays[cs[s].idl]);
         /* ids from the lower two thirds of the rows (so some rows are named by none), both ends
          * named, and a repeat */
         tu_fill_int(ids, &rng, 0, R > 2 ? 2 * R / 3 : R - 1);
         tu_seti(ids, 0, 0, 0, 0, (int32_t)(R - 1));
         if (N > 1) tu_seti(ids, N - 1, 0, 0, 0, 0);
         if (N > 2) tu_seti(ids, 1, 0, 0, 0, tu_geti(ids, N - 1, 0, 0, 0));
-        set_dst(b, APR_F32, D, R, 1, 1, lays[cs[s].dl]);
-        node_init(f, APR_OP_GET_ROWS, 2);
-        tu_fill_uniform(add_src(f, 0, APR_F32, D, R, 1, 1, lays[cs[s].dl]), &rng, -1, 1);
+        tu_node_dst(b, APR_F32, D, R, 1, 1, lays[cs[s].dl]);
+        tu_node_init(f, APR_OP_GET_ROWS, 2);
+        tu_fill_uniform(tu_node_src(f, 0, APR_F32, D, R, 1, 1, lays[cs[s].dl]), &rng, -1, 1);
         clone_to(&f->src[1], ids, TU_CONTIG);
-        set_dst(f, APR_F32, D, N, 1, 1, TU_CONTIG);
+        tu_node_dst(f, APR_F32, D, N, 1, 1, TU_CONTIG);
         c.dy_src = 0;
         add_wrt(&c, 0, "table", 1.0);
-        node_name(b, "D=%lld R=%lld N=%lld", (long long)D, (long long)R, (long long)N);
+        tu_node_name(b, "D=%lld R=%lld N=%lld", (long long)D, (long long)R, (long long)N);
         gc_check(r, &c);
     }
 }
@@ -1045,20 +883,20 @@ static void cases_sum_repeats(gc_run *r) {
     };
     for (size_t s = 0; s < sizeof cs / sizeof cs[0]; s++) {
         const int64_t *a = cs[s].a, *bb = cs[s].b;
-        tu_rng rng = gc_next(r);
+        tu_rng rng = tu_suite_next(&r->run);
         gc_case c;
         case_init(&c);
         tu_node *b = &c.bwd, *f = &c.fwd;
-        node_init(b, APR_OP_SUM_REPEATS, 1);
-        tu_fill_uniform(add_src(b, 0, APR_F32, a[0], a[1], a[2], a[3], lays[cs[s].al]), &rng, -1, 1);
-        set_dst(b, APR_F32, bb[0], bb[1], bb[2], bb[3], lays[cs[s].dl]);
-        node_init(f, APR_OP_ADD, 2);
-        tu_fill_uniform(add_src(f, 0, APR_F32, a[0], a[1], a[2], a[3], TU_CONTIG), &rng, -1, 1);
-        tu_fill_uniform(add_src(f, 1, APR_F32, bb[0], bb[1], bb[2], bb[3], lays[cs[s].dl]), &rng, -1, 1);
-        set_dst(f, APR_F32, a[0], a[1], a[2], a[3], TU_CONTIG);
+        tu_node_init(b, APR_OP_SUM_REPEATS, 1);
+        tu_fill_uniform(tu_node_src(b, 0, APR_F32, a[0], a[1], a[2], a[3], lays[cs[s].al]), &rng, -1, 1);
+        tu_node_dst(b, APR_F32, bb[0], bb[1], bb[2], bb[3], lays[cs[s].dl]);
+        tu_node_init(f, APR_OP_ADD, 2);
+        tu_fill_uniform(tu_node_src(f, 0, APR_F32, a[0], a[1], a[2], a[3], TU_CONTIG), &rng, -1, 1);
+        tu_fill_uniform(tu_node_src(f, 1, APR_F32, bb[0], bb[1], bb[2], bb[3], lays[cs[s].dl]), &rng, -1, 1);
+        tu_node_dst(f, APR_F32, a[0], a[1], a[2], a[3], TU_CONTIG);
         c.dy_src = 0;
         add_wrt(&c, 1, "b", 1.0);
-        node_name(b, "%lldx%lldx%lldx%lld repeats", (long long)(a[0] / bb[0]), (long long)(a[1] / bb[1]), (long long)(a[2] / bb[2]),
+        tu_node_name(b, "%lldx%lldx%lldx%lld repeats", (long long)(a[0] / bb[0]), (long long)(a[1] / bb[1]), (long long)(a[2] / bb[2]),
                   (long long)(a[3] / bb[3]));
         gc_check(r, &c);
     }
@@ -1076,25 +914,25 @@ static void cases_pointwise(gc_run *r, uint32_t op) {
     for (int ri = 0; ri < 2; ri++)
         for (size_t s = 0; s < N_PW_SHAPES; s++) {
             const int64_t *ne = pw_shapes[s].ne;
-            tu_rng rng = gc_next(r);
+            tu_rng rng = tu_suite_next(&r->run);
             gc_case c;
             case_init(&c);
             tu_node *b = &c.bwd, *f = &c.fwd;
-            node_init(b, op, 2);
-            tu_tensor *x = add_src(b, 0, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[pw_shapes[s].xl]);
+            tu_node_init(b, op, 2);
+            tu_tensor *x = tu_node_src(b, 0, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[pw_shapes[s].xl]);
             /* a lone element is its own rms, so its check is purely relative: kept in +-2, away from
              * the tails where the derivative is ~1e-9 and the truncation relative to it grows like x^2 */
             const double range = ne[0] * ne[1] * ne[2] * ne[3] == 1 ? 2 : ranges[ri];
             tu_fill_uniform(x, &rng, -range, range);
-            tu_fill_uniform(add_src(b, 1, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[pw_shapes[s].dyl]), &rng, -1, 1);
-            set_dst(b, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[pw_shapes[s].dl]);
-            node_init(f, op == APR_OP_SILU_GRAD ? APR_OP_SILU : APR_OP_GELU, 1);
+            tu_fill_uniform(tu_node_src(b, 1, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[pw_shapes[s].dyl]), &rng, -1, 1);
+            tu_node_dst(b, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[pw_shapes[s].dl]);
+            tu_node_init(f, op == APR_OP_SILU_GRAD ? APR_OP_SILU : APR_OP_GELU, 1);
             clone_to(&f->src[0], x, TU_CONTIG);
-            set_dst(f, APR_F32, ne[0], ne[1], ne[2], ne[3], TU_CONTIG);
+            tu_node_dst(f, APR_F32, ne[0], ne[1], ne[2], ne[3], TU_CONTIG);
             c.dy_src = 1;
             c.pointwise = true;
             add_wrt(&c, 0, "x", 1.0);
-            node_name(b, "x in +-%g", range);
+            tu_node_name(b, "x in +-%g", range);
             gc_check(r, &c);
         }
 }
@@ -1109,19 +947,19 @@ static void cases_rms_norm_grad(gc_run *r) {
     };
     for (size_t s = 0; s < sizeof cs / sizeof cs[0]; s++) {
         const int64_t *ne = cs[s].ne;
-        tu_rng rng = gc_next(r);
+        tu_rng rng = tu_suite_next(&r->run);
         gc_case c;
         case_init(&c);
         tu_node *b = &c.bwd, *f = &c.fwd;
-        node_init(b, APR_OP_RMS_NORM_GRAD, 2);
-        tu_tensor *x = add_src(b, 0, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[cs[s].xl]);
+        tu_node_init(b, APR_OP_RMS_NORM_GRAD, 2);
+        tu_tensor *x = tu_node_src(b, 0, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[cs[s].xl]);
         tu_fill_uniform(x, &rng, -cs[s].range, cs[s].range);
-        tu_fill_uniform(add_src(b, 1, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[cs[s].dyl]), &rng, -1, 1);
-        set_dst(b, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[cs[s].dl]);
+        tu_fill_uniform(tu_node_src(b, 1, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[cs[s].dyl]), &rng, -1, 1);
+        tu_node_dst(b, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[cs[s].dl]);
         b->fparams[0] = tu_rng_int(&rng, 0, 1) ? 1e-5f : 1e-6f;
-        node_init(f, APR_OP_RMS_NORM, 1);
+        tu_node_init(f, APR_OP_RMS_NORM, 1);
         clone_to(&f->src[0], x, lays[cs[s].xl]);
-        set_dst(f, APR_F32, ne[0], ne[1], ne[2], ne[3], TU_CONTIG);
+        tu_node_dst(f, APR_F32, ne[0], ne[1], ne[2], ne[3], TU_CONTIG);
         f->fparams[0] = b->fparams[0];
         /* the function bends on the scale of its rows' rms: the step follows the smallest */
         double scale = INFINITY;
@@ -1134,7 +972,7 @@ static void cases_rms_norm_grad(gc_run *r) {
                 }
         c.dy_src = 1;
         add_wrt(&c, 0, "x", scale);
-        node_name(b, "x in +-%g eps=%g", cs[s].range, (double)b->fparams[0]);
+        tu_node_name(b, "x in +-%g eps=%g", cs[s].range, (double)b->fparams[0]);
         gc_check(r, &c);
     }
 }
@@ -1149,46 +987,34 @@ static void cases_rope_grad(gc_run *r) {
     for (size_t s = 0; s < sizeof cs / sizeof cs[0]; s++)
         for (int layout = 0; layout < 2; layout++)
             for (int with_ff = 0; with_ff < 2; with_ff++) {
-                tu_rng rng = gc_next(r);
+                tu_rng rng = tu_suite_next(&r->run);
                 gc_case c;
                 case_init(&c);
                 tu_node *b = &c.bwd, *f = &c.fwd;
-                node_init(b, APR_OP_ROPE_GRAD, with_ff ? 3 : 2);
-                tu_fill_uniform(add_src(b, 0, APR_F32, cs[s].D, cs[s].H, cs[s].T, 1, rl[cs[s].dyl]), &rng, -1, 1);
-                tu_tensor *pos = add_src(b, 1, APR_I32, cs[s].T, 1, 1, 1, cs[s].dyl == P ? TU_STEP2 : TU_CONTIG);
+                tu_node_init(b, APR_OP_ROPE_GRAD, with_ff ? 3 : 2);
+                tu_fill_uniform(tu_node_src(b, 0, APR_F32, cs[s].D, cs[s].H, cs[s].T, 1, rl[cs[s].dyl]), &rng, -1, 1);
+                tu_tensor *pos = tu_node_src(b, 1, APR_I32, cs[s].T, 1, 1, 1, cs[s].dyl == P ? TU_STEP2 : TU_CONTIG);
                 tu_fill_int(pos, &rng, 0, 4096);
                 tu_seti(pos, 0, 0, 0, 0, 0);
-                if (with_ff) tu_fill_uniform(add_src(b, 2, APR_F32, cs[s].n_rot / 2, 1, 1, 1, TU_CONTIG), &rng, 1, 8);
-                set_dst(b, APR_F32, cs[s].D, cs[s].H, cs[s].T, 1, rl[cs[s].dl]);
+                if (with_ff) tu_fill_uniform(tu_node_src(b, 2, APR_F32, cs[s].n_rot / 2, 1, 1, 1, TU_CONTIG), &rng, 1, 8);
+                tu_node_dst(b, APR_F32, cs[s].D, cs[s].H, cs[s].T, 1, rl[cs[s].dl]);
                 b->iparams[0] = (int32_t)cs[s].n_rot;
                 b->iparams[1] = layout;
                 b->fparams[0] = tu_rng_int(&rng, 0, 1) ? 10000.0f : 500000.0f;
                 b->fparams[1] = tu_rng_int(&rng, 0, 2) ? 1.0f : 0.25f;
-                node_init(f, APR_OP_ROPE, b->n_src);
+                tu_node_init(f, APR_OP_ROPE, b->n_src);
                 memcpy(f->iparams, b->iparams, sizeof f->iparams);
                 memcpy(f->fparams, b->fparams, sizeof f->fparams);
-                tu_fill_uniform(add_src(f, 0, APR_F32, cs[s].D, cs[s].H, cs[s].T, 1, rl[cs[s].dl]), &rng, -2, 2);
+                tu_fill_uniform(tu_node_src(f, 0, APR_F32, cs[s].D, cs[s].H, cs[s].T, 1, rl[cs[s].dl]), &rng, -2, 2);
                 clone_to(&f->src[1], pos, TU_CONTIG);
                 if (with_ff) clone_to(&f->src[2], &b->src[2], TU_CONTIG);
-                set_dst(f, APR_F32, cs[s].D, cs[s].H, cs[s].T, 1, TU_CONTIG);
+                tu_node_dst(f, APR_F32, cs[s].D, cs[s].H, cs[s].T, 1, TU_CONTIG);
                 c.dy_src = 0;
                 add_wrt(&c, 0, "x", 2.0);
-                node_name(b, "n_rot=%lld %s base=%g scale=%g%s", (long long)cs[s].n_rot, layout ? "neox" : "adjacent",
+                tu_node_name(b, "n_rot=%lld %s base=%g scale=%g%s", (long long)cs[s].n_rot, layout ? "neox" : "adjacent",
                           (double)b->fparams[0], (double)b->fparams[1], with_ff ? " freq_factors" : "");
                 gc_check(r, &c);
             }
-}
-
-/* An additive mask [N, R] as test_conformance.c's: values in [-2, 0] with some -inf, row 1 fully
- * masked, and every third row from row 2 on a single visible position. */
-static void fill_mask(tu_tensor *m, tu_rng *rng) {
-    tu_fill_uniform(m, rng, -2, 0);
-    for (int64_t r = 0; r < m->ne[1]; r++) {
-        int64_t keep = r >= 2 && r % 3 == 2 ? tu_rng_int(rng, 0, m->ne[0] - 1) : -1;
-        for (int64_t j = 0; j < m->ne[0]; j++)
-            if ((r == 1 && m->ne[1] > 1) || (keep >= 0 && j != keep) || (keep < 0 && tu_rng_int(rng, 0, 9) == 0))
-                tu_setf(m, j, r, 0, 0, -INFINITY);
-    }
 }
 
 static void cases_softmax_grad(gc_run *r) {
@@ -1202,51 +1028,37 @@ static void cases_softmax_grad(gc_run *r) {
         for (int with_mask = 0; with_mask < 2; with_mask++)
             for (int causal = 0; causal < 2; causal++) {
                 const int64_t *ne = cs[s].ne;
-                tu_rng rng = gc_next(r);
+                tu_rng rng = tu_suite_next(&r->run);
                 gc_case c;
                 case_init(&c);
                 tu_node *b = &c.bwd, *f = &c.fwd;
-                node_init(f, APR_OP_SOFTMAX, with_mask ? 2 : 1);
+                tu_node_init(f, APR_OP_SOFTMAX, with_mask ? 2 : 1);
                 f->fparams[0] = scales[tu_rng_int(&rng, 0, 3)];
                 f->iparams[0] = causal;
                 /* z = scale x within +-3 (x within +-5): a row that is one-hot to within f32 would make
                  * dY - sum(y dY) cancel to rounding noise, which no f32 kernel can match relatively */
                 const double range = fmin(5.0, 3.0 / f->fparams[0]);
-                tu_fill_uniform(add_src(f, 0, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[cs[s].xl]), &rng, -range, range);
-                if (with_mask) fill_mask(add_src(f, 1, APR_F32, ne[0], ne[1], 1, 1, TU_CONTIG), &rng);
-                set_dst(f, APR_F32, ne[0], ne[1], ne[2], ne[3], TU_CONTIG);
+                tu_fill_uniform(tu_node_src(f, 0, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[cs[s].xl]), &rng, -range, range);
+                if (with_mask) tu_fill_mask(tu_node_src(f, 1, APR_F32, ne[0], ne[1], 1, 1, TU_CONTIG), &rng);
+                tu_node_dst(f, APR_F32, ne[0], ne[1], ne[2], ne[3], TU_CONTIG);
                 /* y = the forward's output on the reference */
                 unsigned char *y = malloc(f->dst.size);
                 char msg[768];
                 cr_assert(y, "out of memory");
-                cr_assert(tu_node_run(&r->ref, f, APR_OK, y, msg, sizeof msg) == TU_RAN, "softmax on the reference: %s", msg);
-                node_init(b, APR_OP_SOFTMAX_GRAD, 2);
+                cr_assert(tu_node_run(&r->run.ref, f, APR_OK, y, msg, sizeof msg) == TU_RAN, "softmax on the reference: %s", msg);
+                tu_node_init(b, APR_OP_SOFTMAX_GRAD, 2);
                 tu_tensor ty = f->dst;
                 ty.data = y;
                 clone_to(&b->src[0], &ty, lays[cs[s].yl]);
                 free(y);
-                tu_fill_uniform(add_src(b, 1, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[cs[s].dyl]), &rng, -1, 1);
-                set_dst(b, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[cs[s].dl]);
+                tu_fill_uniform(tu_node_src(b, 1, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[cs[s].dyl]), &rng, -1, 1);
+                tu_node_dst(b, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[cs[s].dl]);
                 b->fparams[0] = f->fparams[0];
                 c.dy_src = 1;
                 add_wrt(&c, 0, "x", 1.0 / f->fparams[0]);
-                node_name(b, "scale=%g x in +-%g%s%s", (double)f->fparams[0], range, causal ? " causal" : "", with_mask ? " mask" : "");
+                tu_node_name(b, "scale=%g x in +-%g%s%s", (double)f->fparams[0], range, causal ? " causal" : "", with_mask ? " mask" : "");
                 gc_check(r, &c);
             }
-}
-
-/* Keys every query masks with -inf are never read: their k and v rows are NaN, which would reach
- * the gradients if a kernel read them. */
-static void poison_masked_keys(tu_node *n) {
-    const tu_tensor *m = &n->src[3];
-    for (int64_t j = 0; j < m->ne[0]; j++) {
-        bool all = true;
-        for (int64_t t = 0; t < m->ne[1] && all; t++) all = tu_getf(m, j, t, 0, 0) == -INFINITY;
-        if (!all) continue;
-        for (int kv = 1; kv <= 2; kv++)
-            for (int64_t h = 0; h < n->src[kv].ne[2]; h++)
-                for (int64_t d = 0; d < n->src[kv].ne[0]; d++) tu_setf(&n->src[kv], d, j, h, 0, NAN);
-    }
 }
 
 static void cases_attention_grad(gc_run *r) {
@@ -1263,29 +1075,29 @@ static void cases_attention_grad(gc_run *r) {
     const tu_layout kv_slice = {{0}, {0, 5, 0, 0}, 0, 0};
     for (size_t s = 0; s < sizeof cs / sizeof cs[0]; s++) {
         const int64_t D = cs[s].D, Dv = cs[s].Dv, T = cs[s].T, S = cs[s].S, H = cs[s].H, Hkv = cs[s].Hkv;
-        tu_rng rng = gc_next(r);
+        tu_rng rng = tu_suite_next(&r->run);
         gc_case c;
         case_init(&c);
         tu_node *b = &c.bwd, *f = &c.fwd;
-        node_init(b, APR_OP_ATTENTION_GRAD, 5);
+        tu_node_init(b, APR_OP_ATTENTION_GRAD, 5);
         tu_layout ql = cs[s].qperm ? TU_PERM(0, 2, 1, 3) : TU_CONTIG, kvl = cs[s].kvslice ? kv_slice : TU_CONTIG;
-        tu_fill_uniform(add_src(b, 0, APR_F32, D, T, H, 1, ql), &rng, -2, 2);
-        tu_fill_uniform(add_src(b, 1, cs[s].kv, D, S, Hkv, 1, kvl), &rng, -2, 2);
-        tu_fill_uniform(add_src(b, 2, cs[s].kv, Dv, S, Hkv, 1, kvl), &rng, -1, 1);
+        tu_fill_uniform(tu_node_src(b, 0, APR_F32, D, T, H, 1, ql), &rng, -2, 2);
+        tu_fill_uniform(tu_node_src(b, 1, cs[s].kv, D, S, Hkv, 1, kvl), &rng, -2, 2);
+        tu_fill_uniform(tu_node_src(b, 2, cs[s].kv, Dv, S, Hkv, 1, kvl), &rng, -1, 1);
         if (cs[s].mask) {
-            fill_mask(add_src(b, 3, APR_F32, S, T, 1, 1, TU_CONTIG), &rng);
+            tu_fill_mask(tu_node_src(b, 3, APR_F32, S, T, 1, 1, TU_CONTIG), &rng);
             if (T == 1) tu_setf(&b->src[3], 0, 0, 0, 0, 0.0f); /* decode: one key always visible */
-            poison_masked_keys(b);
+            tu_node_poison_masked_keys(b);
         }
-        tu_fill_uniform(add_src(b, 4, APR_F32, Dv, H, T, 1, TU_CONTIG), &rng, -1, 1);
-        set_dst(b, APR_F32, D * T * H + D * S * Hkv + Dv * S * Hkv, 1, 1, 1, s % 3 == 1 ? TU_STEP2 : TU_CONTIG);
+        tu_fill_uniform(tu_node_src(b, 4, APR_F32, Dv, H, T, 1, TU_CONTIG), &rng, -1, 1);
+        tu_node_dst(b, APR_F32, D * T * H + D * S * Hkv + Dv * S * Hkv, 1, 1, 1, s % 3 == 1 ? TU_STEP2 : TU_CONTIG);
         b->fparams[0] = (float)(1.0 / sqrt((double)D));
         b->iparams[0] = cs[s].causal;
-        node_init(f, APR_OP_ATTENTION, cs[s].mask ? 4 : 3);
+        tu_node_init(f, APR_OP_ATTENTION, cs[s].mask ? 4 : 3);
         f->fparams[0] = b->fparams[0];
         f->iparams[0] = b->iparams[0];
         for (int i = 0; i < (int)f->n_src; i++) clone_to(&f->src[i], &b->src[i], i == 0 ? ql : i < 3 ? kvl : TU_CONTIG);
-        set_dst(f, APR_F32, Dv, H, T, 1, TU_CONTIG);
+        tu_node_dst(f, APR_F32, Dv, H, T, 1, TU_CONTIG);
         c.dy_src = 4;
         gc_wrt *w = add_wrt(&c, 0, "q", 2.0);
         w->packed = true;
@@ -1298,7 +1110,7 @@ static void cases_attention_grad(gc_run *r) {
             w->base = D * T * H + D * S * Hkv;
         }
         snprintf(c.key, sizeof c.key, "%s", tu_dtype_name(cs[s].kv));
-        node_name(b, "%s k/v H=%lld Hkv=%lld T=%lld S=%lld D=%lld Dv=%lld%s%s", tu_dtype_name(cs[s].kv), (long long)H,
+        tu_node_name(b, "%s k/v H=%lld Hkv=%lld T=%lld S=%lld D=%lld Dv=%lld%s%s", tu_dtype_name(cs[s].kv), (long long)H,
                   (long long)Hkv, (long long)T, (long long)S, (long long)D, (long long)Dv, cs[s].causal ? " causal" : "",
                   cs[s].mask ? " mask" : "");
         gc_check(r, &c);
@@ -1318,24 +1130,24 @@ static void cases_cross_entropy_grad(gc_run *r) {
     };
     for (size_t s = 0; s < sizeof cs / sizeof cs[0]; s++) {
         const int64_t V = cs[s].V, Tn = cs[s].T;
-        tu_rng rng = gc_next(r);
+        tu_rng rng = tu_suite_next(&r->run);
         gc_case c;
         case_init(&c);
         tu_node *b = &c.bwd, *f = &c.fwd;
-        node_init(b, APR_OP_CROSS_ENTROPY_GRAD, 3);
-        tu_tensor *logits = add_src(b, 0, APR_F32, V, Tn, 1, 1, lays[cs[s].ll]);
+        tu_node_init(b, APR_OP_CROSS_ENTROPY_GRAD, 3);
+        tu_tensor *logits = tu_node_src(b, 0, APR_F32, V, Tn, 1, 1, lays[cs[s].ll]);
         tu_fill_uniform(logits, &rng, -cs[s].range, cs[s].range);
-        fill_targets(add_src(b, 1, APR_I32, Tn, 1, 1, 1, TU_CONTIG), &rng, V);
-        tu_tensor *g = add_src(b, 2, APR_F32, 1, 1, 1, 1, TU_CONTIG);
+        fill_targets(tu_node_src(b, 1, APR_I32, Tn, 1, 1, 1, TU_CONTIG), &rng, V);
+        tu_tensor *g = tu_node_src(b, 2, APR_F32, 1, 1, 1, 1, TU_CONTIG);
         tu_setf(g, 0, 0, 0, 0, (float)((tu_rng_int(&rng, 0, 1) ? 1 : -1) * tu_rng_uniform(&rng, 0.1, 2)));
-        set_dst(b, APR_F32, V, Tn, 1, 1, lays[cs[s].dl]);
-        node_init(f, APR_OP_CROSS_ENTROPY, 2);
+        tu_node_dst(b, APR_F32, V, Tn, 1, 1, lays[cs[s].dl]);
+        tu_node_init(f, APR_OP_CROSS_ENTROPY, 2);
         clone_to(&f->src[0], logits, lays[cs[s].ll]);
         clone_to(&f->src[1], &b->src[1], TU_CONTIG);
-        set_dst(f, APR_F32, 1, 1, 1, 1, TU_CONTIG);
+        tu_node_dst(f, APR_F32, 1, 1, 1, 1, TU_CONTIG);
         c.dy_src = 2;
         add_wrt(&c, 0, "logits", cs[s].range > 4 ? 4.0 : cs[s].range);
-        node_name(b, "V=%lld T=%lld logits in +-%g g=%.4g", (long long)V, (long long)Tn, cs[s].range, (double)tu_getf(g, 0, 0, 0, 0));
+        tu_node_name(b, "V=%lld T=%lld logits in +-%g g=%.4g", (long long)V, (long long)Tn, cs[s].range, (double)tu_getf(g, 0, 0, 0, 0));
         gc_check(r, &c);
     }
 }
@@ -1425,54 +1237,51 @@ static bool acc_host_check(const tu_node *n, const unsigned char *out, char *why
  * also against the reference. */
 static void host_check(gc_run *r, tu_node *n) {
     char text[640], msg[900];
-    case_text(n, text, sizeof text);
+    tu_node_text(n, text, sizeof text);
     const uint64_t size = n->in_place ? n->src[0].size : n->dst.size;
     unsigned char *got = malloc(size), *want = malloc(size), *mb = n->written ? malloc(n->src[2].size) : NULL;
     cr_assert(got && want && (!n->written || mb), "out of memory");
     n->written_out[2] = mb;
-    watch_case(r->test.name, text);
-    tu_outcome o = tu_node_run(&r->test, n, APR_OK, got, msg, sizeof msg);
+    tu_suite_watch(r->run.test.name, text);
+    tu_outcome o = tu_node_run(&r->run.test, n, APR_OK, got, msg, sizeof msg);
     if (o == TU_DECLINED) {
-        if (r->self_check) report_fail(r, text, "the reference declined a valid case: %s", msg);
-        else {
-            fprintf(stderr, "unsupported: %s %s: %s\n", r->test.name, text, msg);
-            r->unsupported++;
-        }
+        if (r->run.self_check) tu_suite_fail(&r->run, text, "the reference declined a valid case: %s", msg);
+        else tu_suite_unsupported(&r->run, text, msg);
         goto done;
     }
     if (o == TU_BROKEN) {
-        report_fail(r, text, "%s", msg);
+        tu_suite_fail(&r->run, text, "%s", msg);
         goto done;
     }
-    if (n->op == APR_OP_SGD && !sgd_host_check(n, got, mb, r->self_check, msg, sizeof msg)) {
-        report_fail(r, text, "against the host-computed step: %s", msg);
+    if (n->op == APR_OP_SGD && !sgd_host_check(n, got, mb, r->run.self_check, msg, sizeof msg)) {
+        tu_suite_fail(&r->run, text, "against the host-computed step: %s", msg);
         goto done;
     }
     if (n->op == APR_OP_ACC && !acc_host_check(n, got, msg, sizeof msg)) {
-        report_fail(r, text, "against the host: %s", msg);
+        tu_suite_fail(&r->run, text, "against the host: %s", msg);
         goto done;
     }
     if (n->op == APR_OP_CROSS_ENTROPY) {
         double mag, loss = ce_host(n, &mag), v = tu_load_f(APR_F32, got + n->dst.offset);
         if (!isfinite(v) || !(fabs(v - loss) <= CE_ULPS * F32_U * mag + 1e-30)) {
-            report_fail(r, text, "the loss is %.9g, want %.9g within %.3g (computed in double)", v, loss, CE_ULPS * F32_U * mag);
+            tu_suite_fail(&r->run, text, "the loss is %.9g, want %.9g within %.3g (computed in double)", v, loss, CE_ULPS * F32_U * mag);
             goto done;
         }
-        if (!r->self_check) {
+        if (!r->run.self_check) {
             n->written_out[2] = NULL;
-            o = tu_node_run(&r->ref, n, APR_OK, want, msg, sizeof msg);
+            o = tu_node_run(&r->run.ref, n, APR_OK, want, msg, sizeof msg);
             if (o != TU_RAN) {
-                report_fail(r, text, "the reference %s: %s", o == TU_DECLINED ? "declined a valid case" : "failed", msg);
+                tu_suite_fail(&r->run, text, "the reference %s: %s", o == TU_DECLINED ? "declined a valid case" : "failed", msg);
                 goto done;
             }
             tu_cmp_result cmp = tu_compare(&n->dst, got, want, TU_CMP_NMSE, ref_tol_of(n->op, "")->max_nmse);
             if (!cmp.ok) {
-                report_fail(r, text, "against the reference: %s", cmp.msg);
+                tu_suite_fail(&r->run, text, "against the reference: %s", cmp.msg);
                 goto done;
             }
         }
     }
-    r->passed++;
+    r->run.passed++;
 done:
     free(got);
     free(want);
@@ -1487,13 +1296,13 @@ static void cases_cross_entropy(gc_run *r) {
         {17, 6, 4, T}, {64, 3, 50, C}, {4099, 3, 1e-3, S2},
     };
     for (size_t s = 0; s < sizeof cs / sizeof cs[0]; s++) {
-        tu_rng rng = gc_next(r);
+        tu_rng rng = tu_suite_next(&r->run);
         tu_node n;
-        node_init(&n, APR_OP_CROSS_ENTROPY, 2);
-        tu_fill_uniform(add_src(&n, 0, APR_F32, cs[s].V, cs[s].T, 1, 1, lays[cs[s].ll]), &rng, -cs[s].range, cs[s].range);
-        fill_targets(add_src(&n, 1, APR_I32, cs[s].T, 1, 1, 1, s % 2 ? TU_STEP2 : TU_CONTIG), &rng, cs[s].V);
-        set_dst(&n, APR_F32, 1, 1, 1, 1, TU_CONTIG);
-        node_name(&n, "V=%lld T=%lld logits in +-%g", (long long)cs[s].V, (long long)cs[s].T, cs[s].range);
+        tu_node_init(&n, APR_OP_CROSS_ENTROPY, 2);
+        tu_fill_uniform(tu_node_src(&n, 0, APR_F32, cs[s].V, cs[s].T, 1, 1, lays[cs[s].ll]), &rng, -cs[s].range, cs[s].range);
+        fill_targets(tu_node_src(&n, 1, APR_I32, cs[s].T, 1, 1, 1, s % 2 ? TU_STEP2 : TU_CONTIG), &rng, cs[s].V);
+        tu_node_dst(&n, APR_F32, 1, 1, 1, 1, TU_CONTIG);
+        tu_node_name(&n, "V=%lld T=%lld logits in +-%g", (long long)cs[s].V, (long long)cs[s].T, cs[s].range);
         host_check(r, &n);
     }
 }
@@ -1510,16 +1319,16 @@ static void cases_sgd(gc_run *r) {
     for (int first = 0; first < 2; first++)
         for (size_t s = 0; s < N_INPLACE_SHAPES; s++) {
             const int64_t *ne = inplace_shapes[s].ne;
-            tu_rng rng = gc_next(r);
+            tu_rng rng = tu_suite_next(&r->run);
             tu_node n;
-            node_init(&n, APR_OP_SGD, 4);
+            tu_node_init(&n, APR_OP_SGD, 4);
             n.in_place = true;
             n.written = 1u << 2;
-            tu_fill_uniform(add_src(&n, 0, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[inplace_shapes[s].lw]), &rng, -1, 1);
-            tu_fill_uniform(add_src(&n, 1, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[inplace_shapes[s].lg]), &rng, -3, 3);
-            tu_fill_uniform(add_src(&n, 2, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[inplace_shapes[s].lm]), &rng, first ? 0 : -0.5,
+            tu_fill_uniform(tu_node_src(&n, 0, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[inplace_shapes[s].lw]), &rng, -1, 1);
+            tu_fill_uniform(tu_node_src(&n, 1, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[inplace_shapes[s].lg]), &rng, -3, 3);
+            tu_fill_uniform(tu_node_src(&n, 2, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[inplace_shapes[s].lm]), &rng, first ? 0 : -0.5,
                             first ? 0 : 0.5);
-            tu_tensor *hp = add_src(&n, 3, APR_F32, APR_SGD_HP_COUNT, 1, 1, 1, TU_CONTIG);
+            tu_tensor *hp = tu_node_src(&n, 3, APR_F32, APR_SGD_HP_COUNT, 1, 1, 1, TU_CONTIG);
             const double h[APR_SGD_HP_COUNT] = {
                 [APR_SGD_LR] = tu_rng_uniform(&rng, 1e-4, 0.1), [APR_SGD_MOMENTUM] = first ? 0.0 : tu_rng_uniform(&rng, 0.5, 0.99),
                 [APR_SGD_WEIGHT_DECAY] = tu_rng_int(&rng, 0, 2) ? tu_rng_uniform(&rng, 0, 0.1) : 0.0,
@@ -1527,7 +1336,7 @@ static void cases_sgd(gc_run *r) {
             };
             for (int k = 0; k < APR_SGD_HP_COUNT; k++) tu_setf(hp, k, 0, 0, 0, (float)h[k]);
             tu_tensor_init_like(&n.dst, &n.src[0]);
-            node_name(&n, "lr=%.3g momentum=%.3g wd=%.3g gscale=%.3g", h[APR_SGD_LR], h[APR_SGD_MOMENTUM], h[APR_SGD_WEIGHT_DECAY],
+            tu_node_name(&n, "lr=%.3g momentum=%.3g wd=%.3g gscale=%.3g", h[APR_SGD_LR], h[APR_SGD_MOMENTUM], h[APR_SGD_WEIGHT_DECAY],
                       h[APR_SGD_GSCALE]);
             host_check(r, &n);
         }
@@ -1537,12 +1346,12 @@ static void cases_acc(gc_run *r) {
     for (int special = 0; special < 2; special++)
         for (size_t s = 0; s < N_INPLACE_SHAPES; s++) {
             const int64_t *ne = inplace_shapes[s].ne;
-            tu_rng rng = gc_next(r);
+            tu_rng rng = tu_suite_next(&r->run);
             tu_node n;
-            node_init(&n, APR_OP_ACC, 2);
+            tu_node_init(&n, APR_OP_ACC, 2);
             n.in_place = true;
-            tu_tensor *a = add_src(&n, 0, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[inplace_shapes[s].lw]);
-            tu_tensor *b = add_src(&n, 1, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[inplace_shapes[s].lg]);
+            tu_tensor *a = tu_node_src(&n, 0, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[inplace_shapes[s].lw]);
+            tu_tensor *b = tu_node_src(&n, 1, APR_F32, ne[0], ne[1], ne[2], ne[3], lays[inplace_shapes[s].lg]);
             if (special) { /* infinities, NaN, subnormals, ties: one addition must round as IEEE says */
                 tu_fill_special(a, &rng);
                 tu_fill_special(b, &rng);
@@ -1551,13 +1360,13 @@ static void cases_acc(gc_run *r) {
                 tu_fill_uniform(b, &rng, -1e-3, 1e-3);
             }
             tu_tensor_init_like(&n.dst, &n.src[0]);
-            node_name(&n, "%s", special ? "special values" : "gradient sums");
+            tu_node_name(&n, "%s", special ? "special values" : "gradient sums");
             host_check(r, &n);
         }
 }
 
 static void gc_cases(gc_run *r) {
-    switch (r->op) {
+    switch (r->run.op) {
     case APR_OP_MATMUL_GRAD_X: cases_matmul_grad_x(r); break;
     case APR_OP_MATMUL_GRAD_W: cases_matmul_grad_w(r); break;
     case APR_OP_GET_ROWS_GRAD: cases_get_rows_grad(r); break;
@@ -1565,72 +1374,43 @@ static void gc_cases(gc_run *r) {
     case APR_OP_RMS_NORM_GRAD: cases_rms_norm_grad(r); break;
     case APR_OP_ROPE_GRAD: cases_rope_grad(r); break;
     case APR_OP_SOFTMAX_GRAD: cases_softmax_grad(r); break;
-    case APR_OP_SILU_GRAD: case APR_OP_GELU_GRAD: cases_pointwise(r, r->op); break;
+    case APR_OP_SILU_GRAD: case APR_OP_GELU_GRAD: cases_pointwise(r, r->run.op); break;
     case APR_OP_ATTENTION_GRAD: cases_attention_grad(r); break;
     case APR_OP_CROSS_ENTROPY: cases_cross_entropy(r); break;
     case APR_OP_CROSS_ENTROPY_GRAD: cases_cross_entropy_grad(r); break;
     case APR_OP_SGD: cases_sgd(r); break;
     case APR_OP_ACC: cases_acc(r); break;
-    default: cr_assert_fail("no cases for op %u", (unsigned)r->op);
+    default: cr_assert_fail("no cases for op %u", (unsigned)r->run.op);
     }
 }
 
 /* ---------------------------------------------------------------- the tests */
 
-static int test_threads(void) {
-    const char *env = getenv("APR_TEST_THREADS");
-    return env && *env ? atoi(env) : 3;
-}
-
-static apr_registry *gc_open(const gc_param *p, gc_run *r) {
+static apr_registry *gc_open(const tu_backend_param *p, gc_run *r) {
     if (!p->backend[0])
         cr_skip_test("no backend other than the reference supports an ABI 5 op (%s); only the reference self-checks ran", p->note);
-    r->seed = watch_seed = tu_seed();
-    signal(SIGALRM, watch_fire);
-    watch_case(p->backend, "opening the registry and backends");
-    apr_registry *reg = NULL;
-    apr_error e;
-    cr_assert_eq(apr_registry_open(NULL, &reg, &e), APR_OK, "apr_registry_open: %s", e.msg);
-    char err[512];
-    cr_assert(tu_backend_open(reg, REFERENCE, 1, &r->ref, err, sizeof err), "the oracle is missing: %s", err);
-    r->self_check = !strcmp(p->backend, REFERENCE);
-    if (r->self_check) r->test = r->ref;
-    else cr_assert(tu_backend_open(reg, p->backend, test_threads(), &r->test, err, sizeof err), "%s", err);
-    return reg;
+    return tu_suite_open(&r->run, p->backend, true);
 }
 
-static void gc_close(apr_registry *reg, gc_run *r) {
-    if (!r->self_check) tu_backend_close(&r->test);
-    tu_backend_close(&r->ref);
-    apr_registry_close(reg);
-}
-
-static void gc_test(const gc_param *p, uint32_t op) {
+static void gc_test(const tu_backend_param *p, uint32_t op) {
     gc_run r;
     memset(&r, 0, sizeof r);
-    r.op = op;
+    r.run.op = op;
     apr_registry *reg = gc_open(p, &r);
     gc_cases(&r);
     char backend[64], worst[1500] = "";
-    snprintf(backend, sizeof backend, "%s", r.test.name);
+    snprintf(backend, sizeof backend, "%s", r.run.test.name);
     int len = 0;
     if (r.worst_fd_case[0])
         len = snprintf(worst, sizeof worst, "; worst finite-difference check used %.2g of its bound: %.600s", r.worst_fd, r.worst_fd_case);
     if (r.worst_nmse_case[0] && len >= 0 && (size_t)len < sizeof worst)
         snprintf(worst + len, sizeof worst - (size_t)len, "; worst case used %.2g of its nmse limit: %.600s", r.worst_nmse,
                  r.worst_nmse_case);
-    fprintf(stderr, "%s %s: %ld passed, %ld failed, %ld unsupported%s [APR_TEST_SEED=%llu]%s\n", backend, op_name(op), r.passed,
-            r.failed, r.unsupported, r.self_check ? " (self-check)" : "", (unsigned long long)r.seed, worst);
-    tally_append(backend, r.passed, r.failed, r.unsupported);
-    gc_close(reg, &r);
-
-    cr_assert_gt(r.n_cases, 0, "%s: no cases were built", op_name(op));
-    cr_assert_eq(r.passed + r.failed + r.unsupported, (long)r.n_cases, "%s %s: cases lost", backend, op_name(op));
-    cr_assert_eq(r.failed, 0, "%s %s: %ld of %llu cases failed (see FAIL lines; APR_TEST_SEED=%llu replays)", backend, op_name(op),
-                 r.failed, (unsigned long long)r.n_cases, (unsigned long long)r.seed);
-    if (r.passed == 0)
-        cr_skip_test("%s %s: every one of %llu cases was declined (unsupported), nothing was checked", backend, op_name(op),
-                     (unsigned long long)r.n_cases);
+    fprintf(stderr, "%s %s: %ld passed, %ld failed, %ld unsupported%s [APR_TEST_SEED=%llu]%s\n", backend, tu_op_name(op), r.run.passed,
+            r.run.failed, r.run.unsupported, r.run.self_check ? " (self-check)" : "", (unsigned long long)r.run.seed, worst);
+    tu_tally_add(&tally, backend, r.run.passed, r.run.failed, r.run.unsupported);
+    tu_suite_close(reg, &r.run);
+    tu_suite_verdict(&r.run, backend, "checked");
 }
 
 /* Seconds per test; a healthy one takes about a second at -O2, a few under ASan. */
@@ -1638,7 +1418,7 @@ static void gc_test(const gc_param *p, uint32_t op) {
 
 #define GC_OP_TEST(name, op)                                                          \
     ParameterizedTestParameters(gradcheck, name) { return gc_params_ops(); }          \
-    ParameterizedTest(gc_param *p, gradcheck, name, .timeout = GC_TIMEOUT) { gc_test(p, op); }
+    ParameterizedTest(tu_backend_param *p, gradcheck, name, .timeout = GC_TIMEOUT) { gc_test(p, op); }
 
 GC_OP_TEST(matmul_grad_x, APR_OP_MATMUL_GRAD_X)
 GC_OP_TEST(matmul_grad_w, APR_OP_MATMUL_GRAD_W)
@@ -1658,9 +1438,9 @@ GC_OP_TEST(acc, APR_OP_ACC)
 /* A usable backend that supports none of the ABI 5 ops: one test that says so (skipped, never
  * passed), instead of one declined test per op. */
 ParameterizedTestParameters(gradcheck, no_gradient_ops) { return gc_params_none(); }
-ParameterizedTest(gc_param *p, gradcheck, no_gradient_ops, .timeout = GC_TIMEOUT) {
+ParameterizedTest(tu_backend_param *p, gradcheck, no_gradient_ops, .timeout = GC_TIMEOUT) {
     if (!p->backend[0]) return; /* every usable backend supports some ABI 5 op */
-    tally_append(p->backend, 0, 0, N_GRAD_OPS);
+    tu_tally_add(&tally, p->backend, 0, 0, N_GRAD_OPS);
     cr_skip_test("%s supports none of the %d ABI 5 ops (matmul_grad_x .. acc); nothing was checked. First reason: %s", p->backend,
                  N_GRAD_OPS, p->note);
 }
@@ -1671,16 +1451,16 @@ ParameterizedTest(gc_param *p, gradcheck, no_gradient_ops, .timeout = GC_TIMEOUT
  * *checked, *failed or *unsupported, and printed when it is not right. */
 static void expect_invalid(gc_run *r, tu_node *n, long *checked, long *failed, long *unsupported) {
     char text[640], msg[900];
-    case_text(n, text, sizeof text);
+    tu_node_text(n, text, sizeof text);
     unsigned char *out = malloc(n->dst.size);
     cr_assert(out);
-    watch_case(r->test.name, text);
-    tu_outcome o = tu_node_run(&r->test, n, APR_ERR_INVALID, out, msg, sizeof msg);
+    tu_suite_watch(r->run.test.name, text);
+    tu_outcome o = tu_node_run(&r->run.test, n, APR_ERR_INVALID, out, msg, sizeof msg);
     if (o == TU_DECLINED) {
-        fprintf(stderr, "unsupported: %s %s: %s\n", r->test.name, text, msg);
+        fprintf(stderr, "unsupported: %s %s: %s\n", r->run.test.name, text, msg);
         (*unsupported)++;
     } else if (o == TU_BROKEN) {
-        fprintf(stderr, "FAIL: %s %s: %s [APR_TEST_SEED=%llu]\n", r->test.name, text, msg, (unsigned long long)r->seed);
+        fprintf(stderr, "FAIL: %s %s: %s [APR_TEST_SEED=%llu]\n", r->run.test.name, text, msg, (unsigned long long)r->run.seed);
         (*failed)++;
     } else (*checked)++;
     free(out);
@@ -1752,7 +1532,7 @@ static long errors_shapes(const tu_backend *b, bool runs_every_op, long *right) 
         char why[512];
         apr_status st = ask_supports(b, &n, why, sizeof why);
         if (runs_every_op && st != APR_OK) {
-            fprintf(stderr, "FAIL: %s supports(%s, well-formed) returned %s (%s)\n", b->name, op_name(op), apr_status_name(st), why);
+            fprintf(stderr, "FAIL: %s supports(%s, well-formed) returned %s (%s)\n", b->name, tu_op_name(op), apr_status_name(st), why);
             wrong++;
         } else (*right)++;
         tu_node_free(&n);
@@ -1765,7 +1545,7 @@ static long errors_shapes(const tu_backend *b, bool runs_every_op, long *right) 
         apr_status st = ask_supports(b, &n, why, sizeof why);
         if (st != APR_ERR_UNSUPPORTED || !why[0]) {
             fprintf(stderr, "FAIL: %s supports(%s, %s) returned %s (%s), want a decline with a reason\n", b->name,
-                    op_name(malformed_nodes[k].op), malformed_nodes[k].what, apr_status_name(st), why);
+                    tu_op_name(malformed_nodes[k].op), malformed_nodes[k].what, apr_status_name(st), why);
             wrong++;
         } else (*right)++;
         tu_node_free(&n);
@@ -1776,53 +1556,53 @@ static long errors_shapes(const tu_backend *b, bool runs_every_op, long *right) 
 /* Bad ids and targets are APR_ERR_INVALID from compute() (not a crash, not a write outside dst);
  * malformed nodes are declined by supports() with a reason. */
 ParameterizedTestParameters(gradcheck, errors) { return gc_params_ops(); }
-ParameterizedTest(gc_param *p, gradcheck, errors, .timeout = GC_TIMEOUT) {
+ParameterizedTest(tu_backend_param *p, gradcheck, errors, .timeout = GC_TIMEOUT) {
     gc_run r;
     memset(&r, 0, sizeof r);
-    r.op = APR_OP_GET_ROWS_GRAD;
+    r.run.op = APR_OP_GET_ROWS_GRAD;
     apr_registry *reg = gc_open(p, &r);
     long checked = 0, failed = 0, unsupported = 0;
     static const int32_t bad[] = {5, -1, INT32_MAX, INT32_MIN};
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
-        tu_rng rng = gc_next(&r);
+        tu_rng rng = tu_suite_next(&r.run);
         tu_node n;
-        node_init(&n, APR_OP_GET_ROWS_GRAD, 2);
-        tu_fill_uniform(add_src(&n, 0, APR_F32, 8, 3, 1, 1, TU_CONTIG), &rng, -1, 1);
-        tu_tensor *ids = add_src(&n, 1, APR_I32, 3, 1, 1, 1, TU_CONTIG);
+        tu_node_init(&n, APR_OP_GET_ROWS_GRAD, 2);
+        tu_fill_uniform(tu_node_src(&n, 0, APR_F32, 8, 3, 1, 1, TU_CONTIG), &rng, -1, 1);
+        tu_tensor *ids = tu_node_src(&n, 1, APR_I32, 3, 1, 1, 1, TU_CONTIG);
         tu_fill_int(ids, &rng, 0, 4);
         tu_seti(ids, (int64_t)(k % 3), 0, 0, 0, bad[k]);
-        set_dst(&n, APR_F32, 8, 5, 1, 1, TU_CONTIG);
-        node_name(&n, "ids[%zu]=%d with R=5", k % 3, (int)bad[k]);
+        tu_node_dst(&n, APR_F32, 8, 5, 1, 1, TU_CONTIG);
+        tu_node_name(&n, "ids[%zu]=%d with R=5", k % 3, (int)bad[k]);
         expect_invalid(&r, &n, &checked, &failed, &unsupported);
     }
     /* targets: V, -2 (only -1 means no loss), and the extremes; -1 elsewhere stays valid */
     static const int32_t bad_t[] = {8, -2, INT32_MAX, INT32_MIN};
     for (int grad = 0; grad < 2; grad++)
         for (size_t k = 0; k < sizeof bad_t / sizeof bad_t[0]; k++) {
-            tu_rng rng = gc_next(&r);
+            tu_rng rng = tu_suite_next(&r.run);
             tu_node n;
             const uint32_t op = grad ? APR_OP_CROSS_ENTROPY_GRAD : APR_OP_CROSS_ENTROPY;
-            node_init(&n, op, grad ? 3 : 2);
-            tu_fill_uniform(add_src(&n, 0, APR_F32, 8, 4, 1, 1, TU_CONTIG), &rng, -1, 1);
-            tu_tensor *tg = add_src(&n, 1, APR_I32, 4, 1, 1, 1, TU_CONTIG);
+            tu_node_init(&n, op, grad ? 3 : 2);
+            tu_fill_uniform(tu_node_src(&n, 0, APR_F32, 8, 4, 1, 1, TU_CONTIG), &rng, -1, 1);
+            tu_tensor *tg = tu_node_src(&n, 1, APR_I32, 4, 1, 1, 1, TU_CONTIG);
             tu_fill_int(tg, &rng, 0, 7);
             tu_seti(tg, (int64_t)((k + 1) % 4), 0, 0, 0, -1);
             tu_seti(tg, (int64_t)(k % 4), 0, 0, 0, bad_t[k]);
             if (grad) {
-                tu_fill_uniform(add_src(&n, 2, APR_F32, 1, 1, 1, 1, TU_CONTIG), &rng, 0.5, 1);
-                set_dst(&n, APR_F32, 8, 4, 1, 1, TU_CONTIG);
-            } else set_dst(&n, APR_F32, 1, 1, 1, 1, TU_CONTIG);
-            node_name(&n, "targets[%zu]=%d with V=8", k % 4, (int)bad_t[k]);
+                tu_fill_uniform(tu_node_src(&n, 2, APR_F32, 1, 1, 1, 1, TU_CONTIG), &rng, 0.5, 1);
+                tu_node_dst(&n, APR_F32, 8, 4, 1, 1, TU_CONTIG);
+            } else tu_node_dst(&n, APR_F32, 1, 1, 1, 1, TU_CONTIG);
+            tu_node_name(&n, "targets[%zu]=%d with V=8", k % 4, (int)bad_t[k]);
             expect_invalid(&r, &n, &checked, &failed, &unsupported);
         }
     long right = 0;
-    const long wrong = errors_shapes(&r.test, r.self_check, &right);
+    const long wrong = errors_shapes(&r.run.test, r.run.self_check, &right);
     char backend[64];
-    snprintf(backend, sizeof backend, "%s", r.test.name);
+    snprintf(backend, sizeof backend, "%s", r.run.test.name);
     fprintf(stderr, "%s errors: %ld bad ids/targets returned invalid, %ld failed, %ld unsupported; %ld of %ld supports() answers "
             "wrong\n", backend, checked, failed, unsupported, wrong, wrong + right);
-    tally_append(backend, checked + right, failed + wrong, unsupported);
-    gc_close(reg, &r);
+    tu_tally_add(&tally, backend, checked + right, failed + wrong, unsupported);
+    tu_suite_close(reg, &r.run);
     cr_assert_eq(failed, 0, "%s: %ld nodes with a bad id or target did not return APR_ERR_INVALID cleanly (see FAIL lines)", backend,
                  failed);
     cr_assert_eq(wrong, 0, "%s: %ld supports() answers on malformed or well-formed nodes were wrong (see FAIL lines)", backend, wrong);

@@ -167,31 +167,8 @@ void refgrad_softmax(const apr_node_desc *n) {
 /* ---------------------------------------------------------------- rope */
 
 /* The transposed rotation of ROPE (the inverse: a rotation's transpose), theta exactly as
- * refrope_run computes it. */
-void refgrad_rope(const apr_node_desc *n) {
-    const apr_tensor_desc *dy = &n->src[0], *pos = &n->src[1], *dst = &n->dst;
-    const apr_tensor_desc *ff = opcheck_src_present(n, 2) ? &n->src[2] : NULL;
-    int64_t D = dy->ne[0], H = dy->ne[1], T = dy->ne[2];
-    int64_t n_rot = n->iparams[0], half = n_rot / 2;
-    bool split_half = n->iparams[1] == 1;
-    double base = n->fparams[0], scale = n->fparams[1];
-    for (int64_t t = 0; t < T; t++) {
-        double p = reftensor_geti(pos, t, 0, 0, 0);
-        for (int64_t h = 0; h < H; h++) {
-            for (int64_t i = 0; i < half; i++) {
-                double theta = p * scale * pow(base, -2.0 * (double)i / (double)n_rot);
-                if (ff) theta /= reftensor_getf(ff, i, 0, 0, 0);
-                int64_t ia = split_half ? i : 2 * i;
-                int64_t ib = split_half ? i + half : 2 * i + 1;
-                double a = reftensor_getf(dy, ia, h, t, 0), b = reftensor_getf(dy, ib, h, t, 0);
-                double c = cos(theta), s = sin(theta);
-                reftensor_setf(dst, ia, h, t, 0, (float)(a * c + b * s));
-                reftensor_setf(dst, ib, h, t, 0, (float)(-a * s + b * c));
-            }
-            for (int64_t d = n_rot; d < D; d++) reftensor_setf(dst, d, h, t, 0, reftensor_getf(dy, d, h, t, 0));
-        }
-    }
-}
+ * refrope_run computes it: the same code, in ref_rope.c. */
+void refgrad_rope(const apr_node_desc *n) { refrope_rotate(n, true); }
 
 /* ---------------------------------------------------------------- element-wise: silu, gelu */
 

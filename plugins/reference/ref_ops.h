@@ -2,6 +2,7 @@
 #ifndef APR_REF_OPS_H
 #define APR_REF_OPS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "apr/apr_abi.h"
@@ -35,6 +36,10 @@ void refrow_argmax(const apr_node_desc *n);
 
 /* ref_rope.c */
 void refrope_run(const apr_node_desc *n);
+/* ROPE's rotation of src0 (x, or ROPE_GRAD's dY) into dst, by the angles of the positions in src1
+ * and the optional frequency factors in src2; transposed: by minus each angle, which is ROPE_GRAD
+ * (the transpose of a rotation is its inverse). */
+void refrope_rotate(const apr_node_desc *n, bool transposed);
 
 /* ref_optim.c: ADAMW, written in place into src0 (= dst), src2 and src3; SGD into src0 (= dst) and src2;
  * ACC into src0 (= dst). */

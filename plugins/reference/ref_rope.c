@@ -1,4 +1,4 @@
-/* ref_rope.c — reference ROPE: rotates pairs of dims by an angle that grows with the token position. */
+/* ref_rope.c — reference ROPE and ROPE_GRAD: rotates pairs of dims by an angle that grows with the token position (the gradient by its transpose). */
 #include <math.h>
 #include <stdbool.h>
 
@@ -6,7 +6,7 @@
 #include "ref_ops.h"
 #include "ref_tensor.h"
 
-void refrope_run(const apr_node_desc *n) {
+void refrope_rotate(const apr_node_desc *n, bool transposed) {
     const apr_tensor_desc *x = &n->src[0], *pos = &n->src[1], *dst = &n->dst;
     const apr_tensor_desc *ff = opcheck_src_present(n, 2) ? &n->src[2] : NULL;
     int64_t D = x->ne[0], H = x->ne[1], T = x->ne[2];
@@ -24,7 +24,8 @@ void refrope_run(const apr_node_desc *n) {
                 int64_t ia = split_half ? i : 2 * i;
                 int64_t ib = split_half ? i + half : 2 * i + 1;
                 double a = reftensor_getf(x, ia, h, t, 0), b = reftensor_getf(x, ib, h, t, 0);
-                double c = cos(theta), s = sin(theta);
+                /* the transpose rotates by -theta: sin is odd, and negating s is exact */
+                double c = cos(theta), s = transposed ? -sin(theta) : sin(theta);
                 reftensor_setf(dst, ia, h, t, 0, (float)(a * c - b * s));
                 reftensor_setf(dst, ib, h, t, 0, (float)(a * s + b * c));
             }
@@ -32,3 +33,5 @@ void refrope_run(const apr_node_desc *n) {
         }
     }
 }
+
+void refrope_run(const apr_node_desc *n) { refrope_rotate(n, false); }

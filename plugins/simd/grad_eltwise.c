@@ -97,23 +97,7 @@ static void acc_worker(void *ctx, int ith, int nth) {
     for (long long c = c0; c < c1; c++) {
         const int64_t r = c / j->chunks_per_row, at = c % j->chunks_per_row * ACC_CHUNK;
         const int64_t len = ta->ne[0] - at < ACC_CHUNK ? ta->ne[0] - at : ACC_CHUNK;
-        char *a = rows_ptr(ta, r) + at * ta->nb[0];
-        const char *b = rows_ptr(tb, r) + at * tb->nb[0];
-        int64_t i = 0;
-        if (ta->nb[0] == 4 && tb->nb[0] == 4) {
-            float *fa = (float *)a;
-            const float *fb = (const float *)b;
-            for (; i + VEC_W <= len; i += VEC_W) vec_store(fa + i, vec_add(vec_load(fa + i), vec_load(fb + i)));
-            if (i < len) vec_storen(fa + i, vec_add(vec_loadn(fa + i, (int)(len - i)), vec_loadn(fb + i, (int)(len - i))), (int)(len - i));
-            continue;
-        }
-        for (; i < len; i++) {
-            float x, y;
-            memcpy(&x, a + i * ta->nb[0], 4);
-            memcpy(&y, b + i * tb->nb[0], 4);
-            x += y;
-            memcpy(a + i * ta->nb[0], &x, 4);
-        }
+        rows_add_f32(rows_ptr(ta, r) + at * ta->nb[0], ta->nb[0], rows_ptr(tb, r) + at * tb->nb[0], tb->nb[0], len);
     }
 }
 

@@ -155,21 +155,7 @@ static void get_rows_grad_worker(void *ctx, int ith, int nth) {
             if (id < ra || id >= re) continue;
             char *drow = (char *)d->data + (int64_t)id * d->nb[1] + c0 * d->nb[0];
             const char *srow = (const char *)dy->data + k * dy->nb[1] + c0 * dy->nb[0];
-            int64_t i = 0;
-            if (d->nb[0] == 4 && dy->nb[0] == 4) {
-                float *o = (float *)drow;
-                const float *s = (const float *)srow;
-                for (; i + VEC_W <= w; i += VEC_W) vec_store(o + i, vec_add(vec_load(o + i), vec_load(s + i)));
-                if (i < w) vec_storen(o + i, vec_add(vec_loadn(o + i, (int)(w - i)), vec_loadn(s + i, (int)(w - i))), (int)(w - i));
-                continue;
-            }
-            for (; i < w; i++) {
-                float x, y;
-                memcpy(&x, drow + i * d->nb[0], 4);
-                memcpy(&y, srow + i * dy->nb[0], 4);
-                x += y;
-                memcpy(drow + i * d->nb[0], &x, 4);
-            }
+            rows_add_f32(drow, d->nb[0], srow, dy->nb[0], w);
         }
     }
 }

@@ -1,4 +1,4 @@
-/* tu_backend.c — drives one backend directly through its plugin table: guarded buffers, one-node runs, result comparison. */
+/* tu_backend.c — drives one backend directly through its plugin table: which backends there are, one-node cases, guarded runs, result comparison. */
 #include "tu_backend.h"
 
 #include <inttypes.h>
@@ -38,6 +38,85 @@ bool tu_backend_open(apr_registry *reg, const char *name, int n_threads, tu_back
 void tu_backend_close(tu_backend *b) {
     if (b->be) apr_backend_close(b->be);
     memset(b, 0, sizeof *b);
+}
+
+void tu_backend_list_scan(tu_backend_list *out) {
+    memset(out, 0, sizeof *out);
+    apr_registry *reg = NULL;
+    apr_error e;
+    if (apr_registry_open(NULL, &reg, &e) != APR_OK) return;
+    for (int i = 0; i < apr_registry_count(reg) && out->n < TU_MAX_BACKENDS; i++) {
+        const apr_plugin_record *rec = apr_registry_record(reg, i);
+        if (!strcmp(rec->name, TU_REFERENCE)) continue;
+        if (rec->state != APR_PLUGIN_OK) {
+            size_t len = strlen(out->rejected);
+            snprintf(out->rejected + len, sizeof out->rejected - len, "%s%s: %s", len ? "; " : "", rec->name, rec->reason);
+            continue;
+        }
+        snprintf(out->name[out->n++], sizeof out->name[0], "%s", rec->name);
+    }
+    apr_registry_close(reg);
+}
+
+const char *tu_op_name(uint32_t op) {
+    static const char *const names[] = {
+        "none", "get_rows", "matmul", "add", "mul", "scale", "rms_norm", "rope", "softmax", "silu", "gelu",
+        "swiglu", "attention", "cpy", "concat", "argmax", "set_rows", "adamw", "matmul_grad_x", "matmul_grad_w",
+        "get_rows_grad", "sum_repeats", "rms_norm_grad", "rope_grad", "softmax_grad", "silu_grad", "gelu_grad",
+        "attention_grad", "cross_entropy", "cross_entropy_grad", "sgd", "acc"};
+    _Static_assert(sizeof names / sizeof names[0] == APR_OP_COUNT_V5, "a name for every op");
+    return op < sizeof names / sizeof names[0] ? names[op] : "?";
+}
+
+/* ---------------------------------------------------------------- building a case */
+
+void tu_node_init(tu_node *n, uint32_t op, uint32_t n_src) {
+    memset(n, 0, sizeof *n);
+    n->op = op;
+    n->n_src = n_src;
+}
+
+tu_tensor *tu_node_src(tu_node *n, int i, uint32_t dtype, int64_t a, int64_t b, int64_t c, int64_t d, tu_layout lay) {
+    tu_tensor_init(&n->src[i], dtype, (const int64_t[APR_MAX_DIMS]){a, b, c, d}, lay);
+    return &n->src[i];
+}
+
+tu_tensor *tu_node_dst(tu_node *n, uint32_t dtype, int64_t a, int64_t b, int64_t c, int64_t d, tu_layout lay) {
+    tu_tensor_init(&n->dst, dtype, (const int64_t[APR_MAX_DIMS]){a, b, c, d}, lay);
+    return &n->dst;
+}
+
+void tu_node_name(tu_node *n, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(n->name, sizeof n->name, fmt, ap);
+    va_end(ap);
+}
+
+void tu_node_text(const tu_node *n, char *out, size_t size) {
+    int len = snprintf(out, size, "%s %s:", tu_op_name(n->op), n->name);
+    for (uint32_t i = 0; i < n->n_src && len >= 0 && (size_t)len < size; i++) {
+        char d[96] = "none";
+        if (n->src[i].present) tu_tensor_describe(&n->src[i], d, sizeof d);
+        len += snprintf(out + len, size - (size_t)len, " src%u=%s", (unsigned)i, d);
+    }
+    if (len >= 0 && (size_t)len < size) {
+        char d[96];
+        tu_tensor_describe(&n->dst, d, sizeof d);
+        snprintf(out + len, size - (size_t)len, " -> %s", d);
+    }
+}
+
+void tu_node_poison_masked_keys(tu_node *n) {
+    const tu_tensor *m = &n->src[3];
+    for (int64_t j = 0; j < m->ne[0]; j++) {
+        bool all = true;
+        for (int64_t t = 0; t < m->ne[1] && all; t++) all = tu_getf(m, j, t, 0, 0) == -INFINITY;
+        if (!all) continue;
+        for (int kv = 1; kv <= 2; kv++)
+            for (int64_t h = 0; h < n->src[kv].ne[2]; h++)
+                for (int64_t d = 0; d < n->src[kv].ne[0]; d++) tu_setf(&n->src[kv], d, j, h, 0, NAN);
+    }
 }
 
 void tu_node_free(tu_node *n) {

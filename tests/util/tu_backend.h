@@ -1,4 +1,4 @@
-/* tu_backend.h — drives one backend directly through its plugin table: guarded buffers, one-node runs, result comparison. */
+/* tu_backend.h — drives one backend directly through its plugin table: which backends there are, one-node cases, guarded runs, result comparison. */
 #ifndef TU_BACKEND_H
 #define TU_BACKEND_H
 
@@ -25,6 +25,30 @@ typedef struct tu_backend {
 bool tu_backend_open(apr_registry *reg, const char *name, int n_threads, tu_backend *out, char *err, size_t err_size);
 void tu_backend_close(tu_backend *b);
 
+/* The backend every other one is checked against. */
+#define TU_REFERENCE "reference"
+
+/* The backends of the default registry other than the reference, for a suite's parameters. */
+#define TU_MAX_BACKENDS 16
+typedef struct tu_backend_list {
+    int n;
+    char name[TU_MAX_BACKENDS][64]; /* the usable ones (APR_PLUGIN_OK), in registry order, at most TU_MAX_BACKENDS */
+    char rejected[240];             /* "name: reason; name: reason" of the unusable ones, cut to fit */
+} tu_backend_list;
+
+/* Scans apr_registry_open(NULL, ...)'s plugins into out; the same answer on every call. A registry
+ * that cannot be opened gives an empty list. */
+void tu_backend_list_scan(tu_backend_list *out);
+
+/* One Criterion parameter of a backend-checking suite: the backend a test instance checks. */
+typedef struct tu_backend_param {
+    char backend[64]; /* "" = a placeholder: nothing to check (note says why) */
+    char note[400];
+} tu_backend_param;
+
+/* The op's name in lower case ("rms_norm_grad"); "?" for a number no ABI version defines. */
+const char *tu_op_name(uint32_t op);
+
 /* Sources a node may have: src, then (ABI 4) src_ext. */
 #define TU_MAX_SRC (APR_MAX_SRC + APR_MAX_SRC_EXT)
 
@@ -44,6 +68,21 @@ typedef struct tu_node {
                                            in place (ADAMW's moments); its storage comes back in written_out[i] */
     unsigned char *written_out[TU_MAX_SRC]; /* the caller's buffers of src[i].size bytes, for the bits of written */
 } tu_node;
+
+/* Building a case: n zeroed, with op and n_src sources counted (absent optional ones included). */
+void tu_node_init(tu_node *n, uint32_t op, uint32_t n_src);
+/* Source i (dst): a new tensor of dtype and shape [a, b, c, d] in layout lay, unfilled; returned for filling. */
+tu_tensor *tu_node_src(tu_node *n, int i, uint32_t dtype, int64_t a, int64_t b, int64_t c, int64_t d, tu_layout lay);
+tu_tensor *tu_node_dst(tu_node *n, uint32_t dtype, int64_t a, int64_t b, int64_t c, int64_t d, tu_layout lay);
+/* The case's name, printf-style, cut to fit n->name. */
+void tu_node_name(tu_node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The case's full description for messages: "op name: src0=... src1=... -> dst", each tensor with
+ * its strides when it is a view (tu_tensor_describe), absent sources as "none". */
+void tu_node_text(const tu_node *n, char *out, size_t size);
+/* An ATTENTION / ATTENTION_GRAD node with a mask (src[3]): the k and v rows (src[1], src[2]) of every
+ * key that each query masks with -inf become NaN. The ABI says such keys are never read, so unfilled
+ * cache slots never matter; a kernel that reads them puts NaN into its output. */
+void tu_node_poison_masked_keys(tu_node *n);
 
 void tu_node_free(tu_node *n);
 

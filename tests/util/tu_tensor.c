@@ -205,6 +205,16 @@ void tu_fill_special(tu_tensor *t, tu_rng *r) {
     }
 }
 
+void tu_fill_mask(tu_tensor *m, tu_rng *r) {
+    tu_fill_uniform(m, r, -2, 0);
+    for (int64_t row = 0; row < m->ne[1]; row++) {
+        int64_t keep = row >= 2 && row % 3 == 2 ? tu_rng_int(r, 0, m->ne[0] - 1) : -1;
+        for (int64_t j = 0; j < m->ne[0]; j++)
+            if (row == 1 || (keep >= 0 && j != keep) || (keep < 0 && tu_rng_int(r, 0, 9) == 0))
+                tu_setf(m, j, row, 0, 0, -INFINITY);
+    }
+}
+
 void tu_tensor_describe(const tu_tensor *t, char *out, size_t size) {
     /* Trailing 1s are dropped; a strided layout shows its nb in elements. */
     int nd = APR_MAX_DIMS;

@@ -98,6 +98,11 @@ void tu_fill_int(tu_tensor *t, tu_rng *r, int64_t lo, int64_t hi);
 /* Float elements that probe conversions: ordinary values, wide magnitudes (overflow to inf,
  * subnormals, underflow to zero), exact rounding ties of f16 and bf16, +-0, +-inf and NaN. */
 void tu_fill_special(tu_tensor *t, tu_rng *r);
+/* An additive attention / softmax mask [N, R] (f32): values in [-2, 0) with about one in ten
+ * -inf; row 1 fully masked (a row whose every z is -inf); every third row from row 2 on a single
+ * visible position, as in sliding-window or packed-document masks (with one finite z, a vector
+ * kernel's running max must come from exactly that lane). */
+void tu_fill_mask(tu_tensor *m, tu_rng *r);
 
 /* "[7,3,1,1]" style text of ne, and a short layout tag ("", "/pad", "/T", ...) of nb. */
 void tu_tensor_describe(const tu_tensor *t, char *out, size_t size);
