@@ -259,6 +259,49 @@ Test(optim, abi3_plugin_gets_no_five_source_node) {
     apr_registry_close(reg);
 }
 
+/* An ABI 4 plugin still loads under an ABI 5 core, and no op of ABI 5 (here ACC, in place into its
+ * memory) is placed on it, even though its supports() (the reference's checks, which know the op)
+ * would say yes; the same plugin stamped 5 runs the node. */
+static apr_status opt_acc_on(const char *abi, float *out, apr_error *e) {
+    setenv("APR_OPAQUE_ABI", abi, 1);
+    apr_registry *reg = opt_registry();
+    unsetenv("APR_OPAQUE_ABI");
+    apr_backend *be;
+    cr_assert_eq(apr_backend_open(reg, "opaque", 1, &be, e), APR_OK, "%s", e->msg);
+    cr_assert_eq(apr_backend_plugin(be)->abi_version, (uint32_t)atoi(abi), "APR_OPAQUE_ABI=%s did not take", abi);
+    apr_mem *acc;
+    const float a[4] = {1, 2, 3, 4}, b[4] = {0.5f, 0.25f, -3, 8};
+    cr_assert_eq(apr_mem_new(be, sizeof a, APR_USAGE_STATE, "acc", &acc, e), APR_OK, "%s", e->msg);
+    cr_assert_eq(apr_mem_write(acc, 0, a, sizeof a, e), APR_OK, "%s", e->msg);
+    apr_graph *g = apr_graph_new();
+    apr_tensor *x = apr_input(g, APR_F32, 1, (int64_t[]){4}, "b");
+    apr_graph_output(g, apr_acc(g, apr_resident(g, APR_F32, 1, (int64_t[]){4}, acc, 0, "acc"), x));
+    cr_assert_null(apr_graph_error(g));
+    apr_plan *p = NULL;
+    apr_status st = apr_plan_new(g, &be, 1, &p, e);
+    if (st == APR_OK) {
+        cr_assert_eq(apr_plan_set_input(p, x, b, sizeof b, e), APR_OK, "%s", e->msg);
+        cr_assert_eq(apr_plan_run(p, e), APR_OK, "%s", e->msg);
+        cr_assert_eq(apr_mem_read(acc, 0, out, sizeof a, e), APR_OK, "%s", e->msg);
+    }
+    apr_plan_free(p);
+    apr_graph_free(g);
+    apr_mem_free(acc);
+    apr_backend_close(be);
+    apr_registry_close(reg);
+    return st;
+}
+
+Test(optim, an_abi4_plugin_loads_and_gets_no_abi5_op) {
+    apr_error e;
+    float out[4] = {0};
+    cr_assert_eq(opt_acc_on("4", out, &e), APR_ERR_UNSUPPORTED);
+    cr_expect(strstr(e.msg, "needs a plugin of ABI >= 5"), "message: %s", e.msg);
+    cr_assert_eq(opt_acc_on("5", out, &e), APR_OK, "%s", e.msg);
+    const float want[4] = {1.5f, 2.25f, 0, 12};
+    for (int i = 0; i < 4; i++) cr_expect_eq(out[i], want[i], "acc[%d] = %g, want %g", i, out[i], want[i]);
+}
+
 /* What the graph refuses to write, each with a message naming the tensor. */
 Test(optim, graph_refuses_what_it_cannot_write) {
     static float data[64], hp[APR_ADAMW_HP_COUNT];

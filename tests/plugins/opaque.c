@@ -861,7 +861,8 @@ static const apr_plugin opaque_table = {
 };
 
 /* The same backend presented as an ABI 3 plugin (APR_OPAQUE_ABI=3): a table that ends before the
- * ABI 4 slots, so the core must treat it as a plugin that predates them (src_ext included). */
+ * ABI 4 slots, so the core must treat it as a plugin that predates them (src_ext included); or as an
+ * ABI 4 plugin (APR_OPAQUE_ABI=4), which must never be given an op of ABI 5. */
 static apr_plugin opaque_table_v3;
 
 apr_status apr_plugin_entry(uint32_t core_abi_version, const apr_plugin **out, char *err, size_t err_size) {
@@ -876,6 +877,12 @@ apr_status apr_plugin_entry(uint32_t core_abi_version, const apr_plugin **out, c
         opaque_table_v3 = opaque_table;
         opaque_table_v3.struct_size = offsetof(apr_plugin, caps);
         opaque_table_v3.abi_version = 3;
+        *out = &opaque_table_v3;
+        return APR_OK;
+    }
+    if (abi && !strcmp(abi, "4")) { /* the ABI 4 table: every slot, but no op of ABI 5 */
+        opaque_table_v3 = opaque_table;
+        opaque_table_v3.abi_version = 4;
         *out = &opaque_table_v3;
         return APR_OK;
     }
